@@ -1,0 +1,146 @@
+#pragma once
+// Membership: who this node believes is alive, with their incarnations.
+//
+// A pure protocol core, driven by the node's Asio shell (or a simulator) on
+// one thread: every input carries `now`, nothing here reads a clock, opens a
+// socket or starts a timer. Outputs go into a MembershipOutput the caller
+// drains: events for the layers above, probes to run, refusals to send.
+//
+// Failure detection (DESIGN.md "Membership"): a member silent for
+// failure_timeout is suspected; it is confirmed failed only when a direct
+// probe and one indirect probe (through another alive member) both fail or
+// time out after probe_timeout. Hearing from it, or any probe succeeding,
+// restores it. If tick() sees that this node itself stalled (the gap between
+// ticks exceeds stall_threshold: it was paused or starved of CPU) it enters
+// TILT: every member gets a fresh failure_timeout from now and pending
+// suspicions are dropped, so a slow node never evicts a healthy cluster.
+//
+// Views need not agree between nodes; safety above never depends on them.
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/ids.h"
+#include "common/clock.h"
+
+namespace rg::grid {
+
+struct MembershipConfig {
+  Duration heartbeat_interval = milliseconds(100);
+  Duration failure_timeout = milliseconds(1000);
+  Duration probe_timeout = milliseconds(250);
+  // A gap between two ticks longer than this means this node stalled.
+  Duration stall_threshold = milliseconds(500);
+};
+
+enum class MemberState { unknown, alive, suspected, failed, left };
+const char* to_string(MemberState s);
+
+struct MemberInfo {
+  NodeId id;
+  MemberState state = MemberState::unknown;
+  Incarnation incarnation = 0;
+  std::string address;  // listen endpoint "host:port" as the member announced it
+  Time last_heard{};
+  Time state_since{};
+  Time alive_since{};  // when the current incarnation was first heard
+};
+
+enum class MemberEvent { joined, suspected, failed, restored, left };
+const char* to_string(MemberEvent e);
+
+struct MembershipEvent {
+  MemberEvent kind;
+  NodeId id;
+  Incarnation incarnation = 0;
+  std::string address;
+};
+
+// Ask the shell to probe `target` (at `address`) directly (via empty) or
+// through member `via`; the shell reports back with on_probe_result(nonce, ...).
+struct ProbeOrder {
+  std::uint64_t nonce = 0;
+  NodeId target;
+  std::string address;
+  NodeId via;  // empty: direct
+  std::string via_address;
+};
+
+// Ask the shell to tell the sender at `address` it is refused, and why.
+struct Refusal {
+  std::string address;
+  std::string reason;
+};
+
+struct MembershipOutput {
+  std::vector<MembershipEvent> events;
+  std::vector<ProbeOrder> probes;
+  std::vector<Refusal> refusals;
+  void clear() { events.clear(); probes.clear(); refusals.clear(); }
+};
+
+// What on_heard() made of a message.
+enum class Heard {
+  accepted,        // from a known member; its state is now alive
+  stale,           // from an older incarnation than the one we know: ignore it
+  not_a_member,    // id not in the topology: refused (a Refusal was emitted)
+  wrong_topology,  // its member list differs from ours: refused
+  duplicate,       // another live process already holds this id at another address: refused
+  self,            // our own message (multicast loopback): ignore
+  self_duplicate,  // someone else claims our id: refused
+};
+
+class Membership {
+ public:
+  Membership(Topology topology, NodeId self, Incarnation incarnation, std::string self_address,
+             MembershipConfig config, Time now);
+
+  // Any authenticated message from `from` (heartbeat, data, ack...). For
+  // messages that do not carry the sender's member-list fingerprint, pass ours.
+  Heard on_heard(const NodeId& from, Incarnation incarnation, const std::string& address,
+                 std::uint64_t topology_fingerprint, Time now, MembershipOutput& out);
+  // `from` left gracefully (SIGTERM): state left at once, event `left`.
+  void on_leave(const NodeId& from, Incarnation incarnation, Time now, MembershipOutput& out);
+  // Result of a probe ordered earlier; unknown or late nonces are ignored.
+  void on_probe_result(std::uint64_t nonce, bool reached, Time now, MembershipOutput& out);
+  // Call at least every heartbeat_interval: suspicion, probe deadlines, TILT.
+  void tick(Time now, MembershipOutput& out);
+
+  const MemberInfo* find(const NodeId& id) const;
+  const std::map<NodeId, MemberInfo>& members() const { return members_; }  // excludes self
+  std::vector<NodeId> alive() const;  // alive members other than self, sorted
+  bool is_alive(const NodeId& id) const;
+  bool tilted() const { return tilt_count_ > 0 && in_tilt_; }
+  std::uint64_t tilt_count() const { return tilt_count_; }
+  const Topology& topology() const { return topology_; }
+  const NodeId& self() const { return self_; }
+  Incarnation incarnation() const { return incarnation_; }
+  const MembershipConfig& config() const { return config_; }
+
+ private:
+  struct Suspicion {
+    std::uint64_t direct_nonce = 0;
+    std::uint64_t indirect_nonce = 0;  // 0: no other member to ask
+    int pending = 0;                   // probes not yet answered
+    Time deadline{};
+  };
+  void set_state(MemberInfo& m, MemberState s, Time now, MembershipOutput& out);
+  void suspect(MemberInfo& m, Time now, MembershipOutput& out);
+  void confirm_failed(MemberInfo& m, Time now, MembershipOutput& out);
+
+  Topology topology_;
+  NodeId self_;
+  Incarnation incarnation_;
+  std::string self_address_;
+  MembershipConfig config_;
+  std::map<NodeId, MemberInfo> members_;
+  std::map<NodeId, Suspicion> suspicions_;
+  std::uint64_t next_nonce_ = 1;
+  Time last_tick_{};
+  bool in_tilt_ = false;
+  std::uint64_t tilt_count_ = 0;
+};
+
+}  // namespace rg::grid
