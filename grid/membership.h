@@ -15,10 +15,21 @@
 // TILT: every member gets a fresh failure_timeout from now and pending
 // suspicions are dropped, so a slow node never evicts a healthy cluster.
 //
+// TILT is also entered when a failed probe result arrives after such a gap
+// (an event loop may run its overdue probe timers before its tick timer).
+//
+// Events are emitted once per real state change: joined (first heard, a new
+// incarnation, a move to another address, or back after leaving), suspected,
+// failed, restored (heard or reached again with the same incarnation), left.
+// Suspected members still count as alive in alive()/is_alive(): a suspicion
+// is not a verdict, and treating it as one would move roles on one lost
+// heartbeat's worth of doubt.
+//
 // Views need not agree between nodes; safety above never depends on them.
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -94,11 +105,15 @@ enum class Heard {
 
 class Membership {
  public:
+  // Throws std::invalid_argument if `self` is not in the topology.
   Membership(Topology topology, NodeId self, Incarnation incarnation, std::string self_address,
              MembershipConfig config, Time now);
 
   // Any authenticated message from `from` (heartbeat, data, ack...). For
   // messages that do not carry the sender's member-list fingerprint, pass ours.
+  // A second process claiming a member's id from another address is refused
+  // while the known process was heard within failure_timeout; once that one
+  // is silent, failed or gone, the newcomer is taken as a restart or a move.
   Heard on_heard(const NodeId& from, Incarnation incarnation, const std::string& address,
                  std::uint64_t topology_fingerprint, Time now, MembershipOutput& out);
   // `from` left gracefully (SIGTERM): state left at once, event `left`.
@@ -121,14 +136,27 @@ class Membership {
 
  private:
   struct Suspicion {
-    std::uint64_t direct_nonce = 0;
-    std::uint64_t indirect_nonce = 0;  // 0: no other member to ask
+    std::uint64_t direct_nonce = 0;    // 0 once answered
+    std::uint64_t indirect_nonce = 0;  // 0: no other member to ask, or answered
     int pending = 0;                   // probes not yet answered
     Time deadline{};
   };
-  void set_state(MemberInfo& m, MemberState s, Time now, MembershipOutput& out);
-  void suspect(MemberInfo& m, Time now, MembershipOutput& out);
-  void confirm_failed(MemberInfo& m, Time now, MembershipOutput& out);
+  // Every state change goes through one of these: each keeps suspicions_ in
+  // step with the states and emits exactly one event.
+  void become_alive(MemberInfo& m, MemberEvent why, Time now, MembershipOutput& out);
+  void become_suspected(MemberInfo& m, Time now, MembershipOutput& out);
+  void become_failed(MemberInfo& m, Time now, MembershipOutput& out);
+  void become_left(MemberInfo& m, Time now, MembershipOutput& out);
+  void emit(const MemberInfo& m, MemberEvent kind, MembershipOutput& out) const;
+
+  void detect_stall(Time now, MembershipOutput& out);
+  void enter_tilt(Time now, MembershipOutput& out);
+  bool tilt_can_end(Time now) const;
+  void note_heard(MemberInfo& m, Time now);
+  bool held_live_by_known_process(const MemberInfo& m, Time now) const;
+  const MemberInfo* pick_relay(const NodeId& target) const;
+  Heard refuse(Heard why, const std::string& address, std::string reason, MembershipOutput& out) const;
+  void check_invariants() const;
 
   Topology topology_;
   NodeId self_;
@@ -137,10 +165,16 @@ class Membership {
   MembershipConfig config_;
   std::map<NodeId, MemberInfo> members_;
   std::map<NodeId, Suspicion> suspicions_;
+  // When each member was really last heard or reached. MemberInfo::last_heard
+  // is pushed forward by TILT to grant a fresh timeout; telling a live process
+  // from a silent one (duplicate ids) needs the truth.
+  std::map<NodeId, Time> really_heard_;
   std::uint64_t next_nonce_ = 1;
   Time last_tick_{};
   bool in_tilt_ = false;
   std::uint64_t tilt_count_ = 0;
+  Time tilt_began_{};
+  std::set<NodeId> heard_in_tilt_;  // alive members heard since tilt_began_
 };
 
 }  // namespace rg::grid

@@ -1,0 +1,395 @@
+#include "grid/node.h"
+
+#include <chrono>
+
+#include <boost/asio/ip/multicast.hpp>
+#include <boost/asio/post.hpp>
+#include <fmt/format.h>
+
+#include "common/log.h"
+#include "grid/envelope.h"
+
+namespace rg::grid {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using asio::ip::udp;
+
+namespace {
+
+Incarnation new_incarnation() {
+  // Wall-clock microseconds: grows across restarts of the process without
+  // any state on disk. Only the shell reads it; cores get it passed in.
+  return static_cast<Incarnation>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                      std::chrono::system_clock::now().time_since_epoch())
+                                      .count());
+}
+
+MembershipConfig membership_config(const NodeConfig& c) {
+  MembershipConfig m;
+  m.heartbeat_interval = c.heartbeat_interval;
+  m.failure_timeout = c.failure_timeout;
+  m.probe_timeout = c.probe_timeout;
+  // A stall of half the failure timeout is already enough to make us accuse
+  // healthy peers a moment later; treat it as a stall.
+  m.stall_threshold = std::max<Duration>(c.failure_timeout / 2, 3 * c.heartbeat_interval);
+  return m;
+}
+
+udp::endpoint to_udp(const std::string& address) {
+  auto ep = parse_endpoint(address);
+  if (!ep) return {};
+  return udp::endpoint(asio::ip::make_address(ep->host), ep->port);
+}
+
+}  // namespace
+
+Node::Node(asio::io_context& io, NodeConfig config)
+    : io_(io),
+      config_(std::move(config)),
+      auth_(config_.cluster, config_.secret),
+      topology_(config_.members),
+      self_index_(*topology_.index_of(config_.node)),
+      incarnation_(new_incarnation()),
+      membership_(topology_, config_.node, incarnation_, config_.listen.str(), membership_config(config_),
+                  Clock::now()),
+      udp_(io),
+      acceptor_(io),
+      timer_(io) {
+  started_ = Clock::now();
+  open_sockets();
+  register_admin();
+}
+
+Node::~Node() = default;
+
+void Node::open_sockets() {
+  auto fail = [](const std::string& what, const std::string& where, const boost::system::system_error& e) {
+    throw std::runtime_error(fmt::format("cannot {} {}: {}", what, where, e.code().message()));
+  };
+  auto host = asio::ip::make_address(config_.listen.host);
+  try {
+    udp_.open(udp::v4());
+    udp_.bind(udp::endpoint(host, config_.listen.port));
+    udp_.non_blocking(true);
+  } catch (const boost::system::system_error& e) {
+    fail("bind UDP", config_.listen.str(), e);
+  }
+  try {
+    tcp::endpoint ep(host, config_.listen.port);
+    acceptor_.open(ep.protocol());
+    acceptor_.set_option(asio::socket_base::reuse_address(true));
+    acceptor_.bind(ep);
+    acceptor_.listen();
+  } catch (const boost::system::system_error& e) {
+    fail("listen on TCP", config_.listen.str(), e);
+  }
+  try {
+    admin_ = std::make_unique<AdminServer>(io_, config_.admin, auth_, conn_counters_);
+  } catch (const boost::system::system_error& e) {
+    fail("listen on admin", config_.admin.str(), e);
+  }
+  if (config_.multicast) {
+    group_ = udp::endpoint(asio::ip::make_address(config_.multicast->host), config_.multicast->port);
+    try {
+      mcast_.emplace(io_);
+      mcast_->open(udp::v4());
+      mcast_->set_option(asio::socket_base::reuse_address(true));
+      mcast_->set_option(asio::socket_base::receive_buffer_size(static_cast<int>(config_.multicast_rcvbuf)));
+      asio::socket_base::receive_buffer_size granted;
+      mcast_->get_option(granted);
+      rcvbuf_granted_ = static_cast<std::size_t>(granted.value());
+      mcast_->bind(group_);
+      mcast_->set_option(asio::ip::multicast::join_group(group_.address().to_v4(), host.to_v4()));
+      // Sent from the unicast socket so the source is our listen address;
+      // TTL 1 and the listen interface keep it on the local link.
+      udp_.set_option(asio::ip::multicast::outbound_interface(host.to_v4()));
+      udp_.set_option(asio::ip::multicast::hops(1));
+      udp_.set_option(asio::ip::multicast::enable_loopback(true));
+      udp_.set_option(asio::socket_base::send_buffer_size(static_cast<int>(config_.multicast_rcvbuf)));
+    } catch (const boost::system::system_error& e) {
+      fail("join multicast group", config_.multicast->str() + " on " + config_.listen.host, e);
+    }
+  }
+  udp_.set_option(asio::socket_base::receive_buffer_size(static_cast<int>(config_.multicast_rcvbuf)));
+}
+
+void Node::start() {
+  auto now = Clock::now();
+  sync_deadline_ = now + config_.failure_timeout;
+  transfer_.started = now;
+  next_heartbeat_ = now;
+  next_anti_entropy_ = now + config_.anti_entropy_interval;
+  udp_buf_.resize(65536);
+  receive_udp(udp_, udp_buf_, udp_from_);
+  if (mcast_) {
+    mcast_buf_.resize(65536);
+    receive_udp(*mcast_, mcast_buf_, mcast_from_);
+  }
+  accept_tcp();
+  log::info("started: incarnation {} listen {} admin {} {} (rcvbuf {} B)", incarnation_, config_.listen.str(),
+            config_.admin.str(),
+            config_.multicast ? "multicast " + config_.multicast->str() : "unicast seeds",
+            rcvbuf_granted_);
+  tick();
+}
+
+void Node::receive_udp(udp::socket& s, std::string& buf, udp::endpoint& from) {
+  s.async_receive_from(asio::buffer(buf), from, [this, &s, &buf, &from](auto ec, std::size_t n) {
+    if (ec == asio::error::operation_aborted) return;
+    if (!ec) {
+      ++counters_.datagrams_in;
+      on_datagram(std::string_view(buf.data(), n));
+    }
+    // Drain what else is already queued before going back to the loop.
+    for (int i = 0; i < 64 && !ec; ++i) {
+      boost::system::error_code e2;
+      std::size_t m = s.available(e2);
+      if (e2 || m == 0) break;
+      n = s.receive_from(asio::buffer(buf), from, 0, e2);
+      if (e2) break;
+      ++counters_.datagrams_in;
+      on_datagram(std::string_view(buf.data(), n));
+    }
+    if (!leaving_ || s.is_open()) receive_udp(s, buf, from);
+  });
+}
+
+void Node::accept_tcp() {
+  acceptor_.async_accept([this](auto ec, tcp::socket s) {
+    if (ec == asio::error::operation_aborted) return;
+    if (!ec) {
+      auto c = std::make_shared<Conn>(std::move(s), auth_, conn_counters_, kMaxStreamBody);
+      inbound_.insert(c);
+      c->start([this](Conn& conn, std::uint8_t type, std::string_view body) { on_frame(&conn, type, body); },
+               [this](Conn& conn) { inbound_.erase(conn.shared_from_this()); });
+    }
+    accept_tcp();
+  });
+}
+
+bool Node::heard(const Sender& s, Time now) {
+  // Traffic other than heartbeats refreshes a known member (and restores a
+  // failed one) but never introduces one: that takes a heartbeat.
+  const auto* m = membership_.find(s.node);
+  if (!m || m->incarnation != s.incarnation || m->state == MemberState::left) return false;
+  membership_.on_heard(s.node, s.incarnation, m->address, topology_.fingerprint(), now, mout_);
+  drain_membership(now);
+  return true;
+}
+
+void Node::on_datagram(std::string_view bytes) {
+  FrameHeader h;
+  std::string_view body;
+  auto err = auth_.open(bytes, kMaxDatagramBody, h, body);
+  if (err != FrameError::ok) {
+    if (err == FrameError::bad_mac || err == FrameError::wrong_cluster) ++counters_.unauthenticated;
+    else ++counters_.datagrams_dropped;
+    return;
+  }
+  auto now = Clock::now();
+  auto type = static_cast<MsgType>(h.type);
+  if (type == MsgType::heartbeat) {
+    Envelope<Heartbeat> e;
+    if (!decode(body, e)) {
+      ++counters_.decode_errors;
+      return;
+    }
+    auto verdict = membership_.on_heard(e.from.node, e.from.incarnation, e.msg.address, e.msg.topology, now, mout_);
+    if (verdict == Heard::self_duplicate && e.from.incarnation < incarnation_) {
+      // An older process holds our id: we are the second one, so we go.
+      mout_.refusals.clear();
+      if (fatal_)
+        fatal_(fmt::format("node id {} is already live at {} (started earlier); refusing to run a second process "
+                           "with the same id",
+                           config_.node, e.msg.address));
+      return;
+    }
+    if (verdict != Heard::accepted && verdict != Heard::self) ++counters_.refused_messages;
+    if (verdict == Heard::accepted) {
+      if (e.msg.synced) donors_.insert(e.from.node);
+      else donors_.erase(e.from.node);
+    }
+    drain_membership(now);
+    return;
+  }
+  if (type == MsgType::refuse) {
+    Envelope<Refuse> e;
+    if (!decode(body, e)) {
+      ++counters_.decode_errors;
+      return;
+    }
+    if (fatal_) fatal_(fmt::format("refused by {}: {}", e.from.node, e.msg.reason));
+    return;
+  }
+  if (type == MsgType::leave) {
+    Envelope<Leave> e;
+    if (!decode(body, e)) {
+      ++counters_.decode_errors;
+      return;
+    }
+    if (e.from.node == config_.node) return;
+    membership_.on_leave(e.from.node, e.from.incarnation, now, mout_);
+    drain_membership(now);
+    return;
+  }
+  if (type == MsgType::data) {
+    Envelope<Data> e;
+    if (!decode(body, e)) {
+      ++counters_.decode_errors;
+      return;
+    }
+    if (e.from.node == config_.node) return;
+    if (!heard(e.from, now)) {
+      ++counters_.refused_messages;
+      return;
+    }
+    on_data(e.from, e.msg, now);
+    return;
+  }
+  ++counters_.datagrams_dropped;
+}
+
+void Node::drain_membership(Time now) {
+  if (mout_.events.empty() && mout_.probes.empty() && mout_.refusals.empty()) return;
+  MembershipOutput out;
+  std::swap(out, mout_);
+  for (const auto& r : out.refusals) {
+    ++counters_.refusals_sent;
+    log::warn("refusing {}: {}", r.address, r.reason);
+    send_udp(to_udp(r.address), frame(MsgType::refuse, Refuse{r.reason}));
+  }
+  for (const auto& p : out.probes) probe(p);
+  for (const auto& e : out.events) on_event(e, now);
+}
+
+void Node::on_event(const MembershipEvent& e, Time now) {
+  log::info("+member-{} {} incarnation {} at {}", to_string(e.kind), e.id, e.incarnation, e.address);
+  switch (e.kind) {
+    case MemberEvent::joined: {
+      auto& link = links_[e.id];
+      if (link.conn && (link.address != e.address || link.incarnation != e.incarnation)) close_peer(e.id);
+      link.address = e.address;
+      link.incarnation = e.incarnation;
+      sender_.add_peer(e.id, now);
+      connect_peer(e.id);
+      break;
+    }
+    case MemberEvent::restored: {
+      // It missed writes that completed without it: restart its stream and
+      // reconcile what each side wrote meanwhile.
+      sender_.add_peer(e.id, now);
+      auto& link = links_[e.id];
+      link.address = e.address;
+      if (link.conn && link.conn->open())
+        send_peer(e.id, MsgType::hello, Hello{*sender_.peer_start(e.id)});
+      else
+        connect_peer(e.id);
+      send_digests(e.id);
+      break;
+    }
+    case MemberEvent::suspected:
+      break;
+    case MemberEvent::failed:
+    case MemberEvent::left:
+      donors_.erase(e.id);
+      sender_.remove_peer(e.id);
+      close_peer(e.id);
+      complete_writes();
+      if (transfer_.copying && transfer_.donor == e.id) {
+        log::warn("state transfer donor {} {}; choosing another", e.id, to_string(e.kind));
+        transfer_.copying = false;
+        for (const auto& b : sync_inflight_) sync_todo_.push_front(b);
+        sync_inflight_.clear();
+      }
+      break;
+  }
+  for (const auto& fn : member_fns_) fn(e);
+}
+
+void Node::send_udp(const udp::endpoint& to, const std::string& frame) {
+  if (to.port() == 0) return;
+  boost::system::error_code ec;
+  udp_.send_to(asio::buffer(frame), to, 0, ec);
+  if (ec) ++counters_.send_errors;
+  else ++counters_.datagrams_out;
+}
+
+void Node::broadcast_udp(const std::string& frame) {
+  if (mcast_) {
+    send_udp(group_, frame);
+    return;
+  }
+  std::set<std::string> sent;
+  for (const auto& s : config_.seeds) {
+    if (s == config_.listen) continue;
+    if (sent.insert(s.str()).second) send_udp(to_udp(s.str()), frame);
+  }
+  for (const auto& [id, m] : membership_.members())
+    if (!m.address.empty() && m.state != MemberState::left && sent.insert(m.address).second)
+      send_udp(to_udp(m.address), frame);
+}
+
+void Node::send_heartbeat(Time) {
+  Heartbeat hb{config_.listen.str(), config_.admin.str(), topology_.fingerprint(), transfer_.synced,
+               sender_.next_seq()};
+  broadcast_udp(frame(MsgType::heartbeat, hb));
+}
+
+void Node::tick() {
+  auto now = Clock::now();
+  if (now >= next_heartbeat_) {
+    send_heartbeat(now);
+    membership_.tick(now, mout_);
+    drain_membership(now);
+    next_heartbeat_ = now + config_.heartbeat_interval;
+    sync_tick(now);
+  }
+  for (const auto& r : sender_.tick(now)) send_resend(r);
+  for (const auto& [peer, start] : sender_.hellos_due(now)) send_peer(peer, MsgType::hello, Hello{start});
+  for (const auto& g : receiver_.gaps(now)) {
+    ++counters_.naks_sent;
+    send_peer(g.origin, MsgType::nak, Nak{g.from, g.to});
+  }
+  if (now >= next_anti_entropy_) {
+    next_anti_entropy_ = now + config_.anti_entropy_interval;
+    auto alive = membership_.alive();
+    if (!alive.empty() && transfer_.synced) send_digests(alive[anti_entropy_turn_++ % alive.size()]);
+  }
+  // Peers whose link dropped are reconnected while they are alive.
+  for (auto& [id, link] : links_)
+    if ((!link.conn || !link.conn->open()) && !link.connecting && membership_.is_alive(id) && now >= link.retry_at)
+      connect_peer(id);
+  timer_.expires_after(milliseconds(10));
+  timer_.async_wait([this](auto ec) {
+    if (!ec && !leaving_) tick();
+  });
+}
+
+void Node::leave(std::function<void()> done) {
+  if (leaving_) return;
+  flush();
+  auto bye = frame(MsgType::leave, Leave{});
+  broadcast_udp(bye);
+  for (const auto& [id, link] : links_)
+    if (link.conn && link.conn->open()) link.conn->send_frame(bye);
+  leaving_ = true;
+  log::info("+leaving the cluster");
+  // Give the TCP goodbyes a moment to leave the socket buffers.
+  timer_.cancel();
+  timer_.expires_after(milliseconds(50));
+  timer_.async_wait([this, done = std::move(done)](auto) {
+    boost::system::error_code ec;
+    udp_.close(ec);
+    if (mcast_) mcast_->close(ec);
+    acceptor_.close(ec);
+    admin_->close();
+    for (auto& [id, link] : links_)
+      if (link.conn) link.conn->close();
+    auto in = inbound_;
+    for (const auto& c : in) c->close();
+    done();
+  });
+}
+
+}  // namespace rg::grid

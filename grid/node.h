@@ -1,0 +1,206 @@
+#pragma once
+// Node: one grid member's I/O shell. It owns the sockets, the timer and the
+// protocol cores (Membership, StreamSender/Receiver, Store), moves bytes and
+// time into them and carries out what they ask: heartbeats, probes, batches,
+// acks, resends, state transfer and anti-entropy. All on one io_context
+// thread; nothing here decides protocol questions the cores decide.
+//
+// The layers above (the agent, the admin commands) use the public part:
+// local reads, write-through writes, member events and change watches.
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ip/udp.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "common/frame.h"
+#include "grid/admin_server.h"
+#include "grid/conn.h"
+#include "grid/membership.h"
+#include "grid/messages.h"
+#include "grid/node_config.h"
+#include "grid/region.h"
+#include "grid/stream_receiver.h"
+#include "grid/stream_sender.h"
+
+namespace rg::grid {
+
+struct NodeCounters {
+  std::uint64_t datagrams_in = 0;
+  std::uint64_t datagrams_out = 0;
+  std::uint64_t datagrams_dropped = 0;  // malformed, oversized, undecodable
+  std::uint64_t unauthenticated = 0;    // bad authenticator or wrong cluster (UDP and TCP)
+  std::uint64_t decode_errors = 0;      // authenticated but undecodable
+  std::uint64_t send_errors = 0;
+  std::uint64_t writes_local = 0;
+  std::uint64_t writes_applied = 0;     // remote writes received (incl. duplicates)
+  std::uint64_t naks_sent = 0;
+  std::uint64_t naks_received = 0;
+  std::uint64_t resets = 0;
+  std::uint64_t refusals_sent = 0;
+  std::uint64_t refused_messages = 0;  // from non-members, duplicates, stale incarnations
+  std::uint64_t probes = 0;
+  std::uint64_t anti_entropy_rounds = 0;
+  std::uint64_t entries_reconciled = 0;
+  std::uint64_t link_queue_drops = 0;
+};
+
+struct TransferProgress {
+  bool synced = false;
+  bool copying = false;
+  NodeId donor;
+  std::uint64_t buckets_done = 0;
+  std::uint64_t buckets_total = 0;
+  std::uint64_t entries = 0;
+  Time started{};
+  Time finished{};
+};
+
+class Node {
+ public:
+  using MemberFn = std::function<void(const MembershipEvent&)>;
+  using DoneFn = std::function<void(bool ok, const std::string& error)>;
+
+  // Binds every socket; throws std::runtime_error with a one-line reason.
+  Node(boost::asio::io_context& io, NodeConfig config);
+  ~Node();
+
+  void start();
+  // Tells every member we leave, then calls done (the caller stops the loop).
+  void leave(std::function<void()> done);
+  // Called with a one-line reason when the cluster refuses this node.
+  void on_fatal(std::function<void(const std::string&)> fn) { fatal_ = std::move(fn); }
+  void on_member_event(MemberFn fn) { member_fns_.push_back(std::move(fn)); }
+
+  // Write-through: `done` runs once every member in this node's view applied it.
+  void put(const std::string& region, const std::string& key, const std::string& value, DoneFn done);
+  void put_field(const std::string& region, const std::string& key, const std::string& field,
+                 const std::string& value, DoneFn done);
+  void del(const std::string& region, const std::string& key, DoneFn done);
+
+  Store& store() { return store_; }
+  const Membership& membership() const { return membership_; }
+  AdminServer& admin() { return *admin_; }
+  const NodeConfig& config() const { return config_; }
+  Incarnation incarnation() const { return incarnation_; }
+  const TransferProgress& transfer() const { return transfer_; }
+  std::string status_json() const;
+  std::string members_json() const;
+
+ private:
+  struct PeerLink {
+    std::shared_ptr<Conn> conn;
+    std::string address;
+    Incarnation incarnation = 0;
+    bool connecting = false;
+    std::string backlog;  // frames queued while not connected
+    Time retry_at{};
+  };
+  struct PendingWrite {
+    std::uint64_t seq;
+    DoneFn done;
+  };
+
+  // node.cpp: sockets, timer, dispatch
+  void open_sockets();
+  void receive_udp(boost::asio::ip::udp::socket& s, std::string& buf, boost::asio::ip::udp::endpoint& from);
+  void accept_tcp();
+  void on_datagram(std::string_view bytes);
+  void on_frame(Conn* conn, std::uint8_t type, std::string_view body);
+  bool heard(const Sender& s, Time now);
+  void tick();
+  void send_heartbeat(Time now);
+  void drain_membership(Time now);
+  void on_event(const MembershipEvent& e, Time now);
+  void send_udp(const boost::asio::ip::udp::endpoint& to, const std::string& frame);
+  void broadcast_udp(const std::string& frame);
+
+  // node_links.cpp: TCP links to peers, probes
+  template <class M>
+  std::string frame(MsgType type, const M& msg) const;
+  template <class M>
+  void send_peer(const NodeId& peer, MsgType type, const M& msg);
+  void send_peer_frame(const NodeId& peer, const std::string& frame);
+  void connect_peer(const NodeId& peer);
+  void close_peer(const NodeId& peer);
+  void probe(const ProbeOrder& order);
+  void direct_probe(const std::string& address, std::function<void(bool)> done);
+
+  // node_stream.cpp: replication
+  void submit(Write w, DoneFn done);
+  void schedule_flush();
+  void flush();
+  void on_data(const Sender& s, const Data& d, Time now);
+  void complete_writes();
+  void send_resend(const StreamSender::Resend& r);
+
+  // node_sync.cpp: state transfer and anti-entropy
+  void sync_tick(Time now);
+  void request_buckets();
+  void on_sync_message(MsgType type, const Sender& s, std::string_view body, Time now);
+  void send_digests(const NodeId& peer);
+
+  // node_admin.cpp
+  void register_admin();
+
+  boost::asio::io_context& io_;
+  NodeConfig config_;
+  FrameAuth auth_;
+  Topology topology_;
+  MemberIndex self_index_;
+  Incarnation incarnation_;
+  Membership membership_;
+  MembershipOutput mout_;
+  Store store_;
+  StreamSender sender_;
+  StreamReceiver receiver_;
+  NodeCounters counters_;
+  ConnCounters conn_counters_;
+  TransferProgress transfer_;
+  Time started_;
+
+  boost::asio::ip::udp::socket udp_;
+  std::optional<boost::asio::ip::udp::socket> mcast_;
+  boost::asio::ip::udp::endpoint group_;
+  std::size_t rcvbuf_granted_ = 0;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  std::unique_ptr<AdminServer> admin_;
+  boost::asio::steady_timer timer_;
+  std::string udp_buf_, mcast_buf_;
+  boost::asio::ip::udp::endpoint udp_from_, mcast_from_;
+
+  std::map<NodeId, PeerLink> links_;
+  std::set<NodeId> donors_;  // alive members whose heartbeat says they hold a full copy
+  std::set<std::shared_ptr<Conn>> inbound_;
+  std::map<std::uint64_t, std::function<void(bool)>> relay_waits_;
+  std::deque<PendingWrite> pending_;
+  std::set<NodeId> acks_due_;
+  bool flush_posted_ = false;
+  bool leaving_ = false;
+  Time next_heartbeat_{};
+  Time next_anti_entropy_{};
+  std::size_t anti_entropy_turn_ = 0;
+  // State transfer: buckets still to ask for, and how many are in flight.
+  std::deque<std::pair<std::string, std::uint32_t>> sync_todo_;
+  std::set<std::pair<std::string, std::uint32_t>> sync_inflight_;
+  Time sync_deadline_{};
+  std::function<void(const std::string&)> fatal_;
+  std::vector<MemberFn> member_fns_;
+  struct Watch {
+    std::string region;
+    std::string prefix;
+    Reply reply;
+  };
+  std::vector<Watch> watches_;
+};
+
+}  // namespace rg::grid

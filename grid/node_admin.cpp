@@ -1,0 +1,196 @@
+// Node: the grid's admin commands (what rolegridctl talks to).
+#include <nlohmann/json.hpp>
+
+#include <fmt/format.h>
+
+#include "common/log.h"
+#include "grid/node.h"
+
+namespace rg::grid {
+
+using nlohmann::json;
+
+namespace {
+
+json value_json(const Value& v) {
+  if (v.kind == EntryKind::fields) {
+    json f = json::object();
+    for (const auto& fv : v.fields) f[fv.name] = fv.value;
+    return f;
+  }
+  return v.value;
+}
+
+void need_args(const AdminRequest& r, std::size_t min, std::size_t max, const char* usage) {
+  if (r.args.size() < min || r.args.size() > max)
+    throw std::invalid_argument(fmt::format("usage: {}", usage));
+}
+
+}  // namespace
+
+std::string Node::status_json() const {
+  auto now = Clock::now();
+  json j;
+  j["node"] = config_.node;
+  j["incarnation"] = incarnation_;
+  j["cluster"] = config_.cluster;
+  j["listen"] = config_.listen.str();
+  j["admin"] = config_.admin.str();
+  j["mode"] = config_.multicast ? "multicast" : "unicast";
+  if (config_.multicast) j["multicast"] = config_.multicast->str();
+  j["rcvbuf_granted"] = rcvbuf_granted_;
+  j["uptime_ms"] = to_ms(now - started_);
+  j["members"] = topology_.members();
+  j["alive"] = membership_.alive();
+  j["tilt"] = membership_.tilted();
+  j["tilt_count"] = membership_.tilt_count();
+  const auto& t = transfer_;
+  json tj;
+  tj["synced"] = t.synced;
+  tj["copying"] = t.copying;
+  tj["donor"] = t.donor;
+  tj["buckets_done"] = t.buckets_done;
+  tj["buckets_total"] = t.buckets_total;
+  tj["entries"] = t.entries;
+  tj["percent"] = t.buckets_total ? 100.0 * static_cast<double>(t.buckets_done) / static_cast<double>(t.buckets_total)
+                                  : (t.synced ? 100.0 : 0.0);
+  tj["elapsed_ms"] = to_ms((t.synced ? t.finished : now) - t.started);
+  j["transfer"] = tj;
+  json s;
+  s["next_seq"] = sender_.next_seq();
+  s["completed"] = sender_.completed();
+  s["queued"] = sender_.queued();
+  s["in_flight_bytes"] = sender_.in_flight_bytes();
+  s["pending_writes"] = pending_.size();
+  json acks = json::object();
+  for (const auto& [id, next] : sender_.acks()) acks[id] = next;
+  s["acks"] = acks;
+  j["stream"] = s;
+  const auto& c = counters_;
+  const auto& cc = conn_counters_;
+  j["counters"] = {
+      {"datagrams_in", c.datagrams_in},
+      {"datagrams_out", c.datagrams_out},
+      {"datagrams_dropped", c.datagrams_dropped},
+      {"frames_in", cc.frames_in},
+      {"writes_out", cc.frames_out},
+      {"bytes_in", cc.bytes_in},
+      {"bytes_out", cc.bytes_out},
+      {"bad_frames", cc.bad_frames},
+      {"unauthenticated", c.unauthenticated + cc.unauthenticated},
+      {"decode_errors", c.decode_errors},
+      {"send_errors", c.send_errors},
+      {"writes_local", c.writes_local},
+      {"writes_applied", c.writes_applied},
+      {"retransmits", sender_.retransmits()},
+      {"naks_sent", c.naks_sent},
+      {"naks_received", c.naks_received},
+      {"resets", c.resets},
+      {"refusals_sent", c.refusals_sent},
+      {"refused_messages", c.refused_messages},
+      {"probes", c.probes},
+      {"anti_entropy_rounds", c.anti_entropy_rounds},
+      {"entries_reconciled", c.entries_reconciled},
+      {"link_queue_drops", c.link_queue_drops},
+  };
+  return j.dump();
+}
+
+std::string Node::members_json() const {
+  auto now = Clock::now();
+  json arr = json::array();
+  json self;
+  self["id"] = config_.node;
+  self["state"] = "alive";
+  self["self"] = true;
+  self["incarnation"] = incarnation_;
+  self["address"] = config_.listen.str();
+  self["last_heard_ms"] = 0;
+  arr.push_back(self);
+  for (const auto& id : topology_.members()) {
+    if (id == config_.node) continue;
+    json m;
+    m["id"] = id;
+    m["self"] = false;
+    const auto* info = membership_.find(id);
+    m["state"] = info ? to_string(info->state) : "unknown";
+    m["incarnation"] = info ? info->incarnation : 0;
+    m["address"] = info ? info->address : "";
+    m["last_heard_ms"] = info && info->state != MemberState::unknown ? to_ms(now - info->last_heard) : -1;
+    m["synced"] = donors_.count(id) > 0;
+    arr.push_back(m);
+  }
+  return arr.dump();
+}
+
+void Node::register_admin() {
+  auto& a = *admin_;
+  a.handle("status", [this](const AdminRequest&, Reply r) { r.ok(status_json()); });
+  a.handle("members", [this](const AdminRequest&, Reply r) { r.ok(members_json()); });
+  a.handle("regions", [this](const AdminRequest&, Reply r) {
+    json arr = json::array();
+    for (const auto& name : store_.region_names()) {
+      const auto& reg = store_.region(name);
+      arr.push_back({{"name", name}, {"entries", reg.size()}, {"with_tombstones", reg.entry_count()}});
+    }
+    r.ok(arr.dump());
+  });
+  a.handle("get", [this](const AdminRequest& q, Reply r) {
+    need_args(q, 2, 2, "get REGION KEY");
+    const Region* reg = store_.find(q.args[0]);
+    auto v = reg ? reg->get(q.args[1]) : std::nullopt;
+    if (!v) return r.error(fmt::format("no key '{}' in region '{}'", q.args[1], q.args[0]));
+    json j{{"region", q.args[0]}, {"key", q.args[1]}, {"value", value_json(*v)}, {"version", v->version}};
+    r.ok(j.dump());
+  });
+  a.handle("keys", [this](const AdminRequest& q, Reply r) {
+    need_args(q, 1, 3, "keys REGION [PREFIX] [LIMIT]");
+    const Region* reg = store_.find(q.args[0]);
+    std::size_t limit = q.args.size() > 2 ? std::stoul(q.args[2]) : 1000;
+    json arr = reg ? json(reg->keys(q.args.size() > 1 ? q.args[1] : "", limit)) : json::array();
+    r.ok(arr.dump());
+  });
+  auto done_fn = [](Reply r, std::string what) {
+    return [r, what](bool ok, const std::string& err) {
+      if (ok) r.ok(json{{"ok", true}, {"op", what}}.dump());
+      else r.error(err);
+    };
+  };
+  a.handle("put", [this, done_fn](const AdminRequest& q, Reply r) {
+    need_args(q, 3, 3, "put REGION KEY VALUE");
+    put(q.args[0], q.args[1], q.args[2], done_fn(r, "put"));
+  });
+  a.handle("put-field", [this, done_fn](const AdminRequest& q, Reply r) {
+    need_args(q, 4, 4, "put-field REGION KEY FIELD VALUE");
+    put_field(q.args[0], q.args[1], q.args[2], q.args[3], done_fn(r, "put-field"));
+  });
+  a.handle("del", [this, done_fn](const AdminRequest& q, Reply r) {
+    need_args(q, 2, 2, "del REGION KEY");
+    del(q.args[0], q.args[1], done_fn(r, "del"));
+  });
+  a.handle("watch", [this](const AdminRequest& q, Reply r) {
+    need_args(q, 1, 2, "watch REGION [PREFIX]");
+    watches_.push_back(Watch{q.args[0], q.args.size() > 1 ? q.args[1] : "", r});
+    r.more(json{{"watching", q.args[0]}, {"prefix", q.args.size() > 1 ? q.args[1] : ""}}.dump());
+  });
+  store_.on_change([this](const std::string& region, const std::string& key) {
+    if (watches_.empty()) return;
+    bool dead = false;
+    for (const auto& w : watches_) {
+      if (!w.reply.alive()) {
+        dead = true;
+        continue;
+      }
+      if (w.region != region || key.compare(0, w.prefix.size(), w.prefix) != 0) continue;
+      const Region* reg = store_.find(region);
+      auto v = reg ? reg->get(key) : std::nullopt;
+      json j{{"region", region}, {"key", key}};
+      if (v) j["value"] = value_json(*v);
+      else j["deleted"] = true;
+      w.reply.more(j.dump());
+    }
+    if (dead) std::erase_if(watches_, [](const Watch& w) { return !w.reply.alive(); });
+  });
+}
+
+}  // namespace rg::grid

@@ -1,0 +1,106 @@
+#include "tools/admin_client.h"
+
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+#include <fmt/format.h>
+#include <poll.h>
+
+#include "common/codec.h"
+#include "common/ids.h"
+#include "grid/messages.h"
+
+namespace rg::tools {
+
+namespace asio = boost::asio;
+
+std::string read_secret_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error(fmt::format("cannot read secret file '{}'", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto s = ss.str();
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
+  if (s.empty()) throw std::runtime_error(fmt::format("secret file '{}' is empty", path));
+  return s;
+}
+
+AdminClient::AdminClient(const std::string& node, const std::string& cluster, const std::string& secret,
+                         std::chrono::milliseconds timeout)
+    : socket_(io_), auth_(cluster, secret), timeout_(timeout) {
+  std::string why;
+  auto ep = parse_endpoint(node, &why);
+  if (!ep) throw std::runtime_error(fmt::format("--node: {}", why));
+  boost::system::error_code ec;
+  socket_.connect(asio::ip::tcp::endpoint(asio::ip::make_address(ep->host), ep->port), ec);
+  if (ec) throw std::runtime_error(fmt::format("cannot connect to {}: {}", node, ec.message()));
+  socket_.set_option(asio::ip::tcp::no_delay(true));
+}
+
+std::uint64_t AdminClient::send(const std::string& cmd, const std::vector<std::string>& args) {
+  grid::AdminRequest req{next_id_++, cmd, args};
+  auto start = auth_.begin(out_);
+  encode_into(out_, req);
+  auth_.seal(out_, start, static_cast<std::uint8_t>(grid::MsgType::admin_request));
+  return req.id;
+}
+
+void AdminClient::flush() {
+  if (out_.empty()) return;
+  boost::system::error_code ec;
+  asio::write(socket_, asio::buffer(out_), ec);
+  out_.clear();
+  if (ec) throw std::runtime_error(fmt::format("lost the connection to the node: {}", ec.message()));
+}
+
+std::optional<grid::AdminResponse> AdminClient::read(std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (in_.size() >= kHeaderSize) {
+      FrameHeader h;
+      auto err = auth_.check_header(in_, kMaxStreamBody, h);
+      if (err != FrameError::ok)
+        throw std::runtime_error(fmt::format("bad answer from the node ({}): wrong --cluster or secret?", to_string(err)));
+      std::size_t total = kHeaderSize + h.body_len + kMacSize;
+      if (in_.size() >= total) {
+        std::string_view body;
+        err = auth_.open(std::string_view(in_).substr(0, total), kMaxStreamBody, h, body);
+        if (err != FrameError::ok) throw std::runtime_error(fmt::format("bad answer from the node ({})", to_string(err)));
+        grid::AdminResponse r;
+        if (!decode(body, r)) throw std::runtime_error("undecodable answer from the node");
+        in_.erase(0, total);
+        return r;
+      }
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return std::nullopt;
+    pollfd p{socket_.native_handle(), POLLIN, 0};
+    int n = ::poll(&p, 1, static_cast<int>(left.count()));
+    if (n <= 0) continue;
+    char buf[65536];
+    boost::system::error_code ec;
+    std::size_t got = socket_.read_some(asio::buffer(buf), ec);
+    if (ec) {
+      if (ec == asio::error::eof)
+        throw std::runtime_error("the node closed the connection (wrong --cluster or secret file?)");
+      throw std::runtime_error(fmt::format("lost the connection to the node: {}", ec.message()));
+    }
+    in_.append(buf, got);
+  }
+}
+
+grid::AdminResponse AdminClient::call(const std::string& cmd, const std::vector<std::string>& args) {
+  auto id = send(cmd, args);
+  flush();
+  for (;;) {
+    auto r = read(timeout_);
+    if (!r) throw std::runtime_error(fmt::format("no answer to '{}' within {} ms", cmd, timeout_.count()));
+    if (r->id == id) return *r;
+  }
+}
+
+}  // namespace rg::tools

@@ -1,0 +1,99 @@
+#include "tools/node_options.h"
+
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <stdexcept>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+namespace rg::tools {
+
+namespace {
+
+Endpoint endpoint_or_throw(const std::string& opt, const std::string& text) {
+  std::string why;
+  auto ep = parse_endpoint(text, &why);
+  if (!ep) throw std::invalid_argument(fmt::format("{}: {}", opt, why));
+  return *ep;
+}
+
+Duration duration_or_throw(const std::string& opt, const std::string& text) {
+  auto d = grid::parse_duration(text);
+  if (!d) throw std::invalid_argument(fmt::format("{}: '{}' is not a duration (e.g. 100ms, 1.5s)", opt, text));
+  return *d;
+}
+
+std::string read_secret(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::invalid_argument(fmt::format("--secret-file: cannot read '{}'", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto s = ss.str();
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
+  if (s.empty()) throw std::invalid_argument(fmt::format("--secret-file: '{}' is empty", path));
+  return s;
+}
+
+}  // namespace
+
+NodeOptions parse_node_options(int argc, const char* const* argv) {
+  NodeOptions out;
+  auto& c = out.config;
+  CLI::App app{"rolegrid: one node of a rolegrid cluster (replicated in-memory grid member)"};
+  app.set_config("--config", "", "read options from a TOML file whose keys are the long option names; "
+                 "options given on the command line win");
+  std::string members, listen, admin, multicast, seeds, secret_file;
+  std::string heartbeat = "100ms", failure = "1000ms", probe = "250ms", anti_entropy = "5s";
+  app.add_option("--node", c.node, "this node's id, [a-z0-9-]{1,32}")->required();
+  app.add_option("--members", members, "ids of every member of the cluster, comma-separated (the static "
+                 "topology; quorum is a majority of it)")->required();
+  app.add_option("--listen", listen, "HOST:PORT for peer traffic, UDP and TCP (numeric IPv4)")->required();
+  app.add_option("--admin", admin, "HOST:PORT of the admin port rolegridctl talks to")->required();
+  app.add_option("--multicast", multicast, "GROUP:PORT: discover and replicate over UDP multicast "
+                 "(TTL 1, sent on the --listen interface)");
+  app.add_option("--seeds", seeds, "HOST:PORT,...: listen addresses of other members, for unicast mode "
+                 "(no multicast)");
+  app.add_option("--secret-file", secret_file, "file holding the cluster secret; every datagram and frame "
+                 "is authenticated with a key derived from it")->required();
+  app.add_option("--cluster", c.cluster, "cluster name; nodes of different clusters ignore each other")
+      ->capture_default_str();
+  app.add_option("--heartbeat-interval", heartbeat, "how often a node announces itself")->capture_default_str();
+  app.add_option("--failure-timeout", failure, "silence after which a member is suspected; it is failed "
+                 "once a direct and an indirect probe also fail")->capture_default_str();
+  app.add_option("--probe-timeout", probe, "how long a probe may take")->capture_default_str();
+  app.add_option("--anti-entropy-interval", anti_entropy, "how often to compare region digests with "
+                 "one other member")->capture_default_str();
+  app.add_option("--rcvbuf", c.multicast_rcvbuf, "UDP receive buffer to ask the kernel for, bytes "
+                 "(status shows what it granted)")->capture_default_str();
+  app.add_option("--log-level", c.log_level, "trace, debug, info, warn, error")->capture_default_str();
+  app.set_version_flag("--version", "rolegrid 0.1.0");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::cout << app.help();
+    out.exit_now = true;
+    return out;
+  } catch (const CLI::CallForVersion&) {
+    std::cout << "rolegrid 0.1.0\n";
+    out.exit_now = true;
+    return out;
+  } catch (const CLI::ParseError& e) {
+    throw std::invalid_argument(e.what());
+  }
+  c.members = split_list(members);
+  c.listen = endpoint_or_throw("--listen", listen);
+  c.admin = endpoint_or_throw("--admin", admin);
+  if (!multicast.empty()) c.multicast = endpoint_or_throw("--multicast", multicast);
+  for (const auto& s : split_list(seeds)) c.seeds.push_back(endpoint_or_throw("--seeds", s));
+  c.secret = read_secret(secret_file);
+  c.heartbeat_interval = duration_or_throw("--heartbeat-interval", heartbeat);
+  c.failure_timeout = duration_or_throw("--failure-timeout", failure);
+  c.probe_timeout = duration_or_throw("--probe-timeout", probe);
+  c.anti_entropy_interval = duration_or_throw("--anti-entropy-interval", anti_entropy);
+  if (auto why = grid::validate(c); !why.empty()) throw std::invalid_argument(why);
+  return out;
+}
+
+}  // namespace rg::tools

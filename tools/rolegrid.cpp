@@ -1,0 +1,51 @@
+// rolegrid: the node binary. Parses options, starts the grid node on one
+// io_context thread, leaves the cluster gracefully on SIGINT/SIGTERM.
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+
+#include "common/log.h"
+#include "grid/node.h"
+#include "tools/node_options.h"
+
+int main(int argc, char** argv) {
+  rg::tools::NodeOptions opts;
+  try {
+    opts = rg::tools::parse_node_options(argc, argv);
+    if (opts.exit_now) return opts.exit_code;
+    rg::log::init(opts.config.node, opts.config.log_level);
+  } catch (const std::exception& e) {
+    std::cerr << "rolegrid: " << e.what() << "\n";
+    return 2;
+  }
+  std::signal(SIGPIPE, SIG_IGN);
+  boost::asio::io_context io(1);
+  std::string fatal;
+  try {
+    rg::grid::Node node(io, opts.config);
+    node.on_fatal([&](const std::string& why) {
+      if (!fatal.empty()) return;
+      fatal = why;
+      io.stop();
+    });
+    boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+    signals.async_wait([&](auto ec, int sig) {
+      if (ec) return;
+      rg::log::info("signal {}: leaving", sig);
+      node.leave([&] { io.stop(); });
+    });
+    node.start();
+    io.run();
+  } catch (const std::exception& e) {
+    std::cerr << "rolegrid: " << e.what() << "\n";
+    return 1;
+  }
+  if (!fatal.empty()) {
+    std::cerr << "rolegrid: " << fatal << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,179 @@
+// rolegridctl: inspect and use a live rolegrid node through its admin port.
+// Every read command prints text for people, or the node's JSON with --json.
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "tools/admin_client.h"
+
+using nlohmann::json;
+namespace rt = rg::tools;
+
+namespace {
+
+std::string env_or(const char* name, std::string fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : fallback;
+}
+
+std::string bar(double percent) {
+  int filled = static_cast<int>(percent / 5.0);
+  return "[" + std::string(filled, '#') + std::string(20 - filled, '.') + "]";
+}
+
+void print_status(const json& s) {
+  fmt::print("node        {} (incarnation {})\n", s["node"].get<std::string>(), s["incarnation"].get<std::uint64_t>());
+  fmt::print("cluster     {}  mode {}{}\n", s["cluster"].get<std::string>(), s["mode"].get<std::string>(),
+             s.contains("multicast") ? " " + s["multicast"].get<std::string>() : "");
+  fmt::print("listen      {}  admin {}\n", s["listen"].get<std::string>(), s["admin"].get<std::string>());
+  fmt::print("uptime      {:.1f} s\n", s["uptime_ms"].get<double>() / 1000.0);
+  fmt::print("alive peers {}\n", s["alive"].dump());
+  fmt::print("rcvbuf      {} B granted\n", s["rcvbuf_granted"].get<std::uint64_t>());
+  if (s["tilt"].get<bool>()) fmt::print("TILT        on (this node stalled; not accusing others)\n");
+  const auto& t = s["transfer"];
+  if (t["copying"].get<bool>())
+    fmt::print("transfer    {} {:5.1f}% from {} ({}/{} buckets, {} entries, {} ms)\n", bar(t["percent"].get<double>()),
+               t["percent"].get<double>(), t["donor"].get<std::string>(), t["buckets_done"].get<std::uint64_t>(),
+               t["buckets_total"].get<std::uint64_t>(), t["entries"].get<std::uint64_t>(),
+               t["elapsed_ms"].get<std::int64_t>());
+  else if (t["synced"].get<bool>())
+    fmt::print("transfer    synced{} ({} entries in {} ms)\n",
+               t["donor"].get<std::string>().empty() ? "" : " from " + t["donor"].get<std::string>(),
+               t["entries"].get<std::uint64_t>(), t["elapsed_ms"].get<std::int64_t>());
+  else
+    fmt::print("transfer    waiting for a member with data\n");
+  const auto& st = s["stream"];
+  fmt::print("stream      next seq {}  completed {}  queued {}  in flight {} B  pending {}\n",
+             st["next_seq"].get<std::uint64_t>(), st["completed"].get<std::uint64_t>(),
+             st["queued"].get<std::uint64_t>(), st["in_flight_bytes"].get<std::uint64_t>(),
+             st["pending_writes"].get<std::uint64_t>());
+  fmt::print("counters\n");
+  for (const auto& [k, v] : s["counters"].items()) fmt::print("  {:<22} {}\n", k, v.dump());
+}
+
+void print_members(const json& arr) {
+  fmt::print("{:<12} {:<10} {:<18} {:<22} {}\n", "ID", "STATE", "INCARNATION", "ADDRESS", "LAST HEARD");
+  for (const auto& m : arr) {
+    auto ago = m["last_heard_ms"].get<std::int64_t>();
+    std::string heard = m["self"].get<bool>() ? "(self)" : ago < 0 ? "never" : fmt::format("{} ms ago", ago);
+    fmt::print("{:<12} {:<10} {:<18} {:<22} {}\n", m["id"].get<std::string>(), m["state"].get<std::string>(),
+               m["incarnation"].get<std::uint64_t>(), m["address"].get<std::string>(), heard);
+  }
+}
+
+void print_value(const json& v) {
+  if (v.is_object())
+    for (const auto& [k, fv] : v.items()) fmt::print("{}={}\n", k, fv.get<std::string>());
+  else
+    fmt::print("{}\n", v.get<std::string>());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"rolegridctl: inspect and use a live rolegrid node"};
+  app.require_subcommand(1);
+  std::string node = env_or("ROLEGRID_NODE", "");
+  std::string secret_file = env_or("ROLEGRID_SECRET_FILE", "");
+  std::string cluster = env_or("ROLEGRID_CLUSTER", "rolegrid");
+  bool as_json = false;
+  int timeout_ms = 5000;
+  app.add_option("--node", node, "admin HOST:PORT of any node (env ROLEGRID_NODE)");
+  app.add_option("--secret-file", secret_file, "the cluster secret file (env ROLEGRID_SECRET_FILE)");
+  app.add_option("--cluster", cluster, "cluster name (env ROLEGRID_CLUSTER)")->capture_default_str();
+  app.add_flag("--json", as_json, "print the node's JSON answer (read commands)");
+  app.add_option("--timeout", timeout_ms, "milliseconds to wait for an answer")->capture_default_str();
+
+  std::vector<std::string> args;
+  std::string cmd;
+  int watch_count = 0;
+  auto sub = [&](const char* name, const char* help, std::vector<const char*> positional) {
+    auto* s = app.add_subcommand(name, help);
+    for (const auto* p : positional) {
+      std::string pn = p;
+      bool optional = pn.front() == '[';
+      auto* o = s->add_option(pn, [&args](const CLI::results_t& r) {
+        args.insert(args.end(), r.begin(), r.end());
+        return true;
+      }, pn);
+      if (!optional) o->required();
+    }
+    s->callback([&cmd, name] { cmd = name; });
+    return s;
+  };
+  sub("status", "this node's state, counters and any state transfer in progress", {});
+  sub("members", "each member's state, incarnation, address and when it was last heard", {});
+  sub("regions", "the regions and their sizes", {});
+  sub("get", "read a key (local copy)", {"REGION", "KEY"});
+  sub("keys", "list keys of a region", {"REGION", "[PREFIX]"});
+  sub("put", "write a value, returns once every member applied it", {"REGION", "KEY", "VALUE"});
+  sub("put-field", "write one field of a map value (only the field travels)", {"REGION", "KEY", "FIELD", "VALUE"});
+  sub("del", "delete a key", {"REGION", "KEY"});
+  auto* w = sub("watch", "print every change to a region (or a key prefix) until interrupted", {"REGION", "[PREFIX]"});
+  w->add_option("--count", watch_count, "stop after this many changes");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  if (node.empty()) {
+    std::cerr << "rolegridctl: --node HOST:PORT is required (or set ROLEGRID_NODE)\n";
+    return 2;
+  }
+  if (secret_file.empty()) {
+    std::cerr << "rolegridctl: --secret-file is required (or set ROLEGRID_SECRET_FILE)\n";
+    return 2;
+  }
+  try {
+    rt::AdminClient client(node, cluster, rt::read_secret_file(secret_file), std::chrono::milliseconds(timeout_ms));
+    if (cmd == "watch") {
+      client.send(cmd, args);
+      client.flush();
+      int seen = 0;
+      for (;;) {
+        auto r = client.read(std::chrono::hours(24));
+        if (!r) continue;
+        if (r->status == rg::grid::AdminStatus::error) {
+          std::cerr << "rolegridctl: " << r->body << "\n";
+          return 1;
+        }
+        auto j = json::parse(r->body);
+        if (j.contains("watching")) continue;
+        if (as_json) std::cout << r->body << std::endl;
+        else if (j.contains("deleted")) fmt::print("{} {} deleted\n", j["region"].get<std::string>(), j["key"].get<std::string>());
+        else fmt::print("{} {} = {}\n", j["region"].get<std::string>(), j["key"].get<std::string>(), j["value"].dump());
+        std::fflush(stdout);
+        if (watch_count > 0 && ++seen >= watch_count) return 0;
+      }
+    }
+    auto r = client.call(cmd, args);
+    if (r.status == rg::grid::AdminStatus::error) {
+      std::cerr << "rolegridctl: " << r.body << "\n";
+      return 1;
+    }
+    auto j = json::parse(r.body);
+    if (as_json) {
+      std::cout << j.dump(2) << "\n";
+      return 0;
+    }
+    if (cmd == "status") print_status(j);
+    else if (cmd == "members") print_members(j);
+    else if (cmd == "regions") {
+      fmt::print("{:<24} {}\n", "REGION", "ENTRIES");
+      for (const auto& reg : j) fmt::print("{:<24} {}\n", reg["name"].get<std::string>(), reg["entries"].get<std::uint64_t>());
+    } else if (cmd == "get") print_value(j["value"]);
+    else if (cmd == "keys") {
+      for (const auto& k : j) fmt::print("{}\n", k.get<std::string>());
+    } else fmt::print("ok\n");
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "rolegridctl: " << e.what() << "\n";
+    return 2;
+  }
+}
