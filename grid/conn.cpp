@@ -1,5 +1,7 @@
 #include "grid/conn.h"
 
+#include <cstring>
+
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 
@@ -17,7 +19,7 @@ Conn::Conn(asio::ip::tcp::socket socket, const FrameAuth& auth, ConnCounters& co
 void Conn::start(FrameFn on_frame, CloseFn on_close) {
   on_frame_ = std::move(on_frame);
   on_close_ = std::move(on_close);
-  read_header();
+  read_more();
 }
 
 std::string Conn::remote() const {
@@ -27,39 +29,50 @@ std::string Conn::remote() const {
   return ep.address().to_string() + ":" + std::to_string(ep.port());
 }
 
-void Conn::read_header() {
-  in_.resize(kHeaderSize);
-  asio::async_read(socket_, asio::buffer(in_), [self = shared_from_this()](auto ec, std::size_t) {
-    if (ec) return self->fail();
-    FrameHeader h;
-    auto err = self->auth_.check_header(self->in_, self->max_body_, h);
-    if (err != FrameError::ok) {
-      ++self->counters_.bad_frames;
-      if (err == FrameError::wrong_cluster) ++self->counters_.unauthenticated;
-      return self->fail();
-    }
-    self->read_body(h.body_len);
-  });
+void Conn::read_more() {
+  constexpr std::size_t kChunk = 64 * 1024;
+  if (in_.size() < in_len_ + kChunk) in_.resize(in_len_ + kChunk);
+  socket_.async_read_some(asio::buffer(in_.data() + in_len_, in_.size() - in_len_),
+                          [self = shared_from_this()](auto ec, std::size_t n) {
+                            if (ec) return self->fail();
+                            self->in_len_ += n;
+                            self->consume();
+                            if (self->open_) self->read_more();
+                          });
 }
 
-void Conn::read_body(std::size_t len) {
-  in_.resize(kHeaderSize + len + kMacSize);
-  asio::async_read(socket_, asio::buffer(in_.data() + kHeaderSize, len + kMacSize),
-                   [self = shared_from_this()](auto ec, std::size_t) {
-                     if (ec) return self->fail();
-                     FrameHeader h;
-                     std::string_view body;
-                     auto err = self->auth_.open(self->in_, self->max_body_, h, body);
-                     if (err != FrameError::ok) {
-                       ++self->counters_.bad_frames;
-                       ++self->counters_.unauthenticated;
-                       return self->fail();
-                     }
-                     ++self->counters_.frames_in;
-                     self->counters_.bytes_in += self->in_.size();
-                     self->on_frame_(*self, h.type, body);
-                     if (self->open_) self->read_header();
-                   });
+void Conn::consume() {
+  std::size_t pos = 0;
+  while (open_ && in_len_ - pos >= kHeaderSize) {
+    std::string_view rest(in_.data() + pos, in_len_ - pos);
+    FrameHeader h;
+    auto err = auth_.check_header(rest, max_body_, h);
+    if (err != FrameError::ok) {
+      ++counters_.bad_frames;
+      if (err == FrameError::wrong_cluster) ++counters_.unauthenticated;
+      return fail();
+    }
+    std::size_t total = kHeaderSize + h.body_len + kMacSize;
+    if (rest.size() < total) break;
+    std::string_view body;
+    err = auth_.open(rest.substr(0, total), max_body_, h, body);
+    if (err != FrameError::ok) {
+      ++counters_.bad_frames;
+      ++counters_.unauthenticated;
+      return fail();
+    }
+    ++counters_.frames_in;
+    counters_.bytes_in += total;
+    pos += total;
+    on_frame_(*this, h.type, body);
+  }
+  if (!open_) return;
+  // Keep the partial frame at the front; shrink a buffer a big frame grew.
+  if (pos > 0) {
+    std::memmove(in_.data(), in_.data() + pos, in_len_ - pos);
+    in_len_ -= pos;
+  }
+  if (in_len_ == 0 && in_.size() > 1024 * 1024) in_.clear();
 }
 
 void Conn::send_frame(std::string_view frame) {

@@ -1,9 +1,11 @@
 #pragma once
 // Conn: one framed TCP connection (peer link, probe or admin client).
 //
-// Reads frames header-first, checks the header (magic, version, cluster,
-// length against the cap) before allocating for the body, then checks the
-// authenticator; a bad frame closes the connection and is counted. Writes go
+// Reads whatever the socket has (up to 64 KiB a call) and handles every
+// complete frame in it, so a burst of small frames costs one syscall, not two
+// per frame. Each header is checked (magic, version, cluster, length against
+// the cap) before the buffer grows for its body, then the authenticator; a
+// bad frame closes the connection and is counted. Writes go
 // through one queue with one write in flight: frames queued while a write is
 // in flight leave together in the next one (gathered, one syscall). Lives on
 // the node's one io_context thread; owned by shared_ptr while I/O is pending.
@@ -52,8 +54,8 @@ class Conn : public std::enable_shared_from_this<Conn> {
   std::string tag;
 
  private:
-  void read_header();
-  void read_body(std::size_t len);
+  void read_more();
+  void consume();
   void write_more();
   void fail();
 
@@ -64,6 +66,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
   FrameFn on_frame_;
   CloseFn on_close_;
   std::string in_;
+  std::size_t in_len_ = 0;  // bytes of in_ holding data
   std::string pending_;
   std::string writing_;
   bool open_ = true;

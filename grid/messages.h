@@ -32,6 +32,8 @@ enum class MsgType : std::uint8_t {
   bucket_data = 33,
   digests = 40,
   digest_diff = 41,
+  key_stamps = 42,
+  want = 43,
   admin_request = 100,
   admin_response = 101,
 };
@@ -211,6 +213,41 @@ struct Digests {
   template <class Ar>
   void io(Ar& ar) {
     rg::io(ar, regions);
+  }
+};
+
+// One key and a hash of every version in its entry: equal stamps, equal entries.
+struct KeyStamp {
+  std::string key;
+  std::uint64_t stamp = 0;
+  template <class Ar>
+  void io(Ar& ar) {
+    rg::io(ar, key);
+    rg::io(ar, stamp);
+  }
+};
+
+// Anti-entropy, second step: the keys of the buckets whose digests differ.
+struct KeyStamps {
+  std::string region;
+  std::vector<std::uint32_t> buckets;
+  std::vector<KeyStamp> keys;
+  template <class Ar>
+  void io(Ar& ar) {
+    rg::io(ar, region);
+    rg::io(ar, buckets);
+    rg::io(ar, keys);
+  }
+};
+
+// Anti-entropy, last step: send me these entries.
+struct Want {
+  std::string region;
+  std::vector<std::string> keys;
+  template <class Ar>
+  void io(Ar& ar) {
+    rg::io(ar, region);
+    rg::io(ar, keys);
   }
 };
 

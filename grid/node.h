@@ -130,6 +130,7 @@ class Node {
   template <class M>
   void send_peer(const NodeId& peer, MsgType type, const M& msg);
   void send_peer_frame(const NodeId& peer, const std::string& frame);
+  Conn* route(const NodeId& peer);  // an open connection to peer, or null
   void connect_peer(const NodeId& peer);
   void close_peer(const NodeId& peer);
   void probe(const ProbeOrder& order);
@@ -148,6 +149,8 @@ class Node {
   void request_buckets();
   void on_sync_message(MsgType type, const Sender& s, std::string_view body, Time now);
   void send_digests(const NodeId& peer);
+  void send_stamps(const NodeId& peer, const std::string& region, const std::vector<std::uint32_t>& buckets);
+  static std::uint64_t entry_stamp(const EntryState& e);
 
   // node_admin.cpp
   void register_admin();
@@ -181,6 +184,9 @@ class Node {
   std::map<NodeId, PeerLink> links_;
   std::set<NodeId> donors_;  // alive members whose heartbeat says they hold a full copy
   std::set<std::shared_ptr<Conn>> inbound_;
+  // The connection each peer last sent us frames on: replies go back on it
+  // while we have no link of our own to that peer (it joined a moment ago).
+  std::map<NodeId, std::weak_ptr<Conn>> reverse_;
   std::map<std::uint64_t, std::function<void(bool)>> relay_waits_;
   std::deque<PendingWrite> pending_;
   std::set<NodeId> acks_due_;
@@ -188,6 +194,7 @@ class Node {
   bool leaving_ = false;
   Time next_heartbeat_{};
   Time next_anti_entropy_{};
+  Time last_write_{};  // last local or replicated write: periodic anti-entropy waits for a quiet stream
   std::size_t anti_entropy_turn_ = 0;
   // State transfer: buckets still to ask for, and how many are in flight.
   std::deque<std::pair<std::string, std::uint32_t>> sync_todo_;

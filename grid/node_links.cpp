@@ -26,31 +26,39 @@ std::string Node::frame(MsgType type, const M& msg) const {
   return out;
 }
 
+Conn* Node::route(const NodeId& peer) {
+  auto it = links_.find(peer);
+  if (it != links_.end() && it->second.conn && it->second.conn->open()) return it->second.conn.get();
+  auto r = reverse_.find(peer);
+  if (r != reverse_.end()) {
+    if (auto c = r->second.lock(); c && c->open()) return c.get();
+    reverse_.erase(r);
+  }
+  return nullptr;
+}
+
 template <class M>
 void Node::send_peer(const NodeId& peer, MsgType type, const M& msg) {
-  auto it = links_.find(peer);
-  if (it == links_.end()) return;
-  auto& link = it->second;
-  if (link.conn && link.conn->open()) {
+  if (Conn* c = route(peer)) {
     // Built in place in the connection's queue: no copy.
-    auto& out = link.conn->out_buffer();
+    auto& out = c->out_buffer();
     auto start = auth_.begin(out);
     encode_into(out, Envelope<M>{Sender{config_.node, incarnation_}, msg});
     auth_.seal(out, start, static_cast<std::uint8_t>(type));
-    link.conn->flush();
+    c->flush();
     return;
   }
   send_peer_frame(peer, frame(type, msg));
 }
 
 void Node::send_peer_frame(const NodeId& peer, const std::string& f) {
+  if (Conn* c = route(peer)) {
+    c->send_frame(f);
+    return;
+  }
   auto it = links_.find(peer);
   if (it == links_.end()) return;
   auto& link = it->second;
-  if (link.conn && link.conn->open()) {
-    link.conn->send_frame(f);
-    return;
-  }
   if (link.backlog.size() + f.size() > kMaxBacklog) {
     ++counters_.link_queue_drops;
     return;
@@ -240,10 +248,16 @@ void Node::on_frame(Conn* conn, std::uint8_t raw_type, std::string_view body) {
     if (!decode(body, head)) return bad();
     from = head.from;
   }
-  if (!heard(from, now)) {
+  // The data plane (stream and acks) accepts any member of the topology,
+  // even one whose heartbeat has not arrived yet: a joiner must not stall
+  // the writers while it waits to hear them. Everything else needs a member
+  // this node knows.
+  if (from.node == config_.node || !topology_.contains(from.node)) {
     ++counters_.refused_messages;
     return;
   }
+  bool known = heard(from, now);
+  if (conn->tag.empty()) reverse_[from.node] = conn->weak_from_this();
   switch (type) {
     case MsgType::hello: {
       Envelope<Hello> e;
@@ -273,6 +287,14 @@ void Node::on_frame(Conn* conn, std::uint8_t raw_type, std::string_view body) {
       send_resend(sender_.on_nak(from.node, e.msg.from, e.msg.to, now));
       return;
     }
+    default:
+      break;
+  }
+  if (!known) {
+    ++counters_.refused_messages;
+    return;
+  }
+  switch (type) {
     case MsgType::reset: {
       Envelope<Reset> e;
       if (!decode(body, e)) return bad();
@@ -289,6 +311,8 @@ void Node::on_frame(Conn* conn, std::uint8_t raw_type, std::string_view body) {
     case MsgType::bucket_data:
     case MsgType::digests:
     case MsgType::digest_diff:
+    case MsgType::key_stamps:
+    case MsgType::want:
       on_sync_message(type, from, body, now);
       return;
     default:
@@ -308,6 +332,8 @@ template void Node::send_peer(const NodeId&, MsgType, const BucketRequest&);
 template void Node::send_peer(const NodeId&, MsgType, const BucketData&);
 template void Node::send_peer(const NodeId&, MsgType, const Digests&);
 template void Node::send_peer(const NodeId&, MsgType, const DigestDiff&);
+template void Node::send_peer(const NodeId&, MsgType, const KeyStamps&);
+template void Node::send_peer(const NodeId&, MsgType, const Want&);
 template std::string Node::frame(MsgType, const Heartbeat&) const;
 template std::string Node::frame(MsgType, const Refuse&) const;
 template std::string Node::frame(MsgType, const Leave&) const;

@@ -35,6 +35,7 @@ void Node::submit(Write w, DoneFn done) {
     if (done) done(false, "node is leaving the cluster");
     return;
   }
+  last_write_ = Clock::now();
   w.version = store_.next_version(self_index_);
   store_.apply(w);
   ++counters_.writes_local;
@@ -88,6 +89,7 @@ void Node::flush() {
 }
 
 void Node::on_data(const Sender& s, const Data& d, Time now) {
+  last_write_ = now;
   for (const auto& w : d.writes) {
     store_.apply(w);
     ++counters_.writes_applied;

@@ -9,8 +9,13 @@ namespace rg::grid {
 
 namespace {
 constexpr std::size_t kBucketsInFlight = 4;
-constexpr std::size_t kEntriesPerFrame = 8192;
+constexpr std::size_t kEntriesPerFrame = 1024;
 constexpr std::size_t kDiffBytesPerFrame = 4 * 1024 * 1024;
+
+std::uint64_t mix(std::uint64_t h, std::uint64_t v) {
+  h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+  return h;
+}
 
 std::size_t entry_bytes(const EntryState& e) {
   std::size_t n = e.key.size() + e.value.size() + 24;
@@ -18,6 +23,36 @@ std::size_t entry_bytes(const EntryState& e) {
   return n;
 }
 }  // namespace
+
+std::uint64_t Node::entry_stamp(const EntryState& e) {
+  std::uint64_t h = mix(static_cast<std::uint64_t>(e.kind), e.version);
+  for (const auto& f : e.fields) h = mix(mix(h, key_hash(f.name)), f.version);
+  return h;
+}
+
+void Node::send_stamps(const NodeId& peer, const std::string& region, const std::vector<std::uint32_t>& buckets) {
+  if (buckets.empty()) return;
+  const Region* r = store_.find(region);
+  KeyStamps out{region, {}, {}};
+  std::vector<EntryState> tmp;
+  std::size_t bytes = 0;
+  for (auto b : buckets) {
+    out.buckets.push_back(b);
+    tmp.clear();
+    if (r) r->export_bucket(b, tmp);
+    for (auto& e : tmp) {
+      bytes += e.key.size() + 12;
+      out.keys.push_back(KeyStamp{std::move(e.key), entry_stamp(e)});
+    }
+    if (bytes >= kDiffBytesPerFrame) {
+      send_peer(peer, MsgType::key_stamps, out);
+      out.buckets.clear();
+      out.keys.clear();
+      bytes = 0;
+    }
+  }
+  if (!out.buckets.empty()) send_peer(peer, MsgType::key_stamps, out);
+}
 
 void Node::sync_tick(Time now) {
   if (transfer_.synced || transfer_.copying) return;
@@ -75,29 +110,6 @@ void Node::send_digests(const NodeId& peer) {
 
 void Node::on_sync_message(MsgType type, const Sender& from, std::string_view body, Time) {
   auto bad = [&] { ++counters_.decode_errors; };
-  // Sends the entries of `buckets` of `region` to `peer`, cut into frames.
-  auto send_diff = [&](const std::string& region, const std::vector<std::uint32_t>& buckets, bool reply) {
-    const Region* r = store_.find(region);
-    DigestDiff diff{region, {}, {}, reply};
-    std::size_t bytes = 0;
-    std::vector<EntryState> tmp;
-    for (auto b : buckets) {
-      tmp.clear();
-      if (r) r->export_bucket(b, tmp);
-      diff.buckets.push_back(b);
-      for (auto& e : tmp) {
-        bytes += entry_bytes(e);
-        diff.entries.push_back(std::move(e));
-      }
-      if (bytes >= kDiffBytesPerFrame) {
-        send_peer(from.node, MsgType::digest_diff, diff);
-        diff.buckets.clear();
-        diff.entries.clear();
-        bytes = 0;
-      }
-    }
-    if (!diff.buckets.empty()) send_peer(from.node, MsgType::digest_diff, diff);
-  };
 
   switch (type) {
     case MsgType::sync_request: {
@@ -146,6 +158,7 @@ void Node::on_sync_message(MsgType type, const Sender& from, std::string_view bo
       return;
     }
     case MsgType::digests: {
+      // Step 1 -> 2: name our keys in every bucket whose digest differs.
       Envelope<Digests> e;
       if (!decode(body, e)) return bad();
       std::set<std::string> theirs;
@@ -156,27 +169,82 @@ void Node::on_sync_message(MsgType type, const Sender& from, std::string_view bo
         std::vector<std::uint32_t> differ;
         for (std::uint32_t b = 0; b < kBuckets; ++b)
           if ((r ? r->bucket_digest(b) : 0) != rd.buckets[b]) differ.push_back(b);
-        if (!differ.empty()) send_diff(rd.name, differ, true);
+        send_stamps(from.node, rd.name, differ);
       }
-      // Regions they do not have at all.
       for (const auto& name : store_.region_names()) {
         if (theirs.count(name)) continue;
         std::vector<std::uint32_t> all;
         const auto& r = store_.region(name);
         for (std::uint32_t b = 0; b < kBuckets; ++b)
           if (r.bucket_entries(b) > 0) all.push_back(b);
-        if (!all.empty()) send_diff(name, all, false);
+        send_stamps(from.node, name, all);
       }
+      return;
+    }
+    case MsgType::key_stamps: {
+      // Step 2 -> 3: send what they lack or hold differently; ask for the same.
+      Envelope<KeyStamps> e;
+      if (!decode(body, e)) return bad();
+      for (auto b : e.msg.buckets)
+        if (b >= kBuckets) return bad();
+      std::map<std::string_view, std::uint64_t> theirs;
+      for (const auto& k : e.msg.keys) theirs.emplace(k.key, k.stamp);
+      const Region* r = store_.find(e.msg.region);
+      DigestDiff give{e.msg.region, {}, {}, false};
+      std::size_t bytes = 0;
+      std::vector<EntryState> mine;
+      for (auto b : e.msg.buckets) {
+        mine.clear();
+        if (r) r->export_bucket(b, mine);
+        for (auto& entry : mine) {
+          auto it = theirs.find(entry.key);
+          bool same = it != theirs.end() && it->second == entry_stamp(entry);
+          if (it != theirs.end()) theirs.erase(it);
+          if (same) continue;
+          bytes += entry_bytes(entry);
+          give.entries.push_back(std::move(entry));
+          if (bytes >= kDiffBytesPerFrame) {
+            send_peer(from.node, MsgType::digest_diff, give);
+            give.entries.clear();
+            bytes = 0;
+          }
+        }
+      }
+      if (!give.entries.empty()) send_peer(from.node, MsgType::digest_diff, give);
+      // Keys left in `theirs` are ones we lack entirely; differing ones were
+      // sent above and their newer copy comes back through the merge anyway.
+      Want want{e.msg.region, {}};
+      for (const auto& k : e.msg.keys) {
+        auto own = r ? r->state(k.key) : std::nullopt;
+        if (!own || entry_stamp(*own) != k.stamp) want.keys.push_back(k.key);
+      }
+      if (!want.keys.empty()) send_peer(from.node, MsgType::want, want);
+      return;
+    }
+    case MsgType::want: {
+      Envelope<Want> e;
+      if (!decode(body, e)) return bad();
+      const Region* r = store_.find(e.msg.region);
+      if (!r) return;
+      DigestDiff give{e.msg.region, {}, {}, false};
+      std::size_t bytes = 0;
+      for (const auto& key : e.msg.keys) {
+        auto st = r->state(key);
+        if (!st) continue;
+        bytes += entry_bytes(*st);
+        give.entries.push_back(std::move(*st));
+        if (bytes >= kDiffBytesPerFrame) {
+          send_peer(from.node, MsgType::digest_diff, give);
+          give.entries.clear();
+          bytes = 0;
+        }
+      }
+      if (!give.entries.empty()) send_peer(from.node, MsgType::digest_diff, give);
       return;
     }
     case MsgType::digest_diff: {
       Envelope<DigestDiff> e;
       if (!decode(body, e)) return bad();
-      for (auto b : e.msg.buckets)
-        if (b >= kBuckets) return bad();
-      // Answer first with what we had, so the merge below does not echo
-      // their own entries back to them.
-      if (e.msg.reply) send_diff(e.msg.region, e.msg.buckets, false);
       std::size_t changed = 0;
       for (const auto& entry : e.msg.entries) changed += store_.merge(e.msg.region, entry) ? 1 : 0;
       counters_.entries_reconciled += changed;

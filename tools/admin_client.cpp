@@ -77,10 +77,12 @@ std::optional<grid::AdminResponse> AdminClient::read(std::chrono::milliseconds t
       }
     }
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return std::nullopt;
     pollfd p{socket_.native_handle(), POLLIN, 0};
-    int n = ::poll(&p, 1, static_cast<int>(left.count()));
-    if (n <= 0) continue;
+    int n = ::poll(&p, 1, static_cast<int>(std::max<std::int64_t>(left.count(), 0)));
+    if (n <= 0) {
+      if (left.count() <= 0) return std::nullopt;
+      continue;
+    }
     char buf[65536];
     boost::system::error_code ec;
     std::size_t got = socket_.read_some(asio::buffer(buf), ec);

@@ -29,6 +29,7 @@ class AdminClient {
   std::optional<grid::AdminResponse> read(std::chrono::milliseconds timeout);
   // send + flush + read the matching answer; throws on timeout.
   grid::AdminResponse call(const std::string& cmd, const std::vector<std::string>& args);
+  int fd() { return socket_.native_handle(); }
 
  private:
   boost::asio::io_context io_;

@@ -1,0 +1,41 @@
+#pragma once
+// One filled-in sample of every message that crosses the wire, shared by
+// the decoder test and the libFuzzer target.
+#include "grid/admin_protocol.h"
+#include "grid/envelope.h"
+#include "grid/messages.h"
+
+namespace rg::grid {
+
+template <class F>
+void for_each_sample(F&& f) {
+  Sender s{"n1", 12345};
+  Write w1{"reg", "key", WriteKind::put, {}, "value", 77};
+  Write w2{"reg", "key2", WriteKind::put_field, "f", "v", 78};
+  Write w3{"reg", "key3", WriteKind::del, {}, {}, 79};
+  EntryState e1{"k", EntryKind::fields, 5, {}, {FieldValue{"a", 6, "x"}, FieldValue{"b", 9, "y"}}};
+  EntryState e2{"k2", EntryKind::plain, 3, "hello", {}};
+  f(Envelope<Heartbeat>{s, {"127.0.0.1:7401", "127.0.0.1:7501", 99, true, 42}}, "heartbeat");
+  f(Envelope<Leave>{s, {}}, "leave");
+  f(Envelope<Refuse>{s, {"not a member"}}, "refuse");
+  f(Envelope<Hello>{s, {5}}, "hello");
+  f(Envelope<Data>{s, {10, {w1, w2, w3}}}, "data");
+  f(Envelope<Ack>{s, {11}}, "ack");
+  f(Envelope<Nak>{s, {3, 9}}, "nak");
+  f(Envelope<Reset>{s, {20}}, "reset");
+  f(Envelope<Probe>{s, {1}}, "probe");
+  f(Envelope<ProbeRelay>{s, {2, "n3", "127.0.0.1:7403"}}, "probe_relay");
+  f(Envelope<ProbeRelayResult>{s, {2, true}}, "probe_relay_result");
+  f(Envelope<SyncRequest>{s, {}}, "sync_request");
+  f(Envelope<SyncRegions>{s, {{RegionInfo{"reg", 3}, RegionInfo{"nodes", 1}}}}, "sync_regions");
+  f(Envelope<BucketRequest>{s, {"reg", 17}}, "bucket_request");
+  f(Envelope<BucketData>{s, {"reg", 17, true, {e1, e2}}}, "bucket_data");
+  f(Envelope<Digests>{s, {{RegionDigest{"reg", {1, 2, 3}}}}}, "digests");
+  f(Envelope<DigestDiff>{s, {"reg", {1, 5}, {e1, e2}, true}}, "digest_diff");
+  f(Envelope<KeyStamps>{s, {"reg", {1, 2}, {KeyStamp{"k", 9}, KeyStamp{"k2", 10}}}}, "key_stamps");
+  f(Envelope<Want>{s, {"reg", {"k", "k2"}}}, "want");
+  f(AdminRequest{1, "put", {"r", "k", "v"}}, "admin_request");
+  f(AdminResponse{1, AdminStatus::ok, "{}", "{\"epoch\":1}"}, "admin_response");
+}
+
+}  // namespace rg::grid
