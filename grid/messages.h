@@ -34,6 +34,12 @@ enum class MsgType : std::uint8_t {
   digest_diff = 41,
   key_stamps = 42,
   want = 43,
+  q_prepare = 50,
+  q_promise = 51,
+  q_accept = 52,
+  q_accepted = 53,
+  q_commit = 54,
+  app = 60,  // a message of a layer above the grid (the agent), by channel
   admin_request = 100,
   admin_response = 101,
 };
@@ -248,6 +254,16 @@ struct Want {
   void io(Ar& ar) {
     rg::io(ar, region);
     rg::io(ar, keys);
+  }
+};
+
+struct AppMessage {
+  std::string channel;
+  std::string payload;
+  template <class Ar>
+  void io(Ar& ar) {
+    rg::io(ar, channel);
+    rg::io(ar, payload);
   }
 };
 

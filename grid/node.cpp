@@ -55,7 +55,9 @@ Node::Node(asio::io_context& io, NodeConfig config)
                   Clock::now()),
       udp_(io),
       acceptor_(io),
-      timer_(io) {
+      timer_(io),
+      proposer_(topology_, config_.node,
+                QuorumProposerConfig{config_.failure_timeout / 2, milliseconds(5), 6, incarnation_}) {
   started_ = Clock::now();
   open_sockets();
   register_admin();
@@ -277,6 +279,7 @@ void Node::on_event(const MembershipEvent& e, Time now) {
       link.incarnation = e.incarnation;
       sender_.add_peer(e.id, now);
       connect_peer(e.id);
+      push_commits(e.id);
       break;
     }
     case MemberEvent::restored: {
@@ -290,6 +293,7 @@ void Node::on_event(const MembershipEvent& e, Time now) {
       else
         connect_peer(e.id);
       send_digests(e.id);
+      push_commits(e.id);
       break;
     }
     case MemberEvent::suspected:
@@ -348,6 +352,12 @@ void Node::tick() {
     drain_membership(now);
     next_heartbeat_ = now + config_.heartbeat_interval;
     sync_tick(now);
+  }
+  proposer_.tick(now, qout_);
+  if (!qout_.sends.empty() || !qout_.results.empty()) {
+    QOut out;
+    std::swap(out, qout_);
+    quorum_send(out);
   }
   for (const auto& r : sender_.tick(now)) send_resend(r);
   for (const auto& [peer, start] : sender_.hellos_due(now)) send_peer(peer, MsgType::hello, Hello{start});

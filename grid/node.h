@@ -27,6 +27,7 @@
 #include "grid/conn.h"
 #include "grid/membership.h"
 #include "grid/messages.h"
+#include "grid/quorum.h"
 #include "grid/node_config.h"
 #include "grid/region.h"
 #include "grid/stream_receiver.h"
@@ -86,6 +87,23 @@ class Node {
   void put_field(const std::string& region, const std::string& key, const std::string& field,
                  const std::string& value, DoneFn done);
   void del(const std::string& region, const std::string& key, DoneFn done);
+
+  // Quorum registers: compare-and-set accepted by a majority of the
+  // members; committed values are pushed to every member's local copy.
+  using CasDone = std::function<void(const CasResult&)>;
+  void cas(const std::string& key, QuorumProposer::Change change, CasDone done);
+  const QCommit* quorum_value(const std::string& key) const { return quorum_copy_.find(key); }
+  void on_quorum_change(std::function<void(const QCommit&)> fn) { quorum_fns_.push_back(std::move(fn)); }
+  // Messages of the layers above, by channel: to one member or every alive one.
+  using AppFn = std::function<void(const NodeId& from, const std::string& payload)>;
+  void send_app(const NodeId& peer, const std::string& channel, const std::string& payload);
+  void broadcast_app(const std::string& channel, const std::string& payload);
+  void on_app(const std::string& channel, AppFn fn) { app_fns_[channel] = std::move(fn); }
+  // A status section of the layers above, added to `status`.
+  void add_status(std::string name, std::function<std::string()> json_fn) {
+    status_fns_.emplace_back(std::move(name), std::move(json_fn));
+  }
+  bool member_synced(const NodeId& id) const { return donors_.count(id) > 0; }
 
   Store& store() { return store_; }
   const Membership& membership() const { return membership_; }
@@ -152,6 +170,11 @@ class Node {
   void send_stamps(const NodeId& peer, const std::string& region, const std::vector<std::uint32_t>& buckets);
   static std::uint64_t entry_stamp(const EntryState& e);
 
+  // node_quorum.cpp
+  void quorum_send(const QOut& out);
+  void on_quorum_message(MsgType type, const Sender& from, std::string_view body, Time now);
+  void push_commits(const NodeId& peer);
+
   // node_admin.cpp
   void register_admin();
 
@@ -208,6 +231,14 @@ class Node {
     Reply reply;
   };
   std::vector<Watch> watches_;
+  QuorumAcceptor quorum_acceptor_;
+  QuorumCopy quorum_copy_;
+  QuorumProposer proposer_;
+  QOut qout_;
+  std::map<std::uint64_t, CasDone> cas_waits_;
+  std::vector<std::function<void(const QCommit&)>> quorum_fns_;
+  std::map<std::string, AppFn> app_fns_;
+  std::vector<std::pair<std::string, std::function<std::string()>>> status_fns_;
 };
 
 }  // namespace rg::grid

@@ -93,6 +93,7 @@ std::string Node::status_json() const {
       {"entries_reconciled", c.entries_reconciled},
       {"link_queue_drops", c.link_queue_drops},
   };
+  for (const auto& [name, fn] : status_fns_) j[name] = json::parse(fn());
   return j.dump();
 }
 

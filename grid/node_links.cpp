@@ -305,6 +305,20 @@ void Node::on_frame(Conn* conn, std::uint8_t raw_type, std::string_view body) {
       send_digests(from.node);
       return;
     }
+    case MsgType::q_prepare:
+    case MsgType::q_promise:
+    case MsgType::q_accept:
+    case MsgType::q_accepted:
+    case MsgType::q_commit:
+      on_quorum_message(type, from, body, now);
+      return;
+    case MsgType::app: {
+      Envelope<AppMessage> e;
+      if (!decode(body, e)) return bad();
+      auto it = app_fns_.find(e.msg.channel);
+      if (it != app_fns_.end()) it->second(from.node, e.msg.payload);
+      return;
+    }
     case MsgType::sync_request:
     case MsgType::sync_regions:
     case MsgType::bucket_request:
@@ -334,6 +348,12 @@ template void Node::send_peer(const NodeId&, MsgType, const Digests&);
 template void Node::send_peer(const NodeId&, MsgType, const DigestDiff&);
 template void Node::send_peer(const NodeId&, MsgType, const KeyStamps&);
 template void Node::send_peer(const NodeId&, MsgType, const Want&);
+template void Node::send_peer(const NodeId&, MsgType, const QPrepare&);
+template void Node::send_peer(const NodeId&, MsgType, const QPromise&);
+template void Node::send_peer(const NodeId&, MsgType, const QAccept&);
+template void Node::send_peer(const NodeId&, MsgType, const QAccepted&);
+template void Node::send_peer(const NodeId&, MsgType, const QCommit&);
+template void Node::send_peer(const NodeId&, MsgType, const AppMessage&);
 template std::string Node::frame(MsgType, const Heartbeat&) const;
 template std::string Node::frame(MsgType, const Refuse&) const;
 template std::string Node::frame(MsgType, const Leave&) const;

@@ -1,5 +1,6 @@
 #include "tools/node_options.h"
 
+#include <algorithm>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -68,6 +69,25 @@ NodeOptions parse_node_options(int argc, const char* const* argv) {
   app.add_option("--rcvbuf", c.multicast_rcvbuf, "UDP receive buffer to ask the kernel for, bytes "
                  "(status shows what it granted)")->capture_default_str();
   app.add_option("--log-level", c.log_level, "trace, debug, info, warn, error")->capture_default_str();
+  auto& ag = out.agent;
+  std::string hook_timeout = "10s", failover_timeout = "5s", broadcast_timeout = "500ms", failover_backoff = "2s",
+              eviction_delay = "5s", prefer;
+  app.add_option("--hook-dir", ag.hook_dir, "directory with the role-change hooks: executables named prepare, "
+                 "master, replica, data, abort (a missing one is skipped)");
+  app.add_option("--hook-timeout", hook_timeout, "time limit of every hook but prepare")->capture_default_str();
+  app.add_flag("--witness", ag.witness, "vote and hold the role table, never take a role (2 nodes + a witness "
+               "fail over safely)");
+  app.add_option("--failover-timeout", failover_timeout, "time limit of the prepare hook (the failover "
+                 "operation)")->capture_default_str();
+  app.add_option("--broadcast-timeout", broadcast_timeout, "how long a new master waits for a quorum to "
+                 "acknowledge it before it vacates the role")->capture_default_str();
+  app.add_option("--failover-backoff", failover_backoff, "wait after a failover attempt before another for "
+                 "the same epoch")->capture_default_str();
+  app.add_option("--eviction-delay", eviction_delay, "how long a failed replica keeps its place in the role "
+                 "table")->capture_default_str();
+  app.add_option("--prefer-replica", prefer, "node ids the master prefers as replica, in order, comma-separated");
+  app.add_option("--event-log", ag.event_log, "append role changes, hook runs and lease bounds to this file as "
+                 "JSON lines (monotonic timestamps)");
   app.set_version_flag("--version", "rolegrid 0.1.0");
   try {
     app.parse(argc, argv);
@@ -92,6 +112,15 @@ NodeOptions parse_node_options(int argc, const char* const* argv) {
   c.failure_timeout = duration_or_throw("--failure-timeout", failure);
   c.probe_timeout = duration_or_throw("--probe-timeout", probe);
   c.anti_entropy_interval = duration_or_throw("--anti-entropy-interval", anti_entropy);
+  ag.hook_timeout = duration_or_throw("--hook-timeout", hook_timeout);
+  ag.failover_timeout = duration_or_throw("--failover-timeout", failover_timeout);
+  ag.broadcast_timeout = duration_or_throw("--broadcast-timeout", broadcast_timeout);
+  ag.failover_backoff = duration_or_throw("--failover-backoff", failover_backoff);
+  ag.eviction_delay = duration_or_throw("--eviction-delay", eviction_delay);
+  ag.preferred_replicas = split_list(prefer);
+  for (const auto& p : ag.preferred_replicas)
+    if (std::find(c.members.begin(), c.members.end(), p) == c.members.end())
+      throw std::invalid_argument(fmt::format("--prefer-replica: '{}' is not in --members", p));
   if (auto why = grid::validate(c); !why.empty()) throw std::invalid_argument(why);
   return out;
 }

@@ -5,12 +5,14 @@
 #include <string>
 #include <vector>
 
+#include "agent/agent_node.h"
 #include "grid/node_config.h"
 
 namespace rg::tools {
 
 struct NodeOptions {
   grid::NodeConfig config;
+  agent::AgentOptions agent;
   bool exit_now = false;  // --help or --version printed
   int exit_code = 0;
 };

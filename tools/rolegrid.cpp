@@ -7,6 +7,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 
+#include "agent/agent_node.h"
 #include "common/log.h"
 #include "grid/node.h"
 #include "tools/node_options.h"
@@ -26,6 +27,10 @@ int main(int argc, char** argv) {
   std::string fatal;
   try {
     rg::grid::Node node(io, opts.config);
+    rg::agent::AgentNode agent(io, node, opts.agent);
+    if (opts.config.members.size() == 2)
+      rg::log::warn("this cluster has 2 members and no witness: it will never promote a replica by itself "
+                    "(a majority of 2 is 2); add a third member started with --witness");
     node.on_fatal([&](const std::string& why) {
       if (!fatal.empty()) return;
       fatal = why;
@@ -35,9 +40,10 @@ int main(int argc, char** argv) {
     signals.async_wait([&](auto ec, int sig) {
       if (ec) return;
       rg::log::info("signal {}: leaving", sig);
-      node.leave([&] { io.stop(); });
+      agent.stop([&] { node.leave([&] { io.stop(); }); });
     });
     node.start();
+    agent.start();
     io.run();
   } catch (const std::exception& e) {
     std::cerr << "rolegrid: " << e.what() << "\n";

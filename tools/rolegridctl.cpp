@@ -73,6 +73,47 @@ void print_value(const json& v) {
     fmt::print("{}\n", v.get<std::string>());
 }
 
+void print_roles(const json& j) {
+  if (j["master"].is_null()) fmt::print("master      (vacant)\n");
+  else {
+    const auto& m = j["master"];
+    fmt::print("master      {} epoch {} {}{}\n", m["node"].get<std::string>(), m["epoch"].get<std::uint64_t>(),
+               m["phase"].get<std::string>(),
+               m.contains("lease_remaining_ms") ? fmt::format(" (lease {} ms left)", m["lease_remaining_ms"].get<std::int64_t>())
+                                                : fmt::format(" (lease {} ms)", m["lease_ms"].get<std::int64_t>()));
+  }
+  fmt::print("replica     {}\n", j["replica"].is_null() ? "(none)" : j["replica"]["node"].get<std::string>());
+  fmt::print("epoch       {}{}\n", j["epoch"].get<std::uint64_t>(), j["maintenance"].get<bool>() ? "  MAINTENANCE (no automatic failover)" : "");
+  if (!j["reason"].get<std::string>().empty()) fmt::print("last change {}\n", j["reason"].get<std::string>());
+  fmt::print("\n{:<12} {:<6} {:<9} {:<14} {}\n", "NODE", "ALIVE", "ROLE", "STATE", "LAST HOOK");
+  for (const auto& n : j["nodes"]) {
+    std::string hook = "-";
+    if (n["hook"].is_object())
+      hook = fmt::format("{} exit {} at {}", n["hook"]["name"].get<std::string>(), n["hook"]["status"].get<int>(),
+                         n["hook"]["at"].get<std::string>());
+    fmt::print("{:<12} {:<6} {:<9} {:<14} {}\n", n["id"].get<std::string>(), n["alive"].get<bool>() ? "yes" : "no",
+               n["role"].get<std::string>(), n["state"].get<std::string>(), hook);
+  }
+  if (!j["last_failover"].empty()) {
+    fmt::print("\nlast failover:");
+    for (const auto& s : j["last_failover"])
+      fmt::print(" {} {} ms ({})", s["step"].get<std::string>(), s["took_ms"].get<std::int64_t>(), s["outcome"].get<std::string>());
+    fmt::print("\n");
+  }
+}
+
+void print_event(const json& e, bool as_json) {
+  if (as_json) {
+    std::cout << e.dump() << std::endl;
+    return;
+  }
+  std::string extra;
+  for (const auto& k : {"from", "to", "reason", "hook", "status", "step", "took_ms", "outcome", "text", "master"})
+    if (e.contains(k)) extra += fmt::format(" {}={}", k, e[k].is_string() ? e[k].get<std::string>() : e[k].dump());
+  fmt::print("{} {:<6} {:<20} role={} epoch={}{}\n", e.value("wall", "?"), e.value("node", "?"),
+             e.value("event", "?"), e.value("role", "?"), e.value("epoch", 0), extra);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -116,6 +157,15 @@ int main(int argc, char** argv) {
   sub("del", "delete a key", {"REGION", "KEY"});
   auto* w = sub("watch", "print every change to a region (or a key prefix) until interrupted", {"REGION", "[PREFIX]"});
   w->add_option("--count", watch_count, "stop after this many changes");
+  sub("roles", "master, replica, epoch, phase, lease, and each node's role and last hook", {});
+  sub("master", "the current master's id and addresses (ask any node)", {});
+  std::string switch_to;
+  auto* so = sub("switchover", "hand the master role to NODE gracefully (asks the master)", {});
+  so->add_option("--to", switch_to, "the node to become master")->required();
+  sub("maintenance", "on: no automatic failover; off: back to normal", {"on|off"});
+  bool follow = false;
+  auto* ev = sub("events", "role changes, hook runs and failover steps of this node", {});
+  ev->add_flag("--follow", follow, "keep printing new events until interrupted");
 
   try {
     app.parse(argc, argv);
@@ -152,7 +202,28 @@ int main(int argc, char** argv) {
         if (watch_count > 0 && ++seen >= watch_count) return 0;
       }
     }
+    if (cmd == "switchover") args = {switch_to};
+    if (cmd == "events" && follow) {
+      client.send(cmd, {"follow"});
+      client.flush();
+      for (;;) {
+        auto r = client.read(std::chrono::hours(24));
+        if (!r) continue;
+        print_event(json::parse(r->body), as_json);
+        std::fflush(stdout);
+      }
+    }
     auto r = client.call(cmd, args);
+    if (r.status == rg::grid::AdminStatus::error && cmd == "switchover" && !r.context.empty()) {
+      // Only the master hands its role over: ask it, wherever it is.
+      auto ctx = json::parse(r.context, nullptr, false);
+      if (!ctx.is_discarded() && ctx.contains("master_admin") && ctx["master_admin"].is_string() &&
+          ctx["master_admin"].get<std::string>() != node) {
+        rt::AdminClient master(ctx["master_admin"].get<std::string>(), cluster, rt::read_secret_file(secret_file),
+                               std::chrono::milliseconds(timeout_ms));
+        r = master.call(cmd, args);
+      }
+    }
     if (r.status == rg::grid::AdminStatus::error) {
       std::cerr << "rolegridctl: " << r.body << "\n";
       return 1;
@@ -170,6 +241,14 @@ int main(int argc, char** argv) {
     } else if (cmd == "get") print_value(j["value"]);
     else if (cmd == "keys") {
       for (const auto& k : j) fmt::print("{}\n", k.get<std::string>());
+    } else if (cmd == "roles") print_roles(j);
+    else if (cmd == "master") {
+      fmt::print("{} epoch {} {} listen {} admin {}\n", j["node"].get<std::string>(), j["epoch"].get<std::uint64_t>(),
+                 j["phase"].get<std::string>(), j.value("listen", "?"), j.value("admin", "?"));
+    } else if (cmd == "events") {
+      for (const auto& e : j) print_event(e, false);
+    } else if (cmd == "switchover") {
+      fmt::print("switchover to {} started; `rolegridctl master` shows when it is established\n", switch_to);
     } else fmt::print("ok\n");
     return 0;
   } catch (const std::exception& e) {

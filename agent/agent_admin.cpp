@@ -1,0 +1,125 @@
+// AgentNode: the admin commands of the agent, and what every answer carries.
+#include <fmt/format.h>
+
+#include "agent/agent_node.h"
+
+namespace rg::agent {
+
+using nlohmann::json;
+
+namespace {
+json entry_json(const grid::Store& store, const NodeId& id) {
+  const auto* r = store.find("nodes");
+  if (!r) return nullptr;
+  auto v = r->get(id);
+  if (!v) return nullptr;
+  json j = json::parse(v->value, nullptr, false);
+  return j.is_discarded() ? json(nullptr) : j;
+}
+}  // namespace
+
+json AgentNode::roles_json() const {
+  auto now = Clock::now();
+  json j;
+  const auto& t = agent_.table();
+  if (t && t->master) {
+    const auto& m = *t->master;
+    json mj{{"node", m.node}, {"epoch", m.epoch}, {"phase", to_string(m.phase)}, {"lease_ms", m.lease_ms},
+            {"renewal", m.renewal}};
+    if (m.node == node_.config().node && agent_.acting_master(now))
+      mj["lease_remaining_ms"] = to_ms(agent_.lease_bound() - now);
+    auto e = entry_json(node_.store(), m.node);
+    if (!e.is_null()) {
+      mj["listen"] = e.value("listen", "");
+      mj["admin"] = e.value("admin", "");
+    }
+    j["master"] = mj;
+  } else {
+    j["master"] = nullptr;
+  }
+  j["replica"] = (t && t->replica) ? json{{"node", t->replica->node}, {"epoch", t->replica->epoch}} : json(nullptr);
+  j["epoch"] = t ? t->epoch : 0;
+  j["maintenance"] = t ? t->maintenance : false;
+  j["reason"] = t ? t->reason : "";
+  j["self"] = {{"node", node_.config().node},
+               {"role", to_string(agent_.role())},
+               {"state", to_string(agent_.state())},
+               {"acting_master", agent_.acting_master(now)},
+               {"epoch_seen", agent_.epoch_seen()}};
+  json nodes = json::array();
+  for (const auto& id : node_.membership().topology().members()) {
+    json n{{"id", id}};
+    bool self = id == node_.config().node;
+    n["alive"] = self || node_.membership().is_alive(id);
+    auto e = entry_json(node_.store(), id);
+    n["role"] = e.is_null() ? "unknown" : e.value("role", "unknown");
+    n["state"] = e.is_null() ? "" : e.value("state", "");
+    n["hook"] = e.is_null() ? json(nullptr) : e.value("hook", json(nullptr));
+    if (self) {
+      n["role"] = to_string(agent_.role());
+      n["state"] = to_string(agent_.state());
+    }
+    nodes.push_back(n);
+  }
+  j["nodes"] = nodes;
+  json steps = json::array();
+  for (const auto& s : agent_.last_failover())
+    steps.push_back({{"step", s.step}, {"took_ms", to_ms(s.end - s.start)}, {"outcome", s.outcome}});
+  j["last_failover"] = steps;
+  return j;
+}
+
+std::string AgentNode::context_json() const {
+  const auto& t = agent_.table();
+  json j{{"epoch", t ? t->epoch : 0}};
+  if (t && t->master) {
+    j["master"] = t->master->node;
+    auto e = entry_json(node_.store(), t->master->node);
+    if (!e.is_null()) j["master_admin"] = e.value("admin", "");
+  } else {
+    j["master"] = nullptr;
+  }
+  j["replica"] = (t && t->replica) ? json(t->replica->node) : json(nullptr);
+  return j.dump();
+}
+
+void AgentNode::register_admin() {
+  auto& a = node_.admin();
+  a.handle("roles", [this](const grid::AdminRequest&, grid::Reply r) { r.ok(roles_json().dump()); });
+  a.handle("master", [this](const grid::AdminRequest&, grid::Reply r) {
+    auto j = roles_json();
+    if (j["master"].is_null()) return r.error("no master right now (the role is vacant)");
+    r.ok(j["master"].dump());
+  });
+  a.handle("switchover", [this](const grid::AdminRequest& q, grid::Reply r) {
+    if (q.args.size() != 1) return r.error("usage: switchover --to NODE");
+    std::string why;
+    feed([&](HaAgent& ag, Time now, AgentOutput& out) { why = ag.switchover(q.args[0], now, out); });
+    if (!why.empty()) return r.error(why);
+    record("switchover-requested", {{"to", q.args[0]}});
+    r.ok(json{{"switchover", q.args[0]}}.dump());
+  });
+  a.handle("maintenance", [this](const grid::AdminRequest& q, grid::Reply r) {
+    if (q.args.size() != 1 || (q.args[0] != "on" && q.args[0] != "off"))
+      return r.error("usage: maintenance on|off");
+    std::string why;
+    bool on = q.args[0] == "on";
+    feed([&](HaAgent& ag, Time now, AgentOutput& out) { why = ag.set_maintenance(on, now, out); });
+    if (!why.empty()) return r.error(why);
+    record("maintenance-requested", {{"on", on}});
+    r.ok(json{{"maintenance", on}}.dump());
+  });
+  a.handle("events", [this](const grid::AdminRequest& q, grid::Reply r) {
+    bool follow = !q.args.empty() && q.args[0] == "follow";
+    if (follow) {
+      for (const auto& e : events_) r.more(e.dump());
+      followers_.push_back(r);
+      return;
+    }
+    json arr = json::array();
+    for (const auto& e : events_) arr.push_back(e);
+    r.ok(arr.dump());
+  });
+}
+
+}  // namespace rg::agent

@@ -1,0 +1,273 @@
+#include "agent/agent_node.h"
+
+#include <chrono>
+
+#include <fmt/format.h>
+
+#include "common/log.h"
+
+namespace rg::agent {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr std::size_t kEventsKept = 500;
+constexpr const char* kNodesRegion = "nodes";
+
+std::int64_t mono_ms(Time t) { return to_ms(t.time_since_epoch()); }
+
+std::string wall_now() {
+  auto now = std::chrono::system_clock::now();
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
+  std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                     tm.tm_hour, tm.tm_min, tm.tm_sec, ms % 1000);
+}
+
+std::optional<Role> parse_role(const std::string& s) {
+  if (s == "master") return Role::master;
+  if (s == "replica") return Role::replica;
+  if (s == "data") return Role::data;
+  if (s == "witness") return Role::witness;
+  return std::nullopt;
+}
+
+AgentConfig agent_config(const grid::Node& node, const AgentOptions& o) {
+  AgentConfig c;
+  c.self = node.config().node;
+  c.topology = Topology(node.config().members);
+  c.witness = o.witness;
+  c.heartbeat_interval = node.config().heartbeat_interval;
+  c.failure_timeout = node.config().failure_timeout;
+  c.failover_timeout = o.failover_timeout;
+  c.broadcast_timeout = o.broadcast_timeout;
+  c.failover_backoff = o.failover_backoff;
+  c.eviction_delay = o.eviction_delay;
+  c.preferred_replicas = o.preferred_replicas;
+  return c;
+}
+
+}  // namespace
+
+AgentNode::AgentNode(boost::asio::io_context& io, grid::Node& node, AgentOptions options)
+    : io_(io),
+      node_(node),
+      options_(std::move(options)),
+      agent_(agent_config(node, options_), Clock::now()),
+      hooks_(io, options_.hook_dir),
+      timer_(io),
+      started_(Clock::now()) {
+  if (!options_.event_log.empty()) {
+    event_log_.open(options_.event_log, std::ios::app);
+    if (!event_log_) throw std::runtime_error(fmt::format("cannot open --event-log '{}'", options_.event_log));
+  }
+  register_admin();
+}
+
+void AgentNode::start() {
+  node_.on_member_event([this](const grid::MembershipEvent&) {
+    feed([this](HaAgent& a, Time now, AgentOutput& out) { a.on_members(member_view(), now, out); });
+  });
+  node_.on_quorum_change([this](const grid::QCommit& c) {
+    if (c.key != kRoleKey) return;
+    auto table = from_register(c.value);
+    feed([&](HaAgent& a, Time now, AgentOutput& out) { a.on_table(table, now, out); });
+  });
+  node_.on_app("agent.broadcast", [this](const NodeId& from, const std::string& payload) {
+    json j = json::parse(payload, nullptr, false);
+    if (j.is_discarded() || !j.contains("epoch") || !j.contains("master")) return;
+    auto epoch = j["epoch"].get<std::uint64_t>();
+    bool ack = false;
+    feed([&](HaAgent& a, Time now, AgentOutput& out) { ack = a.on_broadcast(j["master"].get<std::string>(), epoch, now, out); });
+    if (ack) node_.send_app(from, "agent.ack", json{{"epoch", epoch}}.dump());
+    else record("broadcast-refused", {{"from", from}, {"their_epoch", epoch}});
+  });
+  node_.on_app("agent.ack", [this](const NodeId& from, const std::string& payload) {
+    json j = json::parse(payload, nullptr, false);
+    if (j.is_discarded() || !j.contains("epoch")) return;
+    feed([&](HaAgent& a, Time now, AgentOutput& out) { a.on_broadcast_ack(from, j["epoch"].get<std::uint64_t>(), now, out); });
+  });
+  node_.add_status("agent", [this] { return roles_json().dump(); });
+  node_.admin().set_context([this] { return context_json(); });
+  if (options_.witness) log::info("+witness: this node votes and holds the role table but never takes a role");
+  record("start", {{"incarnation", node_.incarnation()}, {"witness", options_.witness}});
+  tick();
+}
+
+void AgentNode::tick() {
+  auto now = Clock::now();
+  if (!ready_ && node_.transfer().synced) {
+    ready_ = true;
+    // What this node was before it (re)started, as the grid remembers it.
+    if (const auto* r = node_.store().find(kNodesRegion)) {
+      if (auto v = r->get(node_.config().node)) {
+        json j = json::parse(v->value, nullptr, false);
+        if (!j.is_discarded() && j.contains("role") && j.contains("epoch"))
+          if (auto role = parse_role(j["role"].get<std::string>()))
+            agent_.set_previous_role(*role, j["epoch"].get<std::uint64_t>());
+      }
+    }
+    feed([this](HaAgent& a, Time t, AgentOutput& out) {
+      a.on_members(member_view(), t, out);
+      a.on_ready(t, out);
+      std::optional<RoleTable> table;
+      if (const auto* c = node_.quorum_value(kRoleKey)) table = from_register(c->value);
+      a.on_table(table, t, out);
+    });
+    write_node_entry();
+  }
+  if (ready_) feed([](HaAgent& a, Time t, AgentOutput& out) { a.tick(t, out); });
+  (void)now;
+  timer_.expires_after(milliseconds(10));
+  timer_.async_wait([this](auto ec) {
+    if (!ec && !stopping_) tick();
+  });
+}
+
+void AgentNode::feed(const std::function<void(HaAgent&, Time, AgentOutput&)>& input) {
+  AgentOutput out;
+  input(agent_, Clock::now(), out);
+  carry_out(out);
+}
+
+void AgentNode::carry_out(AgentOutput& out) {
+  for (const auto& n : out.notes) {
+    log::info("{}", n);
+    record("note", {{"text", n}});
+  }
+  for (const auto& s : out.steps)
+    record("failover-step", {{"step", s.step}, {"start_ms", mono_ms(s.start)}, {"end_ms", mono_ms(s.end)},
+                             {"took_ms", to_ms(s.end - s.start)}, {"outcome", s.outcome}});
+  for (const auto& c : out.changes) {
+    log::set_role(c.epoch, to_string(c.to));
+    log::info("{} {} -> {} epoch {}: {}", c.event, to_string(c.from), to_string(c.to), c.epoch, c.reason);
+    record(c.event, {{"from", to_string(c.from)}, {"to", to_string(c.to)}, {"reason", c.reason}});
+  }
+  if (!out.changes.empty()) write_node_entry();
+  if (out.abort_hook) hooks_.abort("prepare");
+  for (const auto& h : out.hooks) run_hook(h);
+  for (const auto& b : out.broadcasts) {
+    record("broadcast", {{"master", b.master}, {"for_epoch", b.epoch}});
+    node_.broadcast_app("agent.broadcast", json{{"epoch", b.epoch}, {"master", b.master}}.dump());
+  }
+  for (auto& c : out.cas) run_cas(std::move(c));
+}
+
+void AgentNode::run_cas(CasRequest req) {
+  auto change = req.change;
+  auto id = req.id;
+  node_.cas(
+      kRoleKey,
+      [change](const std::optional<grid::RegValue>& cur) -> std::optional<grid::RegValue> {
+        std::optional<RoleTable> t;
+        if (cur) t = from_register(*cur);
+        auto next = change(t);
+        if (!next) return std::nullopt;
+        return to_register(*next);
+      },
+      [this, id, purpose = req.purpose](const grid::CasResult& r) {
+        std::optional<RoleTable> value;
+        if (r.value) value = from_register(*r.value);
+        if (r.outcome != grid::CasOutcome::committed && purpose != "renew")
+          log::debug("cas {} {}: {}", purpose, to_string(r.outcome), r.reason);
+        feed([&](HaAgent& a, Time now, AgentOutput& out) { a.on_cas_done(id, r.outcome, value, r.started, now, out); });
+      });
+}
+
+void AgentNode::run_hook(const HookRun& h) {
+  HookRequest req;
+  req.hook = h.hook;
+  req.limit = h.limit > Duration::zero() ? h.limit : options_.hook_timeout;
+  req.env = {{"ROLEGRID_NODE", node_.config().node},
+             {"ROLEGRID_ROLE", to_string(h.role)},
+             {"ROLEGRID_EPOCH", std::to_string(h.epoch)},
+             {"ROLEGRID_PREV_MASTER", h.prev_master},
+             {"ROLEGRID_HOOK", h.hook}};
+  record("hook-queued", {{"hook", h.hook}, {"hook_role", to_string(h.role)}});
+  hooks_.run(std::move(req), [this](const HookResult& r) {
+    last_hook_ = r.hook;
+    last_hook_status_ = r.status;
+    last_hook_at_ = wall_now();
+    record("hook", {{"hook", r.hook}, {"ran", r.ran}, {"status", r.status}, {"timed_out", r.timed_out},
+                    {"aborted", r.aborted}, {"took_ms", to_ms(r.took)}});
+    write_node_entry();
+    feed([&](HaAgent& a, Time now, AgentOutput& out) { a.on_hook_done(r.hook, r.status, now, out); });
+  });
+}
+
+void AgentNode::record(const std::string& event, const json& fields) {
+  auto now = Clock::now();
+  json j{{"t_ms", mono_ms(now)},
+         {"wall", wall_now()},
+         {"node", node_.config().node},
+         {"incarnation", node_.incarnation()},
+         {"event", event},
+         {"role", to_string(agent_.role())},
+         {"state", to_string(agent_.state())},
+         {"epoch", agent_.epoch_seen()},
+         {"acting_master", agent_.acting_master(now)},
+         {"lease_bound_ms", agent_.acting_master(now) ? mono_ms(agent_.lease_bound()) : 0}};
+  for (const auto& [k, v] : fields.items()) j[k] = v;
+  if (event_log_.is_open()) {
+    event_log_ << j.dump() << '\n';
+    event_log_.flush();
+  }
+  events_.push_back(j);
+  if (events_.size() > kEventsKept) events_.pop_front();
+  std::erase_if(followers_, [](const grid::Reply& r) { return !r.alive(); });
+  for (const auto& f : followers_) f.more(j.dump());
+}
+
+MemberView AgentNode::member_view() const {
+  MemberView view;
+  const auto* nodes = node_.store().find(kNodesRegion);
+  for (const auto& id : node_.membership().topology().members()) {
+    if (id == node_.config().node) continue;
+    MemberStatus st;
+    st.alive = node_.membership().is_alive(id);
+    st.synced = node_.member_synced(id);
+    if (const auto* m = node_.membership().find(id)) st.alive_since = m->alive_since;
+    if (nodes) {
+      if (auto v = nodes->get(id)) {
+        json j = json::parse(v->value, nullptr, false);
+        if (!j.is_discarded()) {
+          if (j.contains("role")) st.last_role = parse_role(j["role"].get<std::string>());
+          if (j.contains("epoch")) st.last_role_epoch = j["epoch"].get<std::uint64_t>();
+          if (j.contains("witness")) st.witness = j["witness"].get<bool>();
+        }
+      }
+    }
+    view[id] = st;
+  }
+  return view;
+}
+
+void AgentNode::write_node_entry() {
+  const auto& c = node_.config();
+  json j{{"node", c.node},
+         {"role", to_string(agent_.role())},
+         {"state", to_string(agent_.state())},
+         {"epoch", agent_.epoch_seen()},
+         {"incarnation", node_.incarnation()},
+         {"listen", c.listen.str()},
+         {"admin", c.admin.str()},
+         {"witness", options_.witness},
+         {"hook", last_hook_.empty() ? json(nullptr)
+                                     : json{{"name", last_hook_}, {"status", last_hook_status_}, {"at", last_hook_at_}}}};
+  node_.put(kNodesRegion, c.node, j.dump(), nullptr);
+}
+
+void AgentNode::stop(std::function<void()> done) {
+  if (stopping_) return;
+  feed([](HaAgent& a, Time now, AgentOutput& out) { a.on_shutdown(now, out); });
+  stopping_ = true;
+  timer_.cancel();
+  // Give the lease release a moment to commit before the grid says goodbye.
+  auto t = std::make_shared<boost::asio::steady_timer>(io_, milliseconds(100));
+  t->async_wait([t, done = std::move(done)](auto) { done(); });
+}
+
+}  // namespace rg::agent

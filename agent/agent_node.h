@@ -1,0 +1,74 @@
+#pragma once
+// AgentNode: the HA agent's shell on one node. It feeds the pure HaAgent
+// with what the grid knows (member view, role table commits, broadcasts)
+// and time, and carries out what it asks: compare-and-set on the role table,
+// hooks (one at a time, in order), broadcasts. It also keeps this node's
+// `nodes/<id>` entry, the event log (JSON lines, monotonic timestamps) and
+// the admin commands roles, master, switchover, maintenance, events.
+// One io_context thread, the same as the grid node's.
+#include <deque>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <nlohmann/json.hpp>
+
+#include "agent/ha_agent.h"
+#include "agent/hook_runner.h"
+#include "grid/node.h"
+
+namespace rg::agent {
+
+struct AgentOptions {
+  std::string hook_dir;
+  Duration hook_timeout = milliseconds(10000);
+  bool witness = false;
+  Duration failover_timeout = milliseconds(5000);
+  Duration broadcast_timeout = milliseconds(500);
+  Duration failover_backoff = milliseconds(2000);
+  Duration eviction_delay = milliseconds(5000);
+  std::vector<NodeId> preferred_replicas;
+  std::string event_log;  // file for JSON lines; empty: none
+};
+
+class AgentNode {
+ public:
+  AgentNode(boost::asio::io_context& io, grid::Node& node, AgentOptions options);
+  void start();
+  // Graceful stop: a master releases its lease first; then `done`.
+  void stop(std::function<void()> done);
+
+ private:
+  void tick();
+  void feed(const std::function<void(HaAgent&, Time, AgentOutput&)>& input);
+  void carry_out(AgentOutput& out);
+  void run_cas(CasRequest req);
+  void run_hook(const HookRun& h);
+  void record(const std::string& event, const nlohmann::json& fields);
+  MemberView member_view() const;
+  void write_node_entry();
+  nlohmann::json roles_json() const;
+  std::string context_json() const;
+  void register_admin();
+
+  boost::asio::io_context& io_;
+  grid::Node& node_;
+  AgentOptions options_;
+  HaAgent agent_;
+  HookRunner hooks_;
+  boost::asio::steady_timer timer_;
+  bool ready_ = false;
+  bool stopping_ = false;
+  std::string last_hook_;       // name, status of the last hook run
+  int last_hook_status_ = 0;
+  std::string last_hook_at_;
+  std::ofstream event_log_;
+  std::deque<nlohmann::json> events_;  // recent events for `rolegridctl events`
+  std::vector<grid::Reply> followers_;
+  Time started_;
+};
+
+}  // namespace rg::agent

@@ -1,0 +1,259 @@
+#pragma once
+// HaAgent: one node's HA state machine (DESIGN.md "Agent"; the method of
+// seeds/role-management-patent.txt, FIG. 2, FIG. 3, claims 1-5).
+//
+// A pure protocol core, driven by the node's shell on its one thread: every
+// input carries `now`; outputs (compare-and-set requests on the role table,
+// hook runs, broadcasts, role changes) go into an AgentOutput the shell
+// carries out and answers (on_cas_done, on_hook_done, on_broadcast_ack).
+// No sockets, no clocks, no processes, no threads inside.
+//
+// Every role change goes through one become(...) that checks the transition,
+// resets timers and reports a RoleChange with a stable event name.
+//
+// Behaviour where DESIGN.md and issue 3 are silent (details in
+// ha_agent.cpp's opening comment):
+//   - role() is the role this node last reported (and ran the hook for), not
+//     just what the table says: a master that lost its lease is `replica`
+//     (its `replica` hook ran) even while the table still names it.
+//   - A hand-back names the old master at the handing node's (new) epoch, so
+//     epochs only grow and nodes that acknowledged that epoch still accept
+//     the old master's messages; the old master takes it with one renewal
+//     (+handed-back).
+//   - Maintenance stops failovers, not the claim of a vacant role (there is
+//     no master to protect); switchover still works during maintenance.
+//   - A failed failover that ran `prepare` runs `abort` to undo it.
+//   - A 2-member topology promotes nobody unless its other member is a
+//     witness; a 1-member topology promotes its only node.
+//
+// What the shell must do is listed above each input below; in short: call
+// set_previous_role() once before anything else, tick() at least every
+// heartbeat_interval / 4, run every CasRequest on the role register (wrapping
+// `change` with to_register/from_register), apply a committed value to the
+// local QuorumCopy and call on_table() before on_cas_done(), answer every
+// HookRun with on_hook_done() in order (killed hooks too, with a non-zero
+// status), and deliver BroadcastOrders to every member.
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "agent/role_table.h"
+#include "common/clock.h"
+#include "common/ids.h"
+#include "grid/quorum.h"
+
+namespace rg::agent {
+
+struct AgentConfig {
+  NodeId self;
+  Topology topology;
+  bool witness = false;                           // votes, holds the table, never takes a role
+  Duration heartbeat_interval = milliseconds(100);  // renewal period
+  Duration failure_timeout = milliseconds(1000);    // also the lease
+  Duration failover_timeout = milliseconds(5000);   // bound on the prepare hook
+  Duration broadcast_timeout = milliseconds(500);
+  Duration failover_backoff = milliseconds(2000);   // no second failover for the same epoch before this
+  Duration eviction_delay = milliseconds(5000);     // a failed replica keeps its slot this long
+  double drift = 0.05;                              // clock drift bound for the master's own lease check
+  std::vector<NodeId> preferred_replicas;           // operator preference, in order
+};
+
+// What the grid says about one member (the shell builds this from membership
+// and the `nodes` region).
+struct MemberStatus {
+  bool alive = false;
+  bool synced = false;   // finished state transfer: may become replica
+  bool witness = false;
+  Time alive_since{};
+  std::optional<Role> last_role;     // from its nodes/<id> entry
+  std::uint64_t last_role_epoch = 0;
+};
+using MemberView = std::map<NodeId, MemberStatus>;  // every member but self
+
+// A compare-and-set the shell runs on the role table register. `change`
+// returns nullopt to refuse (precondition failed).
+struct CasRequest {
+  std::uint64_t id = 0;
+  std::string purpose;  // "renew", "designate", "establish", "appoint-replica", ...
+  std::function<std::optional<RoleTable>(const std::optional<RoleTable>& current)> change;
+};
+
+struct HookRun {
+  std::string hook;  // prepare | master | replica | data | abort
+  Role role = Role::data;
+  std::uint64_t epoch = 0;
+  NodeId prev_master;
+  Duration limit{};
+};
+
+// Tell every member the new master and collect acknowledgements.
+struct BroadcastOrder {
+  std::uint64_t epoch = 0;
+  NodeId master;
+};
+
+struct RoleChange {
+  Role from = Role::data;
+  Role to = Role::data;
+  std::uint64_t epoch = 0;
+  std::string event;   // stable name: +promoted, +demoted, +lease-lost, +handed-back, +vacated, ...
+  std::string reason;
+};
+
+// A timed step of a failover, for `rolegridctl events`.
+struct FailoverStep {
+  std::string step;  // detect | prepare | designate | broadcast | establish
+  Time start{};
+  Time end{};
+  std::string outcome;
+};
+
+struct AgentOutput {
+  std::vector<CasRequest> cas;
+  std::vector<HookRun> hooks;
+  bool abort_hook = false;  // stop the running prepare hook (claim 5)
+  std::vector<BroadcastOrder> broadcasts;
+  std::vector<RoleChange> changes;
+  std::vector<FailoverStep> steps;
+  std::vector<std::string> notes;  // one-line log messages worth an operator's eye
+  void clear() { *this = AgentOutput{}; }
+};
+
+enum class AgentState {
+  starting,      // waiting for the grid to sync and the first role table
+  data,
+  replica,
+  preparing,     // replica running the prepare hook (failover operation)
+  designating,   // compare-and-set to {self, epoch+1, designated} in flight
+  broadcasting,  // designated; collecting acknowledgements
+  establishing,  // compare-and-set to established in flight
+  master,        // established and within its lease
+  witness,
+};
+const char* to_string(AgentState s);
+
+class HaAgent {
+ public:
+  HaAgent(AgentConfig config, Time now);
+
+  // What this process was when it last ran (from its own nodes/<id> entry or
+  // state file), called once before on_ready. A node that was master goes
+  // through FIG. 3 (read the table, then demote, resume or claim) instead of
+  // simply following the table.
+  void set_previous_role(Role role, std::uint64_t epoch);
+
+  // The grid finished state transfer and the table can be trusted to be read.
+  void on_ready(Time now, AgentOutput& out);
+  // The local copy of the role table changed (a commit was pushed to us).
+  void on_table(const std::optional<RoleTable>& table, Time now, AgentOutput& out);
+  void on_members(const MemberView& view, Time now, AgentOutput& out);
+  void on_cas_done(std::uint64_t id, grid::CasOutcome outcome, const std::optional<RoleTable>& value,
+                   Time started, Time now, AgentOutput& out);
+  void on_hook_done(const std::string& hook, int exit_status, Time now, AgentOutput& out);
+  // A broadcast from `master` for `epoch`; returns whether to acknowledge it
+  // (refused when this node has seen a newer epoch).
+  bool on_broadcast(const NodeId& master, std::uint64_t epoch, Time now, AgentOutput& out);
+  void on_broadcast_ack(const NodeId& from, std::uint64_t epoch, Time now, AgentOutput& out);
+  void tick(Time now, AgentOutput& out);
+
+  // Operator actions. Return an empty string when started, else why not.
+  std::string switchover(const NodeId& to, Time now, AgentOutput& out);
+  std::string set_maintenance(bool on, Time now, AgentOutput& out);
+  // Graceful stop: a master releases its lease so a successor need not wait.
+  void on_shutdown(Time now, AgentOutput& out);
+
+  Role role() const;
+  AgentState state() const { return state_; }
+  // Acting as master right now: established and within its own lease bound.
+  bool acting_master(Time now) const;
+  Time lease_bound() const { return lease_bound_; }
+  std::uint64_t epoch_seen() const { return epoch_seen_; }
+  const std::optional<RoleTable>& table() const { return table_; }
+  const std::vector<FailoverStep>& last_failover() const { return last_failover_; }
+  // Epoch of this node's own master entry (designated or established), 0 if none yet.
+  std::uint64_t master_epoch() const;
+  // Broadcasts refused because they carried an epoch older than one seen.
+  std::uint64_t refused_broadcasts() const;
+  // False for a 2-member topology without a witness: nobody is promoted.
+  bool automatic_promotion() const;
+  // Empty if the agent's invariants hold, else the first broken one. Checked
+  // after every input in builds without NDEBUG (a broken one aborts).
+  std::string check_invariants(Time now) const;
+
+ private:
+  AgentConfig config_;
+  AgentState state_ = AgentState::starting;
+  std::optional<RoleTable> table_;
+  MemberView members_;
+  Time lease_bound_{};
+  std::uint64_t epoch_seen_ = 0;
+  std::vector<FailoverStep> last_failover_;
+  // The implementation adds what it needs below.
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+
+  using Change = decltype(CasRequest::change);
+
+  // ha_agent.cpp: inputs, roles, bookkeeping.
+  void begin_input(Time now, AgentOutput& out);
+  void end_input(Time now, AgentOutput& out);
+  void evaluate(Time now, AgentOutput& out);
+  void idle(Time now, AgentOutput& out);
+  void settle(Time now, AgentOutput& out, const std::string& reason);
+  void set_table(const std::optional<RoleTable>& table, Time now);
+  void become(Role to, const std::string& event, const std::string& reason, std::uint64_t epoch,
+              const NodeId& prev_master, AgentOutput& out);
+  void report(const std::string& event, const std::string& reason, std::uint64_t epoch,
+              AgentOutput& out);
+  void run_hook(const std::string& hook, Role role, std::uint64_t epoch, const NodeId& prev_master,
+                AgentOutput& out);
+  std::uint64_t issue(const std::string& purpose, int op, Change change, Time now, AgentOutput& out,
+                      bool role_slot = true);
+  bool alive(const NodeId& id) const;
+  bool eligible_self() const;
+  bool names_self_replica() const;
+  void expire_cas(Time now, AgentOutput& out);
+
+  // ha_agent_master.cpp: the master's lease and tasks, FIG. 3, operator actions.
+  void master_tasks(Time now, AgentOutput& out);
+  void stop_acting(const std::string& event, const std::string& reason, Time now, AgentOutput& out);
+  void recover(Time now, AgentOutput& out);
+  void renew(Time now, AgentOutput& out);
+  void resume(const MasterEntry& entry, Time now, AgentOutput& out);
+  void replica_self(const MasterEntry& master, Time now, AgentOutput& out);
+  void appoint_replica(Time now, AgentOutput& out);
+  bool replica_needs_replacing(Time now, std::string& why) const;
+  std::optional<NodeId> choose_replica() const;
+  void handover(Time now, AgentOutput& out);
+  void on_master_cas(int op, grid::CasOutcome outcome, const std::optional<RoleTable>& value,
+                     Time started, Time now, AgentOutput& out);
+
+  // ha_agent_failover.cpp: FIG. 2 (claims 2-5), claims of a vacant role,
+  // switchover targets, broadcast and establish.
+  bool failure_detected(Time now) const;
+  bool master_restored() const;
+  void start_failover(Time now, AgentOutput& out);
+  void check_prepare(Time now, AgentOutput& out);
+  void prepare_done(int status, Time now, AgentOutput& out);
+  void designate(Time now, AgentOutput& out);
+  void maybe_claim(Time now, AgentOutput& out);
+  void start_target(Time now, AgentOutput& out);
+  void begin_broadcast(Time now, AgentOutput& out);
+  void check_broadcast(Time now, AgentOutput& out);
+  void retry_designate(Time now, AgentOutput& out);
+  void establish(Time now, AgentOutput& out);
+  void hand_back(Time now, AgentOutput& out);
+  void vacate(Time now, AgentOutput& out);
+  void end_failover(const std::string& event, const std::string& reason, Time now, AgentOutput& out);
+  void step(const std::string& name, Time start, Time end, const std::string& outcome,
+            AgentOutput& out);
+  void on_failover_cas(int op, grid::CasOutcome outcome, const std::optional<RoleTable>& value,
+                       Time started, Time now, AgentOutput& out);
+};
+
+}  // namespace rg::agent

@@ -1,0 +1,73 @@
+#pragma once
+// The role table: who is master and replica, at which epoch. It lives in one
+// quorum register (key "table" of quorum region "roles"), so master, replica
+// and the epoch change together, atomically, by compare-and-set.
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "common/codec.h"
+#include "common/ids.h"
+#include "grid/quorum.h"
+
+namespace rg::agent {
+
+inline constexpr const char* kRoleKey = "roles/table";
+
+enum class Role : std::uint8_t { data = 0, replica = 1, master = 2, witness = 3 };
+const char* to_string(Role r);
+
+enum class Phase : std::uint8_t { designated = 0, established = 1 };
+const char* to_string(Phase p);
+
+struct MasterEntry {
+  NodeId node;
+  std::uint64_t epoch = 0;
+  Phase phase = Phase::designated;
+  std::int64_t lease_ms = 0;
+  std::uint64_t renewal = 0;  // grows with every renewal: "renewed" = this moved
+  bool operator==(const MasterEntry&) const = default;
+  template <class Ar>
+  void io(Ar& ar) {
+    rg::io(ar, node);
+    rg::io(ar, epoch);
+    rg::io(ar, phase);
+    rg::io(ar, lease_ms);
+    rg::io(ar, renewal);
+  }
+};
+
+struct ReplicaEntry {
+  NodeId node;
+  std::uint64_t epoch = 0;  // the master epoch that appointed it
+  bool operator==(const ReplicaEntry&) const = default;
+  template <class Ar>
+  void io(Ar& ar) {
+    rg::io(ar, node);
+    rg::io(ar, epoch);
+  }
+};
+
+struct RoleTable {
+  std::optional<MasterEntry> master;  // nullopt: vacant
+  std::optional<ReplicaEntry> replica;
+  std::uint64_t epoch = 0;            // highest epoch ever used; survives a vacancy
+  bool maintenance = false;           // no automatic failover while on
+  std::string reason;                 // why the last change was made (for operators)
+  bool operator==(const RoleTable&) const = default;
+  template <class Ar>
+  void io(Ar& ar) {
+    rg::io(ar, master);
+    rg::io(ar, replica);
+    rg::io(ar, epoch);
+    rg::io(ar, maintenance);
+    rg::io(ar, reason);
+  }
+};
+
+// To and from the register: the lease tag names the master (holder, epoch,
+// lease) so acceptors enforce the lease rule without knowing about roles.
+grid::RegValue to_register(const RoleTable& t);
+std::optional<RoleTable> from_register(const grid::RegValue& v);  // nullopt if undecodable
+
+}  // namespace rg::agent

@@ -1,0 +1,252 @@
+#pragma once
+// Quorum registers: the home of the role table (DESIGN.md "Quorum regions").
+//
+// Each key is a register changed only by compare-and-set, with a two-phase,
+// ballot-based protocol in the style of single-decree Paxos (CASPaxos): the
+// proposer gets promises from a majority for a ballot, takes the value with
+// the highest accepted ballot, applies its change function (which may
+// refuse: precondition failed), and asks a majority to accept the new value.
+// A value a majority accepted is committed and pushed (QCommit) to every
+// member's QuorumCopy, so reading the role table locally is cheap.
+//
+// Fast path: an Accept also promises the proposer's next ballot, so a
+// proposer repeating writes to the same key (lease renewals) skips the
+// prepare phase until somebody else prepares a higher ballot.
+//
+// Lease rule, at each acceptor: an accepted value may carry a LeaseTag
+// (holder, epoch, lease). Until `lease` has run out on the acceptor's own
+// clock since it accepted that value, it refuses to accept a value naming a
+// different holder or a different epoch. A value with lease 0 holds nothing.
+//
+// All classes are pure protocol cores: (message, now) in, messages and
+// results out; no sockets, no clocks, no threads. The node's shell routes
+// messages (including those a proposer addresses to its own acceptor).
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <memory>
+#include <random>
+#include <variant>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/codec.h"
+#include "common/ids.h"
+
+namespace rg::grid {
+
+struct Ballot {
+  std::uint64_t counter = 0;
+  MemberIndex node = 0;
+  auto operator<=>(const Ballot&) const = default;
+  bool operator==(const Ballot&) const = default;
+  template <class Ar>
+  void io(Ar& ar) {
+    rg::io(ar, counter);
+    rg::io(ar, node);
+  }
+};
+
+struct LeaseTag {
+  std::string holder;  // empty: nobody
+  std::uint64_t epoch = 0;
+  std::int64_t lease_ms = 0;  // 0: holds nothing
+  bool operator==(const LeaseTag&) const = default;
+  template <class Ar>
+  void io(Ar& ar) {
+    rg::io(ar, holder);
+    rg::io(ar, epoch);
+    rg::io(ar, lease_ms);
+  }
+};
+
+struct RegValue {
+  std::string data;  // opaque to the grid (the agent's encoded role table)
+  LeaseTag lease;
+  bool operator==(const RegValue&) const = default;
+  template <class Ar>
+  void io(Ar& ar) {
+    rg::io(ar, data);
+    rg::io(ar, lease);
+  }
+};
+
+// --- messages (type codes in messages.h: q_prepare .. q_commit) ---
+struct QPrepare {
+  std::string key;
+  Ballot ballot;
+  std::uint64_t op = 0;  // proposer's operation id, echoed back
+  template <class Ar>
+  void io(Ar& ar) {
+    rg::io(ar, key);
+    rg::io(ar, ballot);
+    rg::io(ar, op);
+  }
+};
+
+struct QPromise {
+  std::string key;
+  Ballot ballot;  // the ballot this answers
+  std::uint64_t op = 0;
+  bool ok = false;
+  Ballot promised;  // when !ok: the higher ballot already promised
+  bool has_value = false;
+  Ballot accepted;  // ballot of `value`
+  RegValue value;
+  template <class Ar>
+  void io(Ar& ar) {
+    rg::io(ar, key);
+    rg::io(ar, ballot);
+    rg::io(ar, op);
+    rg::io(ar, ok);
+    rg::io(ar, promised);
+    rg::io(ar, has_value);
+    rg::io(ar, accepted);
+    rg::io(ar, value);
+  }
+};
+
+struct QAccept {
+  std::string key;
+  Ballot ballot;
+  Ballot next;  // also promise this ballot to the same proposer (fast path)
+  std::uint64_t op = 0;
+  RegValue value;
+  template <class Ar>
+  void io(Ar& ar) {
+    rg::io(ar, key);
+    rg::io(ar, ballot);
+    rg::io(ar, next);
+    rg::io(ar, op);
+    rg::io(ar, value);
+  }
+};
+
+enum class AcceptVerdict : std::uint8_t { ok = 0, outbid = 1, lease_held = 2 };
+
+struct QAccepted {
+  std::string key;
+  Ballot ballot;
+  std::uint64_t op = 0;
+  AcceptVerdict verdict = AcceptVerdict::ok;
+  Ballot promised;      // outbid: the higher ballot
+  std::string holder;   // lease_held: who holds it
+  std::int64_t lease_left_ms = 0;
+  template <class Ar>
+  void io(Ar& ar) {
+    rg::io(ar, key);
+    rg::io(ar, ballot);
+    rg::io(ar, op);
+    rg::io(ar, verdict);
+    rg::io(ar, promised);
+    rg::io(ar, holder);
+    rg::io(ar, lease_left_ms);
+  }
+};
+
+struct QCommit {
+  std::string key;
+  Ballot ballot;
+  RegValue value;
+  template <class Ar>
+  void io(Ar& ar) {
+    rg::io(ar, key);
+    rg::io(ar, ballot);
+    rg::io(ar, value);
+  }
+};
+
+// One acceptor per node, holding every key's promise and accepted value.
+class QuorumAcceptor {
+ public:
+  QPromise on_prepare(const QPrepare& m, Time now);
+  QAccepted on_accept(const QAccept& m, Time now);
+
+  struct Slot {
+    Ballot promised;
+    bool has_value = false;
+    Ballot accepted;
+    RegValue value;
+    Time accepted_at{};
+  };
+  const Slot* find(const std::string& key) const;
+  const std::map<std::string, Slot>& slots() const { return slots_; }
+
+ private:
+  std::map<std::string, Slot> slots_;
+};
+
+// Every member's local copy of committed values (write-through target).
+class QuorumCopy {
+ public:
+  // True if this commit is newer than what we hold for the key.
+  bool apply(const QCommit& c);
+  const QCommit* find(const std::string& key) const;
+  const std::map<std::string, QCommit>& all() const { return values_; }
+
+ private:
+  std::map<std::string, QCommit> values_;
+};
+
+enum class CasOutcome {
+  committed,            // value = the committed value
+  precondition_failed,  // the change function refused; value = the current value
+  lease_held,           // a majority still honours another holder's lease
+  no_quorum,            // no majority answered in time (or outbid too often)
+};
+const char* to_string(CasOutcome o);
+
+struct CasResult {
+  std::uint64_t op = 0;
+  CasOutcome outcome = CasOutcome::no_quorum;
+  std::optional<RegValue> value;
+  std::string reason;   // one line for logs and the operator
+  Time started{};       // when cas() was called: a lower bound of every acceptance
+};
+
+struct QuorumProposerConfig {
+  Duration timeout = milliseconds(500);   // whole operation, all retries included
+  Duration retry_backoff = milliseconds(5);  // doubled per retry, randomized
+  int max_rounds = 6;
+  std::uint64_t seed = 1;
+};
+
+// What a proposer wants sent: `to` empty means every member (self included).
+struct QOut {
+  struct Send {
+    NodeId to;
+    std::variant<QPrepare, QAccept, QCommit> msg;
+  };
+  std::vector<Send> sends;
+  std::vector<CasResult> results;
+  void clear() {
+    sends.clear();
+    results.clear();
+  }
+};
+
+class QuorumProposer {
+ public:
+  // nullopt refuses (precondition failed). Gets the current committed-or-
+  // accepted value with the highest ballot a majority reported (or nullopt).
+  using Change = std::function<std::optional<RegValue>(const std::optional<RegValue>& current)>;
+
+  QuorumProposer(Topology topology, NodeId self, QuorumProposerConfig config = {});
+
+  // Starts a compare-and-set; operations on one key run one at a time in order.
+  std::uint64_t cas(const std::string& key, Change change, Time now, QOut& out);
+  void on_promise(const NodeId& from, const QPromise& m, Time now, QOut& out);
+  void on_accepted(const NodeId& from, const QAccepted& m, Time now, QOut& out);
+  // Timeouts and retries; call every few milliseconds.
+  void tick(Time now, QOut& out);
+
+  std::size_t pending() const;
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace rg::grid
