@@ -129,8 +129,20 @@ void AgentNode::tick() {
 
 void AgentNode::feed(const std::function<void(HaAgent&, Time, AgentOutput&)>& input) {
   AgentOutput out;
-  input(agent_, Clock::now(), out);
+  auto now = Clock::now();
+  input(agent_, now, out);
   carry_out(out);
+  // Every move of the lease bound goes to the event log (not the ring of
+  // recent events: ten a second), so a checker can rebuild exactly when
+  // this node allowed itself to act as master.
+  if (event_log_.is_open() && agent_.acting_master(now) && agent_.lease_bound() != logged_bound_) {
+    logged_bound_ = agent_.lease_bound();
+    json j{{"t_ms", mono_ms(now)}, {"node", node_.config().node}, {"incarnation", node_.incarnation()},
+           {"event", "lease"}, {"epoch", agent_.epoch_seen()}, {"acting_master", true},
+           {"lease_bound_ms", mono_ms(logged_bound_)}};
+    event_log_ << j.dump() << '\n';
+    event_log_.flush();
+  }
 }
 
 void AgentNode::carry_out(AgentOutput& out) {

@@ -75,10 +75,17 @@ struct Leave {
   void io(Ar&) {}
 };
 
+// Sent to a process the cluster refuses. It names the exact process (id
+// and incarnation, both from its heartbeat), so a stray or replayed refusal
+// never stops anyone else.
 struct Refuse {
+  NodeId target;
+  Incarnation target_incarnation = 0;
   std::string reason;
   template <class Ar>
   void io(Ar& ar) {
+    rg::io(ar, target);
+    rg::io(ar, target_incarnation);
     rg::io(ar, reason);
   }
 };

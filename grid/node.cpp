@@ -59,6 +59,7 @@ Node::Node(asio::io_context& io, NodeConfig config)
       proposer_(topology_, config_.node,
                 QuorumProposerConfig{config_.failure_timeout / 2, milliseconds(5), 6, incarnation_}) {
   started_ = Clock::now();
+  if (config_.fault_injection) faults_.emplace(incarnation_);
   open_sockets();
   register_admin();
 }
@@ -191,13 +192,33 @@ void Node::on_datagram(std::string_view bytes) {
   }
   auto now = Clock::now();
   auto type = static_cast<MsgType>(h.type);
+  if (faults_ && !fault_bypass_) {
+    Envelope<SyncRequest> head;
+    if (decode(body, head) && head.from.node != config_.node &&
+        fault_in(head.from.node, [this, copy = std::string(bytes)] { on_datagram(copy); }))
+      return;
+  }
   if (type == MsgType::heartbeat) {
     Envelope<Heartbeat> e;
     if (!decode(body, e)) {
       ++counters_.decode_errors;
       return;
     }
+    if (!valid_node_id(e.from.node) || !parse_endpoint(e.msg.address)) {
+      ++counters_.decode_errors;
+      return;
+    }
+    auto before = mout_.refusals.size();
     auto verdict = membership_.on_heard(e.from.node, e.from.incarnation, e.msg.address, e.msg.topology, now, mout_);
+    // Refusals answer this heartbeat: address them to its exact sender.
+    for (auto i = before; i < mout_.refusals.size(); ++i) {
+      if (verdict == Heard::self_duplicate && e.from.incarnation < incarnation_) break;
+      const auto& r = mout_.refusals[i];
+      ++counters_.refusals_sent;
+      log::warn("refusing {} (incarnation {}) at {}: {}", e.from.node, e.from.incarnation, r.address, r.reason);
+      send_udp(to_udp(r.address), frame(MsgType::refuse, Refuse{e.from.node, e.from.incarnation, r.reason}));
+    }
+    mout_.refusals.resize(before);
     if (verdict == Heard::self_duplicate && e.from.incarnation < incarnation_) {
       // An older process holds our id: we are the second one, so we go.
       mout_.refusals.clear();
@@ -219,6 +240,10 @@ void Node::on_datagram(std::string_view bytes) {
     Envelope<Refuse> e;
     if (!decode(body, e)) {
       ++counters_.decode_errors;
+      return;
+    }
+    if (e.msg.target != config_.node || e.msg.target_incarnation != incarnation_) {
+      ++counters_.refused_messages;
       return;
     }
     if (fatal_) fatal_(fmt::format("refused by {}: {}", e.from.node, e.msg.reason));
@@ -256,15 +281,26 @@ void Node::on_datagram(std::string_view bytes) {
   ++counters_.datagrams_dropped;
 }
 
+bool Node::fault_in(const NodeId& from, std::function<void()> redo) {
+  if (faults_->drop_in(from)) return true;
+  auto delay = faults_->delay_in(from);
+  if (delay <= Duration::zero()) return false;
+  ++faults_->delayed;
+  auto t = std::make_shared<boost::asio::steady_timer>(io_, delay);
+  t->async_wait([this, t, redo = std::move(redo)](auto ec) {
+    if (ec || leaving_) return;
+    fault_bypass_ = true;
+    redo();
+    fault_bypass_ = false;
+  });
+  return true;
+}
+
 void Node::drain_membership(Time now) {
   if (mout_.events.empty() && mout_.probes.empty() && mout_.refusals.empty()) return;
   MembershipOutput out;
   std::swap(out, mout_);
-  for (const auto& r : out.refusals) {
-    ++counters_.refusals_sent;
-    log::warn("refusing {}: {}", r.address, r.reason);
-    send_udp(to_udp(r.address), frame(MsgType::refuse, Refuse{r.reason}));
-  }
+  for (const auto& r : out.refusals) log::warn("refusing {}: {} (no heartbeat to answer)", r.address, r.reason);
   for (const auto& p : out.probes) probe(p);
   for (const auto& e : out.events) on_event(e, now);
 }

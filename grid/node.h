@@ -25,6 +25,7 @@
 #include "common/frame.h"
 #include "grid/admin_server.h"
 #include "grid/conn.h"
+#include "grid/faults.h"
 #include "grid/membership.h"
 #include "grid/messages.h"
 #include "grid/quorum.h"
@@ -239,6 +240,10 @@ class Node {
   std::vector<std::function<void(const QCommit&)>> quorum_fns_;
   std::map<std::string, AppFn> app_fns_;
   std::vector<std::pair<std::string, std::function<std::string()>>> status_fns_;
+  std::optional<FaultRules> faults_;
+  bool fault_bypass_ = false;  // re-dispatching a message the rules delayed
+  // True if the fault rules drop (or delay, re-dispatching later) a message from `from`.
+  bool fault_in(const NodeId& from, std::function<void()> redo);
 };
 
 }  // namespace rg::grid

@@ -93,6 +93,7 @@ std::string Node::status_json() const {
       {"entries_reconciled", c.entries_reconciled},
       {"link_queue_drops", c.link_queue_drops},
   };
+  if (faults_) j["faults"] = json::parse(faults_->describe());
   for (const auto& [name, fn] : status_fns_) j[name] = json::parse(fn());
   return j.dump();
 }
@@ -168,6 +169,14 @@ void Node::register_admin() {
   a.handle("del", [this, done_fn](const AdminRequest& q, Reply r) {
     need_args(q, 2, 2, "del REGION KEY");
     del(q.args[0], q.args[1], done_fn(r, "del"));
+  });
+  a.handle("fault", [this](const AdminRequest& q, Reply r) {
+    if (!faults_) return r.error("fault injection is off (start the node with --enable-fault-injection)");
+    if (q.args.size() == 1 && q.args[0] == "show") return r.ok(faults_->describe());
+    auto why = faults_->apply(q.args);
+    if (!why.empty()) return r.error(why);
+    log::warn("+fault {}", fmt::join(q.args, " "));
+    r.ok(faults_->describe());
   });
   a.handle("watch", [this](const AdminRequest& q, Reply r) {
     need_args(q, 1, 2, "watch REGION [PREFIX]");

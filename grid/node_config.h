@@ -25,6 +25,7 @@ struct NodeConfig {
   Duration anti_entropy_interval = milliseconds(5000);
   std::size_t multicast_rcvbuf = 4 * 1024 * 1024;
   std::string log_level = "info";
+  bool fault_injection = false;  // accept `fault` admin commands (tests only)
 };
 
 // Empty if the config can run; otherwise a one-line reason.

@@ -39,6 +39,7 @@ Conn* Node::route(const NodeId& peer) {
 
 template <class M>
 void Node::send_peer(const NodeId& peer, MsgType type, const M& msg) {
+  if (faults_ && faults_->drop_out(peer)) return;
   if (Conn* c = route(peer)) {
     // Built in place in the connection's queue: no copy.
     auto& out = c->out_buffer();
@@ -52,6 +53,7 @@ void Node::send_peer(const NodeId& peer, MsgType type, const M& msg) {
 }
 
 void Node::send_peer_frame(const NodeId& peer, const std::string& f) {
+  if (faults_ && faults_->drop_out(peer)) return;
   if (Conn* c = route(peer)) {
     c->send_frame(f);
     return;
@@ -248,6 +250,11 @@ void Node::on_frame(Conn* conn, std::uint8_t raw_type, std::string_view body) {
     if (!decode(body, head)) return bad();
     from = head.from;
   }
+  if (faults_ && !fault_bypass_ && from.node != config_.node &&
+      fault_in(from.node, [this, back = conn->weak_from_this(), raw_type, copy = std::string(body)] {
+        if (auto c = back.lock()) on_frame(c.get(), raw_type, copy);
+      }))
+    return;
   // The data plane (stream and acks) accepts any member of the topology,
   // even one whose heartbeat has not arrived yet: a joiner must not stall
   // the writers while it waits to hear them. Everything else needs a member
@@ -315,6 +322,10 @@ void Node::on_frame(Conn* conn, std::uint8_t raw_type, std::string_view body) {
     case MsgType::app: {
       Envelope<AppMessage> e;
       if (!decode(body, e)) return bad();
+      if (faults_ && faults_->drop_channel_in(e.msg.channel)) {
+        ++faults_->dropped;
+        return;
+      }
       auto it = app_fns_.find(e.msg.channel);
       if (it != app_fns_.end()) it->second(from.node, e.msg.payload);
       return;

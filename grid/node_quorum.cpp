@@ -113,6 +113,10 @@ void Node::push_commits(const NodeId& peer) {
 }
 
 void Node::send_app(const NodeId& peer, const std::string& channel, const std::string& payload) {
+  if (faults_ && faults_->drop_channel_out(channel)) {
+    ++faults_->dropped;
+    return;
+  }
   if (peer == config_.node) {
     boost::asio::post(io_, [this, channel, payload] {
       auto it = app_fns_.find(channel);
@@ -124,6 +128,10 @@ void Node::send_app(const NodeId& peer, const std::string& channel, const std::s
 }
 
 void Node::broadcast_app(const std::string& channel, const std::string& payload) {
+  if (faults_ && faults_->drop_channel_out(channel)) {
+    ++faults_->dropped;
+    return;
+  }
   for (const auto& id : membership_.alive()) send_peer(id, MsgType::app, AppMessage{channel, payload});
 }
 

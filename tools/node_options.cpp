@@ -47,17 +47,17 @@ NodeOptions parse_node_options(int argc, const char* const* argv) {
                  "options given on the command line win");
   std::string members, listen, admin, multicast, seeds, secret_file;
   std::string heartbeat = "100ms", failure = "1000ms", probe = "250ms", anti_entropy = "5s";
-  app.add_option("--node", c.node, "this node's id, [a-z0-9-]{1,32}")->required();
+  app.add_option("--node", c.node, "this node's id, [a-z0-9-]{1,32}")/*required*/;
   app.add_option("--members", members, "ids of every member of the cluster, comma-separated (the static "
-                 "topology; quorum is a majority of it)")->required();
-  app.add_option("--listen", listen, "HOST:PORT for peer traffic, UDP and TCP (numeric IPv4)")->required();
-  app.add_option("--admin", admin, "HOST:PORT of the admin port rolegridctl talks to")->required();
+                 "topology; quorum is a majority of it)")/*required*/;
+  app.add_option("--listen", listen, "HOST:PORT for peer traffic, UDP and TCP (numeric IPv4)")/*required*/;
+  app.add_option("--admin", admin, "HOST:PORT of the admin port rolegridctl talks to")/*required*/;
   app.add_option("--multicast", multicast, "GROUP:PORT: discover and replicate over UDP multicast "
                  "(TTL 1, sent on the --listen interface)");
   app.add_option("--seeds", seeds, "HOST:PORT,...: listen addresses of other members, for unicast mode "
                  "(no multicast)");
   app.add_option("--secret-file", secret_file, "file holding the cluster secret; every datagram and frame "
-                 "is authenticated with a key derived from it")->required();
+                 "is authenticated with a key derived from it")/*required*/;
   app.add_option("--cluster", c.cluster, "cluster name; nodes of different clusters ignore each other")
       ->capture_default_str();
   app.add_option("--heartbeat-interval", heartbeat, "how often a node announces itself")->capture_default_str();
@@ -88,6 +88,8 @@ NodeOptions parse_node_options(int argc, const char* const* argv) {
   app.add_option("--prefer-replica", prefer, "node ids the master prefers as replica, in order, comma-separated");
   app.add_option("--event-log", ag.event_log, "append role changes, hook runs and lease bounds to this file as "
                  "JSON lines (monotonic timestamps)");
+  app.add_flag("--enable-fault-injection", c.fault_injection, "accept `rolegridctl fault ...` commands that "
+               "drop or delay this node's messages (for tests; refused otherwise)");
   app.set_version_flag("--version", "rolegrid 0.1.0");
   try {
     app.parse(argc, argv);
@@ -102,6 +104,10 @@ NodeOptions parse_node_options(int argc, const char* const* argv) {
   } catch (const CLI::ParseError& e) {
     throw std::invalid_argument(e.what());
   }
+  // Checked here rather than by CLI11, so an unknown or misspelt option is
+  // reported before the required ones it may have hidden.
+  for (const auto* name : {"--node", "--members", "--listen", "--admin", "--secret-file"})
+    if (app.count(name) == 0) throw std::invalid_argument(fmt::format("{} is required", name));
   c.members = split_list(members);
   c.listen = endpoint_or_throw("--listen", listen);
   c.admin = endpoint_or_throw("--admin", admin);

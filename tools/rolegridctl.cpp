@@ -151,7 +151,9 @@ int main(int argc, char** argv) {
   sub("members", "each member's state, incarnation, address and when it was last heard", {});
   sub("regions", "the regions and their sizes", {});
   sub("get", "read a key (local copy)", {"REGION", "KEY"});
-  sub("keys", "list keys of a region", {"REGION", "[PREFIX]"});
+  std::size_t key_limit = 1000;
+  auto* ks = sub("keys", "list keys of a region", {"REGION", "[PREFIX]"});
+  ks->add_option("--limit", key_limit, "at most this many keys")->capture_default_str();
   sub("put", "write a value, returns once every member applied it", {"REGION", "KEY", "VALUE"});
   sub("put-field", "write one field of a map value (only the field travels)", {"REGION", "KEY", "FIELD", "VALUE"});
   sub("del", "delete a key", {"REGION", "KEY"});
@@ -163,6 +165,11 @@ int main(int argc, char** argv) {
   auto* so = sub("switchover", "hand the master role to NODE gracefully (asks the master)", {});
   so->add_option("--to", switch_to, "the node to become master")->required();
   sub("maintenance", "on: no automatic failover; off: back to normal", {"on|off"});
+  std::vector<std::string> fault_args;
+  auto* fa = app.add_subcommand("fault", "tests only: drop PEER PERCENT [in|out|both] | delay PEER MS | "
+                                "drop-app CHANNEL [in|out] | clear | show (node needs --enable-fault-injection)");
+  fa->add_option("rule", fault_args, "the rule")->required()->expected(-1);
+  fa->callback([&cmd] { cmd = "fault"; });
   bool follow = false;
   auto* ev = sub("events", "role changes, hook runs and failover steps of this node", {});
   ev->add_flag("--follow", follow, "keep printing new events until interrupted");
@@ -203,6 +210,11 @@ int main(int argc, char** argv) {
       }
     }
     if (cmd == "switchover") args = {switch_to};
+    if (cmd == "fault") args = fault_args;
+    if (cmd == "keys") {
+      if (args.size() == 1) args.push_back("");
+      args.push_back(std::to_string(key_limit + 1));  // one more tells whether the list was cut
+    }
     if (cmd == "events" && follow) {
       client.send(cmd, {"follow"});
       client.flush();
@@ -229,6 +241,11 @@ int main(int argc, char** argv) {
       return 1;
     }
     auto j = json::parse(r.body);
+    if (cmd == "keys" && j.size() > key_limit) {
+      j.erase(j.size() - 1);
+      std::cerr << "rolegridctl: more than " << key_limit << " keys; showing the first " << key_limit
+                << " (--limit N)\n";
+    }
     if (as_json) {
       std::cout << j.dump(2) << "\n";
       return 0;

@@ -17,7 +17,7 @@ void for_each_sample(F&& f) {
   EntryState e2{"k2", EntryKind::plain, 3, "hello", {}};
   f(Envelope<Heartbeat>{s, {"127.0.0.1:7401", "127.0.0.1:7501", 99, true, 42}}, "heartbeat");
   f(Envelope<Leave>{s, {}}, "leave");
-  f(Envelope<Refuse>{s, {"not a member"}}, "refuse");
+  f(Envelope<Refuse>{s, {"n9", 77, "not a member"}}, "refuse");
   f(Envelope<Hello>{s, {5}}, "hello");
   f(Envelope<Data>{s, {10, {w1, w2, w3}}}, "data");
   f(Envelope<Ack>{s, {11}}, "ack");
