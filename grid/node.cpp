@@ -57,7 +57,7 @@ Node::Node(asio::io_context& io, NodeConfig config)
       acceptor_(io),
       timer_(io),
       proposer_(topology_, config_.node,
-                QuorumProposerConfig{config_.failure_timeout / 2, milliseconds(5), 6, incarnation_}) {
+                QuorumProposerConfig{config_.failure_timeout / 2, milliseconds(5), 6, incarnation_, incarnation_}) {
   started_ = Clock::now();
   if (config_.fault_injection) faults_.emplace(incarnation_);
   open_sockets();

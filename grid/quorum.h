@@ -211,6 +211,11 @@ struct QuorumProposerConfig {
   Duration retry_backoff = milliseconds(5);  // doubled per retry, randomized
   int max_rounds = 6;
   std::uint64_t seed = 1;
+  // Ballot counters start above this. A restarted process must never reuse
+  // a ballot its earlier life used (with another value): the node passes its
+  // incarnation (start time in microseconds), which grows faster than any
+  // process can use up ballots.
+  std::uint64_t ballot_floor = 0;
 };
 
 // What a proposer wants sent: `to` empty means every member (self included).

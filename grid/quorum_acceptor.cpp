@@ -1,0 +1,111 @@
+// The passive half of the quorum register: the acceptor every member runs,
+// the local copy of committed values, and the outcome names. The proposer is
+// in quorum_proposer.cpp.
+#include <algorithm>
+#include <chrono>
+
+#include "grid/quorum.h"
+
+namespace rg::grid {
+
+const char* to_string(CasOutcome o) {
+  switch (o) {
+    case CasOutcome::committed: return "committed";
+    case CasOutcome::precondition_failed: return "precondition-failed";
+    case CasOutcome::lease_held: return "lease-held";
+    case CasOutcome::no_quorum: return "no-quorum";
+  }
+  return "?";
+}
+
+// QuorumAcceptor: called by the node's shell (one thread) with every
+// QPrepare/QAccept addressed to this member, its own proposer's included.
+// Its answers go back to the sender. State lives as long as the process;
+// losing it would break the promises it made, so a restart must keep it.
+
+QPromise QuorumAcceptor::on_prepare(const QPrepare& m, Time /*now*/) {
+  Slot& s = slots_[m.key];
+  QPromise p;
+  p.key = m.key;
+  p.ballot = m.ballot;
+  p.op = m.op;
+  // Equal is fine: a ballot names its proposer, so an equal one is that
+  // proposer asking again (a resend or a duplicate), not a rival.
+  if (m.ballot >= s.promised) {
+    s.promised = m.ballot;
+    p.ok = true;
+    p.has_value = s.has_value;
+    p.accepted = s.accepted;
+    p.value = s.value;
+  }
+  p.promised = s.promised;
+  return p;
+}
+
+QAccepted QuorumAcceptor::on_accept(const QAccept& m, Time now) {
+  Slot& s = slots_[m.key];
+  QAccepted a;
+  a.key = m.key;
+  a.ballot = m.ballot;
+  a.op = m.op;
+  // A duplicate of what we hold (the proposer resends to members whose answer
+  // it missed) is answered ok again: we did accept it, and saying so changes
+  // nothing. It must not restart the lease either, so state stays untouched.
+  // Without this, our own `next` promise would make the resend look outbid.
+  if (s.has_value && s.accepted == m.ballot && s.value == m.value) {
+    a.verdict = AcceptVerdict::ok;
+    a.promised = s.promised;
+    return a;
+  }
+  if (m.ballot < s.promised) {
+    a.verdict = AcceptVerdict::outbid;
+    a.promised = s.promised;
+    return a;
+  }
+  // The lease runs on our clock from when *we* accepted the holder's value:
+  // any majority that later accepts another holder contains one of us who
+  // waited the whole lease, so the old holder has stopped acting by then.
+  const LeaseTag& held = s.value.lease;
+  if (s.has_value && held.lease_ms > 0) {
+    Time until = s.accepted_at + milliseconds(held.lease_ms);
+    bool same_holder = m.value.lease.holder == held.holder && m.value.lease.epoch == held.epoch;
+    if (now < until && !same_holder) {
+      a.verdict = AcceptVerdict::lease_held;
+      a.promised = s.promised;
+      a.holder = held.holder;
+      a.lease_left_ms = std::chrono::ceil<milliseconds>(until - now).count();
+      return a;
+    }
+  }
+  s.has_value = true;
+  s.accepted = m.ballot;
+  s.value = m.value;
+  s.accepted_at = now;
+  s.promised = std::max({s.promised, m.ballot, m.next});
+  a.verdict = AcceptVerdict::ok;
+  a.promised = s.promised;
+  return a;
+}
+
+const QuorumAcceptor::Slot* QuorumAcceptor::find(const std::string& key) const {
+  auto it = slots_.find(key);
+  return it == slots_.end() ? nullptr : &it->second;
+}
+
+// QuorumCopy: fed by the shell with every QCommit this member receives; read
+// by the agent and the admin protocol. Commits may arrive late, twice or out
+// of order, so only a higher ballot replaces what we hold.
+
+bool QuorumCopy::apply(const QCommit& c) {
+  auto it = values_.find(c.key);
+  if (it != values_.end() && !(it->second.ballot < c.ballot)) return false;
+  values_.insert_or_assign(c.key, c);
+  return true;
+}
+
+const QCommit* QuorumCopy::find(const std::string& key) const {
+  auto it = values_.find(key);
+  return it == values_.end() ? nullptr : &it->second;
+}
+
+}  // namespace rg::grid

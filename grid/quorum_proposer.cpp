@@ -1,0 +1,334 @@
+// QuorumProposer: the active half of the quorum register (CASPaxos).
+//
+// Called by the node's shell on its one thread: cas() from the agent or the
+// admin protocol, on_promise/on_accepted with the acceptors' answers, tick()
+// every few milliseconds. Everything it wants done comes back in QOut.
+//
+// Per key, operations run one at a time in cas() order. One operation:
+//   fast path  (we committed the key last and were promised `next`): send
+//              QAccept(next) with change(remembered value) at once;
+//   full path  QPrepare(ballot) -> majority of promises -> change(value with
+//              the highest accepted ballot) -> QAccept -> majority accepted.
+// A committed value is pushed with QCommit and remembered for the fast path.
+#include <algorithm>
+#include <deque>
+#include <set>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "grid/quorum.h"
+
+namespace rg::grid {
+
+namespace {
+
+std::string str(const Ballot& b) { return fmt::format("{}.{}", b.counter, b.node); }
+
+}  // namespace
+
+struct QuorumProposer::Impl {
+  enum class Phase { queued, preparing, accepting, backoff };
+
+  struct Op {
+    std::uint64_t id = 0;
+    std::string key;
+    Change change;
+    Time started{}, deadline{};
+    Phase phase = Phase::queued;
+    int rounds = 0;  // full-path rounds begun
+    bool fast = false;
+    Ballot ballot, next;
+    std::optional<RegValue> current;  // what the change function was given
+    RegValue proposal;
+    // Ballots at which this operation asked for acceptance: finding one of
+    // them as the highest accepted value means our own earlier attempt, which
+    // must be completed rather than changed a second time.
+    std::set<Ballot> proposed;
+    std::map<NodeId, QPromise> promises;  // ok answers to the current prepare
+    std::set<NodeId> refused;
+    std::set<NodeId> accepted, outbid;
+    std::map<NodeId, QAccepted> leased;
+    Ballot highest_refusal;
+    Time resend_at{}, retry_at{};
+    std::string last_failure;
+  };
+
+  // What the last commit on a key left us: the ballot its majority promised.
+  struct Remembered {
+    Ballot next;
+    RegValue value;
+  };
+
+  Topology topology;
+  NodeId self;
+  MemberIndex self_index = 0;
+  QuorumProposerConfig config;
+  std::mt19937_64 rng;
+  // Answers can be lost, so a phase still short of a majority asks the
+  // members that have not answered again, well before the operation's timeout.
+  Duration resend_interval;
+  std::uint64_t next_op = 1;
+  std::map<std::string, std::deque<Op>> ops;  // front: the one in flight
+  std::map<std::string, std::uint64_t> seen;  // highest ballot counter seen or used
+  std::map<std::string, Remembered> remembered;
+
+  Impl(Topology t, NodeId s, QuorumProposerConfig c)
+      : topology(std::move(t)), self(std::move(s)), config(c), rng(c.seed) {
+    auto index = topology.index_of(self);
+    if (!index) throw std::invalid_argument(fmt::format("proposer {} is not a member", self));
+    self_index = *index;
+    resend_interval = std::max(config.timeout / 5, config.retry_backoff);
+  }
+
+  std::size_t n() const { return topology.size(); }
+  std::size_t quorum() const { return topology.quorum(); }
+
+  void see(const std::string& key, const Ballot& b) {
+    auto& c = counter(key);
+    c = std::max(c, b.counter);
+  }
+  std::uint64_t& counter(const std::string& key) {
+    return seen.try_emplace(key, config.ballot_floor).first->second;
+  }
+
+  Op* active(const std::string& key, std::uint64_t op) {
+    auto it = ops.find(key);
+    if (it == ops.end() || it->second.empty() || it->second.front().id != op) return nullptr;
+    return &it->second.front();
+  }
+
+  // Uniform in [base/2, 3*base/2]: written out rather than a std
+  // distribution so that a seed gives the same delays with any library.
+  Duration jittered(Duration base) {
+    auto ticks = static_cast<std::uint64_t>(std::max<Duration::rep>(base.count(), 1));
+    return Duration(static_cast<Duration::rep>(ticks / 2 + rng() % (ticks + 1)));
+  }
+
+  void begin(Op& op, Time now, QOut& out) {
+    auto r = remembered.find(op.key);
+    if (r == remembered.end()) return full_round(op, now, out);
+    // Used once either way: a failure of the fast path means somebody else
+    // moved on, and a success remembers afresh.
+    Remembered last = std::move(r->second);
+    remembered.erase(r);
+    auto v = op.change(last.value);
+    // A refusal of the remembered value is not trusted: it may be stale, and
+    // precondition_failed must report what a majority holds now.
+    if (!v) return full_round(op, now, out);
+    op.fast = true;
+    op.ballot = last.next;
+    op.current = std::move(last.value);
+    send_accept(op, std::move(*v), now, out);
+  }
+
+  void full_round(Op& op, Time now, QOut& out) {
+    op.fast = false;
+    ++op.rounds;
+    op.ballot = Ballot{++counter(op.key), self_index};
+    op.phase = Phase::preparing;
+    op.promises.clear();
+    op.refused.clear();
+    op.highest_refusal = {};
+    op.resend_at = now + resend_interval;
+    out.sends.push_back({"", QPrepare{op.key, op.ballot, op.id}});
+  }
+
+  void send_accept(Op& op, RegValue value, Time now, QOut& out) {
+    op.next = Ballot{op.ballot.counter + 1, self_index};
+    // `next` is reserved for our fast path: never reuse it for a prepare.
+    see(op.key, op.next);
+    op.proposed.insert(op.ballot);
+    op.proposal = std::move(value);
+    op.phase = Phase::accepting;
+    op.accepted.clear();
+    op.outbid.clear();
+    op.leased.clear();
+    op.highest_refusal = {};
+    op.resend_at = now + resend_interval;
+    out.sends.push_back({"", QAccept{op.key, op.ballot, op.next, op.id, op.proposal}});
+  }
+
+  void resend(Op& op, Time now, QOut& out) {
+    op.resend_at = now + resend_interval;
+    for (const auto& id : topology.members()) {
+      if (op.phase == Phase::preparing) {
+        if (op.promises.contains(id) || op.refused.contains(id)) continue;
+        out.sends.push_back({id, QPrepare{op.key, op.ballot, op.id}});
+      } else {
+        if (op.accepted.contains(id) || op.outbid.contains(id) || op.leased.contains(id)) continue;
+        out.sends.push_back({id, QAccept{op.key, op.ballot, op.next, op.id, op.proposal}});
+      }
+    }
+  }
+
+  void promised_by_majority(Op& op, Time now, QOut& out) {
+    const QPromise* best = nullptr;
+    for (const auto& [id, p] : op.promises)
+      if (p.has_value && (!best || best->accepted < p.accepted)) best = &p;
+    // Our own earlier attempt is the latest value: it may already count, so
+    // finish it instead of applying the change twice (a +1 would become +2).
+    if (best && op.proposed.contains(best->accepted)) return send_accept(op, best->value, now, out);
+    op.current = best ? std::optional<RegValue>(best->value) : std::nullopt;
+    auto v = op.change(op.current);
+    if (!v) {
+      std::string why = best ? fmt::format("the change refused the value of ballot {}", str(best->accepted))
+                             : std::string("the change refused the empty register");
+      return finish(op.key, CasOutcome::precondition_failed, op.current, why, now, out);
+    }
+    send_accept(op, std::move(*v), now, out);
+  }
+
+  void committed(Op& op, Time now, QOut& out) {
+    out.sends.push_back({"", QCommit{op.key, op.ballot, op.proposal}});
+    remembered[op.key] = Remembered{op.next, op.proposal};
+    std::string why = fmt::format("committed at ballot {}{}", str(op.ballot), op.fast ? " (fast path)" : "");
+    finish(op.key, CasOutcome::committed, op.proposal, why, now, out);
+  }
+
+  // A majority is out of reach for this ballot. The fast path falls back to
+  // the full one at once; a full round backs off and retries, or gives up.
+  void lost_round(Op& op, const std::string& why, Time now, QOut& out) {
+    op.last_failure = why;
+    if (op.fast) return full_round(op, now, out);
+    if (op.rounds >= config.max_rounds)
+      return finish(op.key, CasOutcome::no_quorum, std::nullopt,
+                    fmt::format("gave up after {} rounds: {}", op.rounds, why), now, out);
+    op.phase = Phase::backoff;
+    op.retry_at = now + jittered(config.retry_backoff * (1LL << std::min(op.rounds - 1, 20)));
+  }
+
+  void lease_refused(Op& op, Time now, QOut& out) {
+    // Name the longest lease reported: no retry can succeed before it ends.
+    const QAccepted* longest = nullptr;
+    for (const auto& [id, a] : op.leased)
+      if (!longest || longest->lease_left_ms < a.lease_left_ms) longest = &a;
+    std::string why = fmt::format("lease held by {} for {} ms more ({} of {} members refused)",
+                                  longest->holder.empty() ? "(nobody)" : longest->holder,
+                                  longest->lease_left_ms, op.leased.size(), n());
+    finish(op.key, CasOutcome::lease_held, op.current, why, now, out);
+  }
+
+  // Ends the operation at the front of `key`'s queue and starts the next one.
+  // `key` is a copy: the operation holding the caller's string is destroyed here.
+  void finish(std::string key, CasOutcome outcome, std::optional<RegValue> value,
+              std::string reason, Time now, QOut& out) {
+    auto& queue = ops.at(key);
+    const Op& op = queue.front();
+    out.results.push_back(CasResult{op.id, outcome, std::move(value), std::move(reason), op.started});
+    queue.pop_front();
+    while (!queue.empty() && now >= queue.front().deadline) {
+      const Op& late = queue.front();
+      out.results.push_back(CasResult{late.id, CasOutcome::no_quorum, std::nullopt,
+                                      "timed out waiting behind earlier operations on the key",
+                                      late.started});
+      queue.pop_front();
+    }
+    if (queue.empty())
+      ops.erase(key);
+    else
+      begin(queue.front(), now, out);
+  }
+
+  std::string progress(const Op& op) const {
+    switch (op.phase) {
+      case Phase::preparing:
+        return fmt::format("prepare {}: {} promised, {} refused of {}", str(op.ballot),
+                           op.promises.size(), op.refused.size(), n());
+      case Phase::accepting:
+        return fmt::format("accept {}: {} accepted, {} outbid, {} lease-held of {}", str(op.ballot),
+                           op.accepted.size(), op.outbid.size(), op.leased.size(), n());
+      case Phase::backoff: return "backing off: " + op.last_failure;
+      case Phase::queued: return "queued";
+    }
+    return "?";
+  }
+};
+
+QuorumProposer::QuorumProposer(Topology topology, NodeId self, QuorumProposerConfig config)
+    : impl_(std::make_shared<Impl>(std::move(topology), std::move(self), config)) {}
+
+std::uint64_t QuorumProposer::cas(const std::string& key, Change change, Time now, QOut& out) {
+  Impl::Op op;
+  op.id = impl_->next_op++;
+  op.key = key;
+  op.change = std::move(change);
+  op.started = now;
+  op.deadline = now + impl_->config.timeout;
+  auto& queue = impl_->ops[key];
+  queue.push_back(std::move(op));
+  if (queue.size() == 1) impl_->begin(queue.front(), now, out);
+  return queue.back().id;
+}
+
+void QuorumProposer::on_promise(const NodeId& from, const QPromise& m, Time now, QOut& out) {
+  Impl& d = *impl_;
+  if (!d.topology.contains(from)) return;
+  if (!m.ok) d.see(m.key, m.promised);
+  if (m.has_value) d.see(m.key, m.accepted);
+  Impl::Op* op = d.active(m.key, m.op);
+  if (!op || op->phase != Impl::Phase::preparing || m.ballot != op->ballot) return;
+  if (op->promises.contains(from) || op->refused.contains(from)) return;
+  if (m.ok) {
+    op->promises.emplace(from, m);
+  } else {
+    op->refused.insert(from);
+    op->highest_refusal = std::max(op->highest_refusal, m.promised);
+  }
+  if (op->promises.size() >= d.quorum())
+    d.promised_by_majority(*op, now, out);
+  else if (op->refused.size() > d.n() - d.quorum())
+    d.lost_round(*op, fmt::format("prepare {} outbid by {}", str(op->ballot), str(op->highest_refusal)),
+                 now, out);
+}
+
+void QuorumProposer::on_accepted(const NodeId& from, const QAccepted& m, Time now, QOut& out) {
+  Impl& d = *impl_;
+  if (!d.topology.contains(from)) return;
+  if (m.verdict == AcceptVerdict::outbid) d.see(m.key, m.promised);
+  Impl::Op* op = d.active(m.key, m.op);
+  if (!op || op->phase != Impl::Phase::accepting || m.ballot != op->ballot) return;
+  if (op->accepted.contains(from) || op->outbid.contains(from) || op->leased.contains(from)) return;
+  switch (m.verdict) {
+    case AcceptVerdict::ok: op->accepted.insert(from); break;
+    case AcceptVerdict::outbid:
+      op->outbid.insert(from);
+      op->highest_refusal = std::max(op->highest_refusal, m.promised);
+      break;
+    case AcceptVerdict::lease_held: op->leased.emplace(from, m); break;
+  }
+  if (op->accepted.size() >= d.quorum()) return d.committed(*op, now, out);
+  if (d.n() - op->outbid.size() - op->leased.size() >= d.quorum()) return;
+  if (op->leased.size() > d.n() - d.quorum() && !op->fast) return d.lease_refused(*op, now, out);
+  std::string why = op->leased.size() > d.n() - d.quorum()
+                        ? fmt::format("fast accept {} refused by a lease", str(op->ballot))
+                        : fmt::format("accept {} outbid by {}", str(op->ballot), str(op->highest_refusal));
+  d.lost_round(*op, why, now, out);
+}
+
+void QuorumProposer::tick(Time now, QOut& out) {
+  Impl& d = *impl_;
+  for (auto it = d.ops.begin(); it != d.ops.end();) {
+    // finish() may erase this key's entry; step past it first.
+    const std::string key = it->first;
+    ++it;
+    Impl::Op& op = d.ops.at(key).front();
+    if (now >= op.deadline) {
+      std::string why = fmt::format("no majority within {} ms ({})", to_ms(d.config.timeout), d.progress(op));
+      d.finish(key, CasOutcome::no_quorum, std::nullopt, why, now, out);
+    } else if (op.phase == Impl::Phase::backoff && now >= op.retry_at) {
+      d.full_round(op, now, out);
+    } else if ((op.phase == Impl::Phase::preparing || op.phase == Impl::Phase::accepting) &&
+               now >= op.resend_at) {
+      d.resend(op, now, out);
+    }
+  }
+}
+
+std::size_t QuorumProposer::pending() const {
+  std::size_t count = 0;
+  for (const auto& [key, queue] : impl_->ops) count += queue.size();
+  return count;
+}
+
+}  // namespace rg::grid

@@ -1,0 +1,459 @@
+// Simulation tests for the quorum register (grid/quorum.h): 3 and 5 members,
+// each with an acceptor, a proposer and a local copy, whose proposers all
+// increment one counter key by compare-and-set, over a lossy, reordering
+// SimNetwork (every Paxos message is a datagram), under partitions and
+// pauses. Acceptor state survives a pause; losing it is not modelled.
+//
+// The register's value is "<count> <tag>": the tag names the attempt that
+// made it and records which value it was made from, so the history can be
+// rebuilt after the run. An oracle watches every acceptance and knows which
+// (ballot, value) a majority accepted ("chosen"), independent of what the
+// proposers report.
+//
+// A failure prints the seed and the cluster size; RG_SEED=<seed> runs that
+// seed alone (RG_SEEDS=<count> changes how many seeds run), e.g.
+//   RG_SEED=42 ./build/tests/rg-sim -tc='*quorum sim*lease*'
+#include <doctest/doctest.h>
+
+#include <cstdlib>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <variant>
+
+#include <fmt/format.h>
+
+#include "grid/quorum.h"
+#include "tests/sim/sim_network.h"
+
+using namespace rg;
+using namespace rg::grid;
+using namespace rg::sim;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string kKey = "counter";
+constexpr Duration kTick = 5ms;
+constexpr std::int64_t kLeaseMs = 150;
+constexpr Duration kWorkload = 2500ms;
+constexpr Duration kSettle = 1500ms;
+
+using Wire = std::variant<QPrepare, QPromise, QAccept, QAccepted, QCommit>;
+using Violations = std::vector<std::string>;
+
+struct Parsed {
+  std::uint64_t count = 0;
+  std::string tag = "-";  // "-": the empty register
+};
+Parsed parse(const std::optional<RegValue>& v) {
+  Parsed p;
+  if (!v) return p;
+  auto space = v->data.find(' ');
+  p.count = std::stoull(v->data.substr(0, space));
+  p.tag = v->data.substr(space + 1);
+  return p;
+}
+
+// One application of a change function: the value it made and its parent.
+struct Created {
+  std::uint64_t count = 0;
+  std::string parent;
+  std::uint64_t client = 0;  // the ClientOp that called cas()
+};
+
+// One cas() issued by the workload, and how it ended.
+struct ClientOp {
+  NodeId node;
+  Time started{};
+  bool read = false;  // the final identity read, not an increment
+  bool done = false;
+  CasOutcome outcome = CasOutcome::no_quorum;
+  std::optional<RegValue> value;
+};
+
+// The oracle's view of one ballot.
+struct Acceptance {
+  RegValue value;
+  std::set<NodeId> by;
+  bool chosen = false;
+  Time chosen_at{};
+};
+
+// Totals over a scenario's runs, printed with RG_STATS=1.
+struct SimStats {
+  std::uint64_t committed = 0, maybe = 0, unknown_taken = 0;
+};
+SimStats stats;
+
+struct SimNode {
+  NodeId id;
+  QuorumAcceptor acceptor;
+  std::unique_ptr<QuorumProposer> proposer;
+  QuorumCopy copy;
+  bool paused = false;
+  std::map<std::uint64_t, std::uint64_t> client_of;  // proposer op id -> ClientOp
+};
+
+// A cluster of SimNodes on one SimNetwork, with the workload, the faults and
+// the checks. `leases`: the workload takes, renews and releases leases.
+class QuorumCluster {
+ public:
+  QuorumCluster(std::size_t size, std::uint64_t seed, bool leases)
+      : leases_(leases), rng_(seed), net_(clock_, rng_) {
+    std::vector<NodeId> ids;
+    for (std::size_t i = 1; i <= size; ++i) ids.push_back("n" + std::to_string(i));
+    topology_ = Topology(ids);
+    start_ = clock_.now();
+    net_.set_loss(uniform01(rng_) * 0.15);
+    net_.set_delay(0ms, uniform_duration(rng_, 1ms, 20ms));
+    for (std::size_t i = 0; i < size; ++i) {
+      SimNode& n = nodes_[ids[i]];
+      n.id = ids[i];
+      QuorumProposerConfig config;
+      config.seed = seed * 100 + i;
+      n.proposer = std::make_unique<QuorumProposer>(topology_, n.id, config);
+      loop(n.id, start_ + uniform_duration(rng_, 0ms, kTick));
+      timers_.at(start_ + uniform_duration(rng_, 0ms, 20ms), [this, id = n.id] { issue(id); });
+    }
+    timers_.at(start_ + uniform_duration(rng_, 100ms, 400ms), [this] { chaos(); });
+  }
+
+  // The workload under faults, then calm, then one read at a majority.
+  Violations run() {
+    run_for(kWorkload);
+    stopped_ = true;
+    net_.heal();
+    for (auto& [id, n] : nodes_)
+      if (n.paused) resume(id);
+    run_for(kSettle);
+    std::optional<std::uint64_t> read;
+    for (int attempt = 0; attempt < 5 && !read; ++attempt) {
+      read = read_final();
+      run_for(kSettle);
+    }
+    if (!read) {
+      violation("the final read never committed");
+      return violations_;
+    }
+    check_history(*read);
+    if (leases_) check_leases();
+    return violations_;
+  }
+
+ private:
+  Time now() const { return clock_.now(); }
+  std::int64_t ms(Time t) const { return to_ms(t - start_); }
+  void violation(const std::string& what) {
+    if (violations_.size() < 20) violations_.push_back(fmt::format("[t={}ms] {}", ms(now()), what));
+  }
+  void run_for(Duration d) {
+    rg::sim::run_until(now() + d, clock_, net_, timers_,
+                       [this](const NodeId& to, const NodeId& from, Wire& w) { deliver(to, from, w); });
+  }
+
+  // The shell's loop: ticks the proposer while the process runs.
+  void loop(const NodeId& id, Time when) {
+    timers_.at(when, [this, id] {
+      SimNode& n = nodes_.at(id);
+      if (!n.paused) {
+        n.proposer->tick(now(), out_);
+        route(n);
+      }
+      loop(id, now() + kTick);
+    });
+  }
+
+  void issue(const NodeId& id) {
+    if (stopped_) return;
+    SimNode& n = nodes_.at(id);
+    if (n.paused) return timers_.at(now() + 10ms, [this, id] { issue(id); });
+    std::uint64_t client = clients_.size();
+    clients_.push_back(ClientOp{id, now(), false, false, CasOutcome::no_quorum, std::nullopt});
+    double roll = uniform01(rng_);
+    auto attempts = std::make_shared<int>(0);
+    QuorumProposer::Change change = [this, id, client, roll, attempts](const std::optional<RegValue>& cur) {
+      Parsed p = parse(cur);
+      std::string tag = fmt::format("{}.{}.{}", id, client, ++*attempts);
+      created_[tag] = Created{p.count + 1, p.tag, client};
+      LeaseTag old = cur ? cur->lease : LeaseTag{};
+      LeaseTag lease;
+      if (leases_ && old.holder == id) {
+        lease = LeaseTag{id, old.epoch, roll < 0.8 ? kLeaseMs : 0};  // renew, or release
+        if (lease.lease_ms == 0) releases_.emplace(std::pair{id, old.epoch}, now());
+      } else if (leases_ && roll < 0.4) {
+        lease = LeaseTag{id, old.epoch + 1, kLeaseMs};  // take over
+      } else {
+        lease = LeaseTag{"", old.epoch, 0};
+      }
+      return RegValue{fmt::format("{} {}", p.count + 1, tag), lease};
+    };
+    n.client_of[n.proposer->cas(kKey, std::move(change), now(), out_)] = client;
+    route(n);
+    // Now and then a second operation queues behind the first.
+    if (chance(rng_, 0.05)) timers_.at(now(), [this, id] { issue(id); });
+  }
+
+  // Reads by writing back the current value unchanged (nothing if empty).
+  std::optional<std::uint64_t> read_final() {
+    SimNode& n = nodes_.begin()->second;
+    std::uint64_t client = clients_.size();
+    clients_.push_back(ClientOp{n.id, now(), true, false, CasOutcome::no_quorum, std::nullopt});
+    auto same = [](const std::optional<RegValue>& cur) { return cur; };
+    n.client_of[n.proposer->cas(kKey, same, now(), out_)] = client;
+    route(n);
+    run_for(1s);
+    const ClientOp& c = clients_[client];
+    if (!c.done) return std::nullopt;
+    if (c.outcome == CasOutcome::precondition_failed && !c.value) return 0;  // empty register
+    if (c.outcome != CasOutcome::committed) return std::nullopt;
+    final_tag_ = parse(c.value).tag;
+    return parse(c.value).count;
+  }
+
+  // Faults, one every 100-500 ms while the workload runs: pause a node (in
+  // the lease runs, half the time the latest lease holder) or split the
+  // cluster in two.
+  void chaos() {
+    if (stopped_) return;
+    if (chance(rng_, 0.5)) {
+      NodeId victim = topology_.members()[uniform(rng_, 0, topology_.size() - 1)];
+      if (leases_ && !latest_holder_.empty() && chance(rng_, 0.5)) victim = latest_holder_;
+      if (!nodes_.at(victim).paused) {
+        nodes_.at(victim).paused = true;
+        net_.set_down(victim, true);
+        timers_.at(now() + uniform_duration(rng_, 50ms, 600ms), [this, victim] {
+          if (nodes_.at(victim).paused) resume(victim);
+        });
+      }
+    } else {
+      std::vector<NodeId> ids = topology_.members();
+      for (std::size_t i = ids.size() - 1; i > 0; --i) std::swap(ids[i], ids[uniform(rng_, 0, i)]);
+      auto cut = static_cast<std::ptrdiff_t>(uniform(rng_, 1, ids.size() - 1));
+      net_.partition({{ids.begin(), ids.begin() + cut}, {ids.begin() + cut, ids.end()}});
+      std::uint64_t generation = ++partition_generation_;
+      timers_.at(now() + uniform_duration(rng_, 100ms, 1000ms), [this, generation] {
+        if (generation == partition_generation_) net_.heal();
+      });
+    }
+    timers_.at(now() + uniform_duration(rng_, 100ms, 500ms), [this] { chaos(); });
+  }
+
+  // A paused process keeps its memory; its overdue tick runs at once.
+  void resume(const NodeId& id) {
+    SimNode& n = nodes_.at(id);
+    n.paused = false;
+    net_.set_down(id, false);
+    n.proposer->tick(now(), out_);
+    route(n);
+  }
+
+  // What the shell does with a proposer's output: `to` empty is everyone,
+  // ourselves included (through the network too, for simplicity).
+  void route(SimNode& n) {
+    for (const auto& s : out_.sends) {
+      Wire w = std::visit([](const auto& m) { return Wire(m); }, s.msg);
+      if (s.to.empty()) {
+        for (const auto& to : topology_.members()) net_.send(n.id, to, w);
+      } else {
+        net_.send(n.id, s.to, w);
+      }
+    }
+    std::vector<CasResult> results = std::move(out_.results);
+    out_.clear();
+    for (const auto& r : results) finished(n, r);
+  }
+
+  void finished(SimNode& n, const CasResult& r) {
+    auto it = n.client_of.find(r.op);
+    if (it == n.client_of.end()) return violation(fmt::format("{}: result for unknown op {}", n.id, r.op));
+    ClientOp& c = clients_[it->second];
+    n.client_of.erase(it);
+    if (c.done) return violation(fmt::format("{}: two results for op {}", n.id, r.op));
+    c.done = true;
+    c.outcome = r.outcome;
+    c.value = r.value;
+    if (r.started != c.started) violation(fmt::format("{}: op {} started at the wrong time", n.id, r.op));
+    if (r.outcome == CasOutcome::committed) {
+      bool chosen = false;
+      for (const auto& [b, a] : oracle_) chosen = chosen || (a.chosen && a.value == *r.value);
+      if (!chosen) violation(fmt::format("{}: committed '{}' which no majority accepted", n.id, r.value->data));
+    }
+    if (!c.read) timers_.at(now() + uniform_duration(rng_, 0ms, 20ms), [this, id = n.id] { issue(id); });
+  }
+
+  void deliver(const NodeId& to, const NodeId& from, Wire& w) {
+    SimNode& n = nodes_.at(to);
+    if (const auto* m = std::get_if<QPrepare>(&w)) {
+      net_.send(to, from, n.acceptor.on_prepare(*m, now()));
+    } else if (const auto* m = std::get_if<QAccept>(&w)) {
+      QAccepted a = n.acceptor.on_accept(*m, now());
+      if (a.verdict == AcceptVerdict::ok) accepted(to, *m);
+      net_.send(to, from, a);
+    } else if (const auto* m = std::get_if<QPromise>(&w)) {
+      n.proposer->on_promise(from, *m, now(), out_);
+      route(n);
+    } else if (const auto* m = std::get_if<QAccepted>(&w)) {
+      n.proposer->on_accepted(from, *m, now(), out_);
+      route(n);
+    } else if (const auto* m = std::get_if<QCommit>(&w)) {
+      commit_arrived(n, *m);
+    }
+  }
+
+  // The oracle: one value per ballot; a majority makes it chosen.
+  void accepted(const NodeId& acceptor, const QAccept& m) {
+    Acceptance& a = oracle_[m.ballot];
+    if (a.by.empty()) a.value = m.value;
+    if (a.value != m.value)
+      violation(fmt::format("ballot {}.{} accepted both '{}' and '{}'", m.ballot.counter, m.ballot.node,
+                            a.value.data, m.value.data));
+    a.by.insert(acceptor);
+    if (a.chosen || a.by.size() < topology_.quorum()) return;
+    a.chosen = true;
+    a.chosen_at = now();
+    Parsed p = parse(a.value);
+    auto [it, fresh] = chosen_by_count_.emplace(p.count, p.tag);
+    if (!fresh && it->second != p.tag)
+      violation(fmt::format("two values with count {} chosen: {} and {}", p.count, it->second, p.tag));
+    if (!a.value.lease.holder.empty()) latest_holder_ = a.value.lease.holder;
+  }
+
+  void commit_arrived(SimNode& n, const QCommit& m) {
+    std::optional<RegValue> before;
+    if (const QCommit* c = n.copy.find(m.key)) before = c->value;
+    if (!n.copy.apply(m)) return;
+    auto it = oracle_.find(m.ballot);
+    if (it == oracle_.end() || !it->second.chosen || it->second.value != m.value)
+      violation(fmt::format("{}: copy took '{}', not chosen at its ballot", n.id, m.value.data));
+    if (before && parse(before).count > parse(m.value).count)
+      violation(fmt::format("{}: copy went back from '{}' to '{}'", n.id, before->data, m.value.data));
+  }
+
+  // The final value's ancestry is the one history: every committed
+  // increment and every chosen value lies on it, and everything on it was
+  // made by an increment that committed or may have (no_quorum, lease_held).
+  void check_history(std::uint64_t final_count) {
+    std::set<std::string> lineage;
+    std::string tag = final_count == 0 ? "-" : final_tag_;
+    std::uint64_t expect = final_count;
+    while (tag != "-") {
+      auto it = created_.find(tag);
+      if (it == created_.end()) return violation("final value has an unknown ancestor " + tag);
+      if (it->second.count != expect)
+        return violation(fmt::format("{} has count {}, expected {}", tag, it->second.count, expect));
+      lineage.insert(tag);
+      const ClientOp& c = clients_[it->second.client];
+      if (c.done && c.outcome == CasOutcome::precondition_failed)
+        violation(fmt::format("{} is in the history but its op failed its precondition", tag));
+      tag = it->second.parent;
+      --expect;
+    }
+    if (expect != 0) violation(fmt::format("history ends at count {}, not 0", expect));
+    std::uint64_t committed = 0, maybe = 0;
+    for (const auto& c : clients_) {
+      if (c.read) continue;
+      if (c.done && c.outcome == CasOutcome::committed) {
+        ++committed;
+        std::string t = parse(c.value).tag;
+        if (!lineage.contains(t))
+          violation(fmt::format("committed '{}' ({}) is missing from the final history", c.value->data, c.node));
+      } else if (!c.done || c.outcome != CasOutcome::precondition_failed) {
+        ++maybe;
+      }
+    }
+    for (const auto& [b, a] : oracle_)
+      if (a.chosen && !lineage.contains(parse(a.value).tag))
+        violation(fmt::format("chosen '{}' at {}.{} is off the final history", a.value.data, b.counter, b.node));
+    if (final_count < committed)
+      violation(fmt::format("final count {} < {} committed increments", final_count, committed));
+    // The rest of the count is increments whose outcome was unknown to their
+    // caller (no_quorum, lease_held, unfinished), or an op counted twice: a
+    // rival adopted its first attempt while it retried. Every such entry was
+    // checked above to come from an op that may have taken effect.
+    stats.committed += committed;
+    stats.maybe += maybe;
+    stats.unknown_taken += final_count - std::min(final_count, committed);
+    if (committed == 0) violation("no increment committed at all");
+  }
+
+  // Once a value holding (H, epoch) with lease L is chosen, from an op that
+  // started at s, no later-ballot value naming another holder or epoch is
+  // chosen before s + L, unless H released that lease first.
+  void check_leases() {
+    std::vector<const std::pair<const Ballot, Acceptance>*> chosen;
+    for (const auto& entry : oracle_)
+      if (entry.second.chosen) chosen.push_back(&entry);
+    for (std::size_t i = 0; i < chosen.size(); ++i) {
+      const LeaseTag& held = chosen[i]->second.value.lease;
+      if (held.holder.empty() || held.lease_ms == 0) continue;
+      Time s = clients_[created_.at(parse(chosen[i]->second.value).tag).client].started;
+      Time until = s + milliseconds(held.lease_ms);
+      for (std::size_t j = i + 1; j < chosen.size(); ++j) {
+        const Acceptance& w = chosen[j]->second;
+        if (w.chosen_at >= until || (w.value.lease.holder == held.holder && w.value.lease.epoch == held.epoch))
+          continue;
+        auto release = releases_.find({held.holder, held.epoch});
+        if (release != releases_.end() && release->second <= w.chosen_at) continue;
+        violation(fmt::format("'{}' chosen at {}ms while {} (epoch {}) held the lease until {}ms", w.value.data,
+                              ms(w.chosen_at), held.holder, held.epoch, ms(until)));
+      }
+    }
+  }
+
+  bool leases_;
+  std::mt19937_64 rng_;
+  SimClock clock_;
+  SimTimers timers_;
+  SimNetwork<Wire> net_;
+  Topology topology_;
+  Time start_{};
+  std::map<NodeId, SimNode> nodes_;
+  QOut out_;
+  bool stopped_ = false;
+  std::uint64_t partition_generation_ = 0;
+  std::vector<ClientOp> clients_;
+  std::map<std::string, Created> created_;
+  std::map<std::pair<NodeId, std::uint64_t>, Time> releases_;  // (holder, epoch) -> first release made
+  std::map<Ballot, Acceptance> oracle_;
+  std::map<std::uint64_t, std::string> chosen_by_count_;
+  NodeId latest_holder_;
+  std::string final_tag_;
+  Violations violations_;
+};
+
+constexpr std::size_t kSeeds = 500;
+
+std::vector<std::uint64_t> seeds(std::size_t default_count) {
+  if (const char* one = std::getenv("RG_SEED")) return {std::strtoull(one, nullptr, 0)};
+  std::size_t count = default_count;
+  if (const char* n = std::getenv("RG_SEEDS")) count = std::strtoull(n, nullptr, 0);
+  std::vector<std::uint64_t> list;
+  for (std::uint64_t s = 1; s <= count; ++s) list.push_back(s);
+  return list;
+}
+
+void run_scenario(bool leases, std::size_t runs) {
+  stats = SimStats{};
+  for (std::size_t size : {3, 5})
+    for (auto seed : seeds(runs)) {
+      Violations v = QuorumCluster(size, seed, leases).run();
+      std::ostringstream why;
+      for (const auto& line : v) why << "\n  " << line;
+      CHECK_MESSAGE(v.empty(), "seed " << seed << ", " << size << " nodes (replay: RG_SEED=" << seed << ")"
+                                       << why.str());
+    }
+  if (std::getenv("RG_STATS"))
+    MESSAGE("committed " << stats.committed << ", maybe " << stats.maybe
+                         << ", of which took effect " << stats.unknown_taken);
+}
+
+}  // namespace
+
+TEST_CASE("quorum sim: concurrent increments under loss, partitions and pauses form one history") {
+  run_scenario(false, kSeeds);
+}
+
+TEST_CASE("quorum sim: leases keep other holders out until they run out") {
+  run_scenario(true, kSeeds);
+}

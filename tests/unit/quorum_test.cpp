@@ -1,0 +1,510 @@
+// Unit tests for the quorum register (grid/quorum.h): the acceptor's promise
+// and lease rules, the local copy, and the proposer message by message with
+// real acceptors answering. Time is driven by hand in milliseconds.
+#include <doctest/doctest.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "grid/quorum.h"
+
+using namespace rg;
+using namespace rg::grid;
+
+namespace {
+
+const Time kStart = Time{} + std::chrono::hours(1);
+Time at(int ms) { return kStart + milliseconds(ms); }
+
+RegValue val(std::string data, std::string holder = "", std::uint64_t epoch = 0, std::int64_t lease = 0) {
+  return RegValue{std::move(data), LeaseTag{std::move(holder), epoch, lease}};
+}
+
+QAccept accept_msg(const std::string& key, Ballot b, Ballot next, RegValue v) {
+  return QAccept{key, b, next, 0, std::move(v)};
+}
+
+// Reads the register as a counter and adds one; no lease.
+std::optional<RegValue> increment(const std::optional<RegValue>& cur) {
+  int n = cur ? std::stoi(cur->data) : 0;
+  return val(std::to_string(n + 1));
+}
+
+template <class T>
+std::vector<T> sent(const QOut& out) {
+  std::vector<T> list;
+  for (const auto& s : out.sends)
+    if (const T* m = std::get_if<T>(&s.msg)) list.push_back(*m);
+  return list;
+}
+
+std::vector<NodeId> targets(const QOut& out) {
+  std::vector<NodeId> list;
+  for (const auto& s : out.sends) list.push_back(s.to);
+  return list;
+}
+
+// Proposer n1 of n1..n3, with each member's acceptor; the test plays the
+// network by choosing whose answers reach the proposer, and when.
+struct Cluster {
+  Topology topology{{"n1", "n2", "n3"}};
+  std::map<NodeId, QuorumAcceptor> acceptors;
+  QuorumProposer proposer;
+  QOut out;
+
+  explicit Cluster(QuorumProposerConfig config = {}) : proposer(topology, "n1", config) {
+    for (const auto& id : topology.members()) acceptors[id];
+  }
+  void prepare(const QPrepare& m, const std::vector<NodeId>& from, int ms) {
+    for (const auto& id : from) proposer.on_promise(id, acceptors[id].on_prepare(m, at(ms)), at(ms), out);
+  }
+  void accept(const QAccept& m, const std::vector<NodeId>& from, int ms) {
+    for (const auto& id : from) proposer.on_accepted(id, acceptors[id].on_accept(m, at(ms)), at(ms), out);
+  }
+  // Writes `v` at `b` straight into the acceptors, as another proposer would.
+  void seed(const std::vector<NodeId>& ids, Ballot b, const RegValue& v, int ms) {
+    for (const auto& id : ids) {
+      REQUIRE(acceptors[id].on_prepare(QPrepare{"k", b, 0}, at(ms)).ok);
+      REQUIRE(acceptors[id].on_accept(accept_msg("k", b, b, v), at(ms)).verdict == AcceptVerdict::ok);
+    }
+  }
+  // Runs one cas through the full or fast path with every member answering.
+  CasResult run(QuorumProposer::Change change, int ms) {
+    out.clear();
+    proposer.cas("k", std::move(change), at(ms), out);
+    // Outbid rounds back off, so time moves on while nothing is sent.
+    for (int guard = 0; guard < 20 && out.results.empty(); ++guard) {
+      if (out.sends.empty()) {
+        proposer.tick(at(ms += 5), out);
+        continue;
+      }
+      QOut step = std::move(out);
+      out.clear();
+      for (const auto& m : sent<QPrepare>(step)) prepare(m, topology.members(), ms);
+      for (const auto& m : sent<QAccept>(step)) accept(m, topology.members(), ms);
+    }
+    REQUIRE(out.results.size() == 1);
+    return out.results[0];
+  }
+};
+
+}  // namespace
+
+TEST_CASE("quorum acceptor: promises only ballots at least as high as any promised") {
+  QuorumAcceptor a;
+  QPromise p = a.on_prepare(QPrepare{"k", {2, 1}, 7}, at(0));
+  CHECK(p.ok);
+  CHECK(p.op == 7);
+  CHECK(p.ballot == Ballot{2, 1});
+  CHECK_FALSE(p.has_value);
+
+  p = a.on_prepare(QPrepare{"k", {1, 2}, 8}, at(1));
+  CHECK_FALSE(p.ok);
+  CHECK(p.promised == Ballot{2, 1});
+
+  CHECK(a.on_prepare(QPrepare{"k", {2, 1}, 7}, at(2)).ok);  // the same proposer asking again
+
+  QAccepted r = a.on_accept(accept_msg("k", {1, 5}, {2, 5}, val("x")), at(3));
+  CHECK(r.verdict == AcceptVerdict::outbid);
+  CHECK(r.promised == Ballot{2, 1});
+
+  r = a.on_accept(accept_msg("k", {2, 1}, {3, 1}, val("y")), at(4));
+  CHECK(r.verdict == AcceptVerdict::ok);
+  const auto* slot = a.find("k");
+  REQUIRE(slot);
+  CHECK(slot->promised == Ballot{3, 1});  // the fast-path promise
+  CHECK(slot->accepted == Ballot{2, 1});
+  CHECK(slot->value == val("y"));
+  CHECK(slot->accepted_at == at(4));
+
+  CHECK_FALSE(a.on_prepare(QPrepare{"k", {3, 0}, 9}, at(5)).ok);  // below the fast-path promise
+  p = a.on_prepare(QPrepare{"k", {3, 2}, 9}, at(6));
+  CHECK(p.ok);
+  CHECK(p.has_value);
+  CHECK(p.accepted == Ballot{2, 1});
+  CHECK(p.value == val("y"));
+  CHECK(a.find("other") == nullptr);
+}
+
+TEST_CASE("quorum acceptor: a duplicate accept is ok again and changes nothing") {
+  QuorumAcceptor a;
+  QAccept m = accept_msg("k", {1, 0}, {2, 0}, val("v", "n1", 1, 1000));
+  REQUIRE(a.on_accept(m, at(0)).verdict == AcceptVerdict::ok);
+  CHECK(a.on_accept(m, at(900)).verdict == AcceptVerdict::ok);
+  CHECK(a.find("k")->accepted_at == at(0));  // the lease did not restart
+  m.value.data = "other";
+  CHECK(a.on_accept(m, at(901)).verdict == AcceptVerdict::outbid);
+}
+
+TEST_CASE("quorum acceptor: a lease refuses other holders and epochs until it runs out") {
+  QuorumAcceptor a;
+  REQUIRE(a.on_accept(accept_msg("k", {1, 0}, {2, 0}, val("a1", "a", 1, 1000)), at(0)).verdict ==
+          AcceptVerdict::ok);
+
+  QAccepted r = a.on_accept(accept_msg("k", {5, 1}, {6, 1}, val("b1", "b", 2, 1000)), at(500));
+  CHECK(r.verdict == AcceptVerdict::lease_held);
+  CHECK(r.holder == "a");
+  CHECK(r.lease_left_ms == 500);
+  CHECK(a.find("k")->value.data == "a1");  // nothing changed
+  CHECK(a.find("k")->promised == Ballot{2, 0});
+
+  r = a.on_accept(accept_msg("k", {5, 1}, {6, 1}, val("a2", "a", 2, 1000)), at(500));
+  CHECK(r.verdict == AcceptVerdict::lease_held);  // same holder, other epoch
+
+  // The holder's renewal is accepted and restarts the lease on our clock.
+  r = a.on_accept(accept_msg("k", {5, 0}, {6, 0}, val("a3", "a", 1, 1000)), at(600));
+  CHECK(r.verdict == AcceptVerdict::ok);
+  r = a.on_accept(accept_msg("k", {7, 1}, {8, 1}, val("b2", "b", 2, 1000)), at(1500));
+  CHECK(r.verdict == AcceptVerdict::lease_held);
+  CHECK(r.lease_left_ms == 100);
+
+  r = a.on_accept(accept_msg("k", {7, 1}, {8, 1}, val("b3", "b", 2, 1000)), at(1600));
+  CHECK(r.verdict == AcceptVerdict::ok);
+  CHECK(a.find("k")->value.lease.holder == "b");
+}
+
+TEST_CASE("quorum acceptor: a lease of 0 holds nothing, and a value without a lease neither") {
+  QuorumAcceptor a;
+  REQUIRE(a.on_accept(accept_msg("k", {1, 0}, {2, 0}, val("x", "a", 1, 0)), at(0)).verdict ==
+          AcceptVerdict::ok);
+  CHECK(a.on_accept(accept_msg("k", {2, 1}, {3, 1}, val("y", "b", 1, 0)), at(1)).verdict ==
+        AcceptVerdict::ok);
+  CHECK(a.on_accept(accept_msg("k", {3, 2}, {4, 2}, val("z")), at(2)).verdict == AcceptVerdict::ok);
+}
+
+TEST_CASE("quorum copy: keeps the commit with the highest ballot per key") {
+  QuorumCopy copy;
+  CHECK(copy.find("k") == nullptr);
+  CHECK(copy.apply(QCommit{"k", {2, 0}, val("two")}));
+  CHECK_FALSE(copy.apply(QCommit{"k", {1, 5}, val("one")}));
+  CHECK_FALSE(copy.apply(QCommit{"k", {2, 0}, val("two")}));
+  CHECK(copy.find("k")->value.data == "two");
+  CHECK(copy.apply(QCommit{"k", {2, 1}, val("three")}));
+  CHECK(copy.apply(QCommit{"j", {1, 0}, val("other key")}));
+  CHECK(copy.find("k")->value.data == "three");
+  CHECK(copy.all().size() == 2);
+}
+
+TEST_CASE("quorum proposer: prepare, promises, accept, accepted, commit") {
+  Cluster c;
+  std::uint64_t op = c.proposer.cas("k", increment, at(0), c.out);
+  auto prepares = sent<QPrepare>(c.out);
+  REQUIRE(prepares.size() == 1);
+  CHECK(targets(c.out) == std::vector<NodeId>{""});  // every member, n1's own acceptor included
+  CHECK(prepares[0].ballot == Ballot{1, 0});
+  CHECK(prepares[0].op == op);
+  CHECK(c.proposer.pending() == 1);
+
+  c.out.clear();
+  c.prepare(prepares[0], {"n2"}, 1);
+  c.prepare(prepares[0], {"n2"}, 1);  // twice from one member counts once
+  CHECK(c.out.sends.empty());
+  c.prepare(prepares[0], {"n3"}, 2);
+  auto accepts = sent<QAccept>(c.out);
+  REQUIRE(accepts.size() == 1);
+  CHECK(c.out.sends.size() == 1);
+  CHECK(accepts[0].ballot == Ballot{1, 0});
+  CHECK(accepts[0].next == Ballot{2, 0});
+  CHECK(accepts[0].value == val("1"));
+
+  c.out.clear();
+  c.prepare(prepares[0], {"n1"}, 3);  // a late promise changes nothing
+  c.accept(accepts[0], {"n3", "n3"}, 3);
+  CHECK(c.out.sends.empty());
+  CHECK(c.out.results.empty());
+  c.accept(accepts[0], {"n2"}, 4);
+  auto commits = sent<QCommit>(c.out);
+  REQUIRE(commits.size() == 1);
+  CHECK(targets(c.out) == std::vector<NodeId>{""});
+  CHECK(commits[0].ballot == Ballot{1, 0});
+  CHECK(commits[0].value == val("1"));
+  REQUIRE(c.out.results.size() == 1);
+  const CasResult& r = c.out.results[0];
+  CHECK(r.op == op);
+  CHECK(r.outcome == CasOutcome::committed);
+  CHECK(r.value == val("1"));
+  CHECK(r.started == at(0));
+  CHECK(std::string(to_string(r.outcome)) == "committed");
+  CHECK(c.proposer.pending() == 0);
+
+  c.out.clear();
+  c.accept(accepts[0], {"n1"}, 5);  // late answers of a finished operation
+  c.proposer.tick(at(1000), c.out);
+  CHECK(c.out.sends.empty());
+  CHECK(c.out.results.empty());
+}
+
+TEST_CASE("quorum proposer: the change sees the value of the highest accepted ballot") {
+  Cluster c;
+  c.seed({"n2"}, {3, 2}, val("7"), 0);
+  c.seed({"n3"}, {2, 1}, val("4"), 0);
+  CasResult r = c.run(increment, 1);
+  CHECK(r.outcome == CasOutcome::committed);
+  CHECK(r.value == val("8"));
+}
+
+TEST_CASE("quorum proposer: a refusing change fails the precondition and writes nothing") {
+  Cluster c;
+  c.seed({"n1", "n2", "n3"}, {1, 1}, val("5"), 0);
+  std::optional<RegValue> seen;
+  CasResult r = c.run(
+      [&](const std::optional<RegValue>& cur) {
+        seen = cur;
+        return std::optional<RegValue>();
+      },
+      1);
+  CHECK(r.outcome == CasOutcome::precondition_failed);
+  CHECK(r.value == val("5"));
+  CHECK(seen == val("5"));
+  CHECK(c.out.sends.empty());  // no accept, no commit
+  for (const auto& [id, a] : c.acceptors) CHECK(a.find("k")->value == val("5"));
+}
+
+TEST_CASE("quorum proposer: a second cas on the key takes the fast path") {
+  Cluster c;
+  REQUIRE(c.run(increment, 0).outcome == CasOutcome::committed);
+
+  c.out.clear();
+  c.proposer.cas("k", increment, at(10), c.out);
+  CHECK(sent<QPrepare>(c.out).empty());
+  auto accepts = sent<QAccept>(c.out);
+  REQUIRE(accepts.size() == 1);
+  CHECK(accepts[0].ballot == Ballot{2, 0});
+  CHECK(accepts[0].next == Ballot{3, 0});
+  CHECK(accepts[0].value == val("2"));
+  c.out.clear();
+  c.accept(accepts[0], {"n1", "n3"}, 11);
+  REQUIRE(c.out.results.size() == 1);
+  CHECK(c.out.results[0].outcome == CasOutcome::committed);
+  CHECK(c.out.results[0].value == val("2"));
+  CHECK(c.out.results[0].reason.find("fast") != std::string::npos);
+}
+
+TEST_CASE("quorum proposer: a change refusing the remembered value asks a majority first") {
+  Cluster c;
+  REQUIRE(c.run(increment, 0).outcome == CasOutcome::committed);
+  c.seed({"n2", "n3"}, {2, 2}, val("10"), 5);  // the remembered "1" is stale now
+  auto only_from_10 = [](const std::optional<RegValue>& cur) {
+    return cur && cur->data == "10" ? std::optional<RegValue>(val("11")) : std::nullopt;
+  };
+  c.out.clear();
+  c.proposer.cas("k", only_from_10, at(10), c.out);
+  CHECK(c.out.results.empty());
+  CHECK(sent<QAccept>(c.out).empty());
+  auto prepares = sent<QPrepare>(c.out);
+  REQUIRE(prepares.size() == 1);
+  c.out.clear();
+  c.prepare(prepares[0], {"n2", "n3"}, 11);
+  auto accepts = sent<QAccept>(c.out);
+  REQUIRE(accepts.size() == 1);
+  CHECK(accepts[0].value == val("11"));
+}
+
+TEST_CASE("quorum proposer: a fast path outbid by another proposer falls back to prepare") {
+  Cluster c;
+  REQUIRE(c.run(increment, 0).outcome == CasOutcome::committed);
+  // n3 writes 10 at a higher ballot in between.
+  c.seed({"n2", "n3"}, {4, 2}, val("10"), 5);
+
+  c.out.clear();
+  c.proposer.cas("k", increment, at(10), c.out);
+  auto accepts = sent<QAccept>(c.out);
+  REQUIRE(accepts.size() == 1);
+  c.out.clear();
+  c.accept(accepts[0], {"n2", "n3"}, 11);
+  auto prepares = sent<QPrepare>(c.out);
+  REQUIRE(prepares.size() == 1);
+  CHECK(prepares[0].ballot == Ballot{5, 0});  // above everything seen
+  c.out.clear();
+  c.prepare(prepares[0], {"n2", "n3"}, 12);
+  accepts = sent<QAccept>(c.out);
+  REQUIRE(accepts.size() == 1);
+  CHECK(accepts[0].value == val("11"));
+}
+
+TEST_CASE("quorum proposer: outbid at prepare retries with a higher ballot after a backoff") {
+  Cluster c;
+  c.proposer.cas("k", increment, at(0), c.out);
+  auto prepares = sent<QPrepare>(c.out);
+  // n2's proposer got in first at n2 and n3.
+  for (const char* id : {"n2", "n3"}) REQUIRE(c.acceptors[id].on_prepare(QPrepare{"k", {1, 1}, 0}, at(0)).ok);
+  c.out.clear();
+  c.prepare(prepares[0], {"n2"}, 1);
+  CHECK(c.out.sends.empty());
+  c.prepare(prepares[0], {"n3"}, 1);
+  CHECK(c.out.sends.empty());  // backing off
+  c.proposer.tick(at(2), c.out);
+  CHECK(c.out.sends.empty());  // the backoff is at least half of 5 ms
+  c.proposer.tick(at(8), c.out);
+  prepares = sent<QPrepare>(c.out);
+  REQUIRE(prepares.size() == 1);
+  CHECK(prepares[0].ballot == Ballot{2, 0});
+  c.out.clear();
+  c.prepare(prepares[0], {"n1", "n2"}, 9);
+  auto accepts = sent<QAccept>(c.out);
+  REQUIRE(accepts.size() == 1);
+  c.out.clear();
+  c.accept(accepts[0], {"n1", "n2"}, 10);
+  REQUIRE(c.out.results.size() == 1);
+  CHECK(c.out.results[0].outcome == CasOutcome::committed);
+  CHECK(c.out.results[0].started == at(0));
+}
+
+TEST_CASE("quorum proposer: after an outbid accept, its own partly accepted value is completed") {
+  Cluster c;
+  int calls = 0;
+  auto counted = [&](const std::optional<RegValue>& cur) {
+    ++calls;
+    return increment(cur);
+  };
+  c.proposer.cas("k", counted, at(0), c.out);
+  auto prepares = sent<QPrepare>(c.out);
+  c.out.clear();
+  c.prepare(prepares[0], {"n1", "n2", "n3"}, 1);
+  auto accepts = sent<QAccept>(c.out);
+  REQUIRE(accepts.size() == 1);
+  // n1 accepts; n2 and n3 promised a rival's higher ballot meanwhile.
+  for (const char* id : {"n2", "n3"}) REQUIRE(c.acceptors[id].on_prepare(QPrepare{"k", {1, 2}, 0}, at(1)).ok);
+  c.out.clear();
+  c.accept(accepts[0], {"n1", "n2", "n3"}, 2);
+  CHECK(c.out.results.empty());
+  c.proposer.tick(at(10), c.out);
+  prepares = sent<QPrepare>(c.out);
+  REQUIRE(prepares.size() == 1);
+  c.out.clear();
+  c.prepare(prepares[0], {"n1", "n2"}, 11);
+  accepts = sent<QAccept>(c.out);
+  REQUIRE(accepts.size() == 1);
+  CHECK(accepts[0].value == val("1"));  // not "2": the first attempt may already count
+  CHECK(calls == 1);
+}
+
+TEST_CASE("quorum proposer: outbid in every round gives up after max_rounds") {
+  QuorumProposerConfig config;
+  config.max_rounds = 2;
+  Cluster c(config);
+  c.proposer.cas("k", increment, at(0), c.out);
+  for (int round = 0; round < 2; ++round) {
+    auto prepares = sent<QPrepare>(c.out);
+    REQUIRE(prepares.size() == 1);
+    Ballot rival{prepares[0].ballot.counter, 2};
+    for (const char* id : {"n2", "n3"}) REQUIRE(c.acceptors[id].on_prepare(QPrepare{"k", rival, 0}, at(0)).ok);
+    c.out.clear();
+    c.prepare(prepares[0], {"n2", "n3"}, round * 20 + 1);
+    c.proposer.tick(at(round * 20 + 19), c.out);
+  }
+  REQUIRE(c.out.results.size() == 1);
+  CHECK(c.out.results[0].outcome == CasOutcome::no_quorum);
+  CHECK(c.out.results[0].reason.find("2 rounds") != std::string::npos);
+}
+
+TEST_CASE("quorum proposer: silence is resent to, then times out as no_quorum") {
+  Cluster c;
+  c.proposer.cas("k", increment, at(0), c.out);
+  auto prepares = sent<QPrepare>(c.out);
+  c.out.clear();
+  c.prepare(prepares[0], {"n2"}, 1);
+  c.proposer.tick(at(50), c.out);
+  CHECK(c.out.sends.empty());
+  c.proposer.tick(at(100), c.out);  // timeout / 5: ask those who did not answer
+  CHECK(targets(c.out) == std::vector<NodeId>{"n1", "n3"});
+  CHECK(sent<QPrepare>(c.out).size() == 2);
+  c.out.clear();
+  c.proposer.tick(at(499), c.out);
+  CHECK(c.out.results.empty());
+  c.proposer.tick(at(500), c.out);
+  REQUIRE(c.out.results.size() == 1);
+  CHECK(c.out.results[0].outcome == CasOutcome::no_quorum);
+  CHECK(c.out.results[0].started == at(0));
+  CHECK(c.out.results[0].reason.find("no majority") != std::string::npos);
+  CHECK(c.proposer.pending() == 0);
+}
+
+TEST_CASE("quorum proposer: operations on one key run one at a time, in order") {
+  Cluster c;
+  std::uint64_t first = c.proposer.cas("k", increment, at(0), c.out);
+  std::uint64_t second = c.proposer.cas("k", increment, at(1), c.out);
+  c.proposer.cas("j", increment, at(1), c.out);  // another key goes ahead at once
+  CHECK(sent<QPrepare>(c.out).size() == 2);
+  CHECK(c.proposer.pending() == 3);
+  auto prepares = sent<QPrepare>(c.out);
+  c.out.clear();
+  c.prepare(prepares[0], {"n1", "n2"}, 2);
+  auto accepts = sent<QAccept>(c.out);
+  c.out.clear();
+  c.accept(accepts[0], {"n1", "n2"}, 3);
+  REQUIRE(c.out.results.size() == 1);
+  CHECK(c.out.results[0].op == first);
+  // The second starts on the fast path as soon as the first is done.
+  accepts = sent<QAccept>(c.out);
+  REQUIRE(accepts.size() == 1);
+  CHECK(accepts[0].op == second);
+  CHECK(accepts[0].value == val("2"));
+}
+
+TEST_CASE("quorum proposer: a majority honouring another holder's lease gives lease_held") {
+  Cluster c;
+  c.seed({"n1", "n2", "n3"}, {1, 2}, val("3", "n9", 4, 1000), 0);
+  auto take = [](const std::optional<RegValue>& cur) {
+    return val(cur->data, "n1", cur->lease.epoch + 1, 1000);
+  };
+  c.proposer.cas("k", take, at(100), c.out);
+  auto prepares = sent<QPrepare>(c.out);
+  c.out.clear();
+  c.prepare(prepares[0], {"n1", "n2"}, 100);  // below the seeding ballot: outbid
+  c.proposer.tick(at(108), c.out);
+  prepares = sent<QPrepare>(c.out);
+  REQUIRE(prepares.size() == 1);
+  c.out.clear();
+  c.prepare(prepares[0], {"n1", "n2", "n3"}, 108);
+  auto accepts = sent<QAccept>(c.out);
+  REQUIRE(accepts.size() == 1);
+  c.out.clear();
+  c.accept(accepts[0], {"n1"}, 110);
+  CHECK(c.out.results.empty());
+  c.accept(accepts[0], {"n2"}, 150);
+  REQUIRE(c.out.results.size() == 1);
+  const CasResult& r = c.out.results[0];
+  CHECK(r.outcome == CasOutcome::lease_held);
+  CHECK(r.reason.find("n9") != std::string::npos);
+  CHECK(r.reason.find("890 ms") != std::string::npos);
+  CHECK(r.started == at(100));
+  c.out.clear();
+  c.proposer.tick(at(2000), c.out);  // no automatic retry
+  CHECK(c.out.sends.empty());
+  CHECK(c.proposer.pending() == 0);
+
+  // After the lease has run out on the acceptors the same change commits.
+  CasResult later = c.run(take, 1200);
+  CHECK(later.outcome == CasOutcome::committed);
+  CHECK(later.value == val("3", "n1", 5, 1000));
+}
+
+TEST_CASE("quorum proposer: answers from non-members and for unknown operations are ignored") {
+  Cluster c;
+  c.proposer.cas("k", increment, at(0), c.out);
+  auto prepares = sent<QPrepare>(c.out);
+  c.out.clear();
+  QuorumAcceptor stranger;
+  c.proposer.on_promise("x9", stranger.on_prepare(prepares[0], at(1)), at(1), c.out);
+  QPromise wrong_op = c.acceptors["n2"].on_prepare(prepares[0], at(1));
+  wrong_op.op += 100;
+  c.proposer.on_promise("n2", wrong_op, at(1), c.out);
+  c.prepare(prepares[0], {"n3"}, 1);
+  CHECK(c.out.sends.empty());
+  CHECK_THROWS_AS(QuorumProposer(Topology({"n1", "n2"}), "n7"), std::invalid_argument);
+}
+
+TEST_CASE("quorum proposer: ballots start above the floor, so a restarted process never reuses one") {
+  using namespace rg::grid;
+  QuorumProposerConfig cfg;
+  cfg.ballot_floor = 1'000'000;
+  QuorumProposer p(rg::Topology({"n1", "n2", "n3"}), "n1", cfg);
+  QOut out;
+  p.cas("k", [](const std::optional<RegValue>&) { return RegValue{"v", {}}; }, rg::Time{}, out);
+  REQUIRE(!out.sends.empty());
+  const auto* prep = std::get_if<QPrepare>(&out.sends.front().msg);
+  REQUIRE(prep);
+  CHECK(prep->ballot.counter > 1'000'000u);
+}
