@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# A local 3-node rolegrid cluster in a private network namespace, shown step
+# by step with rolegridctl: forming, a write read back on every node, a
+# kill -9 detected, a restart with a new incarnation that gets the data back.
+# Cleans up after itself; takes about 10 s.
+#
+#   tools/quickstart.sh      from any directory (needs root, or user namespaces)
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cd "$here/.."
+
+if [[ -z "${ROLEGRID_QUICKSTART_NETNS:-}" ]]; then
+  # Outside the namespace: build first (it may need the network for apt).
+  "$here/setup.sh" >/dev/null
+  unshare=(unshare -n)
+  [[ $(id -u) -eq 0 ]] || unshare=(unshare -r -n)
+  export ROLEGRID_QUICKSTART_NETNS=1
+  exec "${unshare[@]}" -- bash "$here/quickstart.sh" "$@"
+fi
+
+# Inside a private network namespace: nothing sent here leaves the machine.
+ip link set lo up
+ip link set lo multicast on
+ip route replace 224.0.0.0/4 dev lo
+
+bin=build/tools
+dir=$(mktemp -d "${TMPDIR:-/tmp}/rolegrid-quickstart.XXXXXX")
+declare -A pid=()
+
+cleanup() {
+  local p
+  for p in "${pid[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  sleep 0.2
+  for p in "${pid[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+step() { printf '\n==> %s\n' "$*"; }
+
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/secret"
+chmod 600 "$dir/secret"
+
+start_node() {
+  local i=$1
+  "$bin/rolegrid" --node "n$i" --members n1,n2,n3 --listen "127.0.0.1:740$i" --admin "127.0.0.1:750$i" \
+    --multicast 239.77.0.1:7400 --secret-file "$dir/secret" >>"$dir/n$i.log" 2>&1 &
+  pid[$i]=$!
+}
+
+ctl() {
+  local i=$1
+  shift
+  "$bin/rolegridctl" --node "127.0.0.1:750$i" --secret-file "$dir/secret" "$@"
+}
+
+# wait_for SECONDS DESCRIPTION COMMAND...: polls COMMAND every 0.1 s.
+wait_for() {
+  local limit=$1 what=$2 tries
+  shift 2
+  for ((tries = limit * 10; tries > 0; tries--)); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+  done
+  echo "quickstart: timed out after ${limit} s waiting for ${what}; node logs:" >&2
+  tail -n 20 "$dir"/n*.log >&2
+  exit 1
+}
+
+# state_of OBSERVER NODE: NODE's state in OBSERVER's members view.
+state_of() { ctl "$1" members | awk -v n="$2" '$1 == n { print $2 }'; }
+all_alive() { local i; for i in 1 2 3; do [[ $(ctl "$i" members | grep -cw alive) -eq 3 ]] || return 1; done; }
+seen_as() { local o; for o in "${@:3}"; do [[ $(state_of "$o" "$1") == "$2" ]] || return 1; done; }
+incarnation() { ctl "$1" --json status | sed -n 's/^  "incarnation": \([0-9]*\),*$/\1/p'; }
+now_ms() { date +%s%3N; }
+
+step "Starting n1, n2, n3 (multicast 239.77.0.1:7400 on lo of a private network namespace; secret in $dir/secret)"
+for i in 1 2 3; do start_node "$i"; done
+wait_for 10 "the cluster to form" all_alive
+echo "formed: every node sees all three alive"
+
+step "rolegridctl members (on n1)"
+ctl 1 members
+step "rolegridctl status (on n1)"
+ctl 1 status
+
+step "put demo/greeting on n1; it returns once every member applied it"
+ctl 1 put demo greeting "hello from n1"
+for i in 2 3; do echo "get demo greeting on n$i: $(ctl "$i" get demo greeting)"; done
+ctl 3 put-field demo profile colour blue >/dev/null
+ctl 2 put-field demo profile size large >/dev/null
+echo "put-field on n3 and n2, get on n1:"
+ctl 1 get demo profile
+
+old_inc=$(incarnation 2)
+step "kill -9 n2 (incarnation $old_inc); n1 and n3 must see it failed within the failure timeout (1000 ms) + probes"
+t0=$(now_ms)
+kill -KILL "${pid[2]}"
+wait "${pid[2]}" 2>/dev/null || true
+unset 'pid[2]'
+wait_for 5 "n2 to be seen failed" seen_as n2 failed 1 3
+echo "n1 and n3 see n2 failed $(($(now_ms) - t0)) ms after the kill"
+ctl 1 members
+
+step "n1 writes while n2 is down"
+ctl 1 put demo while-down "written while n2 was down"
+
+step "Restarting n2 (same id and ports): it rejoins with a new incarnation and copies the data"
+start_node 2
+wait_for 10 "n2 to rejoin" all_alive
+wait_for 10 "n2 to finish its state transfer" sh -c "'$bin/rolegridctl' --node 127.0.0.1:7502 --secret-file '$dir/secret' status | grep -q 'transfer    synced'"
+new_inc=$(incarnation 2)
+echo "n2 incarnation: $old_inc before, $new_inc now"
+ctl 1 members
+ctl 2 status | grep -E '^(node|transfer)'
+for key in greeting while-down; do echo "get demo $key on n2: $(ctl 2 get demo "$key")"; done
+
+step "Stopping the cluster (SIGTERM: each node leaves gracefully)"
+for i in 3 2 1; do
+  kill -TERM "${pid[$i]}"
+  wait "${pid[$i]}" || true
+  unset "pid[$i]"
+done
+echo "done"
