@@ -99,7 +99,7 @@ void AgentNode::start() {
 
 void AgentNode::tick() {
   auto now = Clock::now();
-  if (!ready_ && node_.transfer().synced) {
+  if (!ready_ && node_.transfer().synced && node_.quorum_ready()) {
     ready_ = true;
     // What this node was before it (re)started, as the grid remembers it.
     if (const auto* r = node_.store().find(kNodesRegion)) {
@@ -119,8 +119,15 @@ void AgentNode::tick() {
     });
     write_node_entry();
   }
-  if (ready_) feed([](HaAgent& a, Time t, AgentOutput& out) { a.tick(t, out); });
-  (void)now;
+  if (ready_) {
+    // The view also changes without member events (a member finishes its
+    // state transfer, writes its nodes/<id> entry): refresh it each beat.
+    if (now >= next_view_) {
+      next_view_ = now + node_.config().heartbeat_interval;
+      feed([this](HaAgent& a, Time t, AgentOutput& out) { a.on_members(member_view(), t, out); });
+    }
+    feed([](HaAgent& a, Time t, AgentOutput& out) { a.tick(t, out); });
+  }
   timer_.expires_after(milliseconds(10));
   timer_.async_wait([this](auto ec) {
     if (!ec && !stopping_) tick();

@@ -69,7 +69,8 @@ class AgentNode {
   std::deque<nlohmann::json> events_;  // recent events for `rolegridctl events`
   std::vector<grid::Reply> followers_;
   Time started_;
-  Time logged_bound_{};  // last lease bound written to the event log
+  Time logged_bound_{};
+  Time next_view_{};  // last lease bound written to the event log
 };
 
 }  // namespace rg::agent

@@ -26,13 +26,18 @@
 //   - A 2-member topology promotes nobody unless its other member is a
 //     witness; a 1-member topology promotes its only node.
 //
-// What the shell must do is listed above each input below; in short: call
-// set_previous_role() once before anything else, tick() at least every
-// heartbeat_interval / 4, run every CasRequest on the role register (wrapping
-// `change` with to_register/from_register), apply a committed value to the
-// local QuorumCopy and call on_table() before on_cas_done(), answer every
-// HookRun with on_hook_done() in order (killed hooks too, with a non-zero
-// status), and deliver BroadcastOrders to every member.
+// What the shell must do, in short: call set_previous_role() once before
+// anything else; call on_ready() when state transfer is done and on_table()
+// whenever the local QuorumCopy of the role table changes (a commit may
+// reach the copy before or after its on_cas_done(): both work); tick() at
+// least every heartbeat_interval / 4; run every CasRequest on the role
+// register (wrapping `change` with to_register/from_register; an
+// undecodable current value is refused) and answer each with on_cas_done()
+// exactly once, passing CasResult.started; answer every HookRun with
+// on_hook_done() in order (killed hooks too, with a non-zero status); send
+// each BroadcastOrder to every other member (repeats may come; a receiver
+// acknowledges when on_broadcast() returns true) and pass the acks to
+// on_broadcast_ack().
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -241,6 +246,7 @@ class HaAgent {
   void check_prepare(Time now, AgentOutput& out);
   void prepare_done(int status, Time now, AgentOutput& out);
   void designate(Time now, AgentOutput& out);
+  void track_designation(std::uint64_t cas_id);
   void maybe_claim(Time now, AgentOutput& out);
   void start_target(Time now, AgentOutput& out);
   void begin_broadcast(Time now, AgentOutput& out);

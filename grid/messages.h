@@ -39,6 +39,8 @@ enum class MsgType : std::uint8_t {
   q_accept = 52,
   q_accepted = 53,
   q_commit = 54,
+  q_recover_request = 55,
+  q_recover_state = 56,
   app = 60,  // a message of a layer above the grid (the agent), by channel
   admin_request = 100,
   admin_response = 101,

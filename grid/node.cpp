@@ -60,6 +60,8 @@ Node::Node(asio::io_context& io, NodeConfig config)
                 QuorumProposerConfig{config_.failure_timeout / 2, milliseconds(5), 6, incarnation_, incarnation_}) {
   started_ = Clock::now();
   if (config_.fault_injection) faults_.emplace(incarnation_);
+  // A lone member has nobody to recover from, and nothing to forget.
+  quorum_ready_ = topology_.size() == 1;
   open_sockets();
   register_admin();
 }
@@ -316,6 +318,7 @@ void Node::on_event(const MembershipEvent& e, Time now) {
       sender_.add_peer(e.id, now);
       connect_peer(e.id);
       push_commits(e.id);
+      if (!quorum_ready_) send_peer(e.id, MsgType::q_recover_request, QRecoverRequest{});
       break;
     }
     case MemberEvent::restored: {
@@ -330,6 +333,7 @@ void Node::on_event(const MembershipEvent& e, Time now) {
         connect_peer(e.id);
       send_digests(e.id);
       push_commits(e.id);
+      if (!quorum_ready_) send_peer(e.id, MsgType::q_recover_request, QRecoverRequest{});
       break;
     }
     case MemberEvent::suspected:
@@ -388,6 +392,9 @@ void Node::tick() {
     drain_membership(now);
     next_heartbeat_ = now + config_.heartbeat_interval;
     sync_tick(now);
+    if (!quorum_ready_)
+      for (const auto& id : membership_.alive())
+        if (!recovered_from_.count(id)) send_peer(id, MsgType::q_recover_request, QRecoverRequest{});
   }
   proposer_.tick(now, qout_);
   if (!qout_.sends.empty() || !qout_.results.empty()) {

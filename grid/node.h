@@ -105,6 +105,9 @@ class Node {
     status_fns_.emplace_back(std::move(name), std::move(json_fn));
   }
   bool member_synced(const NodeId& id) const { return donors_.count(id) > 0; }
+  // This node's acceptor has recovered what its earlier life may have voted
+  // (see QRecoverState) and takes part in quorums.
+  bool quorum_ready() const { return quorum_ready_; }
 
   Store& store() { return store_; }
   const Membership& membership() const { return membership_; }
@@ -153,7 +156,7 @@ class Node {
   void connect_peer(const NodeId& peer);
   void close_peer(const NodeId& peer);
   void probe(const ProbeOrder& order);
-  void direct_probe(const std::string& address, std::function<void(bool)> done);
+  void direct_probe(const NodeId& target, const std::string& address, std::function<void(bool)> done);
 
   // node_stream.cpp: replication
   void submit(Write w, DoneFn done);
@@ -237,6 +240,8 @@ class Node {
   QuorumProposer proposer_;
   QOut qout_;
   std::map<std::uint64_t, CasDone> cas_waits_;
+  bool quorum_ready_ = false;
+  std::set<NodeId> recovered_from_;
   std::vector<std::function<void(const QCommit&)>> quorum_fns_;
   std::map<std::string, AppFn> app_fns_;
   std::vector<std::pair<std::string, std::function<std::string()>>> status_fns_;

@@ -43,6 +43,7 @@ std::string Node::status_json() const {
   j["members"] = topology_.members();
   j["alive"] = membership_.alive();
   j["tilt"] = membership_.tilted();
+  j["quorum_ready"] = quorum_ready_;
   j["tilt_count"] = membership_.tilt_count();
   const auto& t = transfer_;
   json tj;

@@ -127,9 +127,10 @@ void Node::probe(const ProbeOrder& order) {
     drain_membership(now);
   };
   if (order.via.empty()) {
-    direct_probe(order.address, report);
+    direct_probe(order.target, order.address, report);
     return;
   }
+  if (faults_ && faults_->drop_out(order.via)) return;  // lost: membership's deadline decides
   // Indirect: ask `via` to probe the target and tell us. No answer in time
   // counts as a failed probe (membership's own deadline covers that).
   relay_waits_[nonce] = report;
@@ -156,9 +157,10 @@ void Node::probe(const ProbeOrder& order) {
                       });
 }
 
-void Node::direct_probe(const std::string& address, std::function<void(bool)> done) {
+void Node::direct_probe(const NodeId& target, const std::string& address, std::function<void(bool)> done) {
   auto ep = parse_endpoint(address);
   if (!ep) return done(false);
+  if (faults_ && faults_->drop_out(target)) return done(false);
   struct State {
     tcp::socket sock;
     asio::steady_timer timer;
@@ -205,6 +207,19 @@ void Node::on_frame(Conn* conn, std::uint8_t raw_type, std::string_view body) {
     ++counters_.decode_errors;
     conn->close();
   };
+  Sender from;
+  {
+    Envelope<SyncRequest> head;  // decodes just the sender
+    if (!decode(body, head)) return bad();
+    from = head.from;
+  }
+  // Fault rules cover everything from a peer, probes included: a cut made
+  // with them must look like a partition to the failure detector too.
+  if (faults_ && !fault_bypass_ && from.node != config_.node &&
+      fault_in(from.node, [this, back = conn->weak_from_this(), raw_type, copy = std::string(body)] {
+        if (auto c = back.lock()) on_frame(c.get(), raw_type, copy);
+      }))
+    return;
   switch (type) {
     case MsgType::probe: {
       Envelope<Probe> e;
@@ -217,7 +232,7 @@ void Node::on_frame(Conn* conn, std::uint8_t raw_type, std::string_view body) {
       if (!decode(body, e)) return bad();
       std::weak_ptr<Conn> back = conn->weak_from_this();
       auto nonce = e.msg.nonce;
-      direct_probe(e.msg.address, [this, back, nonce](bool reached) {
+      direct_probe(e.msg.target, e.msg.address, [this, back, nonce](bool reached) {
         if (auto c = back.lock()) c->send_frame(frame(MsgType::probe_relay_result, ProbeRelayResult{nonce, reached}));
       });
       return;
@@ -244,17 +259,6 @@ void Node::on_frame(Conn* conn, std::uint8_t raw_type, std::string_view body) {
       break;
   }
   // Everything else comes from a current member over a link.
-  Sender from;
-  {
-    Envelope<SyncRequest> head;  // decodes just the sender
-    if (!decode(body, head)) return bad();
-    from = head.from;
-  }
-  if (faults_ && !fault_bypass_ && from.node != config_.node &&
-      fault_in(from.node, [this, back = conn->weak_from_this(), raw_type, copy = std::string(body)] {
-        if (auto c = back.lock()) on_frame(c.get(), raw_type, copy);
-      }))
-    return;
   // The data plane (stream and acks) accepts any member of the topology,
   // even one whose heartbeat has not arrived yet: a joiner must not stall
   // the writers while it waits to hear them. Everything else needs a member
@@ -317,6 +321,8 @@ void Node::on_frame(Conn* conn, std::uint8_t raw_type, std::string_view body) {
     case MsgType::q_accept:
     case MsgType::q_accepted:
     case MsgType::q_commit:
+    case MsgType::q_recover_request:
+    case MsgType::q_recover_state:
       on_quorum_message(type, from, body, now);
       return;
     case MsgType::app: {
@@ -365,6 +371,8 @@ template void Node::send_peer(const NodeId&, MsgType, const QAccept&);
 template void Node::send_peer(const NodeId&, MsgType, const QAccepted&);
 template void Node::send_peer(const NodeId&, MsgType, const QCommit&);
 template void Node::send_peer(const NodeId&, MsgType, const AppMessage&);
+template void Node::send_peer(const NodeId&, MsgType, const QRecoverRequest&);
+template void Node::send_peer(const NodeId&, MsgType, const QRecoverState&);
 template std::string Node::frame(MsgType, const Heartbeat&) const;
 template std::string Node::frame(MsgType, const Refuse&) const;
 template std::string Node::frame(MsgType, const Leave&) const;

@@ -1,5 +1,7 @@
 // Node: the quorum registers' transport, and messages of the layers above.
 #include <boost/asio/post.hpp>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "common/log.h"
 #include "grid/envelope.h"
@@ -56,7 +58,27 @@ void Node::quorum_send(const QOut& out) {
 
 void Node::on_quorum_message(MsgType type, const Sender& from, std::string_view body, Time now) {
   auto bad = [&] { ++counters_.decode_errors; };
+  // Until it has recovered, this acceptor does not vote (the proposer's
+  // resends and timeouts cover the silence).
+  if (!quorum_ready_ && (type == MsgType::q_prepare || type == MsgType::q_accept)) return;
   switch (type) {
+    case MsgType::q_recover_request: {
+      send_peer(from.node, MsgType::q_recover_state,
+                QRecoverState{!quorum_ready_, quorum_acceptor_.export_state()});
+      return;
+    }
+    case MsgType::q_recover_state: {
+      Envelope<QRecoverState> e;
+      if (!decode(body, e)) return bad();
+      if (quorum_ready_ || from.node == config_.node) return;
+      for (const auto& slot : e.msg.slots) quorum_acceptor_.adopt(slot, now);
+      recovered_from_.insert(from.node);
+      if (recovered_from_.size() >= topology_.size() - topology_.quorum() + 1) {
+        quorum_ready_ = true;
+        log::info("+quorum-ready: acceptor state recovered from {}", fmt::join(recovered_from_, ","));
+      }
+      return;
+    }
     case MsgType::q_prepare: {
       Envelope<QPrepare> e;
       if (!decode(body, e)) return bad();

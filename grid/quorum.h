@@ -158,11 +158,53 @@ struct QCommit {
   }
 };
 
+// Recovery of a restarted acceptor. Its state is in memory only, so a
+// restarted process must not vote on what it forgot: it answers no prepare
+// or accept until it has adopted, for every key, the highest promise and the
+// highest accepted value reported by n - q + 1 other members. Any majority
+// minus this node has q - 1 members, so together they always meet one that
+// holds every committed value and every completed promise. Adopting restarts
+// the lease clock (`accepted_at` = now): a lease is only ever lengthened.
+struct QSlotState {
+  std::string key;
+  Ballot promised;
+  bool has_value = false;
+  Ballot accepted;
+  RegValue value;
+  template <class Ar>
+  void io(Ar& ar) {
+    rg::io(ar, key);
+    rg::io(ar, promised);
+    rg::io(ar, has_value);
+    rg::io(ar, accepted);
+    rg::io(ar, value);
+  }
+};
+
+struct QRecoverRequest {
+  template <class Ar>
+  void io(Ar&) {}
+};
+
+struct QRecoverState {
+  bool recovering = false;  // the sender is recovering too (a full restart)
+  std::vector<QSlotState> slots;
+  template <class Ar>
+  void io(Ar& ar) {
+    rg::io(ar, recovering);
+    rg::io(ar, slots);
+  }
+};
+
 // One acceptor per node, holding every key's promise and accepted value.
 class QuorumAcceptor {
  public:
   QPromise on_prepare(const QPrepare& m, Time now);
   QAccepted on_accept(const QAccept& m, Time now);
+
+  std::vector<QSlotState> export_state() const;
+  // Takes the higher promise and the higher accepted value of `s`.
+  void adopt(const QSlotState& s, Time now);
 
   struct Slot {
     Ballot promised;

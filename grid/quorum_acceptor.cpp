@@ -77,6 +77,9 @@ QAccepted QuorumAcceptor::on_accept(const QAccept& m, Time now) {
       return a;
     }
   }
+  // Every accept restarts the lease clock, even for a value that keeps the
+  // same holder, epoch and lease: two attempts at one renewal can carry equal
+  // tags, and the holder counts its lease from the attempt that committed.
   s.has_value = true;
   s.accepted = m.ballot;
   s.value = m.value;
@@ -106,6 +109,24 @@ bool QuorumCopy::apply(const QCommit& c) {
 const QCommit* QuorumCopy::find(const std::string& key) const {
   auto it = values_.find(key);
   return it == values_.end() ? nullptr : &it->second;
+}
+
+std::vector<QSlotState> QuorumAcceptor::export_state() const {
+  std::vector<QSlotState> out;
+  for (const auto& [key, slot] : slots_)
+    out.push_back(QSlotState{key, slot.promised, slot.has_value, slot.accepted, slot.value});
+  return out;
+}
+
+void QuorumAcceptor::adopt(const QSlotState& s, Time now) {
+  auto& slot = slots_[s.key];
+  slot.promised = std::max({slot.promised, s.promised, s.accepted});
+  if (s.has_value && (!slot.has_value || s.accepted > slot.accepted)) {
+    slot.has_value = true;
+    slot.accepted = s.accepted;
+    slot.value = s.value;
+    slot.accepted_at = now;
+  }
 }
 
 }  // namespace rg::grid

@@ -4,6 +4,7 @@
 #include "grid/admin_protocol.h"
 #include "grid/envelope.h"
 #include "grid/messages.h"
+#include "grid/quorum.h"
 
 namespace rg::grid {
 
@@ -34,6 +35,8 @@ void for_each_sample(F&& f) {
   f(Envelope<DigestDiff>{s, {"reg", {1, 5}, {e1, e2}, true}}, "digest_diff");
   f(Envelope<KeyStamps>{s, {"reg", {1, 2}, {KeyStamp{"k", 9}, KeyStamp{"k2", 10}}}}, "key_stamps");
   f(Envelope<Want>{s, {"reg", {"k", "k2"}}}, "want");
+  f(Envelope<QRecoverState>{s, {true, {QSlotState{"roles/table", {5, 1}, true, {4, 2}, RegValue{"d", {"n1", 3, 1000}}}}}},
+    "q_recover_state");
   f(AdminRequest{1, "put", {"r", "k", "v"}}, "admin_request");
   f(AdminResponse{1, AdminStatus::ok, "{}", "{\"epoch\":1}"}, "admin_response");
 }

@@ -508,3 +508,39 @@ TEST_CASE("quorum proposer: ballots start above the floor, so a restarted proces
   REQUIRE(prep);
   CHECK(prep->ballot.counter > 1'000'000u);
 }
+
+TEST_CASE("quorum acceptor: a recovering acceptor adopts the highest promise and accepted value") {
+  using namespace rg::grid;
+  QuorumAcceptor a;
+  rg::Time t0{};
+  rg::Time t1 = t0 + std::chrono::milliseconds(500);
+  a.adopt(QSlotState{"k", {3, 1}, true, {3, 1}, RegValue{"old", {"n1", 1, 1000}}}, t0);
+  a.adopt(QSlotState{"k", {9, 2}, true, {7, 2}, RegValue{"new", {"n2", 2, 1000}}}, t1);
+  a.adopt(QSlotState{"k", {4, 0}, true, {4, 0}, RegValue{"older", {}}}, t1);
+  const auto* s = a.find("k");
+  REQUIRE(s);
+  CHECK(s->promised == Ballot{9, 2});
+  CHECK(s->accepted == Ballot{7, 2});
+  CHECK(s->value.data == "new");
+  CHECK(s->accepted_at == t1);  // the adopted lease runs from recovery: only ever longer
+  // A ballot below the adopted promise is refused; the adopted lease holds.
+  CHECK_FALSE(a.on_prepare(QPrepare{"k", {8, 0}, 1}, t1).ok);
+  auto r = a.on_accept(QAccept{"k", {10, 0}, {11, 0}, 2, RegValue{"x", {"n3", 3, 1000}}}, t1 + std::chrono::milliseconds(10));
+  CHECK(r.verdict == AcceptVerdict::lease_held);
+  auto exported = a.export_state();
+  REQUIRE(exported.size() == 1);
+  CHECK(exported[0].value.data == "new");
+}
+
+TEST_CASE("quorum acceptor: every accept restarts the lease, even with an unchanged tag") {
+  // Two attempts at one renewal can carry equal tags; the holder counts its
+  // lease from the one that committed, so the acceptor must too.
+  QuorumAcceptor a;
+  REQUIRE(a.on_accept(accept_msg("k", {1, 0}, {2, 0}, val("a1", "a", 1, 1000)), at(0)).verdict ==
+          AcceptVerdict::ok);
+  REQUIRE(a.on_accept(accept_msg("k", {3, 0}, {4, 0}, val("a1 again", "a", 1, 1000)), at(800)).verdict ==
+          AcceptVerdict::ok);
+  CHECK(a.find("k")->accepted_at == at(800));
+  CHECK(a.on_accept(accept_msg("k", {5, 1}, {6, 1}, val("b1", "b", 2, 1000)), at(1000)).verdict ==
+        AcceptVerdict::lease_held);
+}

@@ -1,0 +1,553 @@
+// HaAgent: inputs, roles, hooks and invariants. The master's side (lease,
+// FIG. 3, cluster tasks, operator actions) is in ha_agent_master.cpp, the
+// replica's failover (FIG. 2) and claims in ha_agent_failover.cpp.
+//
+// Choices made where DESIGN.md and issue 3 are silent:
+//   - Roles. role() is what this node last reported and ran the hook for.
+//     A node leaves `starting` when on_ready() and a first on_table() came;
+//     its first role is reported then (from the role set_previous_role()
+//     gave, if any) and its hook runs, so an operator's scripts always see
+//     the initial role. A witness reports `witness` and runs no hooks.
+//   - Hooks. Every role change runs that role's hook; a failover that ran
+//     `prepare` and then does not promote runs `abort` to undo it (claims
+//     5, 2's re-check, 3, 4 and refusals). prepare gets failover_timeout
+//     as its limit, the others 0 (the shell's --hook-timeout). HookRun.prev_master is the master before the change.
+//   - Events that keep the role (+vacated, +handed-back, +failover-aborted,
+//     and +demoted after +lease-lost) are reported as RoleChanges with
+//     from == to and run no hook, so the last hook still matches the role.
+//   - Hand-back (claim 3) writes the old master's entry at the handing
+//     node's epoch (not the old one): every table that names a master then
+//     has master.epoch == table.epoch, epochs only grow, and nodes that
+//     acknowledged that epoch still accept the old master. The old master
+//     takes it back with one renewal from exactly that entry (+handed-back).
+//   - Vacancy. Maintenance does not stop the claim of a vacant role (there
+//     is no master to protect). Claim order: the replica and a restored old
+//     master at once; any other eligible node after (1 + 2 * position)
+//     heartbeats, position = its place among eligible members ordered by
+//     how long they have been alive (in failure_timeout buckets, so nodes
+//     that started together count as equally old), ties by member order.
+//     A designated entry whose node has been not alive and unchanged for
+//     failure_timeout + broadcast_timeout counts as vacant (a designated
+//     master holds no lease and may have died mid-broadcast).
+//   - Failover backoff counts from the end of each attempt (a prepare hook
+//     may run for up to failover_timeout), whatever its outcome, for the
+//     master epoch it was against. After a vacate or a claim without
+//     quorum this node waits failover_backoff before claiming again.
+//   - A designate refused by the table (it moved on) is followed by a read,
+//     since our copy was evidently stale. If only the renewal counter was
+//     newer than our copy (typical: a killed master's last renewal was
+//     accepted but never pushed) and the master is still not alive, the
+//     designation is retried at once from the entry the register reported,
+//     within failover_timeout: the acceptors' lease rule still keeps it out
+//     until that renewal's lease has run out. Not via a read: re-accepting
+//     the dead master's entry would restart its lease at the acceptors.
+//   - The register's answers are ambiguous (CASPaxos): a value refused or
+//     not committed may have been accepted by a few acceptors and finished
+//     later by another node's read. So every change function commits a
+//     current value it made itself (or that value renewed) as it is; a
+//     refusal against our own value is settled by a read before acting on
+//     it; a designation whose CAS failed is remembered and, if the table
+//     later designates us with it, the same failover carries on (claim 3
+//     still applies; its abort hook already ran, prepare is not rerun); and
+//     a hand-back without quorum is retried while the old master stays.
+//   - A no_quorum after lease_held answers in the same failover is the
+//     lease's edge, not a minority: designate is retried (within
+//     failover_timeout) instead of backing off.
+//   - A designation of a live node that stays unchanged past the broadcast
+//     timeout makes nodes re-read the table (the replica every heartbeat,
+//     others every failure_timeout): a switchover's target may have missed
+//     the commit that names it, and a read pushes the table again.
+//   - A 2-member topology promotes nobody (no failover, no claim, no
+//     switchover) unless its other member is a witness; 1 member promotes
+//     itself (no split brain is possible).
+//   - A current replica that is alive but not synced (restarting, in state
+//     transfer) keeps its slot for eviction_delay, like a failed one.
+//   - A compare-and-set the shell never answers is given up after four
+//     failure_timeouts (as if it had found no quorum).
+#include "agent/ha_agent.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <tuple>
+
+#include <fmt/format.h>
+
+#include "agent/ha_agent_state.h"
+
+namespace rg::agent {
+
+const char* to_string(AgentState s) {
+  switch (s) {
+    case AgentState::starting: return "starting";
+    case AgentState::data: return "data";
+    case AgentState::replica: return "replica";
+    case AgentState::preparing: return "preparing";
+    case AgentState::designating: return "designating";
+    case AgentState::broadcasting: return "broadcasting";
+    case AgentState::establishing: return "establishing";
+    case AgentState::master: return "master";
+    case AgentState::witness: return "witness";
+  }
+  return "?";
+}
+
+namespace {
+
+const char* hook_for(Role r) {
+  switch (r) {
+    case Role::master: return "master";
+    case Role::replica: return "replica";
+    case Role::data: return "data";
+    case Role::witness: return "";
+  }
+  return "";
+}
+
+// `v` is `mine`, or `mine` with later renewals of the same master entry:
+// our write went in (finished by another proposer) and the master renewed.
+bool descends(const RoleTable& v, const RoleTable& mine) {
+  if (v == mine) return true;
+  if (!v.master || !mine.master || v.master->renewal < mine.master->renewal) return false;
+  RoleTable renewed = mine;
+  renewed.master->renewal = v.master->renewal;
+  renewed.master->lease_ms = v.master->lease_ms;
+  return renewed == v;
+}
+
+}  // namespace
+
+HaAgent::HaAgent(AgentConfig config, Time now) : config_(std::move(config)), impl_(std::make_shared<Impl>()) {
+  impl_->started_at = now;
+  impl_->observed_since = now;
+  if (config_.topology.size() == 2 && !config_.witness)
+    impl_->queued_notes.push_back(
+        "2-member topology: no automatic promotion (no failover, no claim, no switchover) unless the "
+        "other member is a witness; add a witness member to fail over safely");
+}
+
+void HaAgent::set_previous_role(Role role, std::uint64_t epoch) {
+  impl_->previous_role = role;
+  impl_->previous_epoch = epoch;
+  if (role == Role::master) impl_->last_master_epoch = epoch;
+  epoch_seen_ = std::max(epoch_seen_, epoch);
+}
+
+// --- inputs ------------------------------------------------------------------
+
+void HaAgent::on_ready(Time now, AgentOutput& out) {
+  begin_input(now, out);
+  impl_->ready = true;
+  end_input(now, out);
+}
+
+void HaAgent::on_table(const std::optional<RoleTable>& table, Time now, AgentOutput& out) {
+  begin_input(now, out);
+  if (!impl_->have_table || table != table_) set_table(table, now);
+  end_input(now, out);
+}
+
+void HaAgent::on_members(const MemberView& view, Time now, AgentOutput& out) {
+  begin_input(now, out);
+  members_ = view;
+  members_.erase(config_.self);
+  for (const auto& id : config_.topology.members()) {
+    if (id == config_.self) continue;
+    auto it = members_.find(id);
+    bool fit = it != members_.end() && it->second.alive && it->second.synced;
+    if (fit)
+      impl_->unfit_since.erase(id);
+    else
+      impl_->unfit_since.emplace(id, now);  // keeps the earliest
+  }
+  end_input(now, out);
+}
+
+void HaAgent::on_cas_done(std::uint64_t id, grid::CasOutcome outcome, const std::optional<RoleTable>& value,
+                          Time started, Time now, AgentOutput& out) {
+  // `started` stays a lower bound of every acceptance of our value, even
+  // when another proposer finished it: it could not accept what we had not
+  // yet proposed.
+  begin_input(now, out);
+  Impl& im = *impl_;
+  auto it = im.pending.find(id);
+  if (it == im.pending.end()) {  // given up earlier, or not ours
+    end_input(now, out);
+    return;
+  }
+  PendingCas p = std::move(it->second);
+  im.pending.erase(it);
+  bool current = id == im.role_cas;
+  if (current) im.role_cas = 0;
+  auto ours = [&](const std::optional<RoleTable>& v) {
+    return v && std::any_of(p.made->begin(), p.made->end(), [&](const RoleTable& m) { return descends(*v, m); });
+  };
+  if (outcome == grid::CasOutcome::precondition_failed && p.op != op_read && p.settles < 0 && ours(value)) {
+    // Refused against our own value: finished by another proposer, or only
+    // accepted by a few. A read commits whatever is current and tells.
+    if (current || p.op == op_maintenance) {
+      std::uint64_t read =
+          issue("read", op_read, [](const std::optional<RoleTable>& cur) { return cur; }, now, out, current);
+      PendingCas& r = im.pending[read];
+      r.settles = p.op;
+      r.settles_started = started;
+      r.made = p.made;
+    }
+    end_input(now, out);
+    return;
+  }
+  bool committed = outcome == grid::CasOutcome::committed;  // before a settling read's verdict
+  if (p.settles >= 0) {  // the settling read: answer for the op it settles
+    if (outcome == grid::CasOutcome::committed) {
+      if (!ours(value)) outcome = grid::CasOutcome::precondition_failed;
+      // else: our value was chosen, no earlier than the op's start
+      started = p.settles_started;
+    }
+    p.op = p.settles;
+  }
+
+  bool read_empty = p.op == op_read && outcome == grid::CasOutcome::precondition_failed && !value;
+  if ((committed && value) || read_empty) {
+    // Adopt our own commit unless our copy has since moved somewhere else:
+    // the shell's on_table stays the authority on newer values.
+    bool fresh = !im.have_table || table_ == p.table_at_issue || (p.saw->has_value() && **p.saw == table_);
+    if (fresh && (!im.have_table || table_ != value)) set_table(value, now);
+  }
+  if (current || p.op == op_maintenance) {
+    switch (p.op) {
+      case op_designate:
+      case op_claim:
+      case op_establish:
+      case op_hand_back:
+      case op_vacate:
+        on_failover_cas(p.op, outcome, value, started, now, out);
+        break;
+      default:
+        on_master_cas(p.op, outcome, value, started, now, out);
+    }
+  }
+  end_input(now, out);
+}
+
+void HaAgent::on_hook_done(const std::string& hook, int exit_status, Time now, AgentOutput& out) {
+  begin_input(now, out);
+  Impl& im = *impl_;
+  if (hook == "prepare") {
+    ++im.prepares_done;
+    // Only the answer to our own, still running prepare counts; the shell
+    // answers killed ones too, in order.
+    if (state_ == AgentState::preparing && im.run.prepared && im.prepares_done == im.run.prepare_index)
+      prepare_done(exit_status, now, out);
+  } else if (exit_status != 0) {
+    out.notes.push_back(fmt::format("hook {} exited with status {}", hook, exit_status));
+  }
+  end_input(now, out);
+}
+
+bool HaAgent::on_broadcast(const NodeId& master, std::uint64_t epoch, Time now, AgentOutput& out) {
+  begin_input(now, out);
+  bool ok = epoch >= epoch_seen_;
+  if (!ok) {
+    ++impl_->refused_broadcasts;
+    out.notes.push_back(fmt::format("refused broadcast from {} for epoch {}: epoch {} already seen", master,
+                                    epoch, epoch_seen_));
+  } else {
+    epoch_seen_ = epoch;
+    // Cannot happen while our lease runs (the designation waited for it),
+    // but never keep acting beside a newer master.
+    if (state_ == AgentState::master && epoch > impl_->my_epoch)
+      stop_acting("+demoted", fmt::format("{} broadcast epoch {}", master, epoch), now, out);
+  }
+  end_input(now, out);
+  return ok;
+}
+
+void HaAgent::on_broadcast_ack(const NodeId& from, std::uint64_t epoch, Time now, AgentOutput& out) {
+  begin_input(now, out);
+  if (state_ == AgentState::broadcasting && epoch == impl_->run.epoch && config_.topology.contains(from))
+    impl_->run.acks.insert(from);
+  end_input(now, out);
+}
+
+void HaAgent::tick(Time now, AgentOutput& out) {
+  expire_cas(now, out);
+  begin_input(now, out);
+  end_input(now, out);
+}
+
+// --- bookkeeping ---------------------------------------------------------------
+
+void HaAgent::begin_input(Time now, AgentOutput& out) {
+  Impl& im = *impl_;
+  for (auto& n : im.queued_notes) out.notes.push_back(std::move(n));
+  im.queued_notes.clear();
+  // Stop acting the moment the lease runs out, whatever the input is.
+  if (state_ == AgentState::master && now >= lease_bound_)
+    stop_acting("+lease-lost",
+                fmt::format("no renewal committed within the lease ({}ms)", to_ms(config_.failure_timeout)), now,
+                out);
+}
+
+void HaAgent::end_input(Time now, AgentOutput& out) {
+  evaluate(now, out);
+#ifndef NDEBUG
+  std::string broken = check_invariants(now);
+  if (!broken.empty()) {
+    std::fprintf(stderr, "rolegrid agent %s (%s): invariant broken: %s\n", config_.self.c_str(),
+                 to_string(state_), broken.c_str());
+    std::abort();
+  }
+#endif
+}
+
+void HaAgent::expire_cas(Time now, AgentOutput& out) {
+  std::vector<std::pair<std::uint64_t, Time>> stale;
+  for (const auto& [id, p] : impl_->pending)
+    if (now - p.issued >= 4 * config_.failure_timeout) stale.emplace_back(id, p.issued);
+  for (const auto& [id, issued] : stale) {
+    out.notes.push_back(fmt::format("compare-and-set {} got no answer; giving up", id));
+    on_cas_done(id, grid::CasOutcome::no_quorum, std::nullopt, issued, now, out);
+  }
+}
+
+std::uint64_t HaAgent::issue(const std::string& purpose, int op, Change change, Time now, AgentOutput& out,
+                             bool role_slot) {
+  Impl& im = *impl_;
+  std::uint64_t id = im.next_cas_id++;
+  auto saw = std::make_shared<std::optional<std::optional<RoleTable>>>();
+  auto made = std::make_shared<std::vector<RoleTable>>();
+  CasRequest req;
+  req.id = id;
+  req.purpose = purpose;
+  // Captures values only: the shell may run it after we are gone.
+  // Idempotent: a current value that is one we made (an earlier attempt,
+  // accepted by a few and surfacing now) is committed as it is, which is how
+  // a CASPaxos writer finishes its own write instead of refusing it.
+  req.change = [saw, made, change = std::move(change)](const std::optional<RoleTable>& cur) -> std::optional<RoleTable> {
+    *saw = cur;
+    if (cur && std::any_of(made->begin(), made->end(), [&](const RoleTable& m) { return descends(*cur, m); }))
+      return cur;
+    auto next = change(cur);
+    if (next && made->size() < 64) made->push_back(*next);
+    return next;
+  };
+  im.pending[id] = PendingCas{purpose, op, now, table_, saw, made};
+  if (role_slot) im.role_cas = id;
+  out.cas.push_back(std::move(req));
+  return id;
+}
+
+void HaAgent::set_table(const std::optional<RoleTable>& table, Time now) {
+  Impl& im = *impl_;
+  im.have_table = true;
+  std::optional<MasterEntry> m;
+  if (table) {
+    epoch_seen_ = std::max(epoch_seen_, table->epoch);
+    m = table->master;
+    if (m) {
+      epoch_seen_ = std::max(epoch_seen_, m->epoch);
+      im.last_seen_master = m->node;
+    }
+  }
+  if (m != im.observed) {  // "renewed" means this entry moved, as seen here
+    im.observed = m;
+    im.observed_since = now;
+  }
+  table_ = table;
+}
+
+bool HaAgent::alive(const NodeId& id) const {
+  auto it = members_.find(id);
+  return it != members_.end() && it->second.alive;
+}
+
+bool HaAgent::automatic_promotion() const {
+  if (config_.witness) return false;
+  if (config_.topology.size() != 2) return true;
+  for (const auto& id : config_.topology.members()) {
+    if (id == config_.self) continue;
+    auto it = members_.find(id);
+    return it != members_.end() && it->second.witness;
+  }
+  return false;
+}
+
+bool HaAgent::eligible_self() const {
+  return impl_->ready && !impl_->shutting_down && config_.topology.contains(config_.self) &&
+         automatic_promotion();
+}
+
+bool HaAgent::names_self_replica() const {
+  return table_ && table_->replica && table_->replica->node == config_.self;
+}
+
+Role HaAgent::role() const { return impl_->role; }
+bool HaAgent::acting_master(Time now) const { return state_ == AgentState::master && now < lease_bound_; }
+std::uint64_t HaAgent::master_epoch() const { return impl_->my_epoch; }
+std::uint64_t HaAgent::refused_broadcasts() const { return impl_->refused_broadcasts; }
+
+// --- roles ---------------------------------------------------------------------
+
+void HaAgent::become(Role to, const std::string& event, const std::string& reason, std::uint64_t epoch,
+                     const NodeId& prev_master, AgentOutput& out) {
+  Impl& im = *impl_;
+  Role from = (!im.reported && im.previous_role) ? *im.previous_role : im.role;
+  bool changed = !im.reported || to != im.role;
+  if (to == Role::master) {
+    // A master's epoch is at least every epoch seen, and above every epoch
+    // it acted at before unless it resumes that very entry.
+    if (epoch < epoch_seen_ || epoch < im.last_master_epoch)
+      im.broken = fmt::format("became master at epoch {} after seeing {} (last acted at {})", epoch, epoch_seen_,
+                              im.last_master_epoch);
+    im.last_master_epoch = epoch;
+  }
+  out.changes.push_back(RoleChange{from, to, epoch, event, reason});
+  im.role = to;
+  im.reported = true;
+  if (changed && to != Role::witness) run_hook(hook_for(to), to, epoch, prev_master, out);
+}
+
+void HaAgent::report(const std::string& event, const std::string& reason, std::uint64_t epoch, AgentOutput& out) {
+  out.changes.push_back(RoleChange{impl_->role, impl_->role, epoch, event, reason});
+}
+
+void HaAgent::run_hook(const std::string& hook, Role role, std::uint64_t epoch, const NodeId& prev_master,
+                       AgentOutput& out) {
+  // prepare is bounded by failover_timeout; every other hook by the
+  // shell's --hook-timeout (limit 0).
+  out.hooks.push_back(HookRun{hook, role, epoch, prev_master, hook == "prepare" ? config_.failover_timeout : Duration{}});
+  impl_->last_hook_role = role;
+  if (hook == "prepare") ++impl_->prepares_emitted;
+}
+
+// Data or replica, as the table says.
+void HaAgent::settle(Time, AgentOutput& out, const std::string& reason) {
+  Impl& im = *impl_;
+  Role want = names_self_replica() ? Role::replica : Role::data;
+  state_ = want == Role::replica ? AgentState::replica : AgentState::data;
+  if (im.reported && im.role == want) return;
+  std::uint64_t epoch = table_ ? table_->epoch : 0;
+  NodeId master = table_ && table_->master ? table_->master->node : NodeId{};
+  std::string why = reason.empty() && table_ ? table_->reason : reason;
+  become(want, want == Role::replica ? "+replica" : "+data", why, epoch, master, out);
+}
+
+// Level-triggered: decides from the table, the view and the clock what to
+// do next. Runs a few passes so one input can carry several steps (settle,
+// then detect).
+void HaAgent::evaluate(Time now, AgentOutput& out) {
+  Impl& im = *impl_;
+  for (int pass = 0; pass < 4; ++pass) {
+    auto before = std::make_tuple(state_, im.role_cas, im.run.active, im.recovering, im.need_read, im.role);
+    if (state_ == AgentState::starting && !im.recovering) {
+      if (!im.ready || !im.have_table) return;
+      if (config_.witness) {
+        state_ = AgentState::witness;
+        become(Role::witness, "+witness", "started as a witness", epoch_seen_, {}, out);
+        return;
+      }
+      bool named = table_ && table_->master && table_->master->node == config_.self;
+      if (named || im.previous_role == Role::master) {
+        im.recovering = true;  // FIG. 3: read, then demote, resume or claim
+        im.need_read = true;
+        im.next_read = now;
+      } else {
+        settle(now, out, "started");
+      }
+    }
+    if (im.shutting_down) {
+      if (state_ == AgentState::broadcasting && !im.role_cas) vacate(now, out);
+      return;
+    }
+    switch (state_) {
+      case AgentState::witness: return;
+      case AgentState::master: master_tasks(now, out); break;
+      case AgentState::preparing: check_prepare(now, out); break;
+      case AgentState::designating:
+      case AgentState::establishing: retry_designate(now, out); break;
+      case AgentState::broadcasting: check_broadcast(now, out); break;
+      default: idle(now, out);
+    }
+    if (before == std::make_tuple(state_, im.role_cas, im.run.active, im.recovering, im.need_read, im.role)) return;
+  }
+}
+
+// Not master and not in a failover: read, resume, follow, detect, claim.
+void HaAgent::idle(Time now, AgentOutput& out) {
+  Impl& im = *impl_;
+  if (im.role_cas) return;
+  if (im.need_read) {
+    if (now >= im.next_read) {
+      im.next_read = now + config_.heartbeat_interval;
+      issue("read", op_read, [](const std::optional<RoleTable>& cur) { return cur; }, now, out);
+    }
+    return;
+  }
+  if (table_ && table_->master && table_->master->node == config_.self) {
+    const MasterEntry& m = *table_->master;
+    if (m.phase == Phase::established) {
+      if (now >= im.resume_retry_at) resume(m, now, out);
+    } else if (im.abandoned_epoch == m.epoch) {
+      im.my_epoch = m.epoch;
+      vacate(now, out);
+    } else {
+      start_target(now, out);
+    }
+    return;
+  }
+  if (im.recovering) {
+    recover(now, out);
+    return;
+  }
+  if (state_ == AgentState::starting) return;
+  Role want = names_self_replica() ? Role::replica : Role::data;
+  if (want != im.role || (state_ != AgentState::replica && state_ != AgentState::data)) settle(now, out, "");
+  if (state_ == AgentState::replica && failure_detected(now)) {
+    start_failover(now, out);
+    return;
+  }
+  // A designation of a live node that does not move on: its target may have
+  // missed the commit (pushes can be lost). A read commits the table again
+  // and so pushes it to every copy once more. The replica (after a
+  // switchover, the old master) asks every heartbeat, others more rarely.
+  if (table_ && table_->master && table_->master->phase == Phase::designated &&
+      table_->master->node != config_.self && alive(table_->master->node) &&
+      now - im.observed_since >= config_.broadcast_timeout + config_.heartbeat_interval && now >= im.next_read) {
+    im.next_read = now + (names_self_replica() ? config_.heartbeat_interval : config_.failure_timeout);
+    issue("read", op_read, [](const std::optional<RoleTable>& cur) { return cur; }, now, out);
+    return;
+  }
+  maybe_claim(now, out);
+}
+
+// --- invariants ------------------------------------------------------------------
+
+std::string HaAgent::check_invariants(Time now) const {
+  const Impl& im = *impl_;
+  const NodeId& self = config_.self;
+  if (!im.broken.empty()) return im.broken;
+  if (state_ == AgentState::master) {
+    if (im.role != Role::master) return "state master but role " + std::string(to_string(im.role));
+    const auto& m = table_ ? table_->master : std::nullopt;
+    if (!m || m->node != self || m->epoch != im.my_epoch || m->phase != Phase::established)
+      return fmt::format("master at epoch {} without an established entry for itself in the table", im.my_epoch);
+    if (lease_bound_ > now + config_.failure_timeout) return "lease bound more than one lease ahead";
+  }
+  if (im.role == Role::master && state_ != AgentState::master) return "role master outside state master";
+  if (im.last_hook_role && *im.last_hook_role != im.role)
+    return fmt::format("last hook ran for {} but the role is {}", to_string(*im.last_hook_role), to_string(im.role));
+  if (table_ && epoch_seen_ < table_->epoch) return "epoch seen below the table's";
+  if (epoch_seen_ < im.my_epoch) return "epoch seen below our own";
+  if (table_ && table_->master && table_->master->epoch != table_->epoch)
+    return fmt::format("table names a master at epoch {} but its epoch is {}", table_->master->epoch, table_->epoch);
+  if (config_.witness && state_ != AgentState::starting && (im.role != Role::witness || im.run.active))
+    return "a witness took a role";
+  bool running = state_ == AgentState::preparing || state_ == AgentState::designating ||
+                 state_ == AgentState::broadcasting || state_ == AgentState::establishing;
+  if (running != im.run.active) return "failover state and run disagree";
+  if (state_ == AgentState::preparing && !im.run.prepared) return "preparing without a prepare hook";
+  if (im.role_cas && !im.pending.contains(im.role_cas)) return "role compare-and-set lost";
+  return {};
+}
+
+}  // namespace rg::agent

@@ -1,0 +1,523 @@
+// HaAgent, the way to mastership (FIG. 2, claims 2-5 of the patent):
+//   detect     the master is not alive and its entry has not moved for
+//              failure_timeout (and no maintenance, no backoff);
+//   prepare    the `prepare` hook; aborted if the master comes back (claim 5);
+//   re-check   the master restored meanwhile? then stay replica (claim 2);
+//   designate  CAS from exactly the entry seen failing to {self, epoch+1,
+//              designated}; refused means someone else acted: stay replica;
+//   broadcast  tell every member, count acknowledgements; hand the role back
+//              if the old master returns first (claim 3), vacate it if no
+//              quorum acknowledges in time (claim 4);
+//   establish  CAS to established with a lease; then act as master.
+// The claim of a vacant role and a switchover target's promotion take the
+// same path from designate (claim) or broadcast (target) on, without
+// `prepare` and without a hand-back.
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "agent/ha_agent.h"
+#include "agent/ha_agent_state.h"
+
+namespace rg::agent {
+
+namespace {
+
+// From exactly `from` (nullopt: a vacant role) to {self, epoch+1, designated}.
+// A designated master holds no lease, so it can still be handed back or
+// vacated, and it clears the replica slot (the replica is the one moving up).
+decltype(CasRequest::change) designate_change(const NodeId& self, std::optional<MasterEntry> from, bool clear_replica,
+                                  const std::string& reason) {
+  return [self, from, clear_replica, reason](const std::optional<RoleTable>& cur) -> std::optional<RoleTable> {
+    RoleTable t = cur.value_or(RoleTable{});
+    if (t.master != from) return std::nullopt;
+    ++t.epoch;
+    t.master = MasterEntry{self, t.epoch, Phase::designated, 0, 0};
+    if (clear_replica || (t.replica && t.replica->node == self)) t.replica.reset();
+    t.reason = reason;
+    return t;
+  };
+}
+
+MasterEntry designated_entry(const NodeId& self, std::uint64_t epoch) {
+  return MasterEntry{self, epoch, Phase::designated, 0, 0};
+}
+
+}  // namespace
+
+// --- detect and prepare -----------------------------------------------------------------
+
+bool HaAgent::failure_detected(Time now) const {
+  const Impl& im = *impl_;
+  if (!table_ || !table_->master || !names_self_replica()) return false;
+  const MasterEntry& m = *table_->master;
+  if (m.node == config_.self || alive(m.node)) return false;
+  if (now - im.observed_since < config_.failure_timeout) return false;
+  if (table_->maintenance || !eligible_self()) return false;
+  if (im.has_attempt && im.attempt_epoch == m.epoch && now < im.attempt_at + config_.failover_backoff) return false;
+  return true;
+}
+
+// Claim 5 and claim 2's re-check: the master came back, or its entry moved
+// (a renewal beyond the one we fail over from, or another entry). Our copy
+// may lag behind the register's entry we fail over from: that is no move.
+bool HaAgent::master_restored() const {
+  const FailoverRun& r = impl_->run;
+  if (r.kind != RunKind::failover || !r.failing) return false;
+  if (alive(r.failing->node)) return true;
+  if (!table_ || !table_->master) return true;
+  const MasterEntry& m = *table_->master;
+  return m.node != r.failing->node || m.epoch != r.failing->epoch || m.phase != r.failing->phase ||
+         m.renewal > r.failing->renewal;
+}
+
+void HaAgent::start_failover(Time now, AgentOutput& out) {
+  Impl& im = *impl_;
+  const MasterEntry m = *table_->master;
+  FailoverRun& r = im.run;
+  r = FailoverRun{};
+  r.active = true;
+  r.kind = RunKind::failover;
+  r.failing = m;
+  r.was_replica = true;
+  r.started = now;
+  r.prev_master = m.node;
+  r.reason = fmt::format("master {} (epoch {}) not alive and not renewed for {}ms", m.node, m.epoch,
+                         to_ms(now - im.observed_since));
+  im.has_attempt = true;
+  im.attempt_epoch = m.epoch;
+  im.attempt_at = now;
+  last_failover_.clear();
+  step("detect", im.observed_since, now, r.reason, out);
+  r.prepared = true;
+  run_hook("prepare", Role::replica, m.epoch, m.node, out);
+  r.prepare_index = im.prepares_emitted;
+  r.step_start = now;
+  state_ = AgentState::preparing;
+}
+
+void HaAgent::check_prepare(Time now, AgentOutput& out) {
+  FailoverRun& r = impl_->run;
+  std::string why;
+  if (master_restored())
+    why = alive(r.failing->node) ? fmt::format("master {} restored during prepare", r.failing->node)
+                                 : std::string("the master entry changed during prepare");
+  else if (table_ && table_->maintenance)
+    why = "maintenance switched on";
+  else if (!names_self_replica())
+    why = "no longer the replica";
+  else if (now >= r.step_start + config_.failover_timeout + config_.heartbeat_interval)
+    why = "prepare hook exceeded failover-timeout";
+  if (why.empty()) return;
+  out.abort_hook = true;  // claim 5: terminate the failover operation
+  step("prepare", r.step_start, now, "aborted: " + why, out);
+  end_failover("+failover-aborted", why, now, out);
+}
+
+void HaAgent::prepare_done(int status, Time now, AgentOutput& out) {
+  FailoverRun& r = impl_->run;
+  if (status != 0) {
+    std::string why = fmt::format("prepare hook failed (status {})", status);
+    step("prepare", r.step_start, now, why, out);
+    end_failover("+failover-aborted", why, now, out);
+    return;
+  }
+  step("prepare", r.step_start, now, "ok", out);
+  // Claim 2: re-check before designating.
+  std::string why;
+  if (master_restored())
+    why = alive(r.failing->node) ? fmt::format("master {} restored (re-check)", r.failing->node)
+                                 : std::string("the master entry changed (re-check)");
+  else if (table_ && table_->maintenance)
+    why = "maintenance switched on";
+  if (!why.empty()) {
+    end_failover("+failover-aborted", why, now, out);
+    return;
+  }
+  r.step_start = now;
+  designate(now, out);
+}
+
+void HaAgent::designate(Time now, AgentOutput& out) {
+  FailoverRun& r = impl_->run;
+  state_ = AgentState::designating;
+  track_designation(issue("designate", op_designate,
+                        designate_change(config_.self, r.failing, true, "failover: " + r.reason), now, out));
+}
+
+// Every value a run's designations proposed (retries and an earlier
+// orphan included) counts as ours: one surfacing later is settled by a read
+// (see on_cas_done) instead of looking like someone else's change.
+void HaAgent::track_designation(std::uint64_t id) {
+  Impl& im = *impl_;
+  auto it = im.pending.find(id);
+  if (it == im.pending.end()) return;
+  auto& made = *it->second.made;
+  if (im.run.made) made.insert(made.end(), im.run.made->begin(), im.run.made->end());
+  if (im.orphan_made) made.insert(made.end(), im.orphan_made->begin(), im.orphan_made->end());
+  im.run.made = it->second.made;
+}
+
+// --- claims of a vacant role; switchover targets ---------------------------------------
+
+void HaAgent::maybe_claim(Time now, AgentOutput& out) {
+  Impl& im = *impl_;
+  if (!eligible_self() || now < im.claim_not_before) return;
+  std::optional<MasterEntry> from;
+  Time since = im.observed_since;
+  if (table_ && table_->master) {
+    const MasterEntry& m = *table_->master;
+    // Only a designated entry of a node that looks gone: it holds no lease.
+    if (m.phase != Phase::designated || m.node == config_.self || alive(m.node)) return;
+    since += config_.failure_timeout + config_.broadcast_timeout;
+    from = m;
+  }
+  Duration delay{};
+  if (!im.recovering && !names_self_replica()) {
+    // Longest alive first; nodes that started within one failure_timeout of
+    // each other are equally old and go in member order.
+    auto bucket = [&](Time t) { return (t - Time{}) / config_.failure_timeout; };
+    auto key = [&](const NodeId& id, Time since_alive) {
+      return std::make_pair(bucket(since_alive), config_.topology.index_of(id).value_or(0));
+    };
+    auto mine = key(config_.self, im.started_at);
+    std::size_t position = 0;
+    for (const auto& [id, s] : members_)
+      if (s.alive && s.synced && !s.witness && config_.topology.contains(id) && key(id, s.alive_since) < mine)
+        ++position;
+    delay = config_.heartbeat_interval * static_cast<int>(1 + 2 * position);
+  }
+  if (now < since + delay) return;
+
+  FailoverRun& r = im.run;
+  r = FailoverRun{};
+  r.active = true;
+  r.kind = RunKind::claim;
+  r.failing = from;
+  r.was_replica = names_self_replica();
+  r.started = now;
+  r.step_start = now;
+  r.prev_master = from ? from->node : im.last_seen_master;
+  r.reason = from ? fmt::format("designated master {} (epoch {}) not alive", from->node, from->epoch)
+                  : std::string("the master role is vacant");
+  last_failover_.clear();
+  step("detect", since, now, r.reason, out);
+  state_ = AgentState::designating;
+  track_designation(issue("claim", op_claim, designate_change(config_.self, from, false, "claim: " + r.reason), now, out));
+}
+
+// The table designates us and we are not working on it: a switchover's
+// target, or our own designation from before a restart.
+void HaAgent::start_target(Time now, AgentOutput& out) {
+  Impl& im = *impl_;
+  const MasterEntry m = *table_->master;
+  FailoverRun& r = im.run;
+  if (im.orphan_made && std::any_of(im.orphan_made->begin(), im.orphan_made->end(),
+                                    [&](const RoleTable& t) { return t.master == m; })) {
+    r = im.orphan;  // our own designation surfaced after all: carry on with it
+    r.active = true;
+    r.prepared = false;  // its abort hook already ran
+    r.epoch = m.epoch;
+    r.started = now;
+    im.orphan_made.reset();
+    im.recovering = false;
+    out.notes.push_back(fmt::format("our designation at epoch {} was committed after all; carrying on", m.epoch));
+    begin_broadcast(now, out);
+    return;
+  }
+  r = FailoverRun{};
+  r.active = true;
+  r.kind = RunKind::target;
+  r.was_replica = im.role == Role::replica;
+  r.started = now;
+  r.epoch = m.epoch;
+  r.reason = table_->reason.starts_with("switchover") ? std::string("switchover")
+                                                      : "resuming our designation: " + table_->reason;
+  r.prev_master = table_->replica ? table_->replica->node : im.last_seen_master;
+  im.recovering = false;
+  last_failover_.clear();
+  begin_broadcast(now, out);
+}
+
+// --- broadcast, establish, hand back, vacate -----------------------------------------
+
+void HaAgent::begin_broadcast(Time now, AgentOutput& out) {
+  Impl& im = *impl_;
+  FailoverRun& r = im.run;
+  state_ = AgentState::broadcasting;
+  im.my_epoch = r.epoch;
+  epoch_seen_ = std::max(epoch_seen_, r.epoch);
+  r.acks = {config_.self};
+  r.broadcast_start = now;
+  r.step_start = now;
+  r.next_broadcast = now + config_.heartbeat_interval;
+  out.broadcasts.push_back(BroadcastOrder{r.epoch, config_.self});
+}
+
+void HaAgent::check_broadcast(Time now, AgentOutput& out) {
+  Impl& im = *impl_;
+  FailoverRun& r = im.run;
+  if (im.role_cas) return;
+  if (table_ && table_->epoch >= r.epoch && table_->master != designated_entry(config_.self, r.epoch)) {
+    if (r.back_made && std::any_of(r.back_made->begin(), r.back_made->end(),
+                                   [&](const RoleTable& t) { return table_->master == t.master; })) {
+      // Our hand-back went in after all (finished by someone else's read).
+      end_failover("+handed-back", fmt::format("handed back to {}", r.failing->node), now, out);
+      return;
+    }
+    step("broadcast", r.broadcast_start, now, "the table changed", out);
+    end_failover("+failover-aborted", "the table changed during the broadcast", now, out);
+    return;
+  }
+  std::size_t acks = r.acks.size(), quorum = config_.topology.quorum();
+  // Claim 3: only an established master can be handed its role back.
+  bool restored = r.kind == RunKind::failover && r.failing && r.failing->phase == Phase::established &&
+                  alive(r.failing->node);
+  if (r.handing_back) {  // retrying after no quorum, while the old master stays
+    if (now < r.retry_at) return;
+    if (restored && now < r.broadcast_start + config_.broadcast_timeout + config_.failure_timeout)
+      hand_back(now, out);
+    else
+      vacate(now, out);
+  } else if (restored) {
+    step("broadcast", r.broadcast_start, now,
+         fmt::format("old master {} restored after {} of {} acknowledgements", r.failing->node, acks, quorum), out);
+    r.handing_back = true;
+    hand_back(now, out);
+  } else if (acks >= quorum) {
+    step("broadcast", r.broadcast_start, now, fmt::format("{} of {} members acknowledged", acks, config_.topology.size()),
+         out);
+    establish(now, out);
+  } else if (now >= r.broadcast_start + config_.broadcast_timeout) {  // claim 4
+    step("broadcast", r.broadcast_start, now, fmt::format("only {} acknowledged, quorum is {}", acks, quorum), out);
+    vacate(now, out);
+  } else if (now >= r.next_broadcast) {  // the order travels as a datagram: repeat it
+    r.next_broadcast = now + config_.heartbeat_interval;
+    out.broadcasts.push_back(BroadcastOrder{r.epoch, config_.self});
+  }
+}
+
+// After a lease_held or no_quorum answer: designate (or claim) and establish
+// are retried every heartbeat within their bounds.
+void HaAgent::retry_designate(Time now, AgentOutput& out) {
+  Impl& im = *impl_;
+  FailoverRun& r = im.run;
+  if (im.role_cas || now < r.retry_at) return;
+  if (state_ == AgentState::establishing) {
+    if (now >= r.broadcast_start + config_.broadcast_timeout + config_.failure_timeout)
+      vacate(now, out);
+    else
+      establish(now, out);
+    return;
+  }
+  if (master_restored()) {
+    step("designate", r.step_start, now, "abandoned: the master came back", out);
+    end_failover("+failover-aborted", "the master came back while its lease was still held", now, out);
+  } else if (now >= r.started + config_.failover_timeout) {
+    step("designate", r.step_start, now, "gave up: the old lease is still held", out);
+    end_failover("+failover-aborted", "the old master's lease was still held after failover-timeout", now, out);
+  } else if (r.kind == RunKind::failover) {
+    designate(now, out);
+  } else {
+    track_designation(
+        issue("claim", op_claim, designate_change(config_.self, r.failing, false, "claim: " + r.reason), now, out));
+  }
+}
+
+void HaAgent::establish(Time now, AgentOutput& out) {
+  FailoverRun& r = impl_->run;
+  if (state_ != AgentState::establishing) r.step_start = now;
+  state_ = AgentState::establishing;
+  issue(
+      "establish", op_establish,
+      [mine = designated_entry(config_.self, r.epoch),
+       lease = to_ms(config_.failure_timeout)](const std::optional<RoleTable>& cur) -> std::optional<RoleTable> {
+        if (!cur || cur->master != mine) return std::nullopt;
+        RoleTable t = *cur;
+        t.master->phase = Phase::established;
+        t.master->lease_ms = lease;
+        ++t.master->renewal;
+        return t;
+      },
+      now, out);
+}
+
+// Claim 3: the old master gets its role back, at our (newer) epoch, with one
+// more renewal, so it can take it with a renewal from exactly this entry.
+void HaAgent::hand_back(Time now, AgentOutput& out) {
+  FailoverRun& r = impl_->run;
+  MasterEntry back = *r.failing;
+  back.epoch = r.epoch;
+  back.phase = Phase::established;
+  ++back.renewal;
+  std::uint64_t id = issue(
+      "hand-back", op_hand_back,
+      [self = config_.self, mine = designated_entry(config_.self, r.epoch),
+       back](const std::optional<RoleTable>& cur) -> std::optional<RoleTable> {
+        if (!cur || cur->master != mine) return std::nullopt;
+        RoleTable t = *cur;
+        t.master = back;
+        t.replica = ReplicaEntry{self, t.epoch};
+        t.reason = fmt::format("hand-back to {}: restored before the broadcast of {} completed", back.node, self);
+        return t;
+      },
+      now, out);
+  // Earlier attempts count as ours: one surfacing is committed as it is.
+  auto& made = impl_->pending[id].made;
+  if (r.back_made) made->insert(made->end(), r.back_made->begin(), r.back_made->end());
+  r.back_made = made;
+}
+
+// Claim 4 (and any designation of ours we give up): the role becomes vacant
+// at the same epoch; a replica that designated itself keeps its slot.
+void HaAgent::vacate(Time now, AgentOutput& out) {
+  Impl& im = *impl_;
+  FailoverRun& r = im.run;
+  std::uint64_t epoch = r.active ? r.epoch : im.my_epoch;
+  issue(
+      "vacate", op_vacate,
+      [self = config_.self, mine = designated_entry(config_.self, epoch),
+       keep_replica = r.active && r.was_replica](const std::optional<RoleTable>& cur) -> std::optional<RoleTable> {
+        if (!cur || cur->master != mine) return std::nullopt;
+        RoleTable t = *cur;
+        t.master.reset();
+        if (keep_replica) t.replica = ReplicaEntry{self, t.epoch};
+        t.reason = fmt::format("{} vacated the master role of epoch {}", self, mine.epoch);
+        return t;
+      },
+      now, out);
+}
+
+void HaAgent::end_failover(const std::string& event, const std::string& reason, Time now, AgentOutput& out) {
+  Impl& im = *impl_;
+  FailoverRun r = std::move(im.run);
+  im.run = FailoverRun{};
+  if (r.kind == RunKind::failover) im.attempt_at = now;  // back off from the attempt's end
+  std::uint64_t epoch = r.epoch ? r.epoch : (r.failing ? r.failing->epoch : (table_ ? table_->epoch : 0));
+  out.notes.push_back(fmt::format("{} {}", event, reason));
+  report(event, reason, epoch, out);
+  if (r.prepared) run_hook("abort", im.role, epoch, r.prev_master, out);  // undo what prepare did
+  state_ = im.role == Role::replica ? AgentState::replica : AgentState::data;
+  settle(now, out, reason);
+}
+
+void HaAgent::step(const std::string& name, Time start, Time end, const std::string& outcome, AgentOutput& out) {
+  FailoverStep s{name, start, end, outcome};
+  last_failover_.push_back(s);
+  out.steps.push_back(std::move(s));
+}
+
+// --- results ---------------------------------------------------------------------------
+
+void HaAgent::on_failover_cas(int op, grid::CasOutcome outcome, const std::optional<RoleTable>& value, Time started,
+                              Time now, AgentOutput& out) {
+  using grid::CasOutcome;
+  Impl& im = *impl_;
+  FailoverRun& r = im.run;
+  bool committed = outcome == CasOutcome::committed;
+  if (!r.active) {  // a lone vacate of a designation we had given up
+    if (op == op_vacate && committed) im.abandoned_epoch = 0;
+    if (outcome == CasOutcome::precondition_failed) {
+      im.need_read = true;
+      im.next_read = now;
+    }
+    return;
+  }
+  switch (op) {
+    case op_designate:
+    case op_claim:
+      if (committed && value && value->master && value->master->node == config_.self) {
+        im.orphan_made.reset();
+        r.epoch = value->master->epoch;
+        step("designate", r.step_start, now, fmt::format("designated at epoch {}", r.epoch), out);
+        begin_broadcast(now, out);
+      } else if (outcome == CasOutcome::lease_held ||
+                 (outcome == CasOutcome::no_quorum && r.saw_lease_held && now < r.started + config_.failover_timeout)) {
+        r.saw_lease_held = true;
+        r.retry_at = now + config_.heartbeat_interval;  // the old lease runs out soon
+      } else if (op == op_designate && outcome == CasOutcome::precondition_failed && value && value->master &&
+                 value->master->node == r.failing->node && value->master->epoch == r.failing->epoch &&
+                 value->master->phase == r.failing->phase && !alive(r.failing->node) &&
+                 now < r.started + config_.failover_timeout) {
+        // Only our copy was behind (the dead master's last renewal was
+        // accepted but never pushed): retry from the register's entry. Not
+        // with a read: re-accepting that entry would restart its lease.
+        out.notes.push_back(fmt::format("designate: our copy had renewal {} of {}, the register {}; retrying",
+                                        r.failing->renewal, r.failing->node, value->master->renewal));
+        r.failing = *value->master;
+        r.retry_at = now;
+      } else {
+        bool minority = outcome == CasOutcome::no_quorum;
+        step("designate", r.step_start, now, minority ? "no quorum" : "refused: the table changed", out);
+        // Not committed is not "not written": keep what we proposed.
+        im.orphan = r;
+        im.orphan_made = r.made;
+        if (!minority) {
+          im.need_read = true;
+          im.next_read = now;
+        }
+        if (r.kind == RunKind::claim)
+          im.claim_not_before = now + (minority ? config_.failover_backoff : 2 * config_.heartbeat_interval);
+        end_failover("+failover-aborted",
+                     minority ? "no quorum: a minority side never promotes" : "someone else changed the table first",
+                     now, out);
+      }
+      break;
+    case op_establish:
+      if (committed && table_ && table_->master == MasterEntry{config_.self, r.epoch, Phase::established,
+                                                               to_ms(config_.failure_timeout), 1}) {
+        step("establish", r.step_start, now, "established", out);
+        std::string reason = r.reason;
+        NodeId prev = r.prev_master;
+        im.my_epoch = r.epoch;
+        im.run = FailoverRun{};
+        lease_bound_ = started + Duration(static_cast<Duration::rep>(
+                                     static_cast<double>(config_.failure_timeout.count()) * (1.0 - config_.drift)));
+        state_ = AgentState::master;
+        im.recovering = false;
+        im.need_read = false;
+        im.next_renew = now + config_.heartbeat_interval;
+        im.next_appoint = now;
+        become(Role::master, "+promoted", reason, im.my_epoch, prev, out);
+      } else if (committed || outcome == CasOutcome::precondition_failed) {
+        step("establish", r.step_start, now, "refused: the table changed", out);
+        im.need_read = true;
+        im.next_read = now;
+        end_failover("+failover-aborted", "the table changed before establish", now, out);
+      } else {
+        r.retry_at = now + config_.heartbeat_interval;
+      }
+      break;
+    case op_hand_back:
+      if (committed) {
+        end_failover("+handed-back", fmt::format("handed back to {}", r.failing->node), now, out);
+      } else if (outcome == CasOutcome::precondition_failed) {
+        im.need_read = true;
+        im.next_read = now;
+        end_failover("+failover-aborted", "the table changed before the hand-back", now, out);
+      } else {
+        r.retry_at = now + config_.heartbeat_interval;  // check_broadcast retries or vacates
+      }
+      break;
+    case op_vacate:
+      if (committed) {
+        im.claim_not_before = now + config_.failover_backoff;
+        end_failover("+vacated",
+                     fmt::format("fewer than {} members acknowledged epoch {}", config_.topology.quorum(), r.epoch),
+                     now, out);
+      } else {
+        if (outcome == CasOutcome::precondition_failed) {
+          im.need_read = true;
+          im.next_read = now;
+        } else {
+          im.abandoned_epoch = r.epoch;  // vacated later, from idle
+        }
+        end_failover("+failover-aborted", "could not vacate the designation", now, out);
+      }
+      break;
+    default:
+      break;
+  }
+}
+
+}  // namespace rg::agent

@@ -1,0 +1,142 @@
+#pragma once
+// HaAgent's private state, shared by its three source files:
+//   ha_agent.cpp           inputs, roles, hooks, invariants;
+//   ha_agent_master.cpp    the master's lease and cluster tasks, FIG. 3
+//                          (a restored master), switchover, shutdown;
+//   ha_agent_failover.cpp  FIG. 2 (the replica's failover, claims 2-5), the
+//                          claim of a vacant role, broadcast and establish.
+// Not part of the agent's interface; only those files include it.
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "agent/ha_agent.h"
+
+namespace rg::agent {
+
+// What a compare-and-set is for; decides who handles its outcome.
+enum CasOp : int {
+  op_read,          // identity change: a linearizable read
+  op_renew,         // the acting master's lease renewal
+  op_resume,        // FIG. 3: renew from exactly the entry that names us (purpose "renew")
+  op_replica_self,  // FIG. 3: a restored master takes the replica slot
+  op_appoint,
+  op_release,       // lease 0 before a switchover or a graceful stop
+  op_handover,
+  op_designate,
+  op_claim,
+  op_establish,
+  op_hand_back,
+  op_vacate,
+  op_maintenance,
+};
+
+struct PendingCas {
+  std::string purpose;
+  int op = op_read;
+  Time issued{};
+  std::optional<RoleTable> table_at_issue;
+  // What the change function saw when the shell last ran it. If our table
+  // still equals it (or has not moved since issue), a commit is the very
+  // next value and we adopt it without waiting for on_table.
+  std::shared_ptr<std::optional<std::optional<RoleTable>>> saw;
+  // Every value the change function made. Another proposer may finish our
+  // half-accepted write (CASPaxos does), and our own attempt then reports
+  // precondition_failed against one of these (or it renewed). Such a value
+  // may also have been accepted by a minority only, so a read settles it.
+  std::shared_ptr<std::vector<RoleTable>> made;
+  int settles = -1;      // a read settling this op's ambiguous result
+  Time settles_started{};
+};
+
+// How a run towards mastership started.
+enum class RunKind {
+  failover,  // FIG. 2: the replica, from the master entry it saw failing
+  claim,     // the role is vacant (or held by a dead designated node)
+  target,    // the table designates us (switchover, or our own designation before a restart)
+};
+
+// One attempt to become master: failover, claim or switchover target.
+struct FailoverRun {
+  bool active = false;
+  RunKind kind = RunKind::failover;
+  std::optional<MasterEntry> failing;  // the exact entry we change from (nullopt: vacant)
+  bool was_replica = false;            // give the replica slot back if this fails
+  bool prepared = false;               // `prepare` ran: a failure owes an `abort`
+  std::uint64_t prepare_index = 0;     // which emitted prepare hook is ours
+  Time started{}, step_start{}, retry_at{};
+  bool saw_lease_held = false;         // a later no_quorum is the lease's edge, not a minority
+  std::shared_ptr<std::vector<RoleTable>> made;  // every value our designations proposed
+  std::shared_ptr<std::vector<RoleTable>> back_made;  // every hand-back we proposed (claim 3)
+  bool handing_back = false;
+  std::uint64_t epoch = 0;             // our designated epoch
+  std::set<NodeId> acks;
+  Time broadcast_start{}, next_broadcast{};
+  std::string reason;
+  NodeId prev_master;
+};
+
+struct HaAgent::Impl {
+  Time started_at{};  // process start: our own "alive since"
+  bool ready = false;
+  bool have_table = false;
+  bool reported = false;  // a first role has been reported (and its hook run)
+  Role role = Role::data;
+  std::optional<Role> previous_role;
+  std::uint64_t previous_epoch = 0;
+  std::optional<Role> last_hook_role;
+  std::vector<std::string> queued_notes;  // from the constructor, flushed on the first input
+  bool two_member_no_witness = false;
+
+  // Compare-and-sets in flight. Only one of them changes roles at a time
+  // (role_cas); a maintenance change may run beside it.
+  std::uint64_t next_cas_id = 1;
+  std::map<std::uint64_t, PendingCas> pending;
+  std::uint64_t role_cas = 0;
+
+  // Master.
+  std::uint64_t my_epoch = 0;          // epoch of our own master entry
+  std::uint64_t last_master_epoch = 0; // highest epoch we acted as master at
+  Time next_renew{}, next_appoint{};
+  std::string appoint_note;            // last "no candidate" note, said once
+
+  // FIG. 3: a master restored after losing its lease, a refusal or a restart.
+  bool recovering = false;
+  bool demote_reported = false;
+  bool need_read = false;              // read the table (identity CAS) before deciding
+  Time next_read{}, resume_retry_at{};
+
+  // What we observed of the master entry, and since when it is unchanged.
+  std::optional<MasterEntry> observed;
+  Time observed_since{};
+  NodeId last_seen_master;
+
+  // Failover and claims.
+  FailoverRun run;
+  // A run that ended without a commit of its designation, whose value may
+  // still surface (accepted by a few acceptors, then completed by someone
+  // else's read): if the table later designates us with one of its values,
+  // the run resumes (with its failing master, so claim 3 still applies).
+  FailoverRun orphan;
+  std::shared_ptr<std::vector<RoleTable>> orphan_made;
+  bool has_attempt = false;
+  std::uint64_t attempt_epoch = 0;
+  Time attempt_at{};
+  Time claim_not_before{};
+  std::uint64_t abandoned_epoch = 0;   // a designation of ours we gave up but could not vacate
+  std::uint64_t prepares_emitted = 0, prepares_done = 0;
+
+  // Members: since when each has been unfit (not alive or not synced).
+  std::map<NodeId, Time> unfit_since;
+
+  std::optional<NodeId> switch_to;
+  bool shutting_down = false;
+  std::uint64_t refused_broadcasts = 0;
+  std::string broken;  // an invariant a transition found broken (reported by check_invariants)
+};
+
+}  // namespace rg::agent
