@@ -502,7 +502,7 @@ void HaAgent::idle(Time now, AgentOutput& out) {
   if (state_ == AgentState::starting) return;
   Role want = names_self_replica() ? Role::replica : Role::data;
   if (want != im.role || (state_ != AgentState::replica && state_ != AgentState::data)) settle(now, out, "");
-  if (state_ == AgentState::replica && failure_detected(now)) {
+  if ((state_ == AgentState::replica || state_ == AgentState::data) && failure_detected(now)) {
     start_failover(now, out);
     return;
   }

@@ -241,6 +241,7 @@ class HaAgent {
   // ha_agent_failover.cpp: FIG. 2 (claims 2-5), claims of a vacant role,
   // switchover targets, broadcast and establish.
   bool failure_detected(Time now) const;
+  Duration stagger() const;  // how long this node lets longer-alive ones go first
   bool master_restored() const;
   void start_failover(Time now, AgentOutput& out);
   void check_prepare(Time now, AgentOutput& out);

@@ -49,10 +49,21 @@ MasterEntry designated_entry(const NodeId& self, std::uint64_t epoch) {
 
 bool HaAgent::failure_detected(Time now) const {
   const Impl& im = *impl_;
-  if (!table_ || !table_->master || !names_self_replica()) return false;
+  if (!table_ || !table_->master) return false;
+  Duration wait = config_.failure_timeout;
+  if (!names_self_replica()) {
+    // The replica fails over. Only when the replica slot is empty or its
+    // holder is gone too (master and replica died together) does a data
+    // node step in, after a stagger (longest alive first) so that one
+    // usually goes alone; the designation is a compare-and-set from the
+    // exact master entry, so at most one of them can win anyway.
+    if (state_ != AgentState::data || table_->master->phase != Phase::established) return false;
+    if (table_->replica && alive(table_->replica->node)) return false;
+    wait += config_.heartbeat_interval + stagger();
+  }
   const MasterEntry& m = *table_->master;
   if (m.node == config_.self || alive(m.node)) return false;
-  if (now - im.observed_since < config_.failure_timeout) return false;
+  if (now - im.observed_since < wait) return false;
   if (table_->maintenance || !eligible_self()) return false;
   if (im.has_attempt && im.attempt_epoch == m.epoch && now < im.attempt_at + config_.failover_backoff) return false;
   return true;
@@ -71,6 +82,21 @@ bool HaAgent::master_restored() const {
          m.renewal > r.failing->renewal;
 }
 
+Duration HaAgent::stagger() const {
+  // Longest alive first; nodes that started within one failure_timeout of
+  // each other are equally old and go in member order.
+  auto bucket = [&](Time t) { return (t - Time{}) / config_.failure_timeout; };
+  auto key = [&](const NodeId& id, Time since_alive) {
+    return std::make_pair(bucket(since_alive), config_.topology.index_of(id).value_or(0));
+  };
+  auto mine = key(config_.self, impl_->started_at);
+  std::size_t position = 0;
+  for (const auto& [id, s] : members_)
+    if (s.alive && s.synced && !s.witness && config_.topology.contains(id) && key(id, s.alive_since) < mine)
+      ++position;
+  return config_.heartbeat_interval * static_cast<int>(1 + 2 * position);
+}
+
 void HaAgent::start_failover(Time now, AgentOutput& out) {
   Impl& im = *impl_;
   const MasterEntry m = *table_->master;
@@ -79,7 +105,7 @@ void HaAgent::start_failover(Time now, AgentOutput& out) {
   r.active = true;
   r.kind = RunKind::failover;
   r.failing = m;
-  r.was_replica = true;
+  r.was_replica = names_self_replica();
   r.started = now;
   r.prev_master = m.node;
   r.reason = fmt::format("master {} (epoch {}) not alive and not renewed for {}ms", m.node, m.epoch,
@@ -90,7 +116,7 @@ void HaAgent::start_failover(Time now, AgentOutput& out) {
   last_failover_.clear();
   step("detect", im.observed_since, now, r.reason, out);
   r.prepared = true;
-  run_hook("prepare", Role::replica, m.epoch, m.node, out);
+  run_hook("prepare", r.was_replica ? Role::replica : Role::data, m.epoch, m.node, out);
   r.prepare_index = im.prepares_emitted;
   r.step_start = now;
   state_ = AgentState::preparing;
@@ -104,8 +130,10 @@ void HaAgent::check_prepare(Time now, AgentOutput& out) {
                                  : std::string("the master entry changed during prepare");
   else if (table_ && table_->maintenance)
     why = "maintenance switched on";
-  else if (!names_self_replica())
+  else if (r.was_replica && !names_self_replica())
     why = "no longer the replica";
+  else if (!r.was_replica && table_ && table_->replica && alive(table_->replica->node))
+    why = fmt::format("{} is the replica again", table_->replica->node);
   else if (now >= r.step_start + config_.failover_timeout + config_.heartbeat_interval)
     why = "prepare hook exceeded failover-timeout";
   if (why.empty()) return;
@@ -173,20 +201,7 @@ void HaAgent::maybe_claim(Time now, AgentOutput& out) {
     from = m;
   }
   Duration delay{};
-  if (!im.recovering && !names_self_replica()) {
-    // Longest alive first; nodes that started within one failure_timeout of
-    // each other are equally old and go in member order.
-    auto bucket = [&](Time t) { return (t - Time{}) / config_.failure_timeout; };
-    auto key = [&](const NodeId& id, Time since_alive) {
-      return std::make_pair(bucket(since_alive), config_.topology.index_of(id).value_or(0));
-    };
-    auto mine = key(config_.self, im.started_at);
-    std::size_t position = 0;
-    for (const auto& [id, s] : members_)
-      if (s.alive && s.synced && !s.witness && config_.topology.contains(id) && key(id, s.alive_since) < mine)
-        ++position;
-    delay = config_.heartbeat_interval * static_cast<int>(1 + 2 * position);
-  }
+  if (!im.recovering && !names_self_replica()) delay = stagger();
   if (now < since + delay) return;
 
   FailoverRun& r = im.run;

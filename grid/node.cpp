@@ -232,8 +232,13 @@ void Node::on_datagram(std::string_view bytes) {
     }
     if (verdict != Heard::accepted && verdict != Heard::self) ++counters_.refused_messages;
     if (verdict == Heard::accepted) {
-      if (e.msg.synced) donors_.insert(e.from.node);
-      else donors_.erase(e.from.node);
+      if (!e.msg.synced) donors_.erase(e.from.node);
+      else if (donors_.insert(e.from.node).second && transfer_.synced) {
+        // Both of us hold data now: whatever either side acknowledged while
+        // the other was not in its view (a simultaneous start, a partition
+        // seen as a restart) is reconciled at once.
+        send_digests(e.from.node);
+      }
     }
     drain_membership(now);
     return;
@@ -343,6 +348,12 @@ void Node::on_event(const MembershipEvent& e, Time now) {
       donors_.erase(e.id);
       sender_.remove_peer(e.id);
       close_peer(e.id);
+      // Its connection to us may be half dead (a partition sends no FIN):
+      // replies must not go there once it is heard again.
+      if (auto r = reverse_.find(e.id); r != reverse_.end()) {
+        if (auto c = r->second.lock()) c->close();
+        reverse_.erase(r);
+      }
       complete_writes();
       if (transfer_.copying && transfer_.donor == e.id) {
         log::warn("state transfer donor {} {}; choosing another", e.id, to_string(e.kind));
@@ -413,8 +424,11 @@ void Node::tick() {
     auto alive = membership_.alive();
     // The safety net only: while writes flow, digests differ because of
     // writes in flight, which the stream itself repairs.
+    // While writes flow, every fourth round only: stamps are exchanged for
+    // the buckets that differ, and only differing entries travel.
     bool quiet = now - last_write_ > config_.anti_entropy_interval / 2;
-    if (!alive.empty() && transfer_.synced && quiet) send_digests(alive[anti_entropy_turn_++ % alive.size()]);
+    if (!alive.empty() && transfer_.synced && (quiet || ++busy_rounds_ % 4 == 0))
+      send_digests(alive[anti_entropy_turn_++ % alive.size()]);
   }
   // Peers whose link dropped are reconnected while they are alive.
   for (auto& [id, link] : links_)

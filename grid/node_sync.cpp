@@ -76,6 +76,7 @@ void Node::sync_tick(Time now) {
     transfer_.synced = true;
     transfer_.finished = now;
     log::info("+synced (no member with data found: starting empty)");
+    for (const auto& id : donors_) send_digests(id);
   }
 }
 
