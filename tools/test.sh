@@ -8,7 +8,8 @@
 #
 # Suites: build/tests/rg-unit and build/tests/rg-sim (doctest), then the
 # integration tests (tests/integration/run.py, real processes in a private
-# network namespace).
+# network namespace), then the chaos scenarios and soaks (tools/rolegrid-chaos
+# suite).
 set -uo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -92,5 +93,24 @@ if [[ "$line" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
 fi
 # The integration runner already printed its failures with their logs.
 record integration "$passed" "$failed" "$rc" "$(elapsed "$start")" ""
+
+# ---- chaos: every tests/chaos/*.chaos scenario, then two short soaks (seed 1
+# and a random seed, printed with its replay command), each one test; real
+# processes in private namespaces created by tools/rolegrid-chaos.
+echo "== chaos"
+log="$logdir/chaos.log"
+start=$(date +%s)
+timeout --kill-after=15 900 python3 tools/rolegrid-chaos suite --soak-seed 1 --soak-seed random --soak-rounds 8 \
+  </dev/null 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+passed="" failed=""
+line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1 || true)
+if [[ "$line" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+  passed=${BASH_REMATCH[1]}
+  failed=${BASH_REMATCH[2]}
+fi
+# The chaos suite already printed each failure with its report and timeline.
+record chaos "$passed" "$failed" "$rc" "$(elapsed "$start")" ""
+# ---- end of chaos
 
 finish
