@@ -1,5 +1,7 @@
 #include "tools/node_options.h"
 
+#include "tools/admin_client.h"
+
 #include <algorithm>
 #include <fstream>
 #include <iostream>
@@ -24,17 +26,6 @@ Duration duration_or_throw(const std::string& opt, const std::string& text) {
   auto d = grid::parse_duration(text);
   if (!d) throw std::invalid_argument(fmt::format("{}: '{}' is not a duration (e.g. 100ms, 1.5s)", opt, text));
   return *d;
-}
-
-std::string read_secret(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw std::invalid_argument(fmt::format("--secret-file: cannot read '{}'", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  auto s = ss.str();
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
-  if (s.empty()) throw std::invalid_argument(fmt::format("--secret-file: '{}' is empty", path));
-  return s;
 }
 
 }  // namespace
@@ -113,7 +104,11 @@ NodeOptions parse_node_options(int argc, const char* const* argv) {
   c.admin = endpoint_or_throw("--admin", admin);
   if (!multicast.empty()) c.multicast = endpoint_or_throw("--multicast", multicast);
   for (const auto& s : split_list(seeds)) c.seeds.push_back(endpoint_or_throw("--seeds", s));
-  c.secret = read_secret(secret_file);
+  try {
+    c.secret = read_secret_file(secret_file);
+  } catch (const std::runtime_error& e) {
+    throw std::invalid_argument(fmt::format("--secret-file: {}", e.what()));
+  }
   c.heartbeat_interval = duration_or_throw("--heartbeat-interval", heartbeat);
   c.failure_timeout = duration_or_throw("--failure-timeout", failure);
   c.probe_timeout = duration_or_throw("--probe-timeout", probe);

@@ -80,37 +80,30 @@ run_doctest() {
 run_doctest rg-unit build/tests/rg-unit 600
 run_doctest rg-sim build/tests/rg-sim 900
 
-echo "== integration"
-log="$logdir/integration.log"
-start=$(date +%s)
-timeout --kill-after=15 900 python3 tests/integration/run.py </dev/null 2>&1 | tee "$log"
-rc=${PIPESTATUS[0]}
-passed="" failed=""
-line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1 || true)
-if [[ "$line" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
-  passed=${BASH_REMATCH[1]}
-  failed=${BASH_REMATCH[2]}
-fi
-# The integration runner already printed its failures with their logs.
-record integration "$passed" "$failed" "$rc" "$(elapsed "$start")" ""
+# run_plain NAME LIMIT COMMAND...: a runner that prints its own failures and
+# ends with 'N passed, N failed'.
+run_plain() {
+  local name=$1 limit=$2 log start rc line passed="" failed=""
+  shift 2
+  log="$logdir/$name.log"
+  echo "== $name"
+  start=$(date +%s)
+  timeout --kill-after=15 "$limit" "$@" </dev/null 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1 || true)
+  if [[ "$line" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+    passed=${BASH_REMATCH[1]}
+    failed=${BASH_REMATCH[2]}
+  fi
+  record "$name" "$passed" "$failed" "$rc" "$(elapsed "$start")" ""
+}
+
+run_plain integration 900 python3 tests/integration/run.py
 
 # ---- chaos: every tests/chaos/*.chaos scenario, then two short soaks (seed 1
 # and a random seed, printed with its replay command), each one test; real
 # processes in private namespaces created by tools/rolegrid-chaos.
-echo "== chaos"
-log="$logdir/chaos.log"
-start=$(date +%s)
-timeout --kill-after=15 900 python3 tools/rolegrid-chaos suite --soak-seed 1 --soak-seed random --soak-rounds 8 \
-  </dev/null 2>&1 | tee "$log"
-rc=${PIPESTATUS[0]}
-passed="" failed=""
-line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1 || true)
-if [[ "$line" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
-  passed=${BASH_REMATCH[1]}
-  failed=${BASH_REMATCH[2]}
-fi
-# The chaos suite already printed each failure with its report and timeline.
-record chaos "$passed" "$failed" "$rc" "$(elapsed "$start")" ""
+run_plain chaos 900 python3 tools/rolegrid-chaos suite --soak-seed 1 --soak-seed random --soak-rounds 8
 # ---- end of chaos
 
 finish

@@ -875,14 +875,6 @@ Violations no_faults(std::size_t size, std::uint64_t seed, std::string& trace) {
   return c.violations();
 }
 
-std::vector<std::uint64_t> seeds(std::size_t default_count) {
-  if (const char* one = std::getenv("RG_SEED")) return {std::strtoull(one, nullptr, 0)};
-  std::size_t count = default_count;
-  if (const char* n = std::getenv("RG_SEEDS")) count = std::strtoull(n, nullptr, 0);
-  std::vector<std::uint64_t> list;
-  for (std::uint64_t s = 1; s <= count; ++s) list.push_back(s);
-  return list;
-}
 
 // A broken agent invariant aborts (debug builds): say which run it was.
 char g_running[160] = "";
@@ -894,7 +886,7 @@ void on_abort(int) {
 void run_scenario(Violations (*scenario)(std::size_t, std::uint64_t, std::string&), std::size_t runs) {
   auto previous = std::signal(SIGABRT, on_abort);
   for (std::size_t size : {3, 5})
-    for (auto seed : seeds(runs)) {
+    for (auto seed : rg::sim::seeds(runs)) {
       std::snprintf(g_running, sizeof g_running, "\nagent sim aborted: seed %llu, %zu nodes (replay: RG_SEED=%llu)\n",
                     static_cast<unsigned long long>(seed), size, static_cast<unsigned long long>(seed));
       std::string trace;

@@ -492,14 +492,6 @@ Violations pause_and_resume(std::size_t size, std::uint64_t seed) {
 // Seeds per scenario and cluster size; the whole run stays within seconds.
 constexpr std::size_t kSeeds = 500;
 
-std::vector<std::uint64_t> seeds(std::size_t default_count) {
-  if (const char* one = std::getenv("RG_SEED")) return {std::strtoull(one, nullptr, 0)};
-  std::size_t count = default_count;
-  if (const char* n = std::getenv("RG_SEEDS")) count = std::strtoull(n, nullptr, 0);
-  std::vector<std::uint64_t> list;
-  for (std::uint64_t s = 1; s <= count; ++s) list.push_back(s);
-  return list;
-}
 
 // The core logs TILT at info; hundreds of runs would bury a failure's output.
 struct QuietLogs {
@@ -511,7 +503,7 @@ struct QuietLogs {
 void run_scenario(Violations (*scenario)(std::size_t, std::uint64_t), std::size_t runs) {
   QuietLogs quiet;
   for (std::size_t size : {3, 5})
-    for (auto seed : seeds(runs)) {
+    for (auto seed : rg::sim::seeds(runs)) {
       Violations v = scenario(size, seed);
       std::ostringstream why;
       for (const auto& line : v) why << "\n  " << line;

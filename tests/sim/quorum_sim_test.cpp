@@ -424,19 +424,11 @@ class QuorumCluster {
 
 constexpr std::size_t kSeeds = 500;
 
-std::vector<std::uint64_t> seeds(std::size_t default_count) {
-  if (const char* one = std::getenv("RG_SEED")) return {std::strtoull(one, nullptr, 0)};
-  std::size_t count = default_count;
-  if (const char* n = std::getenv("RG_SEEDS")) count = std::strtoull(n, nullptr, 0);
-  std::vector<std::uint64_t> list;
-  for (std::uint64_t s = 1; s <= count; ++s) list.push_back(s);
-  return list;
-}
 
 void run_scenario(bool leases, std::size_t runs) {
   stats = SimStats{};
   for (std::size_t size : {3, 5})
-    for (auto seed : seeds(runs)) {
+    for (auto seed : rg::sim::seeds(runs)) {
       Violations v = QuorumCluster(size, seed, leases).run();
       std::ostringstream why;
       for (const auto& line : v) why << "\n  " << line;

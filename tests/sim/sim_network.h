@@ -34,6 +34,7 @@
 #include <set>
 #include <string>
 #include <utility>
+#include <cstdlib>
 #include <vector>
 
 #include "common/clock.h"
@@ -251,6 +252,17 @@ void run_until(Time end, SimClock& clock, SimNetwork<Msg>& net, SimTimers& timer
     }
   }
   clock.advance_to(end);
+}
+
+// The seeds a simulation test runs: RG_SEED=S replays one, RG_SEEDS=N
+// runs seeds 1..N, otherwise 1..default_count.
+inline std::vector<std::uint64_t> seeds(std::size_t default_count) {
+  if (const char* one = std::getenv("RG_SEED")) return {std::strtoull(one, nullptr, 0)};
+  std::size_t count = default_count;
+  if (const char* n = std::getenv("RG_SEEDS")) count = std::strtoull(n, nullptr, 0);
+  std::vector<std::uint64_t> list;
+  for (std::uint64_t s = 1; s <= count; ++s) list.push_back(s);
+  return list;
 }
 
 }  // namespace rg::sim
