@@ -424,11 +424,12 @@ void Node::tick() {
     auto alive = membership_.alive();
     // The safety net only: while writes flow, digests differ because of
     // writes in flight, which the stream itself repairs.
-    // While writes flow, every fourth round only: stamps are exchanged for
-    // the buckets that differ, and only differing entries travel.
+    // The safety net only, while writes are quiet: under load every digest
+    // differs because of writes in flight (which the stream repairs), and a
+    // round would copy every entry to compare stamps. Heals, resets and
+    // members that start holding data trigger their own rounds.
     bool quiet = now - last_write_ > config_.anti_entropy_interval / 2;
-    if (!alive.empty() && transfer_.synced && (quiet || ++busy_rounds_ % 4 == 0))
-      send_digests(alive[anti_entropy_turn_++ % alive.size()]);
+    if (!alive.empty() && transfer_.synced && quiet) send_digests(alive[anti_entropy_turn_++ % alive.size()]);
   }
   // Peers whose link dropped are reconnected while they are alive.
   for (auto& [id, link] : links_)

@@ -223,7 +223,6 @@ class Node {
   Time next_anti_entropy_{};
   Time last_write_{};  // last local or replicated write: periodic anti-entropy waits for a quiet stream
   std::size_t anti_entropy_turn_ = 0;
-  std::uint64_t busy_rounds_ = 0;
   // State transfer: buckets still to ask for, and how many are in flight.
   std::deque<std::pair<std::string, std::uint32_t>> sync_todo_;
   std::set<std::pair<std::string, std::uint32_t>> sync_inflight_;
