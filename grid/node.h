@@ -173,6 +173,7 @@ class Node {
   void send_digests(const NodeId& peer);
   void send_stamps(const NodeId& peer, const std::string& region, const std::vector<std::uint32_t>& buckets);
   static std::uint64_t entry_stamp(const EntryState& e);
+  class DiffSender;
 
   // node_quorum.cpp
   void quorum_send(const QOut& out);

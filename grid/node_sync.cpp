@@ -24,6 +24,31 @@ std::size_t entry_bytes(const EntryState& e) {
 }
 }  // namespace
 
+// Sends entries of one region to a peer in DigestDiff frames of about
+// kDiffBytesPerFrame each.
+class Node::DiffSender {
+ public:
+  DiffSender(Node& node, NodeId peer, const std::string& region)
+      : node_(node), peer_(std::move(peer)), diff_{region, {}, {}, false} {}
+  void add(EntryState e) {
+    bytes_ += entry_bytes(e);
+    diff_.entries.push_back(std::move(e));
+    if (bytes_ >= kDiffBytesPerFrame) flush();
+  }
+  void flush() {
+    if (diff_.entries.empty()) return;
+    node_.send_peer(peer_, MsgType::digest_diff, diff_);
+    diff_.entries.clear();
+    bytes_ = 0;
+  }
+
+ private:
+  Node& node_;
+  NodeId peer_;
+  DigestDiff diff_;
+  std::size_t bytes_ = 0;
+};
+
 std::uint64_t Node::entry_stamp(const EntryState& e) {
   std::uint64_t h = mix(static_cast<std::uint64_t>(e.kind), e.version);
   for (const auto& f : e.fields) h = mix(mix(h, key_hash(f.name)), f.version);
@@ -191,29 +216,19 @@ void Node::on_sync_message(MsgType type, const Sender& from, std::string_view bo
       std::map<std::string_view, std::uint64_t> theirs;
       for (const auto& k : e.msg.keys) theirs.emplace(k.key, k.stamp);
       const Region* r = store_.find(e.msg.region);
-      DigestDiff give{e.msg.region, {}, {}, false};
-      std::size_t bytes = 0;
+      DiffSender give(*this, from.node, e.msg.region);
       std::vector<EntryState> mine;
       for (auto b : e.msg.buckets) {
         mine.clear();
         if (r) r->export_bucket(b, mine);
         for (auto& entry : mine) {
           auto it = theirs.find(entry.key);
-          bool same = it != theirs.end() && it->second == entry_stamp(entry);
-          if (it != theirs.end()) theirs.erase(it);
-          if (same) continue;
-          bytes += entry_bytes(entry);
-          give.entries.push_back(std::move(entry));
-          if (bytes >= kDiffBytesPerFrame) {
-            send_peer(from.node, MsgType::digest_diff, give);
-            give.entries.clear();
-            bytes = 0;
-          }
+          if (it == theirs.end() || it->second != entry_stamp(entry)) give.add(std::move(entry));
         }
       }
-      if (!give.entries.empty()) send_peer(from.node, MsgType::digest_diff, give);
-      // Keys left in `theirs` are ones we lack entirely; differing ones were
-      // sent above and their newer copy comes back through the merge anyway.
+      give.flush();
+      // Ask for every key we lack or hold differently: merging both copies
+      // on both sides leaves the same entry everywhere.
       Want want{e.msg.region, {}};
       for (const auto& k : e.msg.keys) {
         auto own = r ? r->state(k.key) : std::nullopt;
@@ -227,20 +242,10 @@ void Node::on_sync_message(MsgType type, const Sender& from, std::string_view bo
       if (!decode(body, e)) return bad();
       const Region* r = store_.find(e.msg.region);
       if (!r) return;
-      DigestDiff give{e.msg.region, {}, {}, false};
-      std::size_t bytes = 0;
-      for (const auto& key : e.msg.keys) {
-        auto st = r->state(key);
-        if (!st) continue;
-        bytes += entry_bytes(*st);
-        give.entries.push_back(std::move(*st));
-        if (bytes >= kDiffBytesPerFrame) {
-          send_peer(from.node, MsgType::digest_diff, give);
-          give.entries.clear();
-          bytes = 0;
-        }
-      }
-      if (!give.entries.empty()) send_peer(from.node, MsgType::digest_diff, give);
+      DiffSender give(*this, from.node, e.msg.region);
+      for (const auto& key : e.msg.keys)
+        if (auto st = r->state(key)) give.add(std::move(*st));
+      give.flush();
       return;
     }
     case MsgType::digest_diff: {
