@@ -65,6 +65,11 @@ AgentNode::AgentNode(boost::asio::io_context& io, grid::Node& node, AgentOptions
     if (!event_log_) throw std::runtime_error(fmt::format("cannot open --event-log '{}'", options_.event_log));
   }
   register_admin();
+  if (options_.http) {
+    http_ = std::make_unique<grid::HttpServer>(io_, *options_.http,
+                                               [this](std::string_view target) { return http_answer(target); });
+    log::info("+http: /metrics and /status on http://{}", options_.http->str());
+  }
 }
 
 void AgentNode::start() {
@@ -138,6 +143,7 @@ void AgentNode::feed(const std::function<void(HaAgent&, Time, AgentOutput&)>& in
   AgentOutput out;
   auto now = Clock::now();
   input(agent_, now, out);
+  count_master_change();
   carry_out(out);
   // Every move of the lease bound goes to the event log (not the ring of
   // recent events: ten a second), so a checker can rebuild exactly when
@@ -161,6 +167,8 @@ void AgentNode::carry_out(AgentOutput& out) {
     record("failover-step", {{"step", s.step}, {"start_ms", mono_ms(s.start)}, {"end_ms", mono_ms(s.end)},
                              {"took_ms", to_ms(s.end - s.start)}, {"outcome", s.outcome}});
   for (const auto& c : out.changes) {
+    ++role_changes_[c.event];
+    if (c.to == Role::master && c.from != Role::master) ++promotions_;
     log::set_role(c.epoch, to_string(c.to));
     log::info("{} {} -> {} epoch {}: {}", c.event, to_string(c.from), to_string(c.to), c.epoch, c.reason);
     record(c.event, {{"from", to_string(c.from)}, {"to", to_string(c.to)}, {"reason", c.reason}});
@@ -210,6 +218,11 @@ void AgentNode::run_hook(const HookRun& h) {
     last_hook_ = r.hook;
     last_hook_status_ = r.status;
     last_hook_at_ = wall_now();
+    if (r.ran) {
+      auto& n = hook_counts_[r.hook];
+      ++n.runs;
+      if (r.status != 0 || r.timed_out || r.aborted || !r.error.empty()) ++n.failures;
+    }
     record("hook", {{"hook", r.hook}, {"ran", r.ran}, {"status", r.status}, {"timed_out", r.timed_out},
                     {"aborted", r.aborted}, {"took_ms", to_ms(r.took)}});
     write_node_entry();
@@ -238,6 +251,17 @@ void AgentNode::record(const std::string& event, const json& fields) {
   if (events_.size() > kEventsKept) events_.pop_front();
   std::erase_if(followers_, [](const grid::Reply& r) { return !r.alive(); });
   for (const auto& f : followers_) f.more(j.dump());
+}
+
+void AgentNode::count_master_change() {
+  // The table this node finds when it becomes ready is its baseline, not a change.
+  if (!ready_) return;
+  const auto& t = agent_.table();
+  std::optional<std::pair<NodeId, std::uint64_t>> now;
+  if (t && t->master) now.emplace(t->master->node, t->master->epoch);
+  if (master_seen_ && now && now != last_master_) ++master_changes_;
+  master_seen_ = true;
+  last_master_ = now;
 }
 
 MemberView AgentNode::member_view() const {

@@ -4,11 +4,14 @@
 // and time, and carries out what it asks: compare-and-set on the role table,
 // hooks (one at a time, in order), broadcasts. It also keeps this node's
 // `nodes/<id>` entry, the event log (JSON lines, monotonic timestamps) and
-// the admin commands roles, master, switchover, maintenance, events.
+// the admin commands roles, master, switchover, maintenance, events, and
+// the optional HTTP endpoint (/metrics, /status; agent_http.cpp).
 // One io_context thread, the same as the grid node's.
 #include <deque>
 #include <fstream>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,6 +21,7 @@
 
 #include "agent/ha_agent.h"
 #include "agent/hook_runner.h"
+#include "grid/http_server.h"
 #include "grid/node.h"
 
 namespace rg::agent {
@@ -32,6 +36,7 @@ struct AgentOptions {
   Duration eviction_delay = milliseconds(5000);
   std::vector<NodeId> preferred_replicas;
   std::string event_log;  // file for JSON lines; empty: none
+  std::optional<Endpoint> http;  // /metrics and /status; none: off
 };
 
 class AgentNode {
@@ -53,6 +58,10 @@ class AgentNode {
   nlohmann::json roles_json() const;
   std::string context_json() const;
   void register_admin();
+  void count_master_change();
+  // agent_http.cpp
+  grid::HttpAnswer http_answer(std::string_view target) const;
+  std::string metrics_text() const;
 
   boost::asio::io_context& io_;
   grid::Node& node_;
@@ -71,6 +80,18 @@ class AgentNode {
   Time started_;
   Time logged_bound_{};
   Time next_view_{};  // last lease bound written to the event log
+  // For /metrics: what the grid does not count itself.
+  struct HookCount {
+    std::uint64_t runs = 0;
+    std::uint64_t failures = 0;  // non-zero exit, killed or timed out
+  };
+  std::map<std::string, HookCount> hook_counts_;
+  std::map<std::string, std::uint64_t> role_changes_;  // by event name
+  std::uint64_t promotions_ = 0;      // this node became master from another role
+  std::uint64_t master_changes_ = 0;  // a different master (or epoch) in the role table, since ready
+  bool master_seen_ = false;
+  std::optional<std::pair<NodeId, std::uint64_t>> last_master_;
+  std::unique_ptr<grid::HttpServer> http_;
 };
 
 }  // namespace rg::agent

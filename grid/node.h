@@ -26,6 +26,7 @@
 #include "grid/admin_server.h"
 #include "grid/conn.h"
 #include "grid/faults.h"
+#include "grid/histogram.h"
 #include "grid/membership.h"
 #include "grid/messages.h"
 #include "grid/quorum.h"
@@ -117,6 +118,12 @@ class Node {
   const TransferProgress& transfer() const { return transfer_; }
   std::string status_json() const;
   std::string members_json() const;
+  // For metrics: counters as kept, and the write-through latency of puts a
+  // caller waits for, from submit to the last member's acknowledgement.
+  const NodeCounters& counters() const { return counters_; }
+  const ConnCounters& conn_counters() const { return conn_counters_; }
+  std::uint64_t retransmits() const { return sender_.retransmits(); }
+  const LatencyHistogram& write_latency() const { return write_latency_; }
 
  private:
   struct PeerLink {
@@ -130,6 +137,7 @@ class Node {
   struct PendingWrite {
     std::uint64_t seq;
     DoneFn done;
+    Time submitted;
   };
 
   // node.cpp: sockets, timer, dispatch
@@ -196,6 +204,7 @@ class Node {
   StreamReceiver receiver_;
   NodeCounters counters_;
   ConnCounters conn_counters_;
+  LatencyHistogram write_latency_;
   TransferProgress transfer_;
   Time started_;
 

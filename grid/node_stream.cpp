@@ -35,12 +35,13 @@ void Node::submit(Write w, DoneFn done) {
     if (done) done(false, "node is leaving the cluster");
     return;
   }
-  last_write_ = Clock::now();
+  auto now = Clock::now();
+  last_write_ = now;
   w.version = store_.next_version(self_index_);
   store_.apply(w);
   ++counters_.writes_local;
   auto seq = sender_.push(std::move(w));
-  if (done) pending_.push_back(PendingWrite{seq, std::move(done)});
+  if (done) pending_.push_back(PendingWrite{seq, std::move(done), now});
   schedule_flush();
 }
 
@@ -105,7 +106,10 @@ void Node::on_data(const Sender& s, const Data& d, Time now) {
 void Node::complete_writes() {
   auto done_below = sender_.completed();
   bool progressed = false;
+  Time now{};
   while (!pending_.empty() && pending_.front().seq < done_below) {
+    if (now == Time{}) now = Clock::now();
+    write_latency_.observe(now - pending_.front().submitted);
     auto fn = std::move(pending_.front().done);
     pending_.pop_front();
     fn(true, {});

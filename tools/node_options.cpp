@@ -62,7 +62,7 @@ NodeOptions parse_node_options(int argc, const char* const* argv) {
   app.add_option("--log-level", c.log_level, "trace, debug, info, warn, error")->capture_default_str();
   auto& ag = out.agent;
   std::string hook_timeout = "10s", failover_timeout = "5s", broadcast_timeout = "500ms", failover_backoff = "2s",
-              eviction_delay = "5s", prefer;
+              eviction_delay = "5s", prefer, http;
   app.add_option("--hook-dir", ag.hook_dir, "directory with the role-change hooks: executables named prepare, "
                  "master, replica, data, abort (a missing one is skipped)");
   app.add_option("--hook-timeout", hook_timeout, "time limit of every hook but prepare")->capture_default_str();
@@ -79,6 +79,8 @@ NodeOptions parse_node_options(int argc, const char* const* argv) {
   app.add_option("--prefer-replica", prefer, "node ids the master prefers as replica, in order, comma-separated");
   app.add_option("--event-log", ag.event_log, "append role changes, hook runs and lease bounds to this file as "
                  "JSON lines (monotonic timestamps)");
+  app.add_option("--http", http, "HOST:PORT to serve GET /metrics (Prometheus) and /status (JSON) on; "
+                 "off unless given");
   app.add_flag("--enable-fault-injection", c.fault_injection, "accept `rolegridctl fault ...` commands that "
                "drop or delay this node's messages (for tests; refused otherwise)");
   app.set_version_flag("--version", "rolegrid 0.1.0");
@@ -118,6 +120,11 @@ NodeOptions parse_node_options(int argc, const char* const* argv) {
   ag.broadcast_timeout = duration_or_throw("--broadcast-timeout", broadcast_timeout);
   ag.failover_backoff = duration_or_throw("--failover-backoff", failover_backoff);
   ag.eviction_delay = duration_or_throw("--eviction-delay", eviction_delay);
+  if (app.count("--http") > 0 || !http.empty()) {
+    ag.http = endpoint_or_throw("--http", http);
+    if (*ag.http == c.listen || *ag.http == c.admin)
+      throw std::invalid_argument(fmt::format("--http: {} is already the --listen or --admin address", http));
+  }
   ag.preferred_replicas = split_list(prefer);
   for (const auto& p : ag.preferred_replicas)
     if (std::find(c.members.begin(), c.members.end(), p) == c.members.end())
