@@ -50,9 +50,10 @@
 //     later designates us with it, the same failover carries on (claim 3
 //     still applies; its abort hook already ran, prepare is not rerun); and
 //     a hand-back without quorum is retried while the old master stays.
-//   - A no_quorum after lease_held answers in the same failover is the
-//     lease's edge, not a minority: designate is retried (within
-//     failover_timeout) instead of backing off.
+//   - A no_quorum after lease_held answers, or after a retry from a
+//     renewal our copy had missed, in the same failover is the lease's
+//     edge, not a minority: designate is retried (within failover_timeout)
+//     instead of backing off.
 //   - A designation of a live node that stays unchanged past the broadcast
 //     timeout makes nodes re-read the table (the replica every heartbeat,
 //     others every failure_timeout): a switchover's target may have missed

@@ -461,6 +461,9 @@ void HaAgent::on_failover_cas(int op, grid::CasOutcome outcome, const std::optio
                                         r.failing->renewal, r.failing->node, value->master->renewal));
         r.failing = *value->master;
         r.retry_at = now;
+        // That renewal's lease may still run at some acceptors: mixed lease
+        // and timeout answers come back as no_quorum, which is its edge here.
+        r.saw_lease_held = true;
       } else {
         bool minority = outcome == CasOutcome::no_quorum;
         step("designate", r.step_start, now, minority ? "no quorum" : "refused: the table changed", out);

@@ -881,6 +881,24 @@ TEST_CASE("agent: a designation refused only because our copy missed the last re
   CHECK(r.agent().state() == AgentState::broadcasting);
 }
 
+TEST_CASE("agent: no quorum right after a retry from a missed renewal is that lease's edge: retried") {
+  Rig r("n1");
+  make_replica(r);
+  r.set_alive("n2", false);
+  r.tick(1s);
+  r.hook_done("prepare", 0);
+  auto designate = r.cas("designate");
+  r.reg = table_with("n2", 3, Phase::established, 8, "n1");
+  r.commit(designate);
+  r.fail(r.cas("designate"), CasOutcome::no_quorum);  // renewal 8's lease still runs at some acceptors
+  CHECK(r.agent().state() == AgentState::designating);
+  CHECK(r.out.changes.empty());
+  r.tick(kHb);
+  r.commit(r.cas("designate"));
+  CHECK(r.reg->master == MasterEntry{"n1", 4, Phase::designated, 0, 0});
+  CHECK(r.agent().state() == AgentState::broadcasting);
+}
+
 TEST_CASE("agent: no quorum right after lease_held answers is the lease's edge: retried") {
   Rig r("n1");
   make_replica(r);
