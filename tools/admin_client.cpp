@@ -1,5 +1,6 @@
 #include "tools/admin_client.h"
 
+#include <cerrno>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -9,6 +10,7 @@
 #include <boost/asio/write.hpp>
 #include <fmt/format.h>
 #include <poll.h>
+#include <sys/socket.h>
 
 #include "common/codec.h"
 #include "common/ids.h"
@@ -35,10 +37,29 @@ AdminClient::AdminClient(const std::string& node, const std::string& cluster, co
   std::string why;
   auto ep = parse_endpoint(node, &why);
   if (!ep) throw std::runtime_error(fmt::format("--node: {}", why));
-  boost::system::error_code ec;
-  socket_.connect(asio::ip::tcp::endpoint(asio::ip::make_address(ep->host), ep->port), ec);
-  if (ec) throw std::runtime_error(fmt::format("cannot connect to {}: {}", node, ec.message()));
+  connect(asio::ip::tcp::endpoint(asio::ip::make_address(ep->host), ep->port), node);
   socket_.set_option(asio::ip::tcp::no_delay(true));
+}
+
+void AdminClient::connect(const asio::ip::tcp::endpoint& to, const std::string& node) {
+  // A blocking connect to a host that drops SYNs waits minutes; a node that
+  // does not answer within the timeout counts as unreachable instead.
+  boost::system::error_code ec;
+  socket_.open(to.protocol(), ec);
+  if (!ec) socket_.non_blocking(true, ec);
+  if (!ec) socket_.connect(to, ec);
+  if (ec == asio::error::in_progress || ec == asio::error::would_block) {
+    pollfd p{socket_.native_handle(), POLLOUT, 0};
+    int n = ::poll(&p, 1, static_cast<int>(timeout_.count()));
+    if (n == 0) throw std::runtime_error(fmt::format("cannot connect to {}: no answer within {} ms", node, timeout_.count()));
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (n < 0) err = errno;
+    else ::getsockopt(socket_.native_handle(), SOL_SOCKET, SO_ERROR, &err, &len);
+    ec = boost::system::error_code(err, boost::system::system_category());
+  }
+  if (!ec) socket_.non_blocking(false, ec);
+  if (ec) throw std::runtime_error(fmt::format("cannot connect to {}: {}", node, ec.message()));
 }
 
 std::uint64_t AdminClient::send(const std::string& cmd, const std::vector<std::string>& args) {

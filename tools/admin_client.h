@@ -18,7 +18,8 @@ namespace rg::tools {
 
 class AdminClient {
  public:
-  // Throws std::runtime_error with a one-line reason if it cannot connect.
+  // Throws std::runtime_error with a one-line reason if it cannot connect
+  // within `timeout`.
   AdminClient(const std::string& node, const std::string& cluster, const std::string& secret,
               std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
 
@@ -32,6 +33,8 @@ class AdminClient {
   int fd() { return socket_.native_handle(); }
 
  private:
+  void connect(const boost::asio::ip::tcp::endpoint& to, const std::string& node);
+
   boost::asio::io_context io_;
   boost::asio::ip::tcp::socket socket_;
   FrameAuth auth_;

@@ -9,7 +9,9 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "grid/node_config.h"
 #include "tools/admin_client.h"
+#include "tools/top_view.h"
 
 using nlohmann::json;
 namespace rt = rg::tools;
@@ -173,11 +175,21 @@ int main(int argc, char** argv) {
   bool follow = false;
   auto* ev = sub("events", "role changes, hook runs and failover steps of this node", {});
   ev->add_flag("--follow", follow, "keep printing new events until interrupted");
+  std::string top_interval = "1s";
+  int top_iterations = 0;
+  auto* tp = sub("top", "a refreshing table of every member: state, role, epoch, lease, writes/s, replication "
+                 "lag (asks each member; one that does not answer shows as unreachable)", {});
+  tp->add_option("--interval", top_interval, "time between refreshes, e.g. 500ms, 2s")->capture_default_str();
+  tp->add_option("--iterations", top_iterations, "stop after this many refreshes; 0: until Ctrl-C")
+      ->capture_default_str();
 
   try {
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
+  } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "rolegridctl: " << e.what() << " (--help lists the options)\n";
+    return 2;
   }
   if (node.empty()) {
     std::cerr << "rolegridctl: --node HOST:PORT is required (or set ROLEGRID_NODE)\n";
@@ -186,6 +198,31 @@ int main(int argc, char** argv) {
   if (secret_file.empty()) {
     std::cerr << "rolegridctl: --secret-file is required (or set ROLEGRID_SECRET_FILE)\n";
     return 2;
+  }
+  if (cmd == "top") {
+    auto interval = rg::grid::parse_duration(top_interval);
+    if (!interval || *interval < std::chrono::milliseconds(100)) {
+      std::cerr << "rolegridctl: --interval: '" << top_interval << "' is not a duration of at least 100ms\n";
+      return 2;
+    }
+    if (top_iterations < 0) {
+      std::cerr << "rolegridctl: --iterations: must be 0 (until Ctrl-C) or more\n";
+      return 2;
+    }
+    rt::TopOptions o;
+    o.node = node;
+    o.cluster = cluster;
+    o.interval = std::chrono::duration_cast<std::chrono::milliseconds>(*interval);
+    o.iterations = top_iterations;
+    // A refresh should not wait the one-shot commands' 5 s for a member that is gone.
+    o.timeout = std::chrono::milliseconds(app.count("--timeout") ? timeout_ms : 1000);
+    try {
+      o.secret = rt::read_secret_file(secret_file);
+    } catch (const std::exception& e) {
+      std::cerr << "rolegridctl: " << e.what() << "\n";
+      return 2;
+    }
+    return rt::run_top(o);
   }
   try {
     rt::AdminClient client(node, cluster, rt::read_secret_file(secret_file), std::chrono::milliseconds(timeout_ms));
