@@ -36,6 +36,8 @@ NodeOptions parse_node_options(int argc, const char* const* argv) {
   CLI::App app{"rolegrid: one node of a rolegrid cluster (replicated in-memory grid member)"};
   app.set_config("--config", "", "read options from a TOML file whose keys are the long option names; "
                  "options given on the command line win");
+  // A misspelt key in a config file would otherwise be dropped in silence.
+  app.allow_config_extras(CLI::config_extras_mode::error);
   std::string members, listen, admin, multicast, seeds, secret_file;
   std::string heartbeat = "100ms", failure = "1000ms", probe = "250ms", anti_entropy = "5s";
   app.add_option("--node", c.node, "this node's id, [a-z0-9-]{1,32}")/*required*/;
@@ -94,6 +96,12 @@ NodeOptions parse_node_options(int argc, const char* const* argv) {
     std::cout << "rolegrid 0.1.0\n";
     out.exit_now = true;
     return out;
+  } catch (const CLI::ConfigError& e) {
+    // CLI11 words an unknown key as "INI was not able to parse KEY".
+    std::string what = e.what(), prefix = "INI was not able to parse ";
+    if (what.starts_with(prefix))
+      throw std::invalid_argument(fmt::format("--config: unknown option '{}'", what.substr(prefix.size())));
+    throw std::invalid_argument(fmt::format("--config: {}", what));
   } catch (const CLI::ParseError& e) {
     throw std::invalid_argument(e.what());
   }

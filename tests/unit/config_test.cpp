@@ -75,6 +75,10 @@ TEST_CASE("node options: flags, config file and the flags-win rule") {
   CHECK(f.config.seeds.size() == 2);
   CHECK_FALSE(f.config.multicast);
   CHECK(f.config.heartbeat_interval == std::chrono::milliseconds(20));  // the flag wins
+
+  TempFile typo("node = \"n2\"\nmembers = \"n1,n2,n3\"\nlisten = \"127.0.0.1:7402\"\nadmin = \"127.0.0.1:7502\"\n"
+                "seeds = \"127.0.0.1:7401\"\nsecret-file = \"" + secret.path + "\"\nfailure-timout = \"50ms\"\n");
+  CHECK(error_of({"--config", typo.path}).find("failure-timout") != std::string::npos);
 }
 
 TEST_CASE("node options: every bad input is one clear reason") {
