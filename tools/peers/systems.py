@@ -34,6 +34,20 @@ MASTER_NAME = "mymaster"
 VIP = "10.77.0.100"
 
 
+
+def rg_heartbeat_ms(ft_ms):
+    # As tools/bench-failover: below 500 ms the heartbeat and the probe
+    # timeout scale with failure-timeout, so that detection does too.
+    return 100 if ft_ms >= 500 else max(5, ft_ms // 5)
+
+
+def rg_timing(ft_ms):
+    """--heartbeat-interval X, then --probe-timeout Y where it is scaled."""
+    out = ["--heartbeat-interval", f"{rg_heartbeat_ms(ft_ms)}ms"]
+    if ft_ms < 500:
+        out += ["--probe-timeout", f"{max(10, ft_ms // 3)}ms"]
+    return out
+
 class Setting:
     """One column of matching settings: detection timeout 1000 ms, or the
     smallest each system runs stably with."""
@@ -49,7 +63,7 @@ class Setting:
 
     def describe(self, system):
         return {
-            "rolegrid": f"--failure-timeout {self.rg_ms}ms --heartbeat-interval 100ms",
+            "rolegrid": f"--failure-timeout {self.rg_ms}ms " + " ".join(rg_timing(self.rg_ms)),
             "redis": f"down-after-milliseconds {self.redis_down_ms}, failover-timeout {self.redis_failover_ms}, quorum 2",
             "etcd": f"--heartbeat-interval {self.etcd_hb} --election-timeout {self.etcd_election}",
             "keepalived": f"VRRPv3 advert_int {self.vrrp_advert} s (master down after ~3 adverts)",
@@ -106,10 +120,11 @@ class Rolegrid(System):
         from chaos.cluster import ChaosCluster, CLUSTER_NAME
         from harness import AdminConn, AdminError
         self._AdminConn, self.AdminError, self.cluster_name = AdminConn, AdminError, CLUSTER_NAME
-        self.c = ChaosCluster(self.dir, n, failure_timeout_ms=setting.rg_ms, heartbeat_ms=100,
-                              node_options=["--log-level", "warn"])
+        hb_ms = rg_heartbeat_ms(setting.rg_ms)
+        self.c = ChaosCluster(self.dir, n, failure_timeout_ms=setting.rg_ms, heartbeat_ms=hb_ms,
+                              node_options=["--log-level", "warn"] + rg_timing(setting.rg_ms)[2:])
         self.ids = self.c.ids
-        self.phase_s = 0.1
+        self.phase_s = hb_ms / 1000.0
 
     def start(self):
         self.c.start_all()
