@@ -93,8 +93,12 @@ void print_roles(const json& j) {
     if (n["hook"].is_object())
       hook = fmt::format("{} exit {} at {}", n["hook"]["name"].get<std::string>(), n["hook"]["status"].get<int>(),
                          n["hook"]["at"].get<std::string>());
-    fmt::print("{:<12} {:<6} {:<9} {:<14} {}\n", n["id"].get<std::string>(), n["alive"].get<bool>() ? "yes" : "no",
-               n["role"].get<std::string>(), n["state"].get<std::string>(), hook);
+    // A dead node's entry still holds the role it last reported; showing that
+    // as its role would put a second "master" in the table after a failover.
+    bool alive = n["alive"].get<bool>();
+    auto role = n["role"].get<std::string>();
+    fmt::print("{:<12} {:<6} {:<9} {:<14} {}\n", n["id"].get<std::string>(), alive ? "yes" : "no",
+               alive ? role : "down", alive ? n["state"].get<std::string>() : "was " + role, hook);
   }
   if (!j["last_failover"].empty()) {
     fmt::print("\nlast failover:");

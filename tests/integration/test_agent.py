@@ -876,6 +876,11 @@ def agent_hooks_fail_hang_and_run_in_order(c):
                 dr and dr[-1]["name"] == "replica" and dr[-1]["event"] is not None)
 
     harness.wait_until(settled, 12, what=f"{r}'s master hook and {d}'s replica hook to finish")
+    # The dead old master's row says it is down, not a second master.
+    text = c.ctl(d, "roles", json=False)
+    rows = {ln.split()[0]: ln.split() for ln in text.splitlines() if ln.split()[:1] and ln.split()[0] in ids}
+    soft.check(rows.get(m, [])[1:5] == ["no", "down", "was", "master"], f"roles text for dead {m}: {rows.get(m)}")
+    soft.check(rows.get(r, [])[1:3] == ["yes", "master"], f"roles text for {r}: {rows.get(r)}")
     runs = {i: hook_runs(c, i) for i in ids}
     for i in ids:
         note(f"{i} hooks: " + ", ".join(f"{x['name']}={x['status']}"
