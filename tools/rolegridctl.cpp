@@ -192,7 +192,11 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::cerr << "rolegridctl: " << e.what() << " (--help lists the options)\n";
+    auto rest = app.remaining();
+    if (app.get_subcommands().empty() && !rest.empty() && rest.front().front() != '-')
+      std::cerr << "rolegridctl: unknown command '" << rest.front() << "' (--help lists the commands)\n";
+    else
+      std::cerr << "rolegridctl: " << e.what() << " (--help lists the options)\n";
     return 2;
   }
   if (node.empty()) {

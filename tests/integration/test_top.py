@@ -136,3 +136,17 @@ def ctl_top_bad_options_and_unreachable_node(c):
     err = r.stderr.strip()
     check(r.returncode == 2 and err.startswith("rolegridctl: ") and "\n" not in err and r.stdout == "",
           f"top of a dead node: exit {r.returncode}, stderr {err!r}")
+
+
+@test(timeout=20)
+def ctl_bad_command_lines(c):
+    # No node needed: each is refused before any connection, with one line
+    # that names what was wrong.
+    cases = ((["frob"], "unknown command 'frob'"), (["--node", "127.0.0.1:1", "frob"], "unknown command 'frob'"),
+             ([], "subcommand is required"), (["roles", "--bogus"], "--bogus"), (["get", "r"], "KEY is required"))
+    for args, want in cases:
+        r = subprocess.run([str(harness.ROLEGRIDCTL), *args], stdin=subprocess.DEVNULL, capture_output=True,
+                           text=True, timeout=10)
+        err = r.stderr.strip()
+        check(r.returncode == 2 and err.startswith("rolegridctl: ") and "\n" not in err and want in err,
+              f"rolegridctl {' '.join(args)}: exit {r.returncode}, stderr {err!r}, wanted one line with {want!r}")
