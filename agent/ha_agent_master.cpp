@@ -129,7 +129,12 @@ void HaAgent::replica_self(const MasterEntry& master, Time now, AgentOutput& out
   issue(
       "replica-self", op_replica_self,
       [self = config_.self, master](const std::optional<RoleTable>& cur) -> std::optional<RoleTable> {
-        if (!cur || cur->master != master) return std::nullopt;
+        // The same master at the same epoch, whatever its renewal: a master
+        // that renews faster than this round trip would otherwise refuse
+        // every attempt, and we would never demote.
+        if (!cur || !cur->master || cur->master->node != master.node || cur->master->epoch != master.epoch ||
+            cur->master->phase != Phase::established)
+          return std::nullopt;
         RoleTable t = *cur;
         t.replica = ReplicaEntry{self, t.epoch};
         t.reason = fmt::format("{} demoted to replica: {} is master at epoch {}", self, master.node, master.epoch);
