@@ -132,9 +132,7 @@ void HaAgent::replica_self(const MasterEntry& master, Time now, AgentOutput& out
         // The same master at the same epoch, whatever its renewal: a master
         // that renews faster than this round trip would otherwise refuse
         // every attempt, and we would never demote.
-        if (!cur || !cur->master || cur->master->node != master.node || cur->master->epoch != master.epoch ||
-            cur->master->phase != Phase::established)
-          return std::nullopt;
+        if (!is_master(cur, master.node, master.epoch, Phase::established)) return std::nullopt;
         RoleTable t = *cur;
         t.replica = ReplicaEntry{self, t.epoch};
         t.reason = fmt::format("{} demoted to replica: {} is master at epoch {}", self, master.node, master.epoch);
