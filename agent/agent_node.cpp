@@ -14,6 +14,7 @@ namespace {
 
 constexpr std::size_t kEventsKept = 500;
 constexpr const char* kNodesRegion = "nodes";
+constexpr const char* kAgentNote = "agent";  // this node's role and highest epoch seen, in the data dir
 
 std::int64_t mono_ms(Time t) { return to_ms(t.time_since_epoch()); }
 
@@ -106,14 +107,18 @@ void AgentNode::tick() {
   auto now = Clock::now();
   if (!ready_ && node_.transfer().synced && node_.quorum_ready()) {
     ready_ = true;
-    // What this node was before it (re)started, as the grid remembers it.
-    if (const auto* r = node_.store().find(kNodesRegion)) {
-      if (auto v = r->get(node_.config().node)) {
-        json j = json::parse(v->value, nullptr, false);
-        if (!j.is_discarded() && j.contains("role") && j.contains("epoch"))
-          if (auto role = parse_role(j["role"].get<std::string>()))
-            agent_.set_previous_role(*role, j["epoch"].get<std::uint64_t>());
-      }
+    // What this node was before it (re)started: its own note in the data
+    // dir (which outlives a full cluster restart), else its entry as the
+    // grid remembers it.
+    std::optional<std::string> before = node_.note(kAgentNote);
+    if (!before)
+      if (const auto* r = node_.store().find(kNodesRegion))
+        if (auto v = r->get(node_.config().node)) before = v->value;
+    if (before) {
+      json j = json::parse(*before, nullptr, false);
+      if (!j.is_discarded() && j.contains("role") && j.contains("epoch"))
+        if (auto role = parse_role(j["role"].get<std::string>()))
+          agent_.set_previous_role(*role, j["epoch"].get<std::uint64_t>());
     }
     feed([this](HaAgent& a, Time t, AgentOutput& out) {
       a.on_members(member_view(), t, out);
@@ -301,6 +306,9 @@ void AgentNode::write_node_entry() {
          {"hook", last_hook_.empty() ? json(nullptr)
                                      : json{{"name", last_hook_}, {"status", last_hook_status_}, {"at", last_hook_at_}}}};
   node_.put(kNodesRegion, c.node, j.dump(), nullptr);
+  // The same role and highest epoch seen, durable in the data dir (a
+  // failed save is logged by the grid and stops this node voting).
+  node_.save_note(kAgentNote, json{{"role", to_string(agent_.role())}, {"epoch", agent_.epoch_seen()}}.dump());
 }
 
 void AgentNode::stop(std::function<void()> done) {

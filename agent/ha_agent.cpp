@@ -401,6 +401,7 @@ void HaAgent::become(Role to, const std::string& event, const std::string& reaso
       im.broken = fmt::format("became master at epoch {} after seeing {} (last acted at {})", epoch, epoch_seen_,
                               im.last_master_epoch);
     im.last_master_epoch = epoch;
+    im.life_master_epoch = epoch;
   }
   out.changes.push_back(RoleChange{from, to, epoch, event, reason});
   im.role = to;

@@ -102,12 +102,34 @@ void HaAgent::recover(Time now, AgentOutput& out) {
   settle(now, out, "the master role is vacant");
 }
 
+// Renews exactly the entry that names us. An entry an earlier process of
+// this node held (it restarted) is not taken over as it is: the new process
+// acts at a new epoch, so an epoch never names two master processes and
+// stays a fencing token across restarts, full-cluster ones included. The
+// acceptors hold the new epoch off until the earlier process's lease ran out.
+// A hand-back names an epoch nobody acted at, and is taken as it is.
 void HaAgent::resume(const MasterEntry& entry, Time now, AgentOutput& out) {
+  const auto& restart = impl_->restart_value;
+  bool handed = table_ && table_->reason.starts_with("hand-back");
+  bool ours = *restart && (*restart)->master == entry;
+  bool earlier_life = entry.epoch != impl_->life_master_epoch && !handed && !ours;
   issue(
       "renew", op_resume,
-      [entry, lease = to_ms(config_.failure_timeout)](const std::optional<RoleTable>& cur) -> std::optional<RoleTable> {
+      [entry, earlier_life, restart, self = config_.self,
+       lease = to_ms(config_.failure_timeout)](const std::optional<RoleTable>& cur) -> std::optional<RoleTable> {
+        // An earlier attempt of ours, accepted by a few (held off by the old
+        // lease at the others): finish it instead of refusing it.
+        if (cur && *restart && *cur == **restart) return cur;
         if (!cur || cur->master != entry) return std::nullopt;
         RoleTable t = *cur;
+        if (earlier_life) {
+          ++t.epoch;
+          t.master = MasterEntry{self, t.epoch, Phase::established, lease, 0};
+          t.reason = fmt::format("{} restarted as master: takes epoch {} (epoch {} was its earlier process's)",
+                                 self, t.epoch, entry.epoch);
+          *restart = t;
+          return t;
+        }
         ++t.master->renewal;
         t.master->lease_ms = lease;
         return t;
@@ -254,8 +276,9 @@ void HaAgent::on_master_cas(int op, grid::CasOutcome outcome, const std::optiona
         im.need_read = false;
         im.next_renew = now + config_.heartbeat_interval;
         im.next_appoint = now;
+        bool restarted = table_->reason.starts_with(config_.self + " restarted as master");
         become(Role::master, handed ? "+handed-back" : "+resumed",
-               handed ? table_->reason : "the table still names this node", im.my_epoch,
+               handed || restarted ? table_->reason : "the table still names this node", im.my_epoch,
                handed && table_->replica ? table_->replica->node : config_.self, out);
       } else if (committed || outcome == CasOutcome::precondition_failed) {
         im.need_read = true;

@@ -101,6 +101,10 @@ struct HaAgent::Impl {
   // Master.
   std::uint64_t my_epoch = 0;          // epoch of our own master entry
   std::uint64_t last_master_epoch = 0; // highest epoch we acted as master at
+  std::uint64_t life_master_epoch = 0; // ... in this process's life (0: none yet)
+  // The table this process proposed to take over its earlier process's entry
+  // at a new epoch (resume): a retry finishes it rather than bumping again.
+  std::shared_ptr<std::optional<RoleTable>> restart_value = std::make_shared<std::optional<RoleTable>>();
   Time next_renew{}, next_appoint{};
   std::string appoint_note;            // last "no candidate" note, said once
 

@@ -7,6 +7,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/quorum_math.h"
+
 namespace rg {
 
 using NodeId = std::string;
@@ -38,7 +40,7 @@ class Topology {
 
   const std::vector<NodeId>& members() const { return members_; }
   std::size_t size() const { return members_.size(); }
-  std::size_t quorum() const { return members_.size() / 2 + 1; }
+  std::size_t quorum() const { return quorum::majority(members_.size()); }
   std::optional<MemberIndex> index_of(std::string_view id) const;
   bool contains(std::string_view id) const { return index_of(id).has_value(); }
   const NodeId& at(MemberIndex i) const { return members_.at(i); }

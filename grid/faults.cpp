@@ -17,12 +17,18 @@ std::optional<double> number(const std::string& s) {
 }  // namespace
 
 std::string FaultRules::apply(const std::vector<std::string>& a) {
-  const char* usage = "usage: fault drop PEER PERCENT [in|out|both] | delay PEER MS | drop-app CHANNEL [in|out] | clear";
+  const char* usage =
+      "usage: fault drop PEER PERCENT [in|out|both] | delay PEER MS | drop-app CHANNEL [in|out] | disk fail|ok | clear";
   if (a.empty()) return usage;
   if (a[0] == "clear" && a.size() == 1) {
     peers_.clear();
     channels_in_.clear();
     channels_out_.clear();
+    disk_error_.clear();
+    return {};
+  }
+  if (a[0] == "disk" && a.size() == 2 && (a[1] == "fail" || a[1] == "ok")) {
+    disk_error_ = a[1] == "fail" ? "fdatasync failed: Input/output error (injected fault)" : "";
     return {};
   }
   if (a[0] == "drop" && (a.size() == 3 || a.size() == 4)) {
@@ -61,6 +67,7 @@ std::string FaultRules::describe() const {
   j["drop_app_out"] = channels_out_;
   j["dropped"] = dropped;
   j["delayed"] = delayed;
+  j["disk_error"] = disk_error_;
   return j.dump();
 }
 

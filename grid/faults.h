@@ -35,9 +35,12 @@ class FaultRules {
   bool drop_channel_in(const std::string& channel) const { return channels_in_.count(channel) > 0; }
   bool drop_channel_out(const std::string& channel) const { return channels_out_.count(channel) > 0; }
   bool any() const { return !peers_.empty() || !channels_in_.empty() || !channels_out_.empty(); }
+  // Non-empty while saves of the data dir are to fail, with this reason.
+  const std::string& disk_error() const { return disk_error_; }
 
   // Applies one admin command; returns "" or a one-line reason.
-  //   drop PEER PERCENT [in|out|both]   delay PEER MS   drop-app CHANNEL [in|out]   clear
+  //   drop PEER PERCENT [in|out|both]   delay PEER MS   drop-app CHANNEL [in|out]
+  //   disk fail|ok   clear
   std::string apply(const std::vector<std::string>& args);
   std::string describe() const;  // JSON
   std::uint64_t dropped = 0;
@@ -57,6 +60,7 @@ class FaultRules {
   std::mt19937_64 rng_;
   std::map<NodeId, Peer> peers_;
   std::set<std::string> channels_in_, channels_out_;
+  std::string disk_error_;
 };
 
 }  // namespace rg::grid

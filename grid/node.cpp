@@ -5,6 +5,7 @@
 #include <boost/asio/ip/multicast.hpp>
 #include <boost/asio/post.hpp>
 #include <fmt/format.h>
+#include <sodium.h>
 
 #include "common/log.h"
 #include "grid/envelope.h"
@@ -36,6 +37,50 @@ MembershipConfig membership_config(const NodeConfig& c) {
   return m;
 }
 
+std::unique_ptr<DataDir> open_data_dir(const NodeConfig& c) {
+  if (c.data_dir.empty()) return nullptr;
+  return std::make_unique<DataDir>(c.data_dir, c.node, c.cluster);
+}
+
+// What the data dir holds; nullopt means recover. `said` gets the one line
+// to log once the node has started (a failed start prints one line only).
+std::optional<DurableState> load_state(DataDir* dir, std::string& said) {
+  if (!dir) {
+    said = "acceptor state in memory only (--in-memory): recovering it from the peers before voting";
+    return std::nullopt;
+  }
+  auto loaded = dir->load();
+  switch (loaded.found) {
+    case DataDir::Found::intact: return std::move(loaded.state);
+    case DataDir::Found::corrupt:
+      said = fmt::format("+state-corrupt: {}; recovering from the peers as a fresh acceptor before voting",
+                         loaded.problem);
+      return std::nullopt;
+    case DataDir::Found::nothing:
+      said = fmt::format("data dir {} holds no acceptor state (a first start, or it was lost): recovering from the "
+                         "peers before voting", dir->path());
+      return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+AcceptorHostConfig acceptor_config(const NodeConfig& c, const Topology& t) {
+  AcceptorHostConfig a;
+  a.topology = t;
+  a.self = c.node;
+  // The proposer's deadline is failure_timeout / 2; twice that covers any
+  // clock rate difference within the drift bound with room to spare.
+  a.recovery_wait = c.failure_timeout;
+  a.retry_interval = c.heartbeat_interval;
+  return a;
+}
+
+std::uint64_t random_nonce() {
+  std::uint64_t n = 0;
+  randombytes_buf(&n, sizeof n);
+  return n;
+}
+
 udp::endpoint to_udp(const std::string& address) {
   auto ep = parse_endpoint(address);
   if (!ep) return {};
@@ -56,12 +101,16 @@ Node::Node(asio::io_context& io, NodeConfig config)
       udp_(io),
       acceptor_(io),
       timer_(io),
+      data_dir_(open_data_dir(config_)),
+      acceptors_(acceptor_config(config_, topology_), data_dir_.get(), load_state(data_dir_.get(), state_note_),
+                 Clock::now(), random_nonce()),
       proposer_(topology_, config_.node,
                 QuorumProposerConfig{config_.failure_timeout / 2, milliseconds(5), 6, incarnation_, incarnation_}) {
   started_ = Clock::now();
-  if (config_.fault_injection) faults_.emplace(incarnation_);
-  // A lone member has nobody to recover from, and nothing to forget.
-  quorum_ready_ = topology_.size() == 1;
+  if (config_.fault_injection) {
+    faults_.emplace(incarnation_);
+    if (data_dir_) data_dir_->set_fault([this] { return faults_->disk_error(); });
+  }
   open_sockets();
   register_admin();
 }
@@ -133,6 +182,11 @@ void Node::start() {
     receive_udp(*mcast_, mcast_buf_, mcast_from_);
   }
   accept_tcp();
+  if (state_note_.starts_with("+state-corrupt"))
+    log::error("{}", state_note_);
+  else if (!state_note_.empty())
+    log::info("{}", state_note_);
+  log_acceptor_events();
   log::info("started: incarnation {} listen {} admin {} {} (rcvbuf {} B)", incarnation_, config_.listen.str(),
             config_.admin.str(),
             config_.multicast ? "multicast " + config_.multicast->str() : "unicast seeds",
@@ -323,7 +377,6 @@ void Node::on_event(const MembershipEvent& e, Time now) {
       sender_.add_peer(e.id, now);
       connect_peer(e.id);
       push_commits(e.id);
-      if (!quorum_ready_) send_peer(e.id, MsgType::q_recover_request, QRecoverRequest{});
       break;
     }
     case MemberEvent::restored: {
@@ -338,7 +391,6 @@ void Node::on_event(const MembershipEvent& e, Time now) {
         connect_peer(e.id);
       send_digests(e.id);
       push_commits(e.id);
-      if (!quorum_ready_) send_peer(e.id, MsgType::q_recover_request, QRecoverRequest{});
       break;
     }
     case MemberEvent::suspected:
@@ -403,16 +455,8 @@ void Node::tick() {
     drain_membership(now);
     next_heartbeat_ = now + config_.heartbeat_interval;
     sync_tick(now);
-    if (!quorum_ready_)
-      for (const auto& id : membership_.alive())
-        if (!recovered_from_.count(id)) send_peer(id, MsgType::q_recover_request, QRecoverRequest{});
   }
-  proposer_.tick(now, qout_);
-  if (!qout_.sends.empty() || !qout_.results.empty()) {
-    QOut out;
-    std::swap(out, qout_);
-    quorum_send(out);
-  }
+  quorum_tick(now);
   for (const auto& r : sender_.tick(now)) send_resend(r);
   for (const auto& [peer, start] : sender_.hellos_due(now)) send_peer(peer, MsgType::hello, Hello{start});
   for (const auto& g : receiver_.gaps(now)) {

@@ -24,7 +24,9 @@
 
 #include "common/frame.h"
 #include "grid/admin_server.h"
+#include "grid/acceptor_host.h"
 #include "grid/conn.h"
+#include "grid/data_dir.h"
 #include "grid/faults.h"
 #include "grid/histogram.h"
 #include "grid/membership.h"
@@ -106,9 +108,14 @@ class Node {
     status_fns_.emplace_back(std::move(name), std::move(json_fn));
   }
   bool member_synced(const NodeId& id) const { return donors_.count(id) > 0; }
-  // This node's acceptor has recovered what its earlier life may have voted
-  // (see QRecoverState) and takes part in quorums.
-  bool quorum_ready() const { return quorum_ready_; }
+  // This node's acceptor loaded its state intact or recovered what its
+  // earlier life may have voted (AcceptorHost) and takes part in quorums.
+  bool quorum_ready() const { return acceptors_.ready(); }
+  const AcceptorHost& acceptors() const { return acceptors_; }
+  // Notes of the layers above, kept durable with the acceptor's state (in
+  // memory only without a data dir). save_note is false if the save failed.
+  bool save_note(const std::string& name, const std::string& value);
+  std::optional<std::string> note(const std::string& name) const { return acceptors_.note(name); }
 
   Store& store() { return store_; }
   const Membership& membership() const { return membership_; }
@@ -186,6 +193,9 @@ class Node {
   // node_quorum.cpp
   void quorum_send(const QOut& out);
   void on_quorum_message(MsgType type, const Sender& from, std::string_view body, Time now);
+  void on_acceptor_message(MsgType type, const Sender& from, std::string_view body, Time now);
+  void quorum_tick(Time now);
+  void log_acceptor_events();
   void push_commits(const NodeId& peer);
 
   // node_admin.cpp
@@ -245,13 +255,13 @@ class Node {
     Reply reply;
   };
   std::vector<Watch> watches_;
-  QuorumAcceptor quorum_acceptor_;
+  std::unique_ptr<DataDir> data_dir_;  // null in in-memory mode
+  std::string state_note_;             // what the data dir held, logged by start()
+  AcceptorHost acceptors_;
   QuorumCopy quorum_copy_;
   QuorumProposer proposer_;
   QOut qout_;
   std::map<std::uint64_t, CasDone> cas_waits_;
-  bool quorum_ready_ = false;
-  std::set<NodeId> recovered_from_;
   std::vector<std::function<void(const QCommit&)>> quorum_fns_;
   std::map<std::string, AppFn> app_fns_;
   std::vector<std::pair<std::string, std::function<std::string()>>> status_fns_;

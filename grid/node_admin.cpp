@@ -43,7 +43,11 @@ std::string Node::status_json() const {
   j["members"] = topology_.members();
   j["alive"] = membership_.alive();
   j["tilt"] = membership_.tilted();
-  j["quorum_ready"] = quorum_ready_;
+  j["quorum_ready"] = acceptors_.ready();
+  j["acceptor"] = {{"voting", acceptors_.voting()},
+                   {"state", acceptors_.progress(now)},
+                   {"data_dir", data_dir_ ? json(data_dir_->path()) : json(nullptr)},
+                   {"disk_error", acceptors_.disk_error()}};
   j["tilt_count"] = membership_.tilt_count();
   const auto& t = transfer_;
   json tj;

@@ -26,6 +26,10 @@ struct NodeConfig {
   std::size_t multicast_rcvbuf = 4 * 1024 * 1024;
   std::string log_level = "info";
   bool fault_injection = false;  // accept `fault` admin commands (tests only)
+  // Where the acceptor's state (and the agent's notes) is kept durable;
+  // empty with in_memory: nothing survives the process (see README).
+  std::string data_dir;
+  bool in_memory = false;
 };
 
 // Empty if the config can run; otherwise a one-line reason.

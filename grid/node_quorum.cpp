@@ -58,51 +58,14 @@ void Node::quorum_send(const QOut& out) {
 
 void Node::on_quorum_message(MsgType type, const Sender& from, std::string_view body, Time now) {
   auto bad = [&] { ++counters_.decode_errors; };
-  // Until it has recovered, this acceptor does not vote (the proposer's
-  // resends and timeouts cover the silence).
-  if (!quorum_ready_ && (type == MsgType::q_prepare || type == MsgType::q_accept)) return;
   switch (type) {
-    case MsgType::q_recover_request: {
-      send_peer(from.node, MsgType::q_recover_state,
-                QRecoverState{!quorum_ready_, quorum_acceptor_.export_state()});
-      return;
-    }
-    case MsgType::q_recover_state: {
-      Envelope<QRecoverState> e;
-      if (!decode(body, e)) return bad();
-      if (quorum_ready_ || from.node == config_.node) return;
-      for (const auto& slot : e.msg.slots) quorum_acceptor_.adopt(slot, now);
-      recovered_from_.insert(from.node);
-      if (recovered_from_.size() >= topology_.size() - topology_.quorum() + 1) {
-        quorum_ready_ = true;
-        log::info("+quorum-ready: acceptor state recovered from {}", fmt::join(recovered_from_, ","));
-      }
-      return;
-    }
-    case MsgType::q_prepare: {
-      Envelope<QPrepare> e;
-      if (!decode(body, e)) return bad();
-      auto reply = quorum_acceptor_.on_prepare(e.msg, now);
-      if (from.node == config_.node) {
-        proposer_.on_promise(from.node, reply, now, qout_);
-      } else {
-        send_peer(from.node, MsgType::q_promise, reply);
-        return;
-      }
+    case MsgType::q_prepare:
+    case MsgType::q_accept:
+    case MsgType::q_recover_request:
+    case MsgType::q_recover_state:
+      on_acceptor_message(type, from, body, now);
+      log_acceptor_events();
       break;
-    }
-    case MsgType::q_accept: {
-      Envelope<QAccept> e;
-      if (!decode(body, e)) return bad();
-      auto reply = quorum_acceptor_.on_accept(e.msg, now);
-      if (from.node == config_.node) {
-        proposer_.on_accepted(from.node, reply, now, qout_);
-      } else {
-        send_peer(from.node, MsgType::q_accepted, reply);
-        return;
-      }
-      break;
-    }
     case MsgType::q_promise: {
       Envelope<QPromise> e;
       if (!decode(body, e)) return bad();
@@ -128,6 +91,76 @@ void Node::on_quorum_message(MsgType type, const Sender& from, std::string_view 
   QOut out;
   std::swap(out, qout_);
   quorum_send(out);
+}
+
+// The acceptor's messages. AcceptorHost answers nothing while it recovers
+// or cannot make a change durable (the proposers' resends and timeouts
+// cover the silence); our own proposer gets its answers directly.
+void Node::on_acceptor_message(MsgType type, const Sender& from, std::string_view body, Time now) {
+  auto bad = [&] { ++counters_.decode_errors; };
+  const bool self = from.node == config_.node;
+  switch (type) {
+    case MsgType::q_prepare: {
+      Envelope<QPrepare> e;
+      if (!decode(body, e)) return bad();
+      auto reply = acceptors_.on_prepare(e.msg, now);
+      if (!reply) return;
+      if (self) return proposer_.on_promise(from.node, *reply, now, qout_);
+      return send_peer(from.node, MsgType::q_promise, *reply);
+    }
+    case MsgType::q_accept: {
+      Envelope<QAccept> e;
+      if (!decode(body, e)) return bad();
+      auto reply = acceptors_.on_accept(e.msg, now);
+      if (!reply) return;
+      if (self) return proposer_.on_accepted(from.node, *reply, now, qout_);
+      return send_peer(from.node, MsgType::q_accepted, *reply);
+    }
+    case MsgType::q_recover_request: {
+      Envelope<QRecoverRequest> e;
+      if (!decode(body, e)) return bad();
+      if (auto answer = acceptors_.on_recover_request(e.msg, now))
+        send_peer(from.node, MsgType::q_recover_state, *answer);
+      return;
+    }
+    case MsgType::q_recover_state: {
+      Envelope<QRecoverState> e;
+      if (!decode(body, e)) return bad();
+      acceptors_.on_recover_state(from.node, e.msg, now);
+      return;
+    }
+    default:
+      return;
+  }
+}
+
+// Every loop turn: the proposer's timeouts and resends, the acceptor's
+// retried save and its recovery requests (to members we can reach).
+void Node::quorum_tick(Time now) {
+  acceptors_.tick(now);
+  for (const auto& id : acceptors_.requests_due(now))
+    if (membership_.is_alive(id)) send_peer(id, MsgType::q_recover_request, acceptors_.request());
+  log_acceptor_events();
+  proposer_.tick(now, qout_);
+  if (qout_.sends.empty() && qout_.results.empty()) return;
+  QOut out;
+  std::swap(out, qout_);
+  quorum_send(out);
+}
+
+void Node::log_acceptor_events() {
+  for (const auto& e : acceptors_.take_events()) {
+    if (e.starts_with("+disk-fault"))
+      log::error("{}", e);
+    else
+      log::info("{}", e);
+  }
+}
+
+bool Node::save_note(const std::string& name, const std::string& value) {
+  bool ok = acceptors_.set_note(name, value);
+  log_acceptor_events();
+  return ok;
 }
 
 void Node::push_commits(const NodeId& peer) {

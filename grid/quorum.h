@@ -158,19 +158,25 @@ struct QCommit {
   }
 };
 
-// Recovery of a restarted acceptor. Its state is in memory only, so a
-// restarted process must not vote on what it forgot: it answers no prepare
-// or accept until it has adopted, for every key, the highest promise and the
-// highest accepted value reported by n - q + 1 other members. Any majority
-// minus this node has q - 1 members, so together they always meet one that
-// holds every committed value and every completed promise. Adopting restarts
-// the lease clock (`accepted_at` = now): a lease is only ever lengthened.
+// Recovery of a restarted acceptor that lost its state (in-memory mode, or
+// a lost or corrupt data dir). It must not vote on what it forgot, so it
+// answers no prepare or accept until it has adopted, for every key, the
+// highest promise and the highest accepted value reported by
+// quorum::recovery_threshold(n) other members that are themselves ready.
+// Any majority minus this node meets one of them. The rules that make this
+// sound (AcceptorRecovery in acceptor_host.h): answers from peers that are
+// recovering do not count; nothing is asked before a wait longer than any
+// proposer's deadline, so every vote of the earlier life that a proposer
+// counted has landed at its peers by then, and none is counted later; only
+// answers that echo this life's nonce count. Adopting restarts the lease
+// clock (`accepted_at` = now): a lease is only ever lengthened.
 struct QSlotState {
   std::string key;
   Ballot promised;
   bool has_value = false;
   Ballot accepted;
   RegValue value;
+  bool operator==(const QSlotState&) const = default;
   template <class Ar>
   void io(Ar& ar) {
     rg::io(ar, key);
@@ -182,15 +188,20 @@ struct QSlotState {
 };
 
 struct QRecoverRequest {
+  std::uint64_t nonce = 0;  // this life's; an answer counts only if it echoes it
   template <class Ar>
-  void io(Ar&) {}
+  void io(Ar& ar) {
+    rg::io(ar, nonce);
+  }
 };
 
 struct QRecoverState {
-  bool recovering = false;  // the sender is recovering too (a full restart)
+  std::uint64_t nonce = 0;  // the request's
+  bool recovering = false;  // the sender does not vote yet: its slots are empty and it does not count
   std::vector<QSlotState> slots;
   template <class Ar>
   void io(Ar& ar) {
+    rg::io(ar, nonce);
     rg::io(ar, recovering);
     rg::io(ar, slots);
   }
@@ -205,6 +216,9 @@ class QuorumAcceptor {
   std::vector<QSlotState> export_state() const;
   // Takes the higher promise and the higher accepted value of `s`.
   void adopt(const QSlotState& s, Time now);
+  // Grows with every change of a promise or an accepted value: what must be
+  // made durable before an answer leaves.
+  std::uint64_t changes() const { return changes_; }
 
   struct Slot {
     Ballot promised;
@@ -218,6 +232,7 @@ class QuorumAcceptor {
 
  private:
   std::map<std::string, Slot> slots_;
+  std::uint64_t changes_ = 0;
 };
 
 // Every member's local copy of committed values (write-through target).

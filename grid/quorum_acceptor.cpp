@@ -20,8 +20,9 @@ const char* to_string(CasOutcome o) {
 
 // QuorumAcceptor: called by the node's shell (one thread) with every
 // QPrepare/QAccept addressed to this member, its own proposer's included.
-// Its answers go back to the sender. State lives as long as the process;
-// losing it would break the promises it made, so a restart must keep it.
+// Its answers go back to the sender, once AcceptorHost has made every change
+// durable (changes() tells it when). Losing this state would break the
+// promises it made: a restart either loads it intact or recovers it.
 
 QPromise QuorumAcceptor::on_prepare(const QPrepare& m, Time /*now*/) {
   Slot& s = slots_[m.key];
@@ -32,6 +33,7 @@ QPromise QuorumAcceptor::on_prepare(const QPrepare& m, Time /*now*/) {
   // Equal is fine: a ballot names its proposer, so an equal one is that
   // proposer asking again (a resend or a duplicate), not a rival.
   if (m.ballot >= s.promised) {
+    if (m.ballot != s.promised) ++changes_;
     s.promised = m.ballot;
     p.ok = true;
     p.has_value = s.has_value;
@@ -85,6 +87,7 @@ QAccepted QuorumAcceptor::on_accept(const QAccept& m, Time now) {
   s.value = m.value;
   s.accepted_at = now;
   s.promised = std::max({s.promised, m.ballot, m.next});
+  ++changes_;
   a.verdict = AcceptVerdict::ok;
   a.promised = s.promised;
   return a;
@@ -120,6 +123,7 @@ std::vector<QSlotState> QuorumAcceptor::export_state() const {
 
 void QuorumAcceptor::adopt(const QSlotState& s, Time now) {
   auto& slot = slots_[s.key];
+  ++changes_;
   slot.promised = std::max({slot.promised, s.promised, s.accepted});
   if (s.has_value && (!slot.has_value || s.accepted > slot.accepted)) {
     slot.has_value = true;

@@ -230,6 +230,19 @@ struct QuorumProposer::Impl {
       begin(queue.front(), now, out);
   }
 
+  // A reply that arrives at or after the deadline never counts, even before
+  // the next tick would have ended the operation. A restarted acceptor that
+  // lost its state waits out this deadline before it adopts its peers'
+  // state: a vote its earlier life gave is then either counted already,
+  // and so visible at the peers it recovers from, or never counted.
+  bool past_deadline(Op& op, Time now, QOut& out) {
+    if (now < op.deadline) return false;
+    std::string why = fmt::format("no majority within {} ms ({}); a late reply is not counted",
+                                  to_ms(config.timeout), progress(op));
+    finish(op.key, CasOutcome::no_quorum, std::nullopt, why, now, out);
+    return true;
+  }
+
   std::string progress(const Op& op) const {
     switch (op.phase) {
       case Phase::preparing:
@@ -268,6 +281,7 @@ void QuorumProposer::on_promise(const NodeId& from, const QPromise& m, Time now,
   if (m.has_value) d.see(m.key, m.accepted);
   Impl::Op* op = d.active(m.key, m.op);
   if (!op || op->phase != Impl::Phase::preparing || m.ballot != op->ballot) return;
+  if (d.past_deadline(*op, now, out)) return;
   if (op->promises.contains(from) || op->refused.contains(from)) return;
   if (m.ok) {
     op->promises.emplace(from, m);
@@ -275,11 +289,13 @@ void QuorumProposer::on_promise(const NodeId& from, const QPromise& m, Time now,
     op->refused.insert(from);
     op->highest_refusal = std::max(op->highest_refusal, m.promised);
   }
-  if (op->promises.size() >= d.quorum())
-    d.promised_by_majority(*op, now, out);
-  else if (op->refused.size() > d.n() - d.quorum())
-    d.lost_round(*op, fmt::format("prepare {} outbid by {}", str(op->ballot), str(op->highest_refusal)),
-                 now, out);
+  switch (quorum::tally(d.n(), op->promises.size(), op->refused.size())) {
+    case quorum::Tally::won: return d.promised_by_majority(*op, now, out);
+    case quorum::Tally::lost:
+      return d.lost_round(*op, fmt::format("prepare {} outbid by {}", str(op->ballot), str(op->highest_refusal)),
+                          now, out);
+    case quorum::Tally::pending: return;
+  }
 }
 
 void QuorumProposer::on_accepted(const NodeId& from, const QAccepted& m, Time now, QOut& out) {
@@ -288,6 +304,7 @@ void QuorumProposer::on_accepted(const NodeId& from, const QAccepted& m, Time no
   if (m.verdict == AcceptVerdict::outbid) d.see(m.key, m.promised);
   Impl::Op* op = d.active(m.key, m.op);
   if (!op || op->phase != Impl::Phase::accepting || m.ballot != op->ballot) return;
+  if (d.past_deadline(*op, now, out)) return;
   if (op->accepted.contains(from) || op->outbid.contains(from) || op->leased.contains(from)) return;
   switch (m.verdict) {
     case AcceptVerdict::ok: op->accepted.insert(from); break;
@@ -297,10 +314,14 @@ void QuorumProposer::on_accepted(const NodeId& from, const QAccepted& m, Time no
       break;
     case AcceptVerdict::lease_held: op->leased.emplace(from, m); break;
   }
-  if (op->accepted.size() >= d.quorum()) return d.committed(*op, now, out);
-  if (d.n() - op->outbid.size() - op->leased.size() >= d.quorum()) return;
-  if (op->leased.size() > d.n() - d.quorum() && !op->fast) return d.lease_refused(*op, now, out);
-  std::string why = op->leased.size() > d.n() - d.quorum()
+  auto vote = quorum::tally(d.n(), op->accepted.size(), op->outbid.size() + op->leased.size());
+  if (vote == quorum::Tally::won) return d.committed(*op, now, out);
+  if (vote == quorum::Tally::pending) return;
+  // Lost. A lease alone (refusals enough to lose without any outbid) ends a
+  // full round; anything else is retried.
+  bool lease_alone = quorum::tally(d.n(), 0, op->leased.size()) == quorum::Tally::lost;
+  if (lease_alone && !op->fast) return d.lease_refused(*op, now, out);
+  std::string why = lease_alone
                         ? fmt::format("fast accept {} refused by a lease", str(op->ballot))
                         : fmt::format("accept {} outbid by {}", str(op->ballot), str(op->highest_refusal));
   d.lost_round(*op, why, now, out);

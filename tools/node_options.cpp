@@ -83,6 +83,11 @@ NodeOptions parse_node_options(int argc, const char* const* argv) {
                  "JSON lines (monotonic timestamps)");
   app.add_option("--http", http, "HOST:PORT to serve GET /metrics (Prometheus) and /status (JSON) on; "
                  "off unless given");
+  app.add_option("--data-dir", c.data_dir, "directory for this node's durable state: the quorum register's "
+                 "promises and accepted values, its role and highest epoch; fsync'd before every vote "
+                 "(required unless --in-memory)");
+  app.add_flag("--in-memory", c.in_memory, "keep that state in memory only: a restarted node recovers it from "
+               "its peers, and a full cluster restart forgets the role table and restarts epochs at 1");
   app.add_flag("--enable-fault-injection", c.fault_injection, "accept `rolegridctl fault ...` commands that "
                "drop or delay this node's messages (for tests; refused otherwise)");
   app.set_version_flag("--version", "rolegrid 0.1.0");
@@ -109,6 +114,9 @@ NodeOptions parse_node_options(int argc, const char* const* argv) {
   // reported before the required ones it may have hidden.
   for (const auto* name : {"--node", "--members", "--listen", "--admin", "--secret-file"})
     if (app.count(name) == 0) throw std::invalid_argument(fmt::format("{} is required", name));
+  if (c.data_dir.empty() == !c.in_memory)
+    throw std::invalid_argument(c.in_memory ? "--data-dir and --in-memory exclude each other"
+                                            : "--data-dir is required (or --in-memory to keep no state on disk)");
   c.members = split_list(members);
   c.listen = endpoint_or_throw("--listen", listen);
   c.admin = endpoint_or_throw("--admin", admin);

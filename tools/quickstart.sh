@@ -47,7 +47,7 @@ chmod 600 "$dir/secret"
 start_node() {
   local i=$1
   "$bin/rolegrid" --node "n$i" --members n1,n2,n3 --listen "127.0.0.1:740$i" --admin "127.0.0.1:750$i" \
-    --multicast 239.77.0.1:7400 --secret-file "$dir/secret" >>"$dir/n$i.log" 2>&1 &
+    --multicast 239.77.0.1:7400 --secret-file "$dir/secret" --data-dir "$dir/data-n$i" >>"$dir/n$i.log" 2>&1 &
   pid[$i]=$!
 }
 

@@ -45,6 +45,9 @@ int main(int argc, char** argv) {
     node.start();
     agent.start();
     io.run();
+  } catch (const std::invalid_argument& e) {  // a data dir of another node, cluster or format
+    std::cerr << "rolegrid: " << e.what() << "\n";
+    return 2;
   } catch (const std::exception& e) {
     std::cerr << "rolegrid: " << e.what() << "\n";
     return 1;

@@ -299,7 +299,15 @@ class Node:
         else:
             seeds = [c.listen_of(m) for m in self.members if m != self.id and c.listen_of(m)]
             args += ["--seeds", ",".join(seeds)]
+        # Durable state in a dir of the node's own, kept across its restarts,
+        # unless the test asks for --in-memory or names a dir itself.
+        if "--in-memory" not in self.extra and "--data-dir" not in self.extra:
+            args += ["--data-dir", str(self.data_dir)]
         return args + self.extra
+
+    @property
+    def data_dir(self):
+        return self.log_path.with_suffix(".data")
 
     def start(self):
         check(self.proc is None or self.proc.poll() is not None, f"{self.id} is already running")

@@ -4,9 +4,8 @@ rolegrid processes, inside a private network namespace.
 
     tests/integration/run.py [-k SUBSTRING]... [--list] [--keep]
 
-If this process is not already in a private network namespace (one with no
-interface but lo), it re-executes itself under `unshare -n`; inside, it
-brings lo up with multicast and routes 224.0.0.0/4 to lo, so no test packet
+It re-executes itself once under `unshare -n -m` (private network and mount
+namespaces); inside, it brings lo up with multicast and routes 224.0.0.0/4 to lo, so no test packet
 can leave the machine. Prints `PASS name (x.y s)` or `FAIL name: reason`
 (with the node logs) per test and ends with `N passed, N failed`; exits 1 if
 any test failed.
@@ -44,7 +43,12 @@ def interfaces():
 
 
 def ensure_private_netns():
-    if interfaces() == ["lo"]:
+    """Runs the tests in a private network namespace and a private mount
+    namespace (the disk-fault tests mount small tmpfs file systems there,
+    which vanish with the runner): re-executes itself once under unshare."""
+    if os.environ.get(ENV_MARK):
+        if interfaces() != ["lo"]:
+            sys.exit(f"run.py: still not in a private network namespace after unshare (interfaces: {interfaces()})")
         cmds = [["ip", "link", "set", "lo", "up"],
                 ["ip", "link", "set", "lo", "multicast", "on"],
                 ["ip", "route", "replace", "224.0.0.0/4", "dev", "lo"]]
@@ -53,11 +57,10 @@ def ensure_private_netns():
             if r.returncode != 0:
                 sys.exit(f"run.py: '{' '.join(cmd)}' failed: {r.stderr.strip()}")
         return
-    if os.environ.get(ENV_MARK):
-        sys.exit(f"run.py: still not in a private network namespace after unshare (interfaces: {interfaces()})")
     if shutil.which("unshare") is None:
         sys.exit("run.py: 'unshare' (util-linux) is needed to run the tests in a private network namespace")
-    unshare = ["unshare", "-n"] if os.geteuid() == 0 else ["unshare", "-r", "-n"]
+    # unshare -m makes every mount private to the new namespace by default.
+    unshare = ["unshare", "-n", "-m"] if os.geteuid() == 0 else ["unshare", "-r", "-n", "-m"]
     os.environ[ENV_MARK] = "1"
     sys.stdout.flush()
     try:

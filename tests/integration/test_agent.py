@@ -572,7 +572,9 @@ def agent_master_restored_during_prepare_aborts_it(c):
     c[m].start()
     ab = wait_event(c, r, lambda x: x["event"] == "+failover-aborted" and x["t_ms"] >= ms(t0), 4,
                     f"{r} to abort its failover")
-    snaps, t2 = wait_roles(c, ids, 8, what=f"{m} master again", master=m, replica=r, epoch=e, entries=True)
+    # m's new process takes the role back at a new epoch (an epoch never
+    # names two master processes), without any failover by r.
+    snaps, t2 = wait_roles(c, ids, 8, what=f"{m} master again", master=m, replica=r, epoch=e + 1, entries=True)
     note(f"kill -9 {m} -> {r} preparing {t_prep - t0:.2f} s; restart -> failover aborted "
          f"{ab['t_ms'] / 1000 - t_prep:.2f} s; restart -> {m} master again everywhere {t2 - t_prep:.2f} s")
     check(ab["reason"] == f"master {m} restored during prepare", f"{r}'s +failover-aborted: {ab}")
@@ -594,16 +596,17 @@ def agent_master_restored_during_prepare_aborts_it(c):
     # No failover happened: nobody designated or promoted, the epoch stayed.
     for i in ids:
         check(not events(c, i, {"+promoted", "broadcast"}, since=t0), f"{i} promoted or broadcast after the kill")
-    check(roles(c, r)["self"]["epoch_seen"] == e, f"{r} saw an epoch above {e}")
+    check(roles(c, r)["self"]["epoch_seen"] == e + 1, f"{r} saw an epoch other than {e + 1}")
     inc = c.incarnation(m)
     res = [x for x in events(c, m) if x.get("incarnation") == inc and x["event"].startswith("+")]
-    check([x["event"] for x in res] == ["+resumed"] and res[0]["epoch"] == e,
+    check([x["event"] for x in res] == ["+resumed"] and res[0]["epoch"] == e + 1,
           f"{m}'s role changes after its restart: {[(x['event'], x['epoch']) for x in res]} (expected +resumed at "
-          f"epoch {e}: the table still named it)")
+          f"epoch {e + 1}: the table still named its earlier process at epoch {e})")
     check(res[0].get("from") == "master" and res[0].get("to") == "master", f"{m}'s +resumed: {res[0]}")
+    check("restarted as master" in res[0].get("reason", ""), f"{m}'s +resumed does not say why: {res[0]}")
     # Still so after the failover backoff: no late failover.
     time.sleep(BACKOFF_S - (time.monotonic() - ab["t_ms"] / 1000) + 0.3)
-    wait_roles(c, ids, 1, master=m, replica=r, epoch=e)
+    wait_roles(c, ids, 1, master=m, replica=r, epoch=e + 1)
     check_one_master_at_a_time(c, ids)
 
 

@@ -487,7 +487,7 @@ def bad_options_exit_with_one_line(c):
     secret = c.secret_file
     p = c.port_base
     ok = ["--node", "n1", "--members", "n1,n2", "--listen", f"127.0.0.1:{p + 1}", "--admin", f"127.0.0.1:{p + 2}",
-          "--seeds", f"127.0.0.1:{p + 3}", "--secret-file", secret]
+          "--seeds", f"127.0.0.1:{p + 3}", "--secret-file", secret, "--in-memory"]
 
     def with_opt(name, value):
         out = list(ok)

@@ -150,6 +150,8 @@ TEST_CASE("config sample: as shipped, and with every commented-out option switch
   CHECK(c.multicast->str() == "239.77.0.1:7400");
   CHECK(c.seeds.empty());
   CHECK(c.secret == "s3cret");
+  CHECK(c.data_dir == "/var/lib/rolegrid");
+  CHECK_FALSE(c.in_memory);
   CHECK(shipped.agent.hook_dir.empty());
   CHECK(shipped.agent.event_log.empty());
 
@@ -166,6 +168,7 @@ TEST_CASE("config sample: as shipped, and with every commented-out option switch
   CHECK(u.multicast_rcvbuf == c.multicast_rcvbuf);
   CHECK(u.log_level == c.log_level);
   CHECK(u.fault_injection == c.fault_injection);
+  CHECK(u.in_memory == c.in_memory);
   CHECK(a.hook_timeout == shipped.agent.hook_timeout);
   CHECK(a.failover_timeout == shipped.agent.failover_timeout);
   CHECK(a.broadcast_timeout == shipped.agent.broadcast_timeout);

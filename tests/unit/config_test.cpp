@@ -58,7 +58,9 @@ TEST_CASE("node options: flags, config file and the flags-win rule") {
   TempFile secret("topsecret\n");
   auto o = parse({"--node", "n1", "--members", "n1,n2,n3", "--listen", "127.0.0.1:7401", "--admin",
                   "127.0.0.1:7501", "--multicast", "239.77.0.1:7400", "--secret-file", secret.path,
-                  "--failure-timeout", "300ms"});
+                  "--failure-timeout", "300ms", "--data-dir", "/var/lib/rolegrid"});
+  CHECK(o.config.data_dir == "/var/lib/rolegrid");
+  CHECK_FALSE(o.config.in_memory);
   CHECK(o.config.node == "n1");
   CHECK(o.config.members.size() == 3);
   CHECK(o.config.secret == "topsecret");
@@ -69,15 +71,17 @@ TEST_CASE("node options: flags, config file and the flags-win rule") {
 
   TempFile file("node = \"n2\"\nmembers = \"n1,n2,n3\"\nlisten = \"127.0.0.1:7402\"\nadmin = \"127.0.0.1:7502\"\n"
                 "seeds = \"127.0.0.1:7401,127.0.0.1:7403\"\nsecret-file = \"" + secret.path +
-                "\"\nheartbeat-interval = \"50ms\"\n");
+                "\"\nheartbeat-interval = \"50ms\"\nin-memory = true\n");
   auto f = parse({"--config", file.path, "--heartbeat-interval", "20ms"});
   CHECK(f.config.node == "n2");
   CHECK(f.config.seeds.size() == 2);
   CHECK_FALSE(f.config.multicast);
   CHECK(f.config.heartbeat_interval == std::chrono::milliseconds(20));  // the flag wins
+  CHECK(f.config.in_memory);
 
   TempFile typo("node = \"n2\"\nmembers = \"n1,n2,n3\"\nlisten = \"127.0.0.1:7402\"\nadmin = \"127.0.0.1:7502\"\n"
-                "seeds = \"127.0.0.1:7401\"\nsecret-file = \"" + secret.path + "\"\nfailure-timout = \"50ms\"\n");
+                "seeds = \"127.0.0.1:7401\"\nsecret-file = \"" + secret.path + "\"\nfailure-timout = \"50ms\"\n"
+                "in-memory = true\n");
   CHECK(error_of({"--config", typo.path}).find("failure-timout") != std::string::npos);
 }
 
@@ -85,7 +89,7 @@ TEST_CASE("node options: every bad input is one clear reason") {
   TempFile secret("s");
   std::vector<std::string> good{"--node", "n1", "--members", "n1,n2", "--listen", "127.0.0.1:7401",
                                 "--admin", "127.0.0.1:7501", "--seeds", "127.0.0.1:7402", "--secret-file",
-                                secret.path};
+                                secret.path, "--in-memory"};
   CHECK(error_of(good).empty());
   auto with = [&](const std::string& flag, const std::string& value) {
     auto args = good;
@@ -111,6 +115,10 @@ TEST_CASE("node options: every bad input is one clear reason") {
   CHECK(with("--bogus", "1").find("bogus") != std::string::npos);
   TempFile empty("");
   CHECK(with("--secret-file", empty.path).find("empty") != std::string::npos);
+  auto stateless = good;
+  stateless.pop_back();  // drop --in-memory: neither it nor --data-dir
+  CHECK(error_of(stateless).find("--data-dir is required") != std::string::npos);
+  CHECK(with("--data-dir", "/var/lib/rolegrid").find("exclude each other") != std::string::npos);
   auto none = good;
   none.erase(none.begin() + 8, none.begin() + 10);  // drop --seeds
   CHECK(error_of(none).find("--multicast") != std::string::npos);

@@ -35,7 +35,8 @@ void for_each_sample(F&& f) {
   f(Envelope<DigestDiff>{s, {"reg", {1, 5}, {e1, e2}, true}}, "digest_diff");
   f(Envelope<KeyStamps>{s, {"reg", {1, 2}, {KeyStamp{"k", 9}, KeyStamp{"k2", 10}}}}, "key_stamps");
   f(Envelope<Want>{s, {"reg", {"k", "k2"}}}, "want");
-  f(Envelope<QRecoverState>{s, {true, {QSlotState{"roles/table", {5, 1}, true, {4, 2}, RegValue{"d", {"n1", 3, 1000}}}}}},
+  f(Envelope<QRecoverRequest>{s, {0x1234567890abcdefULL}}, "q_recover_request");
+  f(Envelope<QRecoverState>{s, {0x1234567890abcdefULL, false, {QSlotState{"roles/table", {5, 1}, true, {4, 2}, RegValue{"d", {"n1", 3, 1000}}}}}},
     "q_recover_state");
   f(AdminRequest{1, "put", {"r", "k", "v"}}, "admin_request");
   f(AdminResponse{1, AdminStatus::ok, "{}", "{\"epoch\":1}"}, "admin_response");

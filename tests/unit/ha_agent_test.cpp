@@ -375,17 +375,27 @@ TEST_CASE("agent: a restarted old master's replica-self write needs the same mas
   }
 }
 
-TEST_CASE("agent: a restarted master still named in the table resumes after one renewal") {
+TEST_CASE("agent: a restarted master still named in the table resumes at a new epoch, never at its old one") {
+  // Its earlier process acted at epoch 3: the epoch is a fencing token, so
+  // the new process takes 4 (the acceptors hold it off until the earlier
+  // process's lease has run out).
   Rig r("n1");
   r.a->set_previous_role(Role::master, 3);
   r.start(table_with("n1", 3, Phase::established, 9, "n2"));
   r.commit(r.cas("read"));
   r.commit(r.cas("renew"));
-  CHECK(r.reg->master->renewal == 10);
+  REQUIRE(r.reg->master);
+  CHECK(r.reg->master->node == "n1");
+  CHECK(r.reg->master->epoch == 4);
+  CHECK(r.reg->epoch == 4);
+  CHECK(r.reg->master->phase == Phase::established);
+  CHECK(r.reg->master->renewal == 0);
+  CHECK(r.reg->replica->node == "n2");
   CHECK(r.events() == Strings{"+resumed"});
   CHECK(r.hooks() == Strings{"master"});
   CHECK(r.agent().acting_master(r.now));
-  CHECK(r.agent().master_epoch() == 3);
+  CHECK(r.agent().master_epoch() == 4);
+  CHECK(r.agent().epoch_seen() == 4);
 }
 
 TEST_CASE("agent: a restored master waits for someone else's designation, then follows it") {

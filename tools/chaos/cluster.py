@@ -92,6 +92,8 @@ class ChaosNode:
         self.event_log = d / "events" / f"{nid}.jsonl"
         self.log_path = d / "logs" / f"{nid}.log"
         self.hook_dir = d / "hooks" / nid
+        self.data_dir = d / "data" / nid
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         self.hook_dir.mkdir(parents=True, exist_ok=True)
         self.proc = None
         self.starts = 0
@@ -115,6 +117,10 @@ class ChaosNode:
             args += ["--multicast", MCAST]
         if self.witness:
             args.append("--witness")
+        if c.in_memory:
+            args.append("--in-memory")
+        else:
+            args += ["--data-dir", str(self.data_dir)]
         return args + list(c.node_options)
 
     def running(self):
@@ -235,8 +241,10 @@ class ChaosCluster:
     """A cluster of real nodes in private namespaces, with its history."""
 
     def __init__(self, directory, n, failure_timeout_ms=700, heartbeat_ms=100, mode="multicast",
-                 node_options=(), witnesses=(), meta=None):
+                 node_options=(), witnesses=(), meta=None, in_memory=False):
         self.dir = Path(directory)
+        # Acceptor state in each node's data dir (the default) or in memory.
+        self.in_memory = in_memory
         self.history = HistoryWriter(self.dir)
         self.ids = [f"n{i}" for i in range(1, n + 1)]
         self.failure_timeout_ms = failure_timeout_ms
@@ -253,7 +261,7 @@ class ChaosCluster:
         self.t0 = now_ms()
         self.history.write_meta(nodes=self.ids, members=self.ids, failure_timeout_ms=failure_timeout_ms,
                                 heartbeat_ms=heartbeat_ms, mode=mode, t0_ms=self.t0, end_ms=None,
-                                node_options=self.node_options, witnesses=list(witnesses),
+                                node_options=self.node_options, witnesses=list(witnesses), in_memory=in_memory,
                                 rolegrid=str(harness.ROLEGRID), **(meta or {}))
         self.observer = None
         self.last_outage_ms = None  # the last time no node was running (the grid lives in memory)

@@ -1,0 +1,157 @@
+// AcceptorHost: durability and recovery around a node's QuorumAcceptor
+// (the rules are in acceptor_host.h).
+#include "grid/acceptor_host.h"
+
+#include <utility>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+namespace rg::grid {
+
+AcceptorHost::AcceptorHost(AcceptorHostConfig config, StateStore* store, std::optional<DurableState> loaded,
+                           Time now, std::uint64_t nonce)
+    : config_(std::move(config)), store_(store), nonce_(nonce), born_(now) {
+  if (loaded) {
+    // The lease clocks restart now: the process was down meanwhile, so a
+    // lease only gets longer.
+    for (const auto& s : loaded->slots) acceptor_.adopt(s, now);
+    notes_ = std::move(loaded->notes);
+    ready_ = true;
+    events_.push_back("+quorum-ready: acceptor state loaded intact from the data dir");
+  } else if (config_.topology.size() == 1) {
+    // A lone member's earlier votes were counted only by its own proposer,
+    // which died with it.
+    become_ready("a single member has no peer to recover from");
+  }
+}
+
+template <class Answer, class F>
+std::optional<Answer> AcceptorHost::vote(F&& step) {
+  if (!voting()) return std::nullopt;
+  if (!store_) return step(acceptor_);
+  QuorumAcceptor before = acceptor_;  // a key or two: cheap to copy
+  Answer answer = step(acceptor_);
+  if (acceptor_.changes() != before.changes() && !persist()) {
+    acceptor_ = std::move(before);
+    return std::nullopt;
+  }
+  return answer;
+}
+
+std::optional<QPromise> AcceptorHost::on_prepare(const QPrepare& m, Time now) {
+  return vote<QPromise>([&](QuorumAcceptor& a) { return a.on_prepare(m, now); });
+}
+
+std::optional<QAccepted> AcceptorHost::on_accept(const QAccept& m, Time now) {
+  return vote<QAccepted>([&](QuorumAcceptor& a) { return a.on_accept(m, now); });
+}
+
+std::optional<QRecoverState> AcceptorHost::on_recover_request(const QRecoverRequest& m, Time now) const {
+  // Rule 1 for answers: "recovering" also vouches that our own earlier
+  // life's votes can no longer be counted. A ready acceptor's state already
+  // holds everything it voted.
+  if (!ready_ && now - born_ < config_.recovery_wait) return std::nullopt;
+  QRecoverState s;
+  s.nonce = m.nonce;
+  s.recovering = !ready_;
+  if (ready_) s.slots = acceptor_.export_state();
+  return s;
+}
+
+void AcceptorHost::on_recover_state(const NodeId& from, const QRecoverState& m, Time now) {
+  if (ready_ || from == config_.self || !config_.topology.contains(from)) return;
+  if (m.nonce != nonce_ || now - born_ < config_.recovery_wait) return;  // rules 3 and 1
+  if (m.recovering) {
+    latest_[from] = Answer::recovering;
+  } else {
+    bool holds = false;
+    for (const auto& slot : m.slots) {
+      acceptor_.adopt(slot, now);
+      holds = holds || slot.has_value;
+    }
+    latest_[from] = holds ? Answer::holding : Answer::blank;
+    counted_.insert(from);
+  }
+  const std::size_t n = config_.topology.size();
+  if (counted_.size() >= quorum::recovery_threshold(n))
+    return become_ready(fmt::format("acceptor state recovered from {}", fmt::join(counted_, ",")));
+  if (latest_.size() < n - 1) return;
+  for (const auto& [id, answer] : latest_)
+    if (answer == Answer::holding) return;
+  become_ready("bootstrap: no other member holds an accepted value (each is recovering or holds none), so "
+               "there is nothing to recover; starting empty");
+}
+
+std::vector<NodeId> AcceptorHost::requests_due(Time now) {
+  if (ready_ || now - born_ < config_.recovery_wait || now < next_ask_) return {};
+  next_ask_ = now + config_.retry_interval;
+  std::vector<NodeId> ask;
+  for (const auto& id : config_.topology.members())
+    if (id != config_.self && !counted_.contains(id)) ask.push_back(id);
+  return ask;
+}
+
+void AcceptorHost::tick(Time now) {
+  if (disk_error_.empty() || now < next_retry_) return;
+  next_retry_ = now + config_.retry_interval;
+  persist();
+}
+
+bool AcceptorHost::set_note(const std::string& name, const std::string& value) {
+  auto it = notes_.find(name);
+  if (it != notes_.end() && it->second == value) return disk_error_.empty();
+  notes_[name] = value;
+  return persist();
+}
+
+std::optional<std::string> AcceptorHost::note(const std::string& name) const {
+  auto it = notes_.find(name);
+  if (it == notes_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::string AcceptorHost::progress(Time now) const {
+  if (ready_) {
+    if (!disk_error_.empty()) return "not voting: the data dir cannot be written: " + disk_error_;
+    return store_ ? "voting (state durable in the data dir)" : "voting (state in memory only)";
+  }
+  if (now - born_ < config_.recovery_wait)
+    return fmt::format("recovering: waiting {} ms more before asking peers (votes of an earlier life must "
+                       "have landed or expired)",
+                       to_ms(config_.recovery_wait - (now - born_)));
+  std::vector<NodeId> recovering, holding;
+  for (const auto& [id, answer] : latest_) {
+    if (answer == Answer::recovering) recovering.push_back(id);
+    if (answer == Answer::holding) holding.push_back(id);
+  }
+  return fmt::format("recovering: {} of {} ready members answered [{}]; recovering too [{}]; holding values [{}]",
+                     counted_.size(), quorum::recovery_threshold(config_.topology.size()), fmt::join(counted_, ","),
+                     fmt::join(recovering, ","), fmt::join(holding, ","));
+}
+
+std::vector<std::string> AcceptorHost::take_events() { return std::exchange(events_, {}); }
+
+bool AcceptorHost::persist() {
+  if (!store_) return true;
+  std::string why;
+  if (store_->save(snapshot(), why)) {
+    if (!disk_error_.empty()) events_.push_back("+disk-ok: acceptor state saved again; voting");
+    disk_error_.clear();
+    return true;
+  }
+  if (why.empty()) why = "save failed";
+  if (disk_error_ != why) events_.push_back("+disk-fault: not voting until the data dir can be written: " + why);
+  disk_error_ = why;
+  return false;
+}
+
+DurableState AcceptorHost::snapshot() const { return DurableState{acceptor_.export_state(), notes_}; }
+
+void AcceptorHost::become_ready(const std::string& how) {
+  ready_ = true;
+  events_.push_back("+quorum-ready: " + how);
+  persist();  // a failure leaves us ready but not voting until a retry succeeds
+}
+
+}  // namespace rg::grid

@@ -1,0 +1,144 @@
+#pragma once
+// The acceptor side of a node's quorum registers, as one pure core: the
+// QuorumAcceptor itself, the durability of its state, and the recovery of a
+// restarted acceptor that lost it. Called by the node's shell (one thread)
+// with every prepare, accept and recovery message and with ticks; the
+// simulations drive it the same way with a simulated store.
+//
+// Durability. With a StateStore (--data-dir), every change of a promise or
+// an accepted value is saved, and the save returns only once it is durable,
+// before the answer leaves. A save that fails (full disk, read-only dir,
+// failed fsync) undoes the change in memory and the acceptor stops voting,
+// with the reason in status(), until a retried save succeeds: it never
+// answers from state it could not persist. Layers above keep a few notes
+// (the agent's role, epoch and highest epoch seen) in the same state.
+//
+// Recovery. A node whose state was loaded intact votes at once. One that
+// has none (in-memory mode, a first start, a lost or corrupt data dir)
+// recovers under three rules, each needed (docs/DESIGN.md, "Restarted
+// acceptors"; the Spin model checks them):
+//   1. It asks nothing before `wait`, which is longer than any proposer's
+//      deadline (with the drift bound). Every vote of its earlier life was
+//      given before it started, and a proposer counts a reply only before
+//      its deadline, so by then each such vote was counted already (and the
+//      other voters of that quorum hold what it accepted) or never will be.
+//      It also answers nobody's recovery before `wait`, so its "recovering"
+//      says the same of its own earlier life.
+//   2. Only answers from ready peers count, and it adopts the highest
+//      promise and value of recovery_threshold(n) of them. A recovering
+//      peer holds nothing it can vouch for.
+//   3. Only answers echoing this life's nonce count: a delayed or replayed
+//      answer to an earlier life's request says nothing about now.
+// Bootstrap: when every other member's latest answer says it is recovering
+// too, or ready but holding no accepted value, no member holds a value to
+// recover, and this one starts empty (with the promises it heard): a new
+// cluster, or a cluster that lost every member's state. A member that holds
+// a value keeps the others waiting for recovery_threshold(n) ready answers
+// rather than forgetting what it holds; starting empty beside it would be a
+// fresh acceptor beside a value chosen by the earlier life (DESIGN.md).
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/ids.h"
+#include "grid/quorum.h"
+
+namespace rg::grid {
+
+// What a node keeps durable: its acceptor's slots and a few notes of the
+// layers above, by name.
+struct DurableState {
+  std::vector<QSlotState> slots;
+  std::map<std::string, std::string> notes;
+  bool operator==(const DurableState&) const = default;
+  template <class Ar>
+  void io(Ar& ar) {
+    rg::io(ar, slots);
+    rg::io(ar, notes);
+  }
+};
+
+// Where DurableState goes. The node's shell gives a data-dir file; the
+// simulations give memory that survives a simulated crash.
+class StateStore {
+ public:
+  virtual ~StateStore() = default;
+  // Durable (fsync'd) when it returns true; otherwise `why` says what failed.
+  virtual bool save(const DurableState& state, std::string& why) = 0;
+};
+
+struct AcceptorHostConfig {
+  Topology topology;
+  NodeId self;
+  // Longer than any proposer's deadline, drift included (rule 1).
+  Duration recovery_wait = milliseconds(1000);
+  // How often to ask peers that have not answered, and to retry a failed save.
+  Duration retry_interval = milliseconds(100);
+};
+
+class AcceptorHost {
+ public:
+  // `store` null: in-memory mode (nothing survives the process). `loaded`:
+  // the state found intact in the store, if any; without it the acceptor
+  // recovers. `nonce` must differ between lives (the shell draws it at random).
+  AcceptorHost(AcceptorHostConfig config, StateStore* store, std::optional<DurableState> loaded, Time now,
+               std::uint64_t nonce);
+
+  // nullopt: no answer (recovering, or the change could not be made durable).
+  std::optional<QPromise> on_prepare(const QPrepare& m, Time now);
+  std::optional<QAccepted> on_accept(const QAccept& m, Time now);
+  // nullopt while this life is younger than recovery_wait (rule 1).
+  std::optional<QRecoverState> on_recover_request(const QRecoverRequest& m, Time now) const;
+  void on_recover_state(const NodeId& from, const QRecoverState& m, Time now);
+  // Members to send a recovery request to now (nothing once ready).
+  std::vector<NodeId> requests_due(Time now);
+  QRecoverRequest request() const { return QRecoverRequest{nonce_}; }
+  // Retries a failed save.
+  void tick(Time now);
+
+  // Notes of the layers above, saved with the acceptor's state. False (with
+  // the reason in status()) if the save failed; the note is kept in memory
+  // and saved with the next change that succeeds.
+  bool set_note(const std::string& name, const std::string& value);
+  std::optional<std::string> note(const std::string& name) const;
+
+  // Votes: recovered (or loaded intact) and its state is durable.
+  bool voting() const { return ready_ && disk_error_.empty(); }
+  bool ready() const { return ready_; }
+  bool durable() const { return store_ != nullptr; }
+  const std::string& disk_error() const { return disk_error_; }
+  // One line on where recovery stands, for status and logs.
+  std::string progress(Time now) const;
+  // One-line notable events (+quorum-ready, +bootstrap, +disk-fault,
+  // +disk-ok) since the last call, for the shell's log.
+  std::vector<std::string> take_events();
+  const QuorumAcceptor& acceptor() const { return acceptor_; }
+
+ private:
+  bool persist();
+  DurableState snapshot() const;
+  void become_ready(const std::string& how);
+  template <class Answer, class F>
+  std::optional<Answer> vote(F&& step);
+
+  AcceptorHostConfig config_;
+  StateStore* store_;
+  QuorumAcceptor acceptor_;
+  std::map<std::string, std::string> notes_;
+  std::uint64_t nonce_;
+  Time born_;
+  bool ready_ = false;
+  std::string disk_error_;  // the last failed save, until one succeeds
+  Time next_retry_{};
+  Time next_ask_{};
+  enum class Answer { recovering, blank, holding };  // blank: ready, no accepted value
+  std::map<NodeId, Answer> latest_;  // each peer's latest answer
+  std::set<NodeId> counted_;         // rule 2: peers whose ready answer we adopted
+  std::vector<std::string> events_;
+};
+
+}  // namespace rg::grid
