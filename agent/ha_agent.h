@@ -66,6 +66,9 @@ struct AgentConfig {
   Duration eviction_delay = milliseconds(5000);     // a failed replica keeps its slot this long
   double drift = 0.05;                              // clock drift bound for the master's own lease check
   std::vector<NodeId> preferred_replicas;           // operator preference, in order
+  // Tests only: a planted bug the simulation must catch (never set in the
+  // product): count the lease from the commit instead of the operation's start.
+  bool plant_lease_from_commit = false;
 };
 
 // What the grid says about one member (the shell builds this from membership
@@ -226,6 +229,9 @@ class HaAgent {
 
   // ha_agent_master.cpp: the master's lease and tasks, FIG. 3, operator actions.
   void master_tasks(Time now, AgentOutput& out);
+  // The lease bound a renewal or establish that started at `started` and
+  // committed at `now` gives: started + lease * (1 - drift).
+  Time lease_end(Time started, Time now) const;
   void stop_acting(const std::string& event, const std::string& reason, Time now, AgentOutput& out);
   void recover(Time now, AgentOutput& out);
   void renew(Time now, AgentOutput& out);

@@ -489,8 +489,7 @@ void HaAgent::on_failover_cas(int op, grid::CasOutcome outcome, const std::optio
         NodeId prev = r.prev_master;
         im.my_epoch = r.epoch;
         im.run = FailoverRun{};
-        lease_bound_ = started + Duration(static_cast<Duration::rep>(
-                                     static_cast<double>(config_.failure_timeout.count()) * (1.0 - config_.drift)));
+        lease_bound_ = lease_end(started, now);
         state_ = AgentState::master;
         im.recovering = false;
         im.need_read = false;

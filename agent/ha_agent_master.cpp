@@ -19,15 +19,16 @@ namespace rg::agent {
 
 namespace {
 
-Duration lease_for(const AgentConfig& c) {
-  return Duration(static_cast<Duration::rep>(static_cast<double>(c.failure_timeout.count()) * (1.0 - c.drift)));
-}
-
 bool is_master(const std::optional<RoleTable>& t, const NodeId& self, std::uint64_t epoch, Phase phase) {
   return t && t->master && t->master->node == self && t->master->epoch == epoch && t->master->phase == phase;
 }
 
 }  // namespace
+
+Time HaAgent::lease_end(Time started, Time now) const {
+  Duration lease(static_cast<Duration::rep>(static_cast<double>(config_.failure_timeout.count()) * (1.0 - config_.drift)));
+  return (config_.plant_lease_from_commit ? now : started) + lease;
+}
 
 void HaAgent::master_tasks(Time now, AgentOutput& out) {
   Impl& im = *impl_;
@@ -256,7 +257,7 @@ void HaAgent::on_master_cas(int op, grid::CasOutcome outcome, const std::optiona
     case op_renew:
       if (state_ != AgentState::master) break;
       if (committed && is_master(table_, config_.self, im.my_epoch, Phase::established))
-        lease_bound_ = std::max(lease_bound_, started + lease_for(config_));
+        lease_bound_ = std::max(lease_bound_, lease_end(started, now));
       else if (outcome == CasOutcome::precondition_failed)
         stop_acting("+demoted",
                     value && value->master ? fmt::format("renewal refused: {} is master at epoch {}",
@@ -269,7 +270,7 @@ void HaAgent::on_master_cas(int op, grid::CasOutcome outcome, const std::optiona
           table_->master->phase == Phase::established) {
         bool handed = table_->reason.starts_with("hand-back");
         im.my_epoch = table_->master->epoch;
-        lease_bound_ = started + lease_for(config_);
+        lease_bound_ = lease_end(started, now);
         state_ = AgentState::master;
         im.recovering = false;
         im.demote_reported = false;

@@ -51,7 +51,7 @@ std::optional<QRecoverState> AcceptorHost::on_recover_request(const QRecoverRequ
   // Rule 1 for answers: "recovering" also vouches that our own earlier
   // life's votes can no longer be counted. A ready acceptor's state already
   // holds everything it voted.
-  if (!ready_ && now - born_ < config_.recovery_wait) return std::nullopt;
+  if (!ready_ && waiting(now)) return std::nullopt;
   QRecoverState s;
   s.nonce = m.nonce;
   s.recovering = !ready_;
@@ -61,8 +61,10 @@ std::optional<QRecoverState> AcceptorHost::on_recover_request(const QRecoverRequ
 
 void AcceptorHost::on_recover_state(const NodeId& from, const QRecoverState& m, Time now) {
   if (ready_ || from == config_.self || !config_.topology.contains(from)) return;
-  if (m.nonce != nonce_ || now - born_ < config_.recovery_wait) return;  // rules 3 and 1
-  if (m.recovering) {
+  if (m.nonce != nonce_ || waiting(now)) return;  // rules 3 and 1
+  if (m.recovering && config_.plant.count_recovering_peers) {
+    counted_.insert(from);  // the planted bug: an answer that vouches for nothing counts
+  } else if (m.recovering) {
     latest_[from] = Answer::recovering;
   } else {
     bool holds = false;
@@ -84,7 +86,7 @@ void AcceptorHost::on_recover_state(const NodeId& from, const QRecoverState& m, 
 }
 
 std::vector<NodeId> AcceptorHost::requests_due(Time now) {
-  if (ready_ || now - born_ < config_.recovery_wait || now < next_ask_) return {};
+  if (ready_ || waiting(now) || now < next_ask_) return {};
   next_ask_ = now + config_.retry_interval;
   std::vector<NodeId> ask;
   for (const auto& id : config_.topology.members())
@@ -116,7 +118,7 @@ std::string AcceptorHost::progress(Time now) const {
     if (!disk_error_.empty()) return "not voting: the data dir cannot be written: " + disk_error_;
     return store_ ? "voting (state durable in the data dir)" : "voting (state in memory only)";
   }
-  if (now - born_ < config_.recovery_wait)
+  if (waiting(now))
     return fmt::format("recovering: waiting {} ms more before asking peers (votes of an earlier life must "
                        "have landed or expired)",
                        to_ms(config_.recovery_wait - (now - born_)));
@@ -128,6 +130,10 @@ std::string AcceptorHost::progress(Time now) const {
   return fmt::format("recovering: {} of {} ready members answered [{}]; recovering too [{}]; holding values [{}]",
                      counted_.size(), quorum::recovery_threshold(config_.topology.size()), fmt::join(counted_, ","),
                      fmt::join(recovering, ","), fmt::join(holding, ","));
+}
+
+bool AcceptorHost::waiting(Time now) const {
+  return !config_.plant.skip_recovery_wait && now - born_ < config_.recovery_wait;
 }
 
 std::vector<std::string> AcceptorHost::take_events() { return std::exchange(events_, {}); }

@@ -78,6 +78,12 @@ struct AcceptorHostConfig {
   Duration recovery_wait = milliseconds(1000);
   // How often to ask peers that have not answered, and to retry a failed save.
   Duration retry_interval = milliseconds(100);
+  // Tests only: planted bugs the simulations must catch (never set in the
+  // product). count_recovering_peers breaks rule 2, skip_recovery_wait rule 1.
+  struct Plants {
+    bool count_recovering_peers = false;
+    bool skip_recovery_wait = false;
+  } plant;
 };
 
 class AcceptorHost {
@@ -124,6 +130,7 @@ class AcceptorHost {
   void become_ready(const std::string& how);
   template <class Answer, class F>
   std::optional<Answer> vote(F&& step);
+  bool waiting(Time now) const;  // rule 1: this life is younger than recovery_wait
 
   AcceptorHostConfig config_;
   StateStore* store_;

@@ -273,6 +273,9 @@ struct QuorumProposerConfig {
   // incarnation (start time in microseconds), which grows faster than any
   // process can use up ballots.
   std::uint64_t ballot_floor = 0;
+  // Tests only: a planted bug the simulations must catch (never set in the
+  // product): count replies that arrive after the deadline, until the next tick.
+  bool plant_count_late_replies = false;
 };
 
 // What a proposer wants sent: `to` empty means every member (self included).

@@ -236,7 +236,7 @@ struct QuorumProposer::Impl {
   // state: a vote its earlier life gave is then either counted already,
   // and so visible at the peers it recovers from, or never counted.
   bool past_deadline(Op& op, Time now, QOut& out) {
-    if (now < op.deadline) return false;
+    if (now < op.deadline || config.plant_count_late_replies) return false;
     std::string why = fmt::format("no majority within {} ms ({}); a late reply is not counted",
                                   to_ms(config.timeout), progress(op));
     finish(op.key, CasOutcome::no_quorum, std::nullopt, why, now, out);

@@ -1,14 +1,20 @@
-// Simulation tests for the quorum register (grid/quorum.h): 3 and 5 members,
-// each with an acceptor, a proposer and a local copy, whose proposers all
-// increment one counter key by compare-and-set, over a lossy, reordering
-// SimNetwork (every Paxos message is a datagram), under partitions and
-// pauses. Acceptor state survives a pause; losing it is not modelled.
+// Simulation tests for the quorum register (grid/quorum.h,
+// grid/acceptor_host.h): 3 and 5 members, each with an acceptor host, a
+// proposer and a local copy, whose proposers all increment one counter key
+// by compare-and-set, over a lossy, reordering SimNetwork (every Paxos
+// message is a datagram) that also duplicates datagrams, delivers some of
+// them seconds late, loses one direction of a link, and holds a paused
+// node's messages until it resumes. Each node's clock runs at its own rate.
+// Nodes crash and restart: with durable state (the data dir, simulated in
+// memory) the acceptor comes back intact; in in-memory mode it forgets
+// everything and recovers under AcceptorHost's rules (at most a minority is
+// recovering at once; more would leave nothing to recover from).
 //
 // The register's value is "<count> <tag>": the tag names the attempt that
 // made it and records which value it was made from, so the history can be
 // rebuilt after the run. An oracle watches every acceptance and knows which
-// (ballot, value) a majority accepted ("chosen"), independent of what the
-// proposers report.
+// (ballot, value) a majority of acceptors accepted and still remember
+// ("chosen"), independent of what the proposers report.
 //
 // A failure prints the seed and the cluster size; RG_SEED=<seed> runs that
 // seed alone (RG_SEEDS=<count> changes how many seeds run), e.g.
@@ -23,6 +29,7 @@
 
 #include <fmt/format.h>
 
+#include "grid/acceptor_host.h"
 #include "grid/quorum.h"
 #include "tests/sim/sim_network.h"
 
@@ -39,7 +46,11 @@ constexpr std::int64_t kLeaseMs = 150;
 constexpr Duration kWorkload = 2500ms;
 constexpr Duration kSettle = 1500ms;
 
-using Wire = std::variant<QPrepare, QPromise, QAccept, QAccepted, QCommit>;
+using Wire = std::variant<QPrepare, QPromise, QAccept, QAccepted, QCommit, QRecoverRequest, QRecoverState>;
+constexpr Duration kProposerTimeout = 500ms;
+// Rule 1's wait: above the proposer's deadline at any two clock rates here.
+constexpr Duration kRecoveryWait = 2 * kProposerTimeout;
+constexpr double kMaxRateSkew = 0.02;  // each clock runs at 1 +- this
 using Violations = std::vector<std::string>;
 
 struct Parsed {
@@ -72,12 +83,24 @@ struct ClientOp {
   std::optional<RegValue> value;
 };
 
-// The oracle's view of one ballot.
+// The oracle's view of one ballot. `by` are the acceptors that accepted it
+// and still remember it (an in-memory acceptor that restarts forgets);
+// `ever` every acceptance, which is what a proposer may have counted.
 struct Acceptance {
   RegValue value;
-  std::set<NodeId> by;
+  std::set<NodeId> by, ever;
   bool chosen = false;
   Time chosen_at{};
+};
+
+// The simulated data dir: what a node saved survives its crash.
+class MemStore : public StateStore {
+ public:
+  bool save(const DurableState& s, std::string&) override {
+    saved = s;
+    return true;
+  }
+  std::optional<DurableState> saved;
 };
 
 // Totals over a scenario's runs, printed with RG_STATS=1.
@@ -88,10 +111,13 @@ SimStats stats;
 
 struct SimNode {
   NodeId id;
-  QuorumAcceptor acceptor;
+  NodeClock clock;
+  MemStore disk;
+  std::unique_ptr<AcceptorHost> host;
   std::unique_ptr<QuorumProposer> proposer;
   QuorumCopy copy;
-  bool paused = false;
+  bool paused = false, crashed = false;
+  std::uint64_t life = 0;  // timers of an earlier life do nothing
   std::map<std::uint64_t, std::uint64_t> client_of;  // proposer op id -> ClientOp
 };
 
@@ -99,21 +125,28 @@ struct SimNode {
 // the checks. `leases`: the workload takes, renews and releases leases.
 class QuorumCluster {
  public:
-  QuorumCluster(std::size_t size, std::uint64_t seed, bool leases)
-      : leases_(leases), rng_(seed), net_(clock_, rng_) {
+  QuorumCluster(std::size_t size, std::uint64_t seed, bool leases, bool durable)
+      : leases_(leases), durable_(durable), rng_(seed), net_(clock_, rng_) {
     std::vector<NodeId> ids;
     for (std::size_t i = 1; i <= size; ++i) ids.push_back("n" + std::to_string(i));
     topology_ = Topology(ids);
     start_ = clock_.now();
     net_.set_loss(uniform01(rng_) * 0.15);
     net_.set_delay(0ms, uniform_duration(rng_, 1ms, 20ms));
+    // Half the runs also duplicate datagrams and deliver some of them up to
+    // several lease lengths late.
+    crash_after_accept_ = chance(rng_, 0.5) ? uniform01(rng_) * 0.05 : 0.0;
+    if (chance(rng_, 0.5)) {
+      net_.set_duplicate(uniform01(rng_) * 0.1);
+      net_.set_long_delay(uniform01(rng_) * 0.03, uniform_duration(rng_, 100ms, 5 * milliseconds(kLeaseMs)));
+    }
     for (std::size_t i = 0; i < size; ++i) {
       SimNode& n = nodes_[ids[i]];
       n.id = ids[i];
-      QuorumProposerConfig config;
-      config.seed = seed * 100 + i;
-      n.proposer = std::make_unique<QuorumProposer>(topology_, n.id, config);
-      loop(n.id, start_ + uniform_duration(rng_, 0ms, kTick));
+      n.clock = NodeClock(start_, 1.0 + (2 * uniform01(rng_) - 1) * kMaxRateSkew);
+      max_rate_ = std::max(max_rate_, n.clock.rate());
+      // A running cluster: every acceptor starts ready (state loaded intact).
+      boot(n, DurableState{});
       timers_.at(start_ + uniform_duration(rng_, 0ms, 20ms), [this, id = n.id] { issue(id); });
     }
     timers_.at(start_ + uniform_duration(rng_, 100ms, 400ms), [this] { chaos(); });
@@ -124,8 +157,11 @@ class QuorumCluster {
     run_for(kWorkload);
     stopped_ = true;
     net_.heal();
-    for (auto& [id, n] : nodes_)
+    net_.unblock_all();
+    for (auto& [id, n] : nodes_) {
       if (n.paused) resume(id);
+      if (n.crashed) restart(id);
+    }
     run_for(kSettle);
     std::optional<std::uint64_t> read;
     for (int attempt = 0; attempt < 5 && !read; ++attempt) {
@@ -152,22 +188,48 @@ class QuorumCluster {
                        [this](const NodeId& to, const NodeId& from, Wire& w) { deliver(to, from, w); });
   }
 
-  // The shell's loop: ticks the proposer while the process runs.
-  void loop(const NodeId& id, Time when) {
-    timers_.at(when, [this, id] {
+  Time local(const SimNode& n) const { return n.clock.local(now()); }
+
+  // A process starts: its acceptor host (ready with `loaded`, else
+  // recovering), a new proposer whose ballots start above its earlier
+  // life's, and its loop.
+  void boot(SimNode& n, std::optional<DurableState> loaded) {
+    AcceptorHostConfig hc;
+    hc.topology = topology_;
+    hc.self = n.id;
+    hc.recovery_wait = kRecoveryWait;
+    hc.retry_interval = 50ms;
+    n.host = std::make_unique<AcceptorHost>(hc, durable_ ? &n.disk : nullptr, std::move(loaded), local(n), rng_());
+    QuorumProposerConfig config;
+    config.timeout = kProposerTimeout;
+    config.seed = rng_();
+    config.ballot_floor = static_cast<std::uint64_t>(to_us(now() - Time{}));  // the incarnation
+    n.proposer = std::make_unique<QuorumProposer>(topology_, n.id, config);
+    n.copy = QuorumCopy{};
+    n.client_of.clear();
+    loop(n.id, n.life, now() + uniform_duration(rng_, 0ms, kTick));
+  }
+
+  // The shell's loop: ticks the proposer and the acceptor host while the
+  // process runs, and sends its recovery requests.
+  void loop(const NodeId& id, std::uint64_t life, Time when) {
+    timers_.at(when, [this, id, life] {
       SimNode& n = nodes_.at(id);
+      if (n.crashed || n.life != life) return;
       if (!n.paused) {
-        n.proposer->tick(now(), out_);
+        n.host->tick(local(n));
+        for (const auto& to : n.host->requests_due(local(n))) net_.send(n.id, to, n.host->request());
+        n.proposer->tick(local(n), out_);
         route(n);
       }
-      loop(id, now() + kTick);
+      loop(id, life, now() + kTick);
     });
   }
 
   void issue(const NodeId& id) {
     if (stopped_) return;
     SimNode& n = nodes_.at(id);
-    if (n.paused) return timers_.at(now() + 10ms, [this, id] { issue(id); });
+    if (n.paused || n.crashed) return timers_.at(now() + 10ms, [this, id] { issue(id); });
     std::uint64_t client = clients_.size();
     clients_.push_back(ClientOp{id, now(), false, false, CasOutcome::no_quorum, std::nullopt});
     double roll = uniform01(rng_);
@@ -188,7 +250,7 @@ class QuorumCluster {
       }
       return RegValue{fmt::format("{} {}", p.count + 1, tag), lease};
     };
-    n.client_of[n.proposer->cas(kKey, std::move(change), now(), out_)] = client;
+    n.client_of[n.proposer->cas(kKey, std::move(change), local(n), out_)] = client;
     route(n);
     // Now and then a second operation queues behind the first.
     if (chance(rng_, 0.05)) timers_.at(now(), [this, id] { issue(id); });
@@ -200,7 +262,7 @@ class QuorumCluster {
     std::uint64_t client = clients_.size();
     clients_.push_back(ClientOp{n.id, now(), true, false, CasOutcome::no_quorum, std::nullopt});
     auto same = [](const std::optional<RegValue>& cur) { return cur; };
-    n.client_of[n.proposer->cas(kKey, same, now(), out_)] = client;
+    n.client_of[n.proposer->cas(kKey, same, local(n), out_)] = client;
     route(n);
     run_for(1s);
     const ClientOp& c = clients_[client];
@@ -212,21 +274,23 @@ class QuorumCluster {
   }
 
   // Faults, one every 100-500 ms while the workload runs: pause a node (in
-  // the lease runs, half the time the latest lease holder) or split the
-  // cluster in two.
+  // the lease runs, half the time the latest lease holder), split the
+  // cluster in two, lose one direction of a link, or crash a node and
+  // restart it later.
   void chaos() {
     if (stopped_) return;
-    if (chance(rng_, 0.5)) {
-      NodeId victim = topology_.members()[uniform(rng_, 0, topology_.size() - 1)];
-      if (leases_ && !latest_holder_.empty() && chance(rng_, 0.5)) victim = latest_holder_;
-      if (!nodes_.at(victim).paused) {
+    double roll = uniform01(rng_);
+    NodeId victim = topology_.members()[uniform(rng_, 0, topology_.size() - 1)];
+    if (leases_ && !latest_holder_.empty() && chance(rng_, 0.5)) victim = latest_holder_;
+    if (roll < 0.3) {
+      if (!nodes_.at(victim).paused && !nodes_.at(victim).crashed) {
         nodes_.at(victim).paused = true;
-        net_.set_down(victim, true);
+        net_.set_paused(victim, true);
         timers_.at(now() + uniform_duration(rng_, 50ms, 600ms), [this, victim] {
           if (nodes_.at(victim).paused) resume(victim);
         });
       }
-    } else {
+    } else if (roll < 0.6) {
       std::vector<NodeId> ids = topology_.members();
       for (std::size_t i = ids.size() - 1; i > 0; --i) std::swap(ids[i], ids[uniform(rng_, 0, i)]);
       auto cut = static_cast<std::ptrdiff_t>(uniform(rng_, 1, ids.size() - 1));
@@ -235,16 +299,56 @@ class QuorumCluster {
       timers_.at(now() + uniform_duration(rng_, 100ms, 1000ms), [this, generation] {
         if (generation == partition_generation_) net_.heal();
       });
+    } else if (roll < 0.75) {
+      NodeId other = topology_.members()[uniform(rng_, 0, topology_.size() - 1)];
+      if (other != victim) net_.block(victim, other);
+      timers_.at(now() + uniform_duration(rng_, 100ms, 1000ms), [this] { net_.unblock_all(); });
+    } else if (can_crash(victim)) {
+      crash(victim);
+      timers_.at(now() + uniform_duration(rng_, 10ms, 800ms), [this, victim] { restart(victim); });
     }
     timers_.at(now() + uniform_duration(rng_, 100ms, 500ms), [this] { chaos(); });
   }
 
-  // A paused process keeps its memory; its overdue tick runs at once.
+  // Durable state survives anything; in memory, more than a minority
+  // recovering at once would leave nothing to recover from.
+  bool can_crash(const NodeId& id) const {
+    const SimNode& n = nodes_.at(id);
+    if (n.crashed || n.paused) return false;
+    if (durable_) return true;
+    std::size_t out = 1;
+    for (const auto& [other, o] : nodes_)
+      if (other != id && (o.crashed || !o.host->ready())) ++out;
+    return out <= topology_.size() - topology_.quorum();
+  }
+
+  void crash(const NodeId& id) {
+    SimNode& n = nodes_.at(id);
+    n.crashed = true;
+    ++n.life;
+    net_.set_down(id, true);
+    // Its proposer's operations are lost with it; an in-memory acceptor
+    // forgets what it accepted, so the oracle no longer counts it.
+    if (!durable_)
+      for (auto& [b, a] : oracle_) a.by.erase(id);
+  }
+
+  void restart(const NodeId& id) {
+    SimNode& n = nodes_.at(id);
+    if (!n.crashed) return;
+    n.crashed = false;
+    net_.set_down(id, false);
+    boot(n, durable_ ? n.disk.saved : std::nullopt);
+    timers_.at(now() + uniform_duration(rng_, 0ms, 20ms), [this, id] { issue(id); });
+  }
+
+  // A paused process keeps its memory; its overdue tick runs at once, and
+  // what arrived meanwhile is delivered.
   void resume(const NodeId& id) {
     SimNode& n = nodes_.at(id);
     n.paused = false;
-    net_.set_down(id, false);
-    n.proposer->tick(now(), out_);
+    net_.set_paused(id, false);
+    n.proposer->tick(local(n), out_);
     route(n);
   }
 
@@ -273,31 +377,46 @@ class QuorumCluster {
     c.done = true;
     c.outcome = r.outcome;
     c.value = r.value;
-    if (r.started != c.started) violation(fmt::format("{}: op {} started at the wrong time", n.id, r.op));
+    if (r.started != n.clock.local(c.started)) violation(fmt::format("{}: op {} started at the wrong time", n.id, r.op));
     if (r.outcome == CasOutcome::committed) {
-      bool chosen = false;
-      for (const auto& [b, a] : oracle_) chosen = chosen || (a.chosen && a.value == *r.value);
-      if (!chosen) violation(fmt::format("{}: committed '{}' which no majority accepted", n.id, r.value->data));
+      // A proposer may count the vote of an acceptor that has since crashed
+      // and forgotten it: every acceptance counts here.
+      bool accepted = false;
+      for (const auto& [b, a] : oracle_)
+        accepted = accepted || (a.value == *r.value && a.ever.size() >= topology_.quorum());
+      if (!accepted) violation(fmt::format("{}: committed '{}' which no majority accepted", n.id, r.value->data));
     }
     if (!c.read) timers_.at(now() + uniform_duration(rng_, 0ms, 20ms), [this, id = n.id] { issue(id); });
   }
 
   void deliver(const NodeId& to, const NodeId& from, Wire& w) {
     SimNode& n = nodes_.at(to);
+    Time t = local(n);
     if (const auto* m = std::get_if<QPrepare>(&w)) {
-      net_.send(to, from, n.acceptor.on_prepare(*m, now()));
+      if (auto p = n.host->on_prepare(*m, t)) net_.send(to, from, *p);
     } else if (const auto* m = std::get_if<QAccept>(&w)) {
-      QAccepted a = n.acceptor.on_accept(*m, now());
-      if (a.verdict == AcceptVerdict::ok) accepted(to, *m);
-      net_.send(to, from, a);
+      auto a = n.host->on_accept(*m, t);
+      if (!a) return;
+      if (a->verdict == AcceptVerdict::ok) accepted(to, *m);
+      net_.send(to, from, *a);
+      // The worst moment to crash: its vote is on its way and may still be
+      // counted, and (in memory) the acceptor forgets it.
+      if (a->verdict == AcceptVerdict::ok && !stopped_ && chance(rng_, crash_after_accept_) && can_crash(to)) {
+        crash(to);
+        timers_.at(now() + uniform_duration(rng_, 1ms, 100ms), [this, to] { restart(to); });
+      }
     } else if (const auto* m = std::get_if<QPromise>(&w)) {
-      n.proposer->on_promise(from, *m, now(), out_);
+      n.proposer->on_promise(from, *m, t, out_);
       route(n);
     } else if (const auto* m = std::get_if<QAccepted>(&w)) {
-      n.proposer->on_accepted(from, *m, now(), out_);
+      n.proposer->on_accepted(from, *m, t, out_);
       route(n);
     } else if (const auto* m = std::get_if<QCommit>(&w)) {
       commit_arrived(n, *m);
+    } else if (const auto* m = std::get_if<QRecoverRequest>(&w)) {
+      if (auto a = n.host->on_recover_request(*m, t)) net_.send(to, from, *a);
+    } else if (const auto* m = std::get_if<QRecoverState>(&w)) {
+      n.host->on_recover_state(from, *m, t);
     }
   }
 
@@ -309,6 +428,7 @@ class QuorumCluster {
       violation(fmt::format("ballot {}.{} accepted both '{}' and '{}'", m.ballot.counter, m.ballot.node,
                             a.value.data, m.value.data));
     a.by.insert(acceptor);
+    a.ever.insert(acceptor);
     if (a.chosen || a.by.size() < topology_.quorum()) return;
     a.chosen = true;
     a.chosen_at = now();
@@ -324,8 +444,8 @@ class QuorumCluster {
     if (const QCommit* c = n.copy.find(m.key)) before = c->value;
     if (!n.copy.apply(m)) return;
     auto it = oracle_.find(m.ballot);
-    if (it == oracle_.end() || !it->second.chosen || it->second.value != m.value)
-      violation(fmt::format("{}: copy took '{}', not chosen at its ballot", n.id, m.value.data));
+    if (it == oracle_.end() || it->second.ever.size() < topology_.quorum() || it->second.value != m.value)
+      violation(fmt::format("{}: copy took '{}', not accepted by a majority at its ballot", n.id, m.value.data));
     if (before && parse(before).count > parse(m.value).count)
       violation(fmt::format("{}: copy went back from '{}' to '{}'", n.id, before->data, m.value.data));
   }
@@ -379,7 +499,8 @@ class QuorumCluster {
 
   // Once a value holding (H, epoch) with lease L is chosen, from an op that
   // started at s, no later-ballot value naming another holder or epoch is
-  // chosen before s + L, unless H released that lease first.
+  // chosen before s + L on the fastest clock, unless H released that lease
+  // first.
   void check_leases() {
     std::vector<const std::pair<const Ballot, Acceptance>*> chosen;
     for (const auto& entry : oracle_)
@@ -388,7 +509,8 @@ class QuorumCluster {
       const LeaseTag& held = chosen[i]->second.value.lease;
       if (held.holder.empty() || held.lease_ms == 0) continue;
       Time s = clients_[created_.at(parse(chosen[i]->second.value).tag).client].started;
-      Time until = s + milliseconds(held.lease_ms);
+      Time until = s + Duration(static_cast<Duration::rep>(
+                           static_cast<double>(milliseconds(held.lease_ms).count()) / max_rate_));
       for (std::size_t j = i + 1; j < chosen.size(); ++j) {
         const Acceptance& w = chosen[j]->second;
         if (w.chosen_at >= until || (w.value.lease.holder == held.holder && w.value.lease.epoch == held.epoch))
@@ -402,6 +524,9 @@ class QuorumCluster {
   }
 
   bool leases_;
+  bool durable_;
+  double crash_after_accept_ = 0;
+  double max_rate_ = 1.0;
   std::mt19937_64 rng_;
   SimClock clock_;
   SimTimers timers_;
@@ -422,19 +547,20 @@ class QuorumCluster {
   Violations violations_;
 };
 
-constexpr std::size_t kSeeds = 500;
+constexpr std::size_t kSeeds = 250;
 
 
 void run_scenario(bool leases, std::size_t runs) {
   stats = SimStats{};
-  for (std::size_t size : {3, 5})
-    for (auto seed : rg::sim::seeds(runs)) {
-      Violations v = QuorumCluster(size, seed, leases).run();
-      std::ostringstream why;
-      for (const auto& line : v) why << "\n  " << line;
-      CHECK_MESSAGE(v.empty(), "seed " << seed << ", " << size << " nodes (replay: RG_SEED=" << seed << ")"
-                                       << why.str());
-    }
+  for (bool durable : {true, false})
+    for (std::size_t size : {3, 5})
+      for (auto seed : rg::sim::seeds(runs)) {
+        Violations v = QuorumCluster(size, seed, leases, durable).run();
+        std::ostringstream why;
+        for (const auto& line : v) why << "\n  " << line;
+        CHECK_MESSAGE(v.empty(), "seed " << seed << ", " << size << " nodes, " << (durable ? "durable" : "in memory")
+                                         << " (replay: RG_SEED=" << seed << ")" << why.str());
+      }
   if (std::getenv("RG_STATS"))
     MESSAGE("committed " << stats.committed << ", maybe " << stats.maybe
                          << ", of which took effect " << stats.unknown_taken);
@@ -442,7 +568,7 @@ void run_scenario(bool leases, std::size_t runs) {
 
 }  // namespace
 
-TEST_CASE("quorum sim: concurrent increments under loss, partitions and pauses form one history") {
+TEST_CASE("quorum sim: concurrent increments under loss, partitions, pauses, restarts and skewed clocks form one history") {
   run_scenario(false, kSeeds);
 }
 

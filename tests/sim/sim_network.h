@@ -12,7 +12,9 @@
 //   SimClock        the one source of `now`; only moves forward.
 //   SimTimers       callbacks due at a time (a node's tick, a probe deadline).
 //   SimNetwork<Msg> messages between node ids: random delay, random loss,
-//                   partitions, down (crashed or paused) nodes.
+//                   duplicates, very late messages, partitions, one-way
+//                   loss, crashed nodes and paused ones (delivered late).
+//   NodeClock       a node's own clock, running at its own rate.
 //   run_until()     interleaves deliveries and timers in time order.
 //
 // Typical use:
@@ -79,6 +81,30 @@ class SimClock {
   Time now_;
 };
 
+// A node's own clock: local time runs at `rate` times simulated (real)
+// time from the moment it was set. Protocol cores get local time; checks
+// that compare nodes convert back to real time.
+class NodeClock {
+ public:
+  NodeClock() = default;
+  NodeClock(Time real_now, double rate) : rate_(rate), real0_(real_now), local0_(real_now) {}
+  double rate() const { return rate_; }
+  Time local(Time real) const {
+    return local0_ + Duration(static_cast<Duration::rep>(static_cast<double>((real - real0_).count()) * rate_));
+  }
+  Time real(Time local) const {
+    return real0_ + Duration(static_cast<Duration::rep>(static_cast<double>((local - local0_).count()) / rate_));
+  }
+  // A local duration as real time.
+  Duration real_span(Duration local) const {
+    return Duration(static_cast<Duration::rep>(static_cast<double>(local.count()) / rate_ + 1));
+  }
+
+ private:
+  double rate_ = 1.0;
+  Time real0_{}, local0_{};
+};
+
 // Callbacks due at a given time, run in (time, order scheduled) order. A
 // callback may schedule more. Cancelling is left to the callback: it checks
 // whether it still matters (the node is still up, the probe still pending).
@@ -111,10 +137,14 @@ class SimTimers {
 enum class Delivery { datagram, stream };
 
 // Messages of type Msg between node ids, with the faults a real network and
-// real processes add. Reordering comes from the random delay. Rules:
-//   - a down node sends nothing and receives nothing (messages to it are
-//     dropped when they arrive, so one that lands after it is back up gets
-//     through, as a datagram to a restarted process would);
+// real processes add. Reordering comes from the random delay; duplicates,
+// messages seconds late and one-way loss are switched on by the test. Rules:
+//   - a down (crashed) node sends nothing and receives nothing (messages to
+//     it are dropped when they arrive, so one that lands after it is back up
+//     gets through, as a datagram to a restarted process would);
+//   - a paused node's incoming messages wait and are delivered when it
+//     resumes (its socket buffers held them);
+//   - a blocked (from, to) pair loses everything in that one direction;
 //   - a message between nodes on different sides of a partition is dropped,
 //     whether the partition existed when it was sent or when it arrives;
 //   - nodes named in no partition group are together in one more group.
@@ -122,7 +152,7 @@ template <class Msg>
 class SimNetwork {
  public:
   struct Stats {
-    std::uint64_t sent = 0, delivered = 0, lost = 0, cut = 0, down = 0;
+    std::uint64_t sent = 0, delivered = 0, lost = 0, cut = 0, down = 0, duplicated = 0, late = 0, held = 0;
   };
   // The delivery callback: on_deliver(const NodeId& to, const NodeId& from, Msg& msg),
   // called with the clock at the delivery time.
@@ -135,6 +165,32 @@ class SimNetwork {
     max_delay_ = max;
   }
   void set_loss(double probability) { loss_ = probability; }  // datagrams only
+  // A datagram is sent twice with this probability (each copy its own delay).
+  void set_duplicate(double probability) { duplicate_ = probability; }
+  // With this probability a message (datagram or stream) takes up to `max`
+  // instead of the usual delay: a message delivered seconds late. A stream
+  // message still keeps its order, so it holds up the ones behind it.
+  void set_long_delay(double probability, Duration max) {
+    long_delay_ = probability;
+    long_delay_max_ = max;
+  }
+  // One-way loss: nothing from `from` reaches `to` (the other way still works).
+  void block(const NodeId& from, const NodeId& to) { blocked_.insert({from, to}); }
+  void unblock_all() { blocked_.clear(); }
+  // A paused (SIGSTOPped) process: messages that arrive meanwhile wait in its
+  // socket buffers and are delivered, in order, the moment it resumes.
+  void set_paused(const NodeId& id, bool paused) {
+    if (paused) {
+      paused_.insert(id);
+      return;
+    }
+    paused_.erase(id);
+    auto it = held_.find(id);
+    if (it == held_.end()) return;
+    for (auto& e : it->second) queue_.emplace(Key{clock_.now(), next_seq_++}, std::move(e));
+    held_.erase(it);
+  }
+  bool is_paused(const NodeId& id) const { return paused_.contains(id); }
   void partition(const std::vector<std::vector<NodeId>>& groups) {
     side_.clear();
     for (std::size_t g = 0; g < groups.size(); ++g)
@@ -150,7 +206,8 @@ class SimNetwork {
   bool is_down(const NodeId& id) const { return down_.contains(id); }
   // Whether a message from `a` could reach `b` right now (loss aside).
   bool can_reach(const NodeId& a, const NodeId& b) const {
-    return !is_down(a) && !is_down(b) && side_of(a) == side_of(b);
+    return !is_down(a) && !is_down(b) && !is_paused(a) && !is_paused(b) && side_of(a) == side_of(b) &&
+           !blocked_.contains({a, b});
   }
 
   void send(const NodeId& from, const NodeId& to, Msg msg, Delivery how = Delivery::datagram) {
@@ -159,7 +216,7 @@ class SimNetwork {
       ++stats_.down;
       return;
     }
-    if (side_of(from) != side_of(to)) {
+    if (side_of(from) != side_of(to) || blocked_.contains({from, to})) {
       ++stats_.cut;
       return;
     }
@@ -167,13 +224,11 @@ class SimNetwork {
       ++stats_.lost;
       return;
     }
-    Time arrival = clock_.now() + uniform_duration(rng_, min_delay_, max_delay_);
-    if (how == Delivery::stream) {
-      Time& last = last_stream_arrival_[{from, to}];
-      arrival = std::max(arrival, last);
-      last = arrival;
+    if (how == Delivery::datagram && duplicate_ > 0 && chance(rng_, duplicate_)) {
+      ++stats_.duplicated;
+      enqueue(from, to, msg, how);
     }
-    queue_.emplace(Key{arrival, next_seq_++}, Envelope{from, to, std::move(msg)});
+    enqueue(from, to, std::move(msg), how);
   }
 
   std::optional<Time> next_delivery() const {
@@ -190,8 +245,11 @@ class SimNetwork {
     Envelope& e = node.mapped();
     if (is_down(e.to)) {
       ++stats_.down;
-    } else if (side_of(e.from) != side_of(e.to)) {
+    } else if (side_of(e.from) != side_of(e.to) || blocked_.contains({e.from, e.to})) {
       ++stats_.cut;
+    } else if (is_paused(e.to)) {
+      ++stats_.held;
+      held_[e.to].push_back(std::move(e));
     } else {
       ++stats_.delivered;
       on_deliver(e.to, e.from, e.msg);
@@ -216,6 +274,21 @@ class SimNetwork {
   };
   using Key = std::pair<Time, std::uint64_t>;
 
+  void enqueue(const NodeId& from, const NodeId& to, Msg msg, Delivery how) {
+    Duration delay = uniform_duration(rng_, min_delay_, max_delay_);
+    if (long_delay_ > 0 && chance(rng_, long_delay_)) {
+      ++stats_.late;
+      delay = uniform_duration(rng_, max_delay_, std::max(max_delay_, long_delay_max_));
+    }
+    Time arrival = clock_.now() + delay;
+    if (how == Delivery::stream) {
+      Time& last = last_stream_arrival_[{from, to}];
+      arrival = std::max(arrival, last);
+      last = arrival;
+    }
+    queue_.emplace(Key{arrival, next_seq_++}, Envelope{from, to, std::move(msg)});
+  }
+
   int side_of(const NodeId& id) const {
     auto it = side_.find(id);
     return it == side_.end() ? -1 : it->second;
@@ -226,8 +299,14 @@ class SimNetwork {
   Duration min_delay_ = Duration::zero();
   Duration max_delay_ = Duration::zero();
   double loss_ = 0;
+  double duplicate_ = 0;
+  double long_delay_ = 0;
+  Duration long_delay_max_{};
   std::map<NodeId, int> side_;
   std::set<NodeId> down_;
+  std::set<NodeId> paused_;
+  std::set<std::pair<NodeId, NodeId>> blocked_;
+  std::map<NodeId, std::vector<Envelope>> held_;
   std::map<std::pair<NodeId, NodeId>, Time> last_stream_arrival_;
   std::map<Key, Envelope> queue_;
   std::uint64_t next_seq_ = 0;

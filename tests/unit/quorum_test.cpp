@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "common/quorum_math.h"
 #include "grid/quorum.h"
 
 using namespace rg;
@@ -543,4 +544,56 @@ TEST_CASE("quorum acceptor: every accept restarts the lease, even with an unchan
   CHECK(a.find("k")->accepted_at == at(800));
   CHECK(a.on_accept(accept_msg("k", {5, 1}, {6, 1}, val("b1", "b", 2, 1000)), at(1000)).verdict ==
         AcceptVerdict::lease_held);
+}
+
+TEST_CASE("quorum proposer: a reply at or after the deadline never counts, even before the next tick") {
+  auto run = [](bool planted) {
+    QuorumProposerConfig config;
+    config.plant_count_late_replies = planted;
+    Cluster c(config);
+    c.proposer.cas("k", increment, at(0), c.out);
+    auto prepares = sent<QPrepare>(c.out);
+    c.out.clear();
+    c.prepare(prepares[0], {"n1", "n2"}, 10);
+    auto accepts = sent<QAccept>(c.out);
+    REQUIRE(accepts.size() == 1);
+    c.out.clear();
+    c.accept(accepts[0], {"n1"}, 20);
+    c.accept(accepts[0], {"n2"}, 500);  // the deadline: timeout 500 ms after the start
+    return c;
+  };
+  auto c = run(false);
+  REQUIRE(c.out.results.size() == 1);
+  CHECK(c.out.results[0].outcome == CasOutcome::no_quorum);
+  CHECK(c.out.results[0].reason.find("late reply is not counted") != std::string::npos);
+  CHECK(sent<QCommit>(c.out).empty());
+  // The planted bug (replies counted until the next tick) commits.
+  auto planted = run(true);
+  REQUIRE(planted.out.results.size() == 1);
+  CHECK(planted.out.results[0].outcome == CasOutcome::committed);
+}
+
+TEST_CASE("quorum math: tally and the recovery threshold agree with a naive count over every split") {
+  for (std::size_t n = 1; n <= 9; ++n) {
+    // Every set of yes voters and of no voters, as bit masks of n voters.
+    for (std::uint32_t yes = 0; yes < (1u << n); ++yes) {
+      for (std::uint32_t no = 0; no < (1u << n); ++no) {
+        if (yes & no) continue;
+        std::size_t y = static_cast<std::size_t>(__builtin_popcount(yes));
+        std::size_t x = static_cast<std::size_t>(__builtin_popcount(no));
+        // Naive: won if yes is more than half; lost if even all silent ones
+        // joining yes cannot make it more than half.
+        bool won = 2 * y > n;
+        bool lost = 2 * (n - x) <= n;
+        auto t = quorum::tally(n, y, x);
+        CHECK(t == (won ? quorum::Tally::won : lost ? quorum::Tally::lost : quorum::Tally::pending));
+      }
+    }
+    // Any majority minus one member meets any recovery_threshold(n) other members.
+    std::size_t q = quorum::majority(n);
+    CHECK(2 * q > n);
+    CHECK(2 * (q - 1) <= n);
+    if (n > 1) CHECK((q - 1) + quorum::recovery_threshold(n) > n - 1);
+    CHECK(quorum::recovery_threshold(n) <= n - 1 + (n == 1 ? 1 : 0));
+  }
 }

@@ -1,0 +1,225 @@
+// Unit tests for AcceptorHost (durability and recovery of a node's acceptor)
+// and DataDir (its file). Time is driven by hand in milliseconds.
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+
+#include "grid/acceptor_host.h"
+#include "grid/data_dir.h"
+
+using namespace rg;
+using namespace rg::grid;
+
+namespace {
+
+const Time kStart = Time{} + std::chrono::hours(1);
+Time at(int ms) { return kStart + milliseconds(ms); }
+
+// A store that records saves and fails on demand.
+class FakeStore : public StateStore {
+ public:
+  bool save(const DurableState& s, std::string& why) override {
+    ++calls;
+    if (!fail.empty()) {
+      why = fail;
+      return false;
+    }
+    saved = s;
+    return true;
+  }
+  std::string fail;
+  int calls = 0;
+  std::optional<DurableState> saved;
+};
+
+AcceptorHostConfig config(std::size_t n = 3) {
+  AcceptorHostConfig c;
+  std::vector<NodeId> ids;
+  for (std::size_t i = 1; i <= n; ++i) ids.push_back("n" + std::to_string(i));
+  c.topology = Topology(ids);
+  c.self = "n1";
+  c.recovery_wait = milliseconds(1000);
+  c.retry_interval = milliseconds(100);
+  return c;
+}
+
+QAccept accept(Ballot b, std::string data) { return QAccept{"k", b, Ballot{b.counter + 1, b.node}, 1, RegValue{std::move(data), {}}}; }
+
+QRecoverState ready_answer(std::uint64_t nonce, Ballot promised, std::optional<std::pair<Ballot, std::string>> value) {
+  QRecoverState s{nonce, false, {}};
+  QSlotState slot{"k", promised, value.has_value(), value ? value->first : Ballot{}, RegValue{value ? value->second : "", {}}};
+  s.slots.push_back(slot);
+  return s;
+}
+
+bool has_event(AcceptorHost& h, const std::string& prefix) {
+  for (const auto& e : h.take_events())
+    if (e.starts_with(prefix)) return true;
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("acceptor host: state loaded intact votes at once, and every change is saved before it answers") {
+  FakeStore store;
+  AcceptorHost h(config(), &store, DurableState{{}, {{"agent", "x"}}}, at(0), 7);
+  CHECK(h.voting());
+  CHECK(has_event(h, "+quorum-ready: acceptor state loaded intact"));
+  CHECK(h.note("agent") == "x");
+  auto p = h.on_prepare(QPrepare{"k", {5, 1}, 1}, at(1));
+  REQUIRE(p);
+  CHECK(p->ok);
+  REQUIRE(store.saved);
+  CHECK(store.saved->slots.at(0).promised == Ballot{5, 1});
+  CHECK(store.saved->notes.at("agent") == "x");
+  int calls = store.calls;
+  // The same prepare again changes nothing: nothing to save.
+  CHECK(h.on_prepare(QPrepare{"k", {5, 1}, 1}, at(2)));
+  CHECK(store.calls == calls);
+  auto a = h.on_accept(accept({5, 1}, "v"), at(3));
+  REQUIRE(a);
+  CHECK(store.saved->slots.at(0).value.data == "v");
+}
+
+TEST_CASE("acceptor host: a failed save undoes the change, stops the votes, and a retry resumes them") {
+  FakeStore store;
+  AcceptorHost h(config(), &store, DurableState{}, at(0), 7);
+  REQUIRE(h.on_accept(accept({1, 1}, "old"), at(1)));
+  store.fail = "fdatasync failed: Input/output error";
+  CHECK_FALSE(h.on_accept(accept({3, 1}, "new"), at(2)));
+  CHECK_FALSE(h.voting());
+  CHECK(h.disk_error().find("Input/output") != std::string::npos);
+  CHECK(has_event(h, "+disk-fault"));
+  // Memory holds what the disk holds: the unsaved accept is gone.
+  CHECK(h.acceptor().find("k")->value.data == "old");
+  CHECK(h.acceptor().find("k")->promised == Ballot{2, 1});
+  CHECK_FALSE(h.on_prepare(QPrepare{"k", {9, 2}, 2}, at(3)));  // no answers at all meanwhile
+  h.tick(at(50));
+  CHECK_FALSE(h.voting());
+  store.fail.clear();
+  h.tick(at(200));
+  CHECK(h.voting());
+  CHECK(has_event(h, "+disk-ok"));
+  CHECK(h.on_accept(accept({3, 1}, "new"), at(201))->verdict == AcceptVerdict::ok);
+  // A note that cannot be saved stops the votes too.
+  store.fail = "No space left on device";
+  CHECK_FALSE(h.set_note("agent", "master"));
+  CHECK_FALSE(h.voting());
+}
+
+TEST_CASE("acceptor host: without state it waits, then recovers only from ready peers answering its nonce") {
+  AcceptorHost h(config(5), nullptr, std::nullopt, at(0), 42);
+  CHECK_FALSE(h.ready());
+  CHECK_FALSE(h.on_prepare(QPrepare{"k", {1, 0}, 1}, at(1)));
+  // Rule 1: nothing asked, and nobody's recovery answered, before the wait.
+  CHECK(h.requests_due(at(999)).empty());
+  CHECK_FALSE(h.on_recover_request(QRecoverRequest{9}, at(999)));
+  auto mine = h.on_recover_request(QRecoverRequest{9}, at(1000));
+  REQUIRE(mine);
+  CHECK(mine->recovering);
+  CHECK(mine->nonce == 9);
+  CHECK(mine->slots.empty());
+  CHECK(h.requests_due(at(1000)) == std::vector<NodeId>{"n2", "n3", "n4", "n5"});
+  CHECK(h.requests_due(at(1050)).empty());  // asked again only every retry_interval
+  CHECK(h.request().nonce == 42);
+  // Rule 3: another life's nonce does not count; rule 2: nor does a recovering peer.
+  h.on_recover_state("n2", ready_answer(41, {9, 2}, std::pair{Ballot{8, 2}, "stale"}), at(1001));
+  h.on_recover_state("n3", QRecoverState{42, true, {}}, at(1002));
+  h.on_recover_state("n4", ready_answer(42, {5, 3}, std::pair{Ballot{4, 3}, "a"}), at(1003));
+  h.on_recover_state("n5", ready_answer(42, {7, 4}, std::pair{Ballot{6, 4}, "b"}), at(1004));
+  CHECK_FALSE(h.ready());  // 2 of 3 ready answers
+  CHECK(h.progress(at(1004)).find("2 of 3") != std::string::npos);
+  CHECK(h.requests_due(at(1100)) == std::vector<NodeId>{"n2", "n3"});
+  h.on_recover_state("n2", ready_answer(42, {6, 2}, std::nullopt), at(1101));
+  CHECK(h.voting());
+  CHECK(has_event(h, "+quorum-ready: acceptor state recovered from n2,n4,n5"));
+  const auto* slot = h.acceptor().find("k");
+  CHECK(slot->promised == Ballot{7, 4});
+  CHECK(slot->value.data == "b");
+  CHECK(h.requests_due(at(2000)).empty());
+}
+
+TEST_CASE("acceptor host: bootstrap only when no member holds an accepted value") {
+  SUBCASE("every other member recovering or holding nothing: start empty") {
+    AcceptorHost h(config(3), nullptr, std::nullopt, at(0), 1);
+    h.on_recover_state("n2", QRecoverState{1, true, {}}, at(1000));
+    CHECK_FALSE(h.ready());
+    h.on_recover_state("n3", ready_answer(1, {3, 2}, std::nullopt), at(1001));
+    CHECK(h.voting());
+    CHECK(has_event(h, "+quorum-ready: bootstrap"));
+    CHECK(h.acceptor().find("k")->promised == Ballot{3, 2});  // the promises it heard
+  }
+  SUBCASE("a member holding a value keeps the others waiting for it") {
+    AcceptorHost h(config(5), nullptr, std::nullopt, at(0), 1);
+    for (const auto* id : {"n2", "n3", "n4"}) h.on_recover_state(id, QRecoverState{1, true, {}}, at(1000));
+    h.on_recover_state("n5", ready_answer(1, {3, 4}, std::pair{Ballot{3, 4}, "v"}), at(1001));
+    CHECK_FALSE(h.ready());
+    CHECK(h.progress(at(1001)).find("holding values [n5]") != std::string::npos);
+  }
+  SUBCASE("a lone member is ready at once") {
+    AcceptorHost h(config(1), nullptr, std::nullopt, at(0), 1);
+    CHECK(h.voting());
+  }
+}
+
+TEST_CASE("acceptor host: the planted bugs break exactly the rules they name") {
+  AcceptorHostConfig c = config(3);
+  c.plant.count_recovering_peers = true;
+  AcceptorHost h(c, nullptr, std::nullopt, at(0), 1);
+  h.on_recover_state("n2", QRecoverState{1, true, {}}, at(1000));
+  h.on_recover_state("n3", ready_answer(1, {3, 2}, std::pair{Ballot{3, 2}, "v"}), at(1001));
+  CHECK(h.ready());  // counted the recovering n2
+  AcceptorHostConfig w = config(3);
+  w.plant.skip_recovery_wait = true;
+  AcceptorHost nw(w, nullptr, std::nullopt, at(0), 1);
+  CHECK(nw.requests_due(at(1)).size() == 2);
+}
+
+TEST_CASE("data dir: saves survive, damage is lost state, another node's or version's state is refused") {
+  namespace fs = std::filesystem;
+  fs::path dir = fs::temp_directory_path() / ("rg-datadir-test-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  DurableState s{{QSlotState{"k", {5, 1}, true, {4, 1}, RegValue{"table", {"n1", 3, 1000}}}}, {{"agent", "{}"}}};
+  {
+    DataDir d(dir.string(), "n1", "c");
+    CHECK(d.load().found == DataDir::Found::nothing);
+    std::string why;
+    REQUIRE(d.save(s, why));
+    // A second process on the same dir is refused while the first holds it.
+    CHECK_THROWS_AS(DataDir(dir.string(), "n1", "c"), std::runtime_error);
+    d.set_fault([] { return std::string("injected"); });
+    CHECK_FALSE(d.save(s, why));
+    CHECK(why == "injected");
+  }
+  {
+    DataDir d(dir.string(), "n1", "c");
+    auto loaded = d.load();
+    REQUIRE(loaded.found == DataDir::Found::intact);
+    CHECK(loaded.state == s);
+  }
+  CHECK_THROWS_AS(DataDir(dir.string(), "n2", "c").load(), std::invalid_argument);
+  CHECK_THROWS_AS(DataDir(dir.string(), "n1", "other").load(), std::invalid_argument);
+  auto file = dir / "acceptor.state";
+  std::string bytes;
+  {
+    std::ifstream in(file, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  for (std::size_t at : {std::size_t{2}, std::size_t{10}, bytes.size() / 2, bytes.size() - 1}) {
+    std::string bad = bytes;
+    bad[at] = static_cast<char>(bad[at] ^ 0x5a);
+    std::ofstream(file, std::ios::binary | std::ios::trunc) << bad;
+    auto loaded = DataDir(dir.string(), "n1", "c").load();
+    CHECK_MESSAGE(loaded.found == DataDir::Found::corrupt, "byte " << at);
+    CHECK(!loaded.problem.empty());
+  }
+  std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes.substr(0, bytes.size() - 3);
+  CHECK(DataDir(dir.string(), "n1", "c").load().found == DataDir::Found::corrupt);
+  CHECK_THROWS_AS(DataDir((dir / "acceptor.state").string(), "n1", "c"), std::invalid_argument);
+  fs::remove_all(dir);
+}
