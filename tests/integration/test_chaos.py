@@ -192,6 +192,35 @@ def chaos_checker_reports_an_epoch_going_back(c):
     expect_only(rep, "epoch", "n3", "epoch 2", "epoch 1")
 
 
+def _full_restart_then_epoch_1(s):
+    """Every node killed at 9.0 s and started again; n1 then acts at epoch 1,
+    an epoch below the 2 that n2 acted at before the outage."""
+    for t, kind in ((9000.0, "kill9"), (9100.0, "start")):
+        s.faults.append({"t_ms": t, "kind": kind, "nodes": ["n1", "n2", "n3"]})
+    s.ev("n1", 9110, "start", "data", "starting", 0, 13)
+    s.ev("n1", 9500, "+promoted", "master", "master", 1, 13, True, 9975)
+    s.leases("n1", 13, 1, 9600, 10000)
+    s.meta["end_ms"] = 10000.0
+    return s
+
+
+@test()
+def chaos_checker_reports_an_epoch_reused_after_a_durable_full_restart(c):
+    s = _full_restart_then_epoch_1(synth(c))
+    s.meta["in_memory"] = False
+    rep = verdict(s.write())
+    expect_only(rep, "epoch", "n1", "epoch 1", "epoch 2", "went back or was reused")
+
+
+@test()
+def chaos_checker_lets_in_memory_epochs_restart_after_a_full_outage(c):
+    s = _full_restart_then_epoch_1(synth(c))
+    s.meta["in_memory"] = True
+    rep = verdict(s.write())
+    check("epoch" not in kinds(rep), f"in-memory epochs restarting after a full outage were reported: "
+                                     f"{[str(v) for v in rep.violations]}")
+
+
 @test()
 def chaos_checker_reports_two_masters_named_for_one_epoch(c):
     s = synth(c)
@@ -212,6 +241,22 @@ def chaos_checker_reports_a_late_demotion(c):
     s.leases("n2", 21, 2, 9000, 14000)
     rep = verdict(s.write())
     expect_only(rep, "demotion", "n1", "n2", "epoch 1", "epoch 2")
+
+
+@test()
+def chaos_checker_reports_a_demotion_that_never_comes_once_its_time_ran_out(c):
+    s = synth(c)
+    # the restarted old master never reports a non-master role
+    s.events["n1"] = [e for e in s.events["n1"] if not (e["incarnation"] == 12 and e["event"] == "+demoted")]
+    s.ev("n1", 6300, "+resumed", "master", "master", 2, 12)
+    # while the history is still short of its promised time (6 s + 2 s + 3 s): no verdict yet
+    s.meta["end_ms"] = 10500.0
+    rep = verdict(s.write())
+    check("demotion" not in kinds(rep), f"a demotion still within its time was reported: {[str(v) for v in rep.violations]}")
+    s.meta["end_ms"] = 14000.0
+    s.leases("n2", 21, 2, 9000, 14000)
+    rep = verdict(s.write())
+    expect_only(rep, "demotion", "n1", "never reported a non-master role")
 
 
 @test()

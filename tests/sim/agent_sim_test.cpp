@@ -5,17 +5,25 @@
 // pauses longer than the lease, partitions (the master alone; a minority and
 // a majority; the master-replica link alone), loss bursts and switchovers. Some 3-node runs make n3 a witness.
 //
+// Each node's clock runs at its own rate (within the drift bound, or
+// outside it where a test shows the checker catches that). The network also
+// duplicates messages, delivers some of them several leases late, loses one
+// direction of a link, and holds a paused node's messages until it resumes.
+// Acceptors are AcceptorHosts: with durable state a killed node's acceptor
+// comes back intact; in in-memory runs it forgets and recovers under the
+// sound rules (kills that would leave a majority recovering are skipped:
+// nothing could recover from them, by design).
+//
 // Modelled, not run: membership. A node sees another alive once both run
 // and can reach each other for a heartbeat, and failed once they cannot for
-// failure_timeout. A restarted node copies the role table from a live peer
-// (state transfer) before on_ready. Acceptor state survives a kill (the grid
-// must keep it or re-sync it before its acceptor answers again; that is the
-// grid's business, not the agent's).
+// failure_timeout (on its own clock). A restarted node copies the role table
+// from a live peer (state transfer) before on_ready.
 //
 // Checked after every event (message or timer):
-//   - no two nodes act as master at overlapping times, each judged by its
-//     own acting interval [became acting, lease bound), a killed node's
-//     ending at the kill;
+//   - no two nodes act as master at overlapping real times, each judged by
+//     its own acting interval [became acting, lease bound) converted from its
+//     clock to real time; a killed node's interval still runs to its lease
+//     bound (its service may outlive it);
 //   - each agent's epoch_seen never decreases; committed role tables, in
 //     ballot order, never lower the epoch nor a master's renewal counter;
 //   - at most one established master is ever committed per epoch;
@@ -45,6 +53,7 @@
 
 #include "agent/ha_agent.h"
 #include "agent/role_table.h"
+#include "grid/acceptor_host.h"
 #include "grid/quorum.h"
 #include "tests/sim/sim_network.h"
 
@@ -63,7 +72,8 @@ struct Bcast {
 struct BcastAck {
   std::uint64_t epoch = 0;
 };
-using Wire = std::variant<QPrepare, QPromise, QAccept, QAccepted, QCommit, Bcast, BcastAck>;
+using Wire = std::variant<QPrepare, QPromise, QAccept, QAccepted, QCommit, QRecoverRequest, QRecoverState, Bcast,
+                          BcastAck>;
 using Violations = std::vector<std::string>;
 
 constexpr Duration kTick = 10ms;
@@ -79,6 +89,10 @@ AgentConfig timing() {
 }
 const AgentConfig kTiming = timing();
 constexpr Duration kMaxPrepare = 200ms;
+constexpr Duration kProposerTimeout = 250ms;
+constexpr Duration kRecoveryWait = 2 * kProposerTimeout;  // rule 1, with room for the clock rates
+// Clock rates 1 +- this: the ratio of any two stays within 1 / (1 - drift).
+constexpr double kInBoundSkew = 0.02;
 constexpr Duration kSync = 100ms;  // state transfer after a restart, at most
 // Detection (view and renewal both silent for failure_timeout), a backoff
 // still running from an attempt during the faults, prepare, a designation
@@ -93,15 +107,37 @@ struct Interval {
 
 // One simulated process and the little a real node's shell adds around the
 // agent: the register's three parts, a hook runner, a member view.
+// The simulated data dir: what a node saved survives its crash.
+class MemStore : public StateStore {
+ public:
+  bool save(const DurableState& s, std::string&) override {
+    saved = s;
+    return true;
+  }
+  std::optional<DurableState> saved;
+};
+
+// How a run's world behaves: clocks, acceptor memory, network faults, and
+// bugs planted to show the checks catch them.
+struct World {
+  double skew = kInBoundSkew;  // clock rates in [1 - skew, 1 + skew]
+  bool one_slow = false;       // instead: every clock fast by `skew` but one random node's slow by it
+  bool durable = true;
+  bool nasty_network = false;  // duplicates and messages several leases late
+  bool plant_lease_from_commit = false;
+};
+
 struct SimNode {
   NodeId id;
+  NodeClock clock;
+  MemStore disk;
   bool witness = false;
   bool crashed = false, paused = false, synced = false;
   std::uint64_t life = 0;  // timers from an earlier life do nothing
   Time sync_at{};
   std::unique_ptr<HaAgent> agent;
   std::unique_ptr<QuorumProposer> proposer;
-  QuorumAcceptor acceptor;
+  std::unique_ptr<AcceptorHost> host;
   QuorumCopy copy;
   std::map<std::uint64_t, std::pair<std::uint64_t, std::string>> ops;  // proposer op -> agent CAS id, purpose
   bool commit_first = true;  // our own commit reaches the copy before the CAS result
@@ -147,27 +183,39 @@ QuorumProposer::Change wrap(decltype(CasRequest::change) f) {
 
 class AgentCluster {
  public:
-  AgentCluster(std::size_t size, std::uint64_t seed) : rng_(seed), net_(clock_, rng_) {
+  AgentCluster(std::size_t size, std::uint64_t seed, World world = {})
+      : world_(world), rng_(seed), net_(clock_, rng_) {
     std::vector<NodeId> ids;
     for (std::size_t i = 1; i <= size; ++i) ids.push_back("n" + std::to_string(i));
     topology_ = Topology(ids);
     base_loss_ = uniform01(rng_) * 0.1;
     net_.set_loss(base_loss_);
     net_.set_delay(0ms, uniform_duration(rng_, 1ms, 10ms));
+    nasty(world_.nasty_network);
     bool with_witness = size == 3 && chance(rng_, 0.25);
+    NodeId slow = ids[uniform(rng_, 0, size - 1)];
     for (const auto& id : ids) {
       SimNode& n = nodes_[id];
       n.id = id;
+      double rate = world_.one_slow ? (id == slow ? 1 - world_.skew : 1 + world_.skew)
+                                    : 1 + (2 * uniform01(rng_) - 1) * world_.skew;
+      n.clock = NodeClock(now(), rate);
       n.witness = with_witness && id == "n3";
       n.commit_first = chance(rng_, 0.5);
       boot(n, /*fresh=*/true);
     }
+  }
+  // Duplicates and messages up to several leases late, or a clean network.
+  void nasty(bool on) {
+    net_.set_duplicate(on ? 0.05 : 0.0);
+    net_.set_long_delay(on ? 0.02 : 0.0, 4 * kTiming.failure_timeout);
   }
 
   std::mt19937_64& rng() { return rng_; }
   Time now() const { return clock_.now(); }
   const std::vector<NodeId>& ids() const { return topology_.members(); }
   SimNode& node(const NodeId& id) { return nodes_.at(id); }
+  Time local(const NodeId& id) const { return nodes_.at(id).clock.local(now()); }
   const Violations& violations() const { return violations_; }
   void expect(bool ok, const std::string& what) {
     if (!ok) violations_.push_back(fmt::format("t={}ms: {}", ms(now()), what));
@@ -209,8 +257,12 @@ class AgentCluster {
   void kill(const NodeId& id) {
     SimNode& n = nodes_.at(id);
     if (n.crashed) return;
+    if (!world_.durable && !can_lose_state(id)) {
+      log(id, "kill skipped: a majority would be recovering (in-memory state)");
+      return;
+    }
     log(id, "killed");
-    close_interval(n, now());
+    close_interval(n, Time::max());  // its lease bound still counts
     if (n.agent) {
       last_role_[id] = {n.agent->role(), n.agent->role() == Role::master ? n.agent->master_epoch()
                                                                          : n.agent->epoch_seen()};
@@ -219,6 +271,7 @@ class AgentCluster {
     n.paused = false;
     n.agent.reset();
     n.proposer.reset();
+    n.host.reset();
     n.copy = QuorumCopy{};
     n.ops.clear();
     n.hooks.clear();
@@ -240,14 +293,25 @@ class AgentCluster {
     if (!n.running()) return;
     log(id, "paused");
     n.paused = true;
-    net_.set_down(id, true);
+    net_.set_paused(id, true);
   }
+  // What arrived meanwhile is delivered now, late.
   void resume(const NodeId& id) {
     SimNode& n = nodes_.at(id);
     if (!n.paused) return;
     log(id, "resumed");
     n.paused = false;
-    net_.set_down(id, false);
+    net_.set_paused(id, false);
+  }
+  // A slow link: everything from `from` to `to` arrives `extra` later.
+  void slow_link(const NodeId& from, const NodeId& to, Duration extra) {
+    log("-", fmt::format("{} -> {} slowed by {}ms", from, to, to_ms(extra)));
+    net_.set_link_delay(from, to, extra);
+  }
+  // One-way loss: nothing from `from` reaches `to`.
+  void block(const NodeId& from, const NodeId& to) {
+    log("-", fmt::format("{} -> {} blocked", from, to));
+    net_.block(from, to);
   }
   void partition(const std::vector<std::vector<NodeId>>& groups) {
     std::string s;
@@ -268,6 +332,7 @@ class AgentCluster {
   void mend() {
     log("-", "links mended");
     cuts_.clear();
+    net_.unblock_all();
   }
   std::optional<NodeId> replica_of_latest() const {
     auto t = latest();
@@ -304,6 +369,7 @@ class AgentCluster {
     heal();
     mend();
     restore_loss();
+    nasty(false);
     for (const auto& id : ids()) {
       resume(id);
       restart(id);
@@ -313,7 +379,7 @@ class AgentCluster {
     SimNode& n = nodes_.at(from);
     if (!n.running() || !n.agent) return "not running";
     AgentOutput out;
-    std::string why = n.agent->switchover(to, now(), out);
+    std::string why = n.agent->switchover(to, local(from), out);
     log(from, fmt::format("switchover to {}: {}", to, why.empty() ? "started" : why));
     drain(n, out);
     pump();
@@ -325,7 +391,7 @@ class AgentCluster {
   std::vector<NodeId> acting_masters() const {
     std::vector<NodeId> v;
     for (const auto& [id, n] : nodes_)
-      if (!n.crashed && n.agent && n.agent->acting_master(now())) v.push_back(id);
+      if (!n.crashed && n.agent && n.agent->acting_master(n.clock.local(now()))) v.push_back(id);
     return v;
   }
   // The latest committed role table (highest ballot).
@@ -362,19 +428,41 @@ class AgentCluster {
     if (live) fmt::print(stderr, "{}\n", trace_.back());
   }
 
+  // Kills in in-memory runs: at most a minority may be without its
+  // acceptor's state at once (more leaves nothing to recover from).
+  bool can_lose_state(const NodeId& id) const {
+    std::size_t out = 1;
+    for (const auto& [other, o] : nodes_)
+      if (other != id && (o.crashed || !o.host || !o.host->ready())) ++out;
+    return out <= topology_.size() - topology_.quorum();
+  }
+
   void boot(SimNode& n, bool fresh) {
+    Time t = n.clock.local(now());
     AgentConfig c = kTiming;
     c.self = n.id;
     c.topology = topology_;
     c.witness = n.witness;
-    n.agent = std::make_unique<HaAgent>(c, now());
+    c.plant_lease_from_commit = world_.plant_lease_from_commit;
+    n.agent = std::make_unique<HaAgent>(c, t);
     auto last = last_role_.find(n.id);
     if (last != last_role_.end()) n.agent->set_previous_role(last->second.first, last->second.second);
     QuorumProposerConfig pc;
-    pc.timeout = 250ms;
+    pc.timeout = kProposerTimeout;
     pc.seed = rng_();
     pc.ballot_floor = static_cast<std::uint64_t>(to_us(now() - Time{}));  // the incarnation
     n.proposer = std::make_unique<QuorumProposer>(topology_, n.id, pc);
+    AcceptorHostConfig hc;
+    hc.topology = topology_;
+    hc.self = n.id;
+    hc.recovery_wait = kRecoveryWait;
+    hc.retry_interval = kTiming.heartbeat_interval;
+    // A fresh cluster starts with empty, ready acceptors; a restart loads
+    // what the node saved (durable) or recovers (in memory).
+    std::optional<DurableState> loaded;
+    if (fresh) loaded = DurableState{};
+    else if (world_.durable) loaded = n.disk.saved;
+    n.host = std::make_unique<AcceptorHost>(hc, world_.durable ? &n.disk : nullptr, std::move(loaded), t, rng_());
     n.peers.clear();
     n.view.clear();
     n.epoch_seen = 0;
@@ -382,8 +470,8 @@ class AgentCluster {
     n.sync_at = now() + (fresh ? Duration::zero() : uniform_duration(rng_, 10ms, kSync));
     if (fresh) {
       AgentOutput out;
-      n.agent->on_table(std::nullopt, now(), out);
-      n.agent->on_ready(now(), out);
+      n.agent->on_table(std::nullopt, t, out);
+      n.agent->on_ready(t, out);
       drain(n, out);
     }
     schedule_loop(n.id, n.life, now() + uniform_duration(rng_, 1ms, kTick));
@@ -405,19 +493,23 @@ class AgentCluster {
     return nodes_.at(a).running() && nodes_.at(b).running() && net_.can_reach(a, b) && !is_cut(a, b);
   }
 
-  // The shell's loop: view, state transfer, proposer and agent ticks.
+  // The shell's loop: view, state transfer, acceptor, proposer and agent
+  // ticks. The agent is ready once synced and its acceptor has recovered.
   void loop(SimNode& n) {
-    if (!n.synced && now() >= n.sync_at) {
+    Time t = n.clock.local(now());
+    n.host->tick(t);
+    for (const auto& to : n.host->requests_due(t)) send(n.id, to, n.host->request());
+    if (!n.synced && now() >= n.sync_at && n.host->ready()) {
       for (const auto& id : ids()) {
         const SimNode& p = nodes_.at(id);
         if (id == n.id || !p.synced || !reachable(n.id, id)) continue;
         n.copy = p.copy;
         n.synced = true;
         const QCommit* c = n.copy.find(kRoleKey);
-        std::optional<RoleTable> t = c ? from_register(c->value) : std::nullopt;
+        std::optional<RoleTable> table = c ? from_register(c->value) : std::nullopt;
         AgentOutput out;
-        n.agent->on_table(t, now(), out);
-        n.agent->on_ready(now(), out);
+        n.agent->on_table(table, n.clock.local(now()), out);
+        n.agent->on_ready(n.clock.local(now()), out);
         log(n.id, "synced");
         drain(n, out);
         break;
@@ -427,31 +519,31 @@ class AgentCluster {
     for (const auto& id : ids()) {
       if (id == n.id) continue;
       SimNode::Peer& p = n.peers[id];
-      bool reach = reachable(n.id, id);
+      bool reach = reachable(id, n.id);  // its heartbeats reach us
       if (reach != p.reach) {
         p.reach = reach;
-        p.reach_changed = now();
+        p.reach_changed = t;
       }
-      if (reach && !p.alive && now() - p.reach_changed >= kTiming.heartbeat_interval) {
+      if (reach && !p.alive && t - p.reach_changed >= kTiming.heartbeat_interval) {
         p.alive = true;
-        p.alive_since = now();
+        p.alive_since = t;
       }
-      if (!reach && p.alive && now() - p.reach_changed >= kTiming.failure_timeout) p.alive = false;
+      if (!reach && p.alive && t - p.reach_changed >= kTiming.failure_timeout) p.alive = false;
       const SimNode& o = nodes_.at(id);
       view[id] = MemberStatus{p.alive, p.alive && o.synced, o.witness, p.alive_since, std::nullopt, 0};
     }
     if (!same_view(view, n.view)) {
       n.view = view;
       AgentOutput out;
-      n.agent->on_members(view, now(), out);
+      n.agent->on_members(view, t, out);
       drain(n, out);
     }
     QOut q;
-    n.proposer->tick(now(), q);
+    n.proposer->tick(t, q);
     qdrain(n, q);
     if (!n.agent) return;
     AgentOutput out;
-    n.agent->tick(now(), out);
+    n.agent->tick(t, out);
     drain(n, out);
   }
 
@@ -472,31 +564,36 @@ class AgentCluster {
   void deliver(const NodeId& to, const NodeId& from, Wire& w) {
     SimNode& n = nodes_.at(to);
     if (!n.running() || !n.agent || is_cut(from, to)) return;
+    Time t = n.clock.local(now());
     std::visit(
         [&](auto& m) {
           using M = std::decay_t<decltype(m)>;
           if constexpr (std::is_same_v<M, QPrepare>) {
-            send(to, from, n.acceptor.on_prepare(m, now()));
+            if (auto a = n.host->on_prepare(m, t)) send(to, from, *a);
           } else if constexpr (std::is_same_v<M, QAccept>) {
-            send(to, from, n.acceptor.on_accept(m, now()));
+            if (auto a = n.host->on_accept(m, t)) send(to, from, *a);
+          } else if constexpr (std::is_same_v<M, QRecoverRequest>) {
+            if (auto a = n.host->on_recover_request(m, t)) send(to, from, *a);
+          } else if constexpr (std::is_same_v<M, QRecoverState>) {
+            n.host->on_recover_state(from, m, t);
           } else if constexpr (std::is_same_v<M, QPromise>) {
             QOut q;
-            n.proposer->on_promise(from, m, now(), q);
+            n.proposer->on_promise(from, m, t, q);
             qdrain(n, q);
           } else if constexpr (std::is_same_v<M, QAccepted>) {
             QOut q;
-            n.proposer->on_accepted(from, m, now(), q);
+            n.proposer->on_accepted(from, m, t, q);
             qdrain(n, q);
           } else if constexpr (std::is_same_v<M, QCommit>) {
             apply_commit(n, m);
           } else if constexpr (std::is_same_v<M, Bcast>) {
             AgentOutput out;
-            bool ok = n.agent->on_broadcast(m.master, m.epoch, now(), out);
+            bool ok = n.agent->on_broadcast(m.master, m.epoch, t, out);
             drain(n, out);
             if (ok && !drop_acks_) send(to, from, BcastAck{m.epoch});
           } else {
             AgentOutput out;
-            n.agent->on_broadcast_ack(from, m.epoch, now(), out);
+            n.agent->on_broadcast_ack(from, m.epoch, t, out);
             drain(n, out);
           }
         },
@@ -506,7 +603,7 @@ class AgentCluster {
   void apply_commit(SimNode& n, const QCommit& c) {
     if (!n.copy.apply(c) || !n.agent) return;
     AgentOutput out;
-    n.agent->on_table(from_register(c.value), now(), out);
+    n.agent->on_table(from_register(c.value), n.clock.local(now()), out);
     drain(n, out);
   }
 
@@ -532,7 +629,7 @@ class AgentCluster {
       if (purpose != "renew" || r.outcome != CasOutcome::committed)
         log(n.id, fmt::format("cas {} {}: {}", purpose, to_string(r.outcome), r.reason));
       AgentOutput out;
-      n.agent->on_cas_done(id, r.outcome, t, r.started, now(), out);
+      n.agent->on_cas_done(id, r.outcome, t, r.started, n.clock.local(now()), out);
       drain(n, out);
     }
   }
@@ -547,7 +644,7 @@ class AgentCluster {
     for (auto& c : out.cas) {
       if (!n.proposer) break;
       QOut q;
-      std::uint64_t op = n.proposer->cas(kRoleKey, wrap(std::move(c.change)), now(), q);
+      std::uint64_t op = n.proposer->cas(kRoleKey, wrap(std::move(c.change)), n.clock.local(now()), q);
       n.ops[op] = {c.id, c.purpose};
       qdrain(n, q);
     }
@@ -585,7 +682,7 @@ class AgentCluster {
   void finish_hook(SimNode& n, int status) {
     n.hook_running = false;
     AgentOutput out;
-    n.agent->on_hook_done(n.running_hook, status, now(), out);
+    n.agent->on_hook_done(n.running_hook, status, n.clock.local(now()), out);
     drain(n, out);
   }
 
@@ -643,26 +740,31 @@ class AgentCluster {
     for (auto& [id, n] : nodes_) {
       if (n.crashed || !n.agent) continue;
       const HaAgent& a = *n.agent;
-      bool acting = a.acting_master(now());
+      Time t = n.clock.local(now());
+      // The agent's lease bound is on its own clock: in real time it ends
+      // when that clock reaches it.
+      Time bound = n.clock.real(a.lease_bound());
+      bool acting = a.acting_master(t);
       if (acting) {
         if (!n.acting) {
-          n.acting = Interval{now(), a.lease_bound(), a.master_epoch()};
+          n.acting = Interval{now(), bound, a.master_epoch()};
           check_overlap(n);
-        } else if (a.lease_bound() > n.acting->end) {
-          n.acting->end = a.lease_bound();
+        } else if (bound > n.acting->end) {
+          n.acting->end = bound;
           check_overlap(n);
         }
       } else if (n.acting) {
-        close_interval(n, std::max(a.lease_bound(), n.acting->start));
+        close_interval(n, std::max(bound, n.acting->start));
       }
       expect(a.epoch_seen() >= n.epoch_seen, fmt::format("{}: epoch seen went from {} to {}", id, n.epoch_seen,
                                                          a.epoch_seen()));
       n.epoch_seen = a.epoch_seen();
-      std::string broken = a.check_invariants(now());
+      std::string broken = a.check_invariants(t);
       expect(broken.empty(), id + ": " + broken);
     }
   }
 
+  World world_;
   std::mt19937_64 rng_;
   SimClock clock_;
   SimTimers timers_;
@@ -691,8 +793,35 @@ const T& pick(std::mt19937_64& rng, const std::vector<T>& v) {
 // One randomized run: a fresh cluster elects a master, then two to four
 // fault episodes (which may overlap in their effects), then everything is
 // healed and a single master must be back within kRecoverBound.
-Violations random_faults(std::size_t size, std::uint64_t seed, std::string& trace) {
-  AgentCluster c(size, seed);
+// Every answer to the master arrives late (within the proposer's deadline),
+// so each renewal commits well after its acceptors accepted it; then nobody
+// hears the master any more, while the answers already on their way still
+// reach it. Its lease must count from the start of its last renewal: from
+// the commit it would still act after the acceptors let a successor in.
+void late_answers_then_mute(AgentCluster& c, const NodeId& master, std::mt19937_64& rng) {
+  Duration late = uniform_duration(rng, kProposerTimeout * 4 / 5, kProposerTimeout - 15ms);
+  for (const auto& id : c.ids())
+    if (id != master) c.slow_link(id, master, late);
+  c.run_for(uniform_duration(rng, 300ms, 1s));
+  for (const auto& id : c.ids())
+    if (id != master) c.block(master, id);
+  c.run_for(uniform_duration(rng, 2 * kTiming.failure_timeout, 3s));
+  c.mend();
+}
+
+using Scenario = Violations (*)(std::size_t, std::uint64_t, std::string&, World);
+
+// The world of a run: durable or in-memory acceptors and a clean or nasty
+// network, in turn by seed; clocks within the drift bound.
+World varied(std::uint64_t seed) {
+  World w;
+  w.durable = seed % 2 == 0;
+  w.nasty_network = (seed / 2) % 2 == 0;
+  return w;
+}
+
+Violations random_faults(std::size_t size, std::uint64_t seed, std::string& trace, World world) {
+  AgentCluster c(size, seed, world);
   auto& rng = c.rng();
   c.run_for(2s);
   c.expect_single_master("after start");
@@ -701,7 +830,7 @@ Violations random_faults(std::size_t size, std::uint64_t seed, std::string& trac
     auto acting = c.acting_masters();
     NodeId master = acting.empty() ? pick(rng, c.ids()) : acting[0];
     NodeId any = pick(rng, c.ids());
-    switch (uniform(rng, 0, 8)) {
+    switch (uniform(rng, 0, 11)) {
       case 0:  // kill the master, restart it later
         c.kill(master);
         c.run_for(uniform_duration(rng, 300ms, 3s));
@@ -769,6 +898,24 @@ Violations random_faults(std::size_t size, std::uint64_t seed, std::string& trac
         c.mend();
         break;
       }
+      case 8: {  // one-way loss at the master: deaf (hears nobody) or mute (nobody hears it)
+        bool deaf = chance(rng, 0.5);
+        for (const auto& id : c.ids())
+          if (id != master) deaf ? c.block(id, master) : c.block(master, id);
+        c.run_for(uniform_duration(rng, 500ms, 3s));
+        c.mend();
+        break;
+      }
+      case 10:  // the master's answers come back late, then it goes mute
+        late_answers_then_mute(c, master, rng);
+        break;
+      case 9: {  // one-way loss between two random nodes, the other way still open
+        NodeId other = pick(rng, c.ids());
+        if (other != any) c.block(any, other);
+        c.run_for(uniform_duration(rng, 300ms, 2s));
+        c.mend();
+        break;
+      }
       default:  // a burst of heavy loss
         c.set_loss(0.3);
         c.run_for(uniform_duration(rng, 300ms, 1500ms));
@@ -791,8 +938,8 @@ Violations random_faults(std::size_t size, std::uint64_t seed, std::string& trac
 // The patent's claims 3, 4 and 5 on purpose, one per seed in turn: the
 // replica's prepare (claim 5) or broadcast (claims 3, 4) is held open while
 // the old master comes back or stays away.
-Violations claims(std::size_t size, std::uint64_t seed, std::string& trace) {
-  AgentCluster c(size, seed);
+Violations claims(std::size_t size, std::uint64_t seed, std::string& trace, World world) {
+  AgentCluster c(size, seed, world);
   c.run_for(2s);
   c.expect_single_master("after start");
   auto acting = c.acting_masters();
@@ -863,8 +1010,8 @@ Violations claims(std::size_t size, std::uint64_t seed, std::string& trace) {
 
 // Quiet runs: a master within two seconds of start, and no master change at
 // all in ten seconds of loss and delay.
-Violations no_faults(std::size_t size, std::uint64_t seed, std::string& trace) {
-  AgentCluster c(size, seed);
+Violations no_faults(std::size_t size, std::uint64_t seed, std::string& trace, World world) {
+  AgentCluster c(size, seed, world);
   c.run_for(2s);
   c.expect_single_master("after start");
   auto first = c.acting_masters();
@@ -883,14 +1030,14 @@ void on_abort(int) {
   (void)ignored;
 }
 
-void run_scenario(Violations (*scenario)(std::size_t, std::uint64_t, std::string&), std::size_t runs) {
+void run_scenario(Scenario scenario, std::size_t runs, World (*world_of)(std::uint64_t) = varied) {
   auto previous = std::signal(SIGABRT, on_abort);
   for (std::size_t size : {3, 5})
     for (auto seed : rg::sim::seeds(runs)) {
       std::snprintf(g_running, sizeof g_running, "\nagent sim aborted: seed %llu, %zu nodes (replay: RG_SEED=%llu)\n",
                     static_cast<unsigned long long>(seed), size, static_cast<unsigned long long>(seed));
       std::string trace;
-      Violations v = scenario(size, seed, trace);
+      Violations v = scenario(size, seed, trace, world_of(seed));
       std::ostringstream why;
       for (const auto& line : v) why << "\n  " << line;
       if (std::getenv("RG_TRACE")) MESSAGE("seed " << seed << ", " << size << " nodes:" << trace);
@@ -900,14 +1047,66 @@ void run_scenario(Violations (*scenario)(std::size_t, std::uint64_t, std::string
   std::signal(SIGABRT, previous);
 }
 
+World clean_network(std::uint64_t seed) {
+  World w = varied(seed);
+  w.nasty_network = false;
+  return w;
+}
+
+// The late-answers fault alone, on a cluster that has settled.
+Violations late_then_mute(std::size_t size, std::uint64_t seed, std::string& trace, World world) {
+  AgentCluster c(size, seed, world);
+  c.run_for(2s);
+  auto acting = c.acting_masters();
+  if (acting.size() == 1) late_answers_then_mute(c, acting[0], c.rng());
+  c.heal_all();
+  c.run_for(kRecoverBound);
+  c.expect_single_master("after the late answers");
+  if (!c.violations().empty() || std::getenv("RG_TRACE")) trace = c.trace();
+  return c.violations();
+}
+
+// Random fault runs in `world` until one shows two masters at once; the
+// seed and the violation, or nothing within `limit` seeds. A check that
+// cannot fail proves nothing: these show this one can.
+std::optional<std::string> first_overlap(Scenario scenario, World world, std::size_t size, std::uint64_t limit) {
+  for (std::uint64_t seed = 1; seed <= limit; ++seed) {
+    std::string trace;
+    for (const auto& v : scenario(size, seed, trace, world))
+      if (v.find(" acts [") != std::string::npos && v.find(" while ") != std::string::npos)
+        return fmt::format("seed {}: {}", seed, v);
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 TEST_CASE("agent sim: a fresh cluster elects one master and keeps it without faults") {
-  run_scenario(no_faults, 20);
+  run_scenario(no_faults, 20, clean_network);
 }
 
-TEST_CASE("agent sim: kills, pauses, partitions, loss and switchovers never give two masters") {
+TEST_CASE("agent sim: kills, pauses, partitions, one-way loss, restarts that forget, late and duplicate "
+          "messages, skewed clocks and switchovers never give two masters") {
   run_scenario(random_faults, 300);
+}
+
+TEST_CASE("agent sim: the checker catches clocks outside the drift bound, and a lease counted from the commit") {
+  // Every clock 25% fast but one 25% slow: a ratio of 1.67, far outside
+  // 1 / (1 - drift) = 1.053.
+  World skewed;
+  skewed.skew = 0.25;
+  skewed.one_slow = true;
+  auto caught = first_overlap(random_faults, skewed, 3, 100);
+  CHECK_MESSAGE(caught, "clocks outside the drift bound never gave two masters in 100 seeds");
+  MESSAGE("clocks outside the bound: " << caught.value_or("not caught"));
+  // The planted bug: the master counts its lease from the commit, so a
+  // renewal whose answers came back late lets it act past the acceptors' lease.
+  World planted;
+  planted.nasty_network = true;
+  planted.plant_lease_from_commit = true;
+  auto late = first_overlap(late_then_mute, planted, 3, 100);
+  CHECK_MESSAGE(late, "a lease counted from the commit never gave two masters in 100 seeds");
+  MESSAGE("lease from the commit: " << late.value_or("not caught"));
 }
 
 TEST_CASE("agent sim: claims 3, 4 and 5 happen as the patent says and end with one master") {

@@ -176,7 +176,12 @@ class SimNetwork {
   }
   // One-way loss: nothing from `from` reaches `to` (the other way still works).
   void block(const NodeId& from, const NodeId& to) { blocked_.insert({from, to}); }
-  void unblock_all() { blocked_.clear(); }
+  // Everything from `from` to `to` takes `extra` longer (a slow link).
+  void set_link_delay(const NodeId& from, const NodeId& to, Duration extra) { link_delay_[{from, to}] = extra; }
+  void unblock_all() {
+    blocked_.clear();
+    link_delay_.clear();
+  }
   // A paused (SIGSTOPped) process: messages that arrive meanwhile wait in its
   // socket buffers and are delivered, in order, the moment it resumes.
   void set_paused(const NodeId& id, bool paused) {
@@ -280,6 +285,7 @@ class SimNetwork {
       ++stats_.late;
       delay = uniform_duration(rng_, max_delay_, std::max(max_delay_, long_delay_max_));
     }
+    if (auto it = link_delay_.find({from, to}); it != link_delay_.end()) delay += it->second;
     Time arrival = clock_.now() + delay;
     if (how == Delivery::stream) {
       Time& last = last_stream_arrival_[{from, to}];
@@ -306,6 +312,7 @@ class SimNetwork {
   std::set<NodeId> down_;
   std::set<NodeId> paused_;
   std::set<std::pair<NodeId, NodeId>> blocked_;
+  std::map<std::pair<NodeId, NodeId>, Duration> link_delay_;
   std::map<NodeId, std::vector<Envelope>> held_;
   std::map<std::pair<NodeId, NodeId>, Time> last_stream_arrival_;
   std::map<Key, Envelope> queue_;

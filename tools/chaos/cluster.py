@@ -15,6 +15,7 @@ one of ours, inside the tool's own PID namespace.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -293,6 +294,16 @@ class ChaosCluster:
             self.history.append("faults.jsonl", {"t_ms": t, "kind": "kill9", "nodes": list(ids)})
             self._note_outage(t)
 
+    def wipe(self, ids):
+        """Deletes stopped nodes' data dirs: their acceptor state is lost."""
+        with self.lock:
+            for nid in ids:
+                node = self.nodes[nid]
+                if node.running():
+                    raise ChaosError(f"wipe {nid}: it is running (stop or kill it first)")
+                shutil.rmtree(node.data_dir, ignore_errors=True)
+            self.record("wipe", nodes=list(ids))
+
     def stop(self, ids, timeout=5.0):
         """Graceful stop (SIGTERM), waits for every exit. A node that does not
         exit in time is killed and reported."""
@@ -484,6 +495,11 @@ class ChaosCluster:
                 if m is None or m.get("state") != "alive" or m.get("incarnation") != status[other]["incarnation"]:
                     return False
         return True
+
+    def voting(self, ids=None):
+        """Every up node's acceptor votes (loaded intact or recovered)."""
+        ids = ids or self.up_ids()
+        return all(self.nodes[nid].q("status", timeout=1.0).get("acceptor", {}).get("voting") for nid in ids)
 
     # -- the observer: every node's role table, recorded on change -------------------
     def start_observer(self, interval=0.2):

@@ -46,7 +46,7 @@ class Runner:
         self.demote_promise_s = sc.settings.get("demote-promise", self.promise_s)
         self.cluster = ChaosCluster(directory, sc.nodes, failure_timeout_ms=ft * 1000, heartbeat_ms=hb * 1000,
                                     mode=sc.settings.get("mode", "multicast"), node_options=node_options,
-                                    witnesses=sc.witnesses,
+                                    witnesses=sc.witnesses, in_memory=sc.settings.get("state") == "memory",
                                     meta={"scenario": sc.path, "promise_ms": self.promise_s * 1000,
                                           "demote_promise_ms": self.demote_promise_s * 1000,
                                           "seed": seed if seed is not None else sc.settings.get("seed", 1)})
@@ -257,11 +257,32 @@ class Runner:
         raise StepFailed(f"running nodes did not form within {_fmt_s(st.args['within'])}"
                          + (f" (last error: {last})" if last else ""))
 
+    def s_wait_voting(self, st):
+        t0 = time.monotonic()
+        deadline = t0 + st.args["within"]
+        last = None
+        while time.monotonic() < deadline:
+            try:
+                if self.cluster.voting():
+                    self.say(f"every running node votes ({', '.join(self.cluster.up_ids())}) after "
+                             f"{_fmt_s(time.monotonic() - t0)}")
+                    return
+            except Exception as e:  # noqa: BLE001 - a node still starting
+                last = e
+            time.sleep(0.1)
+        raise StepFailed(f"running nodes did not all vote within {_fmt_s(st.args['within'])}"
+                         + (f" (last error: {last})" if last else ""))
+
     def s_kill9(self, st):
         ids = self.resolve(st.args["targets"])
         self.bind(st.args["names"], ids)
         self.cluster.kill9(ids)
         self.say(f"kill -9 {self.label(ids)}")
+
+    def s_wipe(self, st):
+        ids = self.resolve(st.args["targets"])
+        self.cluster.wipe(ids)
+        self.say(f"wiped the data dir of {self.label(ids)}")
 
     def s_stop(self, st):
         ids = self.resolve(st.args["targets"])

@@ -7,6 +7,8 @@ One command per line, `#` starts a comment. Durations: 500ms, 1.5s, 2s.
                                     broadcast-timeout, failover-timeout, failover-backoff,
                                     eviction-delay, hook-timeout, anti-entropy-interval
   set mode unicast                  multicast (default) or unicast (--seeds)
+  set state memory                  acceptor state in each node's data dir (durable, the default)
+                                    or in memory only (--in-memory)
   set promise 3s                    promised failover / demotion time (default 2 x failure-timeout + 1 s)
   set workload clients 3 rate 40    writers (puts/s each); they start once the cluster first formed
                                     (`start immediate`: with the nodes); `set workload off`
@@ -16,11 +18,13 @@ One command per line, `#` starts a comment. Durations: 500ms, 1.5s, 2s.
   wait replica within 5s [as R]     until the master's role table names a replica
   wait designated within 5s [as D]  until some node's role table shows a designated (not yet established) master
   wait formed within 10s            until every running node is synced and sees the others alive
+  wait voting within 5s             until every running node's acceptor votes (state loaded or recovered)
   sleep 500ms
   kill -9 TARGETS [as NAMES]        SIGKILL
   stop TARGETS [as NAMES]           SIGTERM, waits for the exit
   start TARGETS                     start stopped nodes again (new incarnation)
   restart [-9] TARGETS [as NAMES]   stop (graceful, or kill -9) then start
+  wipe TARGETS                      delete stopped nodes' data dirs (lost state: recovered from the peers)
   pause TARGETS [DURATION] [as N]   SIGSTOP the node's process group and its hooks; resumes after DURATION
   resume TARGETS
   pick TARGETS as NAMES             bind names to the nodes the targets name now
@@ -65,7 +69,8 @@ ROLES = ("master", "replica", "data", "witness")
 NODE_OPTIONS = ("failure-timeout", "heartbeat-interval", "probe-timeout", "broadcast-timeout", "failover-timeout",
                 "failover-backoff", "eviction-delay", "hook-timeout", "anti-entropy-interval")
 HOOKS = ("prepare", "master", "replica", "data", "abort")
-ACTIONS = ("start", "kill9", "stop", "restart", "restart9", "pause", "resume", "partition", "heal", "fault", "switchover")
+ACTIONS = ("start", "kill9", "stop", "restart", "restart9", "pause", "resume", "partition", "heal", "fault", "switchover",
+           "wipe")
 NAME_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 RESERVED = set(ROLE_WORDS) | {"rest", "others", "all", "as", "on", "within", "for", "to"}
 
@@ -228,6 +233,12 @@ class _Parser:
             if len(a) != 2 or a[1] not in ("multicast", "unicast"):
                 self.err("usage: set mode multicast|unicast")
             self.sc.settings["mode"] = a[1]
+        elif key == "state":
+            if len(a) != 2 or a[1] not in ("durable", "memory"):
+                self.err("usage: set state durable|memory")
+            if self.sc.steps:
+                self.err("'set state' must come before the nodes start")
+            self.sc.settings["state"] = a[1]
         elif key in ("promise", "demote-promise"):
             if len(a) != 2:
                 self.err(f"usage: set {key} DURATION")
@@ -270,7 +281,7 @@ class _Parser:
         a, names = self.bind(a, 1, "master")
         a, d = self.within(a)
         if d is None:
-            self.err("usage: wait master|replica|designated|formed within DURATION [as NAME]")
+            self.err("usage: wait master|replica|designated|formed|voting within DURATION [as NAME]")
         if a == ["master"]:
             self.add(line, "wait-master", within=d, names=names)
         elif a == ["replica"]:
@@ -279,8 +290,11 @@ class _Parser:
             self.add(line, "wait-designated", within=d, names=names)
         elif a == ["formed"] and not names:
             self.add(line, "wait-formed", within=d)
+        elif a == ["voting"] and not names:
+            self.add(line, "wait-voting", within=d)
         else:
-            self.err("usage: wait master|replica|designated within DURATION [as NAME] | wait formed within DURATION")
+            self.err("usage: wait master|replica|designated within DURATION [as NAME] | "
+                     "wait formed|voting within DURATION")
         self.bound.update(names)
 
     def p_sleep(self, a, line):
@@ -302,6 +316,9 @@ class _Parser:
         if not a or a[0] != "-9":
             self.err("usage: kill -9 TARGETS [as NAMES] (only SIGKILL; use 'stop' for SIGTERM)")
         self._fault_cmd("kill9", a[1:], line, "usage: kill -9 TARGETS [as NAMES]")
+
+    def p_wipe(self, a, line):
+        self._fault_cmd("wipe", a, line, "usage: wipe TARGETS (stopped nodes: their data dir is deleted)")
 
     def p_stop(self, a, line):
         self._fault_cmd("stop", a, line, "usage: stop TARGETS [as NAMES]")

@@ -10,6 +10,11 @@ undone within its round:
   pause-short     SIGSTOP the master shorter than failure-timeout (no failover)
   pause-long      SIGSTOP the target for 1.5-3.5 x failure-timeout (a failover if master)
   restart         graceful stop and start of the target (new incarnation)
+  kill-two        kill -9 two members at once (a minority of 5), restart both
+  full-restart    kill -9 every member, then start them all (durable state:
+                  the role table and the epoch survive)
+  lost-state      kill -9 the target, delete its data dir, restart it (it
+                  recovers its acceptor state from ready peers)
   partition-master  the master alone on one side, then heal
   partition-minority  a random minority on one side, then heal
   loss            one node drops a share of its messages to and from every peer
@@ -41,6 +46,9 @@ KINDS = (  # (name, weight)
     ("partition-master", 2),
     ("partition-minority", 2),
     ("loss", 2),
+    ("kill-two", 1),
+    ("full-restart", 1),
+    ("lost-state", 1),
 )
 
 
@@ -72,6 +80,14 @@ def schedule(seed, rounds, n, ft_s):
             spec["with_master"] = rng.random() < 0.5
             spec["pick"] = rng.random()  # which minority, resolved with the live roles
             spec["seconds"] = round(rng.uniform(1.5, 3.5) * ft_s, 3)
+        elif kind == "kill-two":
+            spec["targets"] = rng.choice([["master", "data"], ["replica", "data"], ["master", "replica"]])
+            spec["down_s"] = round(rng.uniform(0.3, 2.0 * ft_s + 0.5), 2)
+        elif kind == "full-restart":
+            spec["down_s"] = round(rng.uniform(0.2, 1.5), 2)
+        elif kind == "lost-state":
+            spec["target"] = rng.choices(["master", "replica", "data"], [2, 1, 1])[0]
+            spec["down_s"] = round(rng.uniform(0.3, 1.5), 2)
         elif kind == "loss":
             spec["target"] = rng.choice(["master", "replica", "data"])
             spec["percent"] = rng.choice([20, 40, 60, 80])
@@ -190,6 +206,28 @@ class Soak:
             time.sleep(spec["seconds"])
             c.heal()
             desc = f"partition {','.join(minority)} | rest for {spec['seconds']} s"
+        elif kind == "kill-two":
+            two = []
+            for t in spec["targets"]:
+                nid = self.resolve(t, answers)
+                if nid is None or nid in two:
+                    nid = self.rng.choice([i for i in c.up_ids() if i not in two])
+                two.append(nid)
+            c.kill9(two)
+            time.sleep(spec["down_s"])
+            c.start(two)
+            desc = f"kill -9 {','.join(two)}, down {spec['down_s']} s"
+        elif kind == "full-restart":
+            c.kill9(c.running_ids())
+            time.sleep(spec["down_s"])
+            c.start(list(c.ids))
+            desc = f"kill -9 of every node, down {spec['down_s']} s"
+        elif kind == "lost-state":
+            c.kill9([target])
+            c.wipe([target])
+            time.sleep(spec["down_s"])
+            c.start([target])
+            desc = f"kill -9 {target}, data dir deleted, down {spec['down_s']} s"
         elif kind == "loss":
             for p in c.ids:
                 if p != target:
