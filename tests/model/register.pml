@@ -197,6 +197,9 @@
 #ifndef MAXDUP
 #define MAXDUP 1
 #endif
+#ifndef MAXOPS
+#define MAXOPS 2
+#endif
 #ifndef MAXROUNDS
 #define MAXROUNDS 2
 #endif
@@ -798,10 +801,19 @@ inline tick() {
 #define DELIVER_XQ(x)  :: d_step { xq[x] != 0 -> rec_request(x) }
 #define DELIVER_XS(x)  :: d_step { xt[x] != 0 -> rec_answer(x) }
 
-#define IDLE(p) (pk[p] == 0 && !stable)
+#if N == 3
+#define NBUSY ((pk[0] != 0) + (pk[1] != 0) + (pk[2] != 0))
+#define NAMES_EST(p) (NE(0, p) || NE(1, p) || NE(2, p))
+#else
+#define NBUSY ((pk[0] != 0) + (pk[1] != 0) + (pk[2] != 0) + (pk[3] != 0) + (pk[4] != 0))
+#define NAMES_EST(p) (NE(0, p) || NE(1, p) || NE(2, p) || NE(3, p) || NE(4, p))
+#endif
+/* some acceptor holds an entry naming p established (else RESUME is pointless) */
+#define NE(a, p) (aval[a] != 0 && VM(aval[a]) == p && VPH(aval[a]) == EST)
+#define IDLE(p) (pk[p] == 0 && !stable && NBUSY < MAXOPS)
 #define STARTS(p) \
   :: d_step { IDLE(p) && act[p] > 0 -> begin(p, K_RENEW) } \
-  :: d_step { IDLE(p) && act[p] == 0 && dese[p] == 0 -> begin(p, K_RESUME) } \
+  :: d_step { IDLE(p) && act[p] == 0 && dese[p] == 0 && NAMES_EST(p) -> begin(p, K_RESUME) } \
   :: d_step { IDLE(p) && act[p] == 0 && dese[p] == 0 -> begin(p, K_DESIG) } \
   :: d_step { IDLE(p) && act[p] == 0 && dese[p] != 0 -> begin(p, K_ESTAB) } \
   :: d_step { IDLE(p) && act[p] == 0 && dese[p] != 0 && deso[p] != p -> begin(p, K_HANDB) } \

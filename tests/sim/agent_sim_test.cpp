@@ -55,6 +55,7 @@
 #include "agent/role_table.h"
 #include "grid/acceptor_host.h"
 #include "grid/quorum.h"
+#include "tests/sim/mem_store.h"
 #include "tests/sim/sim_network.h"
 
 using namespace rg;
@@ -107,16 +108,6 @@ struct Interval {
 
 // One simulated process and the little a real node's shell adds around the
 // agent: the register's three parts, a hook runner, a member view.
-// The simulated data dir: what a node saved survives its crash.
-class MemStore : public StateStore {
- public:
-  bool save(const DurableState& s, std::string&) override {
-    saved = s;
-    return true;
-  }
-  std::optional<DurableState> saved;
-};
-
 // How a run's world behaves: clocks, acceptor memory, network faults, and
 // bugs planted to show the checks catch them.
 struct World {

@@ -31,6 +31,7 @@
 
 #include "grid/acceptor_host.h"
 #include "grid/quorum.h"
+#include "tests/sim/mem_store.h"
 #include "tests/sim/sim_network.h"
 
 using namespace rg;
@@ -91,16 +92,6 @@ struct Acceptance {
   std::set<NodeId> by, ever;
   bool chosen = false;
   Time chosen_at{};
-};
-
-// The simulated data dir: what a node saved survives its crash.
-class MemStore : public StateStore {
- public:
-  bool save(const DurableState& s, std::string&) override {
-    saved = s;
-    return true;
-  }
-  std::optional<DurableState> saved;
 };
 
 // Totals over a scenario's runs, printed with RG_STATS=1.

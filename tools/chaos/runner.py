@@ -242,36 +242,27 @@ class Runner:
                 raise StepFailed(f"no designated master within {_fmt_s(st.args['within'])}")
             time.sleep(0.02)
 
-    def s_wait_formed(self, st):
+    def _wait_running(self, st, ready, done, failed):
+        """Polls `ready()` (nodes may still be starting) until it holds or
+        the step's time runs out."""
         t0 = time.monotonic()
         deadline = t0 + st.args["within"]
         last = None
         while time.monotonic() < deadline:
             try:
-                if self.cluster.formed():
-                    self.say(f"formed ({', '.join(self.cluster.up_ids())}) after {_fmt_s(time.monotonic() - t0)}")
+                if ready():
+                    self.say(f"{done} ({', '.join(self.cluster.up_ids())}) after {_fmt_s(time.monotonic() - t0)}")
                     return
             except Exception as e:  # noqa: BLE001 - a node still starting
                 last = e
             time.sleep(0.1)
-        raise StepFailed(f"running nodes did not form within {_fmt_s(st.args['within'])}"
-                         + (f" (last error: {last})" if last else ""))
+        raise StepFailed(f"{failed} within {_fmt_s(st.args['within'])}" + (f" (last error: {last})" if last else ""))
+
+    def s_wait_formed(self, st):
+        self._wait_running(st, self.cluster.formed, "formed", "running nodes did not form")
 
     def s_wait_voting(self, st):
-        t0 = time.monotonic()
-        deadline = t0 + st.args["within"]
-        last = None
-        while time.monotonic() < deadline:
-            try:
-                if self.cluster.voting():
-                    self.say(f"every running node votes ({', '.join(self.cluster.up_ids())}) after "
-                             f"{_fmt_s(time.monotonic() - t0)}")
-                    return
-            except Exception as e:  # noqa: BLE001 - a node still starting
-                last = e
-            time.sleep(0.1)
-        raise StepFailed(f"running nodes did not all vote within {_fmt_s(st.args['within'])}"
-                         + (f" (last error: {last})" if last else ""))
+        self._wait_running(st, self.cluster.voting, "every running node votes", "running nodes did not all vote")
 
     def s_kill9(self, st):
         ids = self.resolve(st.args["targets"])
