@@ -107,12 +107,14 @@ const char* hook_for(Role r) {
 
 // `v` is `mine`, or `mine` with later renewals of the same master entry:
 // our write went in (finished by another proposer) and the master renewed.
+// The reason is only words for operators (taking a hand-back rewrites it).
 bool descends(const RoleTable& v, const RoleTable& mine) {
   if (v == mine) return true;
   if (!v.master || !mine.master || v.master->renewal < mine.master->renewal) return false;
   RoleTable renewed = mine;
   renewed.master->renewal = v.master->renewal;
   renewed.master->lease_ms = v.master->lease_ms;
+  renewed.reason = v.reason;
   return renewed == v;
 }
 
@@ -451,7 +453,12 @@ void HaAgent::evaluate(Time now, AgentOutput& out) {
       bool named = table_ && table_->master && table_->master->node == config_.self;
       if (named || im.previous_role == Role::master) {
         im.recovering = true;  // FIG. 3: read, then demote, resume or claim
-        im.need_read = true;
+        // A table naming us established needs no read first: resuming is a
+        // compare-and-set from exactly that entry, which fails if our copy
+        // is stale (then we read). A read would write that entry again and
+        // restart our earlier process's lease at the acceptors, holding our
+        // own resume at a new epoch off for a whole lease.
+        im.need_read = !(named && table_->master->phase == Phase::established);
         im.next_read = now;
       } else {
         settle(now, out, "started");

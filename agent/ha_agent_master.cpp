@@ -108,22 +108,29 @@ void HaAgent::recover(Time now, AgentOutput& out) {
 // acts at a new epoch, so an epoch never names two master processes and
 // stays a fencing token across restarts, full-cluster ones included. The
 // acceptors hold the new epoch off until the earlier process's lease ran out.
-// A hand-back names an epoch nobody acted at, and is taken as it is.
+// A hand-back names an epoch nobody acted at, and is taken as it is; taking
+// it rewrites the table's reason, so a later restart does not take the same
+// entry for a hand-back again (and an epoch this node is known to have acted
+// at never is one).
 void HaAgent::resume(const MasterEntry& entry, Time now, AgentOutput& out) {
-  const auto& restart = impl_->restart_value;
-  bool handed = table_ && table_->reason.starts_with("hand-back");
+  Impl& im = *impl_;
+  using Resume = Impl::Resume;
+  const auto& restart = im.restart_value;
+  bool handed = table_ && table_->reason.starts_with("hand-back") && entry.epoch > im.last_master_epoch;
   bool ours = *restart && (*restart)->master == entry;
-  bool earlier_life = entry.epoch != impl_->life_master_epoch && !handed && !ours;
+  im.resume_kind = handed                                                  ? Resume::hand_back
+                   : entry.epoch == im.life_master_epoch || ours           ? Resume::renew
+                                                                           : Resume::new_epoch;
   issue(
       "renew", op_resume,
-      [entry, earlier_life, restart, self = config_.self,
+      [entry, kind = im.resume_kind, restart, self = config_.self,
        lease = to_ms(config_.failure_timeout)](const std::optional<RoleTable>& cur) -> std::optional<RoleTable> {
         // An earlier attempt of ours, accepted by a few (held off by the old
         // lease at the others): finish it instead of refusing it.
         if (cur && *restart && *cur == **restart) return cur;
         if (!cur || cur->master != entry) return std::nullopt;
         RoleTable t = *cur;
-        if (earlier_life) {
+        if (kind == Resume::new_epoch) {
           ++t.epoch;
           t.master = MasterEntry{self, t.epoch, Phase::established, lease, 0};
           t.reason = fmt::format("{} restarted as master: takes epoch {} (epoch {} was its earlier process's)",
@@ -133,6 +140,7 @@ void HaAgent::resume(const MasterEntry& entry, Time now, AgentOutput& out) {
         }
         ++t.master->renewal;
         t.master->lease_ms = lease;
+        if (kind == Resume::hand_back) t.reason = fmt::format("{} took the role back: {}", self, cur->reason);
         return t;
       },
       now, out);
@@ -268,7 +276,8 @@ void HaAgent::on_master_cas(int op, grid::CasOutcome outcome, const std::optiona
     case op_resume:
       if (committed && table_ && table_->master && table_->master->node == config_.self &&
           table_->master->phase == Phase::established) {
-        bool handed = table_->reason.starts_with("hand-back");
+        bool handed = im.resume_kind == Impl::Resume::hand_back;
+        bool restarted = im.resume_kind == Impl::Resume::new_epoch;
         im.my_epoch = table_->master->epoch;
         lease_bound_ = lease_end(started, now);
         state_ = AgentState::master;
@@ -277,7 +286,6 @@ void HaAgent::on_master_cas(int op, grid::CasOutcome outcome, const std::optiona
         im.need_read = false;
         im.next_renew = now + config_.heartbeat_interval;
         im.next_appoint = now;
-        bool restarted = table_->reason.starts_with(config_.self + " restarted as master");
         become(Role::master, handed ? "+handed-back" : "+resumed",
                handed || restarted ? table_->reason : "the table still names this node", im.my_epoch,
                handed && table_->replica ? table_->replica->node : config_.self, out);

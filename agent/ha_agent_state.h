@@ -105,6 +105,9 @@ struct HaAgent::Impl {
   // The table this process proposed to take over its earlier process's entry
   // at a new epoch (resume): a retry finishes it rather than bumping again.
   std::shared_ptr<std::optional<RoleTable>> restart_value = std::make_shared<std::optional<RoleTable>>();
+  // What the resume in flight does: renew our own entry, take a hand-back,
+  // or take over an earlier process's entry at a new epoch.
+  enum class Resume { renew, hand_back, new_epoch } resume_kind = Resume::renew;
   Time next_renew{}, next_appoint{};
   std::string appoint_note;            // last "no candidate" note, said once
 

@@ -382,7 +382,7 @@ TEST_CASE("agent: a restarted master still named in the table resumes at a new e
   Rig r("n1");
   r.a->set_previous_role(Role::master, 3);
   r.start(table_with("n1", 3, Phase::established, 9, "n2"));
-  r.commit(r.cas("read"));
+  // No read first: it would write the old entry again and restart its lease.
   r.commit(r.cas("renew"));
   REQUIRE(r.reg->master);
   CHECK(r.reg->master->node == "n1");
@@ -594,6 +594,25 @@ TEST_CASE("agent: the old master takes a handed-back role with one renewal") {
   CHECK(r.out.changes[0].epoch == 4);
   CHECK(r.hooks() == Strings{"master"});
   CHECK(r.agent().acting_master(r.now));
+  // Taken: the table no longer reads as a hand-back waiting to be taken.
+  CHECK(r.reg->reason.starts_with("n2 took the role back: hand-back to n2"));
+}
+
+TEST_CASE("agent: a restarted master never takes a hand-back its earlier process already took") {
+  // Found by a soak: the earlier process took the handed-back entry at epoch
+  // 4 and acted at it; after a kill -9 of every node, the table still read
+  // "hand-back" and the new process acted at epoch 4 again.
+  Rig r("n2");
+  r.a->set_previous_role(Role::master, 4);
+  RoleTable t = table_with("n2", 4, Phase::established, 9, "n1");
+  t.reason = "hand-back to n2: restored before the broadcast of n1 completed";
+  r.start(t);
+  r.commit(r.cas("renew"));
+  REQUIRE(r.reg->master);
+  CHECK(r.reg->master->epoch == 5);
+  CHECK(r.reg->master->renewal == 0);
+  CHECK(r.events() == Strings{"+resumed"});
+  CHECK(r.agent().master_epoch() == 5);
 }
 
 TEST_CASE("agent: claim 4 - too few acknowledgements vacate the role") {
@@ -892,8 +911,13 @@ TEST_CASE("agent: a change function commits our own earlier value as it is (idem
   REQUIRE(mine);
   CHECK(designate.change(mine) == mine);  // not refused: finished as it is
   RoleTable other = *mine;
+  other.replica = ReplicaEntry{"n3", other.epoch};
   other.reason = "someone else";
   CHECK(!designate.change(other));
+  // The reason is only words: a value that differs in nothing else is ours.
+  RoleTable reworded = *mine;
+  reworded.reason = "reworded";
+  CHECK(designate.change(reworded) == reworded);
 }
 
 TEST_CASE("agent: a designation refused only because our copy missed the last renewal is retried") {

@@ -23,7 +23,8 @@ What it checks (each violation names the nodes, epochs and times):
                moment with every node down starts a new era of epochs.
   lost-write   every acknowledged write is held by every live node in every
                snapshot taken after healing (writes acknowledged before a
-               moment with every node down are exempt: the grid is memory).
+               moment with every node down are exempt: the grid is memory;
+               a kill of every node counts from when the last one was reaped).
   liveness     while no fault is active (no pause, partition or message
                fault; a majority of members running) the cluster is never
                without an acting master for longer than the promised time
@@ -271,7 +272,7 @@ class FaultState:
                 self.paused.discard(n)
                 self.msg_faults.discard(n)
             if not self.up and k != "stop":
-                self.outages.append(t)
+                self.outages.append(rec.get("done_ms", t))  # the last process died by then
         elif k == "stopped":
             # a graceful stop ends when the processes have exited (they may
             # acknowledge writes between SIGTERM and their exit)

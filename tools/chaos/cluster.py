@@ -291,8 +291,11 @@ class ChaosCluster:
             t = now_ms()
             for nid in ids:
                 self.nodes[nid].kill9()
-            self.history.append("faults.jsonl", {"t_ms": t, "kind": "kill9", "nodes": list(ids)})
-            self._note_outage(t)
+            # done_ms: every process reaped. A node may still acknowledge a
+            # write between t and its death; an outage counts from done_ms.
+            done = now_ms()
+            self.history.append("faults.jsonl", {"t_ms": t, "kind": "kill9", "nodes": list(ids), "done_ms": done})
+            self._note_outage(done)
 
     def wipe(self, ids):
         """Deletes stopped nodes' data dirs: their acceptor state is lost."""
