@@ -19,9 +19,10 @@ undone within its round:
   partition-minority  a random minority on one side, then heal
   loss            one node drops a share of its messages to and from every peer
 
-After each round: a master within the promised time, every running node
-formed, every acknowledged write on every live node (snapshot), and the
-whole history re-checked (tools/chaos/checker.py).
+Each round starts from a healthy cluster (a master with a replica, every
+node formed and voting). After each round: a master within the promised
+time, every running node formed, every acknowledged write on every live
+node (snapshot), and the whole history re-checked (tools/chaos/checker.py).
 """
 
 from __future__ import annotations
@@ -152,6 +153,12 @@ class Soak:
             time.sleep(0.1)
         return False
 
+    def voting(self):
+        try:
+            return self.cluster.voting()
+        except Exception:  # noqa: BLE001 - a node still starting
+            return False
+
     def resolve(self, target, answers):
         c = self.cluster
         if target == "master":
@@ -252,9 +259,11 @@ class Soak:
             if self.max_seconds and time.monotonic() - self.t_begin > self.max_seconds:
                 self.say(f"time limit reached after {self.rounds_done} rounds")
                 break
-            # a healthy start for every round: a master with a replica, everyone formed
+            # a healthy start for every round: a master with a replica, everyone
+            # formed and voting (a node that lost its state recovers first: a
+            # majority without state has, by design, no master)
             t_wait = time.monotonic()
-            while time.monotonic() - t_wait < 5 and not c.current_replica():
+            while time.monotonic() - t_wait < 5 and not (c.current_replica() and self.voting()):
                 time.sleep(0.1)
             t_fault = now_ms()
             master_before, desc = self.run_round(spec)
