@@ -65,9 +65,11 @@
 //     transfer) keeps its slot for eviction_delay, like a failed one.
 //   - A compare-and-set the shell never answers is given up after four
 //     failure_timeouts (as if it had found no quorum).
+#include "agent/events.h"
 #include "agent/ha_agent.h"
 
 #include <algorithm>
+#include <initializer_list>
 #include <cstdio>
 #include <cstdlib>
 #include <tuple>
@@ -185,12 +187,12 @@ void HaAgent::on_cas_done(std::uint64_t id, grid::CasOutcome outcome, const std:
   auto ours = [&](const std::optional<RoleTable>& v) {
     return v && std::any_of(p.made->begin(), p.made->end(), [&](const RoleTable& m) { return descends(*v, m); });
   };
-  if (outcome == grid::CasOutcome::precondition_failed && p.op != op_read && p.settles < 0 && ours(value)) {
+  if (outcome == grid::CasOutcome::precondition_failed && p.op != CasOp::read && !p.settles && ours(value)) {
     // Refused against our own value: finished by another proposer, or only
     // accepted by a few. A read commits whatever is current and tells.
-    if (current || p.op == op_maintenance) {
+    if (current || p.op == CasOp::maintenance) {
       std::uint64_t read =
-          issue("read", op_read, [](const std::optional<RoleTable>& cur) { return cur; }, now, out, current);
+          issue("read", CasOp::read, [](const std::optional<RoleTable>& cur) { return cur; }, now, out, current);
       PendingCas& r = im.pending[read];
       r.settles = p.op;
       r.settles_started = started;
@@ -200,29 +202,29 @@ void HaAgent::on_cas_done(std::uint64_t id, grid::CasOutcome outcome, const std:
     return;
   }
   bool committed = outcome == grid::CasOutcome::committed;  // before a settling read's verdict
-  if (p.settles >= 0) {  // the settling read: answer for the op it settles
+  if (p.settles) {  // the settling read: answer for the op it settles
     if (outcome == grid::CasOutcome::committed) {
       if (!ours(value)) outcome = grid::CasOutcome::precondition_failed;
       // else: our value was chosen, no earlier than the op's start
       started = p.settles_started;
     }
-    p.op = p.settles;
+    p.op = *p.settles;
   }
 
-  bool read_empty = p.op == op_read && outcome == grid::CasOutcome::precondition_failed && !value;
+  bool read_empty = p.op == CasOp::read && outcome == grid::CasOutcome::precondition_failed && !value;
   if ((committed && value) || read_empty) {
     // Adopt our own commit unless our copy has since moved somewhere else:
     // the shell's on_table stays the authority on newer values.
     bool fresh = !im.have_table || table_ == p.table_at_issue || (p.saw->has_value() && **p.saw == table_);
     if (fresh && (!im.have_table || table_ != value)) set_table(value, now);
   }
-  if (current || p.op == op_maintenance) {
+  if (current || p.op == CasOp::maintenance) {
     switch (p.op) {
-      case op_designate:
-      case op_claim:
-      case op_establish:
-      case op_hand_back:
-      case op_vacate:
+      case CasOp::designate:
+      case CasOp::claim:
+      case CasOp::establish:
+      case CasOp::hand_back:
+      case CasOp::vacate:
         on_failover_cas(p.op, outcome, value, started, now, out);
         break;
       default:
@@ -259,7 +261,7 @@ bool HaAgent::on_broadcast(const NodeId& master, std::uint64_t epoch, Time now, 
     // Cannot happen while our lease runs (the designation waited for it),
     // but never keep acting beside a newer master.
     if (state_ == AgentState::master && epoch > impl_->my_epoch)
-      stop_acting("+demoted", fmt::format("{} broadcast epoch {}", master, epoch), now, out);
+      stop_acting(event::demoted, fmt::format("{} broadcast epoch {}", master, epoch), now, out);
   }
   end_input(now, out);
   return ok;
@@ -286,7 +288,7 @@ void HaAgent::begin_input(Time now, AgentOutput& out) {
   im.queued_notes.clear();
   // Stop acting the moment the lease runs out, whatever the input is.
   if (state_ == AgentState::master && now >= lease_bound_)
-    stop_acting("+lease-lost",
+    stop_acting(event::lease_lost,
                 fmt::format("no renewal committed within the lease ({}ms)", to_ms(config_.failure_timeout)), now,
                 out);
 }
@@ -313,7 +315,7 @@ void HaAgent::expire_cas(Time now, AgentOutput& out) {
   }
 }
 
-std::uint64_t HaAgent::issue(const std::string& purpose, int op, Change change, Time now, AgentOutput& out,
+std::uint64_t HaAgent::issue(const std::string& purpose, CasOp op, Change change, Time now, AgentOutput& out,
                              bool role_slot) {
   Impl& im = *impl_;
   std::uint64_t id = im.next_cas_id++;
@@ -389,9 +391,42 @@ bool HaAgent::acting_master(Time now) const { return state_ == AgentState::maste
 std::uint64_t HaAgent::master_epoch() const { return impl_->my_epoch; }
 std::uint64_t HaAgent::refused_broadcasts() const { return impl_->refused_broadcasts; }
 
-// --- roles ---------------------------------------------------------------------
+// --- states and roles ------------------------------------------------------------
 
-void HaAgent::become(Role to, const std::string& event, const std::string& reason, std::uint64_t epoch,
+namespace {
+
+// The state changes the protocol makes: follow the table (data, replica),
+// a failover (preparing, designating, broadcasting, establishing, master),
+// a claim or a switchover target (straight to designating or broadcasting),
+// FIG. 3 (a restored master resumes or demotes), and stopping as master.
+bool legal(AgentState from, AgentState to) {
+  using S = AgentState;
+  auto any_of = [to](std::initializer_list<S> l) { return std::find(l.begin(), l.end(), to) != l.end(); };
+  switch (from) {
+    case S::starting: return any_of({S::witness, S::data, S::replica, S::designating, S::broadcasting, S::master});
+    case S::data:
+    case S::replica:
+      return any_of({S::data, S::replica, S::preparing, S::designating, S::broadcasting, S::master});
+    case S::preparing: return any_of({S::designating, S::data, S::replica});
+    case S::designating: return any_of({S::designating, S::broadcasting, S::data, S::replica});
+    case S::broadcasting: return any_of({S::establishing, S::data, S::replica});
+    case S::establishing: return any_of({S::establishing, S::master, S::data, S::replica});
+    case S::master: return to == S::replica;
+    case S::witness: return false;
+  }
+  return false;
+}
+
+}  // namespace
+
+void HaAgent::enter(AgentState to) {
+  if (!legal(state_, to) && impl_->broken.empty())
+    impl_->broken = fmt::format("invalid state change {} -> {}", to_string(state_), to_string(to));
+  state_ = to;
+}
+
+
+void HaAgent::become(Role to, const std::string& name, const std::string& reason, std::uint64_t epoch,
                      const NodeId& prev_master, AgentOutput& out) {
   Impl& im = *impl_;
   Role from = (!im.reported && im.previous_role) ? *im.previous_role : im.role;
@@ -405,14 +440,14 @@ void HaAgent::become(Role to, const std::string& event, const std::string& reaso
     im.last_master_epoch = epoch;
     im.life_master_epoch = epoch;
   }
-  out.changes.push_back(RoleChange{from, to, epoch, event, reason});
+  out.changes.push_back(RoleChange{from, to, epoch, name, reason});
   im.role = to;
   im.reported = true;
   if (changed && to != Role::witness) run_hook(hook_for(to), to, epoch, prev_master, out);
 }
 
-void HaAgent::report(const std::string& event, const std::string& reason, std::uint64_t epoch, AgentOutput& out) {
-  out.changes.push_back(RoleChange{impl_->role, impl_->role, epoch, event, reason});
+void HaAgent::report(const std::string& name, const std::string& reason, std::uint64_t epoch, AgentOutput& out) {
+  out.changes.push_back(RoleChange{impl_->role, impl_->role, epoch, name, reason});
 }
 
 void HaAgent::run_hook(const std::string& hook, Role role, std::uint64_t epoch, const NodeId& prev_master,
@@ -428,12 +463,12 @@ void HaAgent::run_hook(const std::string& hook, Role role, std::uint64_t epoch, 
 void HaAgent::settle(Time, AgentOutput& out, const std::string& reason) {
   Impl& im = *impl_;
   Role want = names_self_replica() ? Role::replica : Role::data;
-  state_ = want == Role::replica ? AgentState::replica : AgentState::data;
+  enter(want == Role::replica ? AgentState::replica : AgentState::data);
   if (im.reported && im.role == want) return;
   std::uint64_t epoch = table_ ? table_->epoch : 0;
   NodeId master = table_ && table_->master ? table_->master->node : NodeId{};
   std::string why = reason.empty() && table_ ? table_->reason : reason;
-  become(want, want == Role::replica ? "+replica" : "+data", why, epoch, master, out);
+  become(want, want == Role::replica ? event::replica : event::data, why, epoch, master, out);
 }
 
 // Level-triggered: decides from the table, the view and the clock what to
@@ -446,8 +481,8 @@ void HaAgent::evaluate(Time now, AgentOutput& out) {
     if (state_ == AgentState::starting && !im.recovering) {
       if (!im.ready || !im.have_table) return;
       if (config_.witness) {
-        state_ = AgentState::witness;
-        become(Role::witness, "+witness", "started as a witness", epoch_seen_, {}, out);
+        enter(AgentState::witness);
+        become(Role::witness, event::witness, "started as a witness", epoch_seen_, {}, out);
         return;
       }
       bool named = table_ && table_->master && table_->master->node == config_.self;
@@ -488,7 +523,7 @@ void HaAgent::idle(Time now, AgentOutput& out) {
   if (im.need_read) {
     if (now >= im.next_read) {
       im.next_read = now + config_.heartbeat_interval;
-      issue("read", op_read, [](const std::optional<RoleTable>& cur) { return cur; }, now, out);
+      issue("read", CasOp::read, [](const std::optional<RoleTable>& cur) { return cur; }, now, out);
     }
     return;
   }
@@ -523,7 +558,7 @@ void HaAgent::idle(Time now, AgentOutput& out) {
       table_->master->node != config_.self && alive(table_->master->node) &&
       now - im.observed_since >= config_.broadcast_timeout + config_.heartbeat_interval && now >= im.next_read) {
     im.next_read = now + (names_self_replica() ? config_.heartbeat_interval : config_.failure_timeout);
-    issue("read", op_read, [](const std::optional<RoleTable>& cur) { return cur; }, now, out);
+    issue("read", CasOp::read, [](const std::optional<RoleTable>& cur) { return cur; }, now, out);
     return;
   }
   maybe_claim(now, out);

@@ -8,8 +8,9 @@
 // carries out and answers (on_cas_done, on_hook_done, on_broadcast_ack).
 // No sockets, no clocks, no processes, no threads inside.
 //
-// Every role change goes through one become(...) that checks the transition,
-// resets timers and reports a RoleChange with a stable event name.
+// Every state change goes through one enter(...) that checks the transition
+// is one the protocol makes, and every role change through become(...),
+// which reports a RoleChange with a stable event name (events.h).
 //
 // Behaviour where DESIGN.md and issue 3 are silent (details in
 // ha_agent.cpp's opening comment):
@@ -145,6 +146,24 @@ enum class AgentState {
 };
 const char* to_string(AgentState s);
 
+// What a compare-and-set on the role table is for; decides who handles its
+// outcome. Internal to HaAgent (here because its private functions take it).
+enum class CasOp : std::uint8_t {
+  read,          // identity change: a linearizable read
+  renew,         // the acting master's lease renewal
+  resume,        // FIG. 3: renew from exactly the entry that names us (purpose "renew")
+  replica_self,  // FIG. 3: a restored master takes the replica slot
+  appoint,
+  release,       // lease 0 before a switchover or a graceful stop
+  handover,
+  designate,
+  claim,
+  establish,
+  hand_back,
+  vacate,
+  maintenance,
+};
+
 class HaAgent {
  public:
   HaAgent(AgentConfig config, Time now);
@@ -214,13 +233,16 @@ class HaAgent {
   void idle(Time now, AgentOutput& out);
   void settle(Time now, AgentOutput& out, const std::string& reason);
   void set_table(const std::optional<RoleTable>& table, Time now);
-  void become(Role to, const std::string& event, const std::string& reason, std::uint64_t epoch,
+  // Every change of state_ goes through here; an invalid transition is an
+  // invariant broken (check_invariants reports it; debug builds abort).
+  void enter(AgentState to);
+  void become(Role to, const std::string& name, const std::string& reason, std::uint64_t epoch,
               const NodeId& prev_master, AgentOutput& out);
-  void report(const std::string& event, const std::string& reason, std::uint64_t epoch,
+  void report(const std::string& name, const std::string& reason, std::uint64_t epoch,
               AgentOutput& out);
   void run_hook(const std::string& hook, Role role, std::uint64_t epoch, const NodeId& prev_master,
                 AgentOutput& out);
-  std::uint64_t issue(const std::string& purpose, int op, Change change, Time now, AgentOutput& out,
+  std::uint64_t issue(const std::string& purpose, CasOp op, Change change, Time now, AgentOutput& out,
                       bool role_slot = true);
   bool alive(const NodeId& id) const;
   bool eligible_self() const;
@@ -232,7 +254,7 @@ class HaAgent {
   // The lease bound a renewal or establish that started at `started` and
   // committed at `now` gives: started + lease * (1 - drift).
   Time lease_end(Time started, Time now) const;
-  void stop_acting(const std::string& event, const std::string& reason, Time now, AgentOutput& out);
+  void stop_acting(const std::string& name, const std::string& reason, Time now, AgentOutput& out);
   void recover(Time now, AgentOutput& out);
   void renew(Time now, AgentOutput& out);
   void resume(const MasterEntry& entry, Time now, AgentOutput& out);
@@ -241,7 +263,7 @@ class HaAgent {
   bool replica_needs_replacing(Time now, std::string& why) const;
   std::optional<NodeId> choose_replica() const;
   void handover(Time now, AgentOutput& out);
-  void on_master_cas(int op, grid::CasOutcome outcome, const std::optional<RoleTable>& value,
+  void on_master_cas(CasOp op, grid::CasOutcome outcome, const std::optional<RoleTable>& value,
                      Time started, Time now, AgentOutput& out);
 
   // ha_agent_failover.cpp: FIG. 2 (claims 2-5), claims of a vacant role,
@@ -262,10 +284,10 @@ class HaAgent {
   void establish(Time now, AgentOutput& out);
   void hand_back(Time now, AgentOutput& out);
   void vacate(Time now, AgentOutput& out);
-  void end_failover(const std::string& event, const std::string& reason, Time now, AgentOutput& out);
+  void end_failover(const std::string& name, const std::string& reason, Time now, AgentOutput& out);
   void step(const std::string& name, Time start, Time end, const std::string& outcome,
             AgentOutput& out);
-  void on_failover_cas(int op, grid::CasOutcome outcome, const std::optional<RoleTable>& value,
+  void on_failover_cas(CasOp op, grid::CasOutcome outcome, const std::optional<RoleTable>& value,
                        Time started, Time now, AgentOutput& out);
 };
 

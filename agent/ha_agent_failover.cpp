@@ -16,6 +16,7 @@
 
 #include <fmt/format.h>
 
+#include "agent/events.h"
 #include "agent/ha_agent.h"
 #include "agent/ha_agent_state.h"
 
@@ -119,7 +120,7 @@ void HaAgent::start_failover(Time now, AgentOutput& out) {
   run_hook("prepare", r.was_replica ? Role::replica : Role::data, m.epoch, m.node, out);
   r.prepare_index = im.prepares_emitted;
   r.step_start = now;
-  state_ = AgentState::preparing;
+  enter(AgentState::preparing);
 }
 
 void HaAgent::check_prepare(Time now, AgentOutput& out) {
@@ -139,7 +140,7 @@ void HaAgent::check_prepare(Time now, AgentOutput& out) {
   if (why.empty()) return;
   out.abort_hook = true;  // claim 5: terminate the failover operation
   step("prepare", r.step_start, now, "aborted: " + why, out);
-  end_failover("+failover-aborted", why, now, out);
+  end_failover(event::failover_aborted, why, now, out);
 }
 
 void HaAgent::prepare_done(int status, Time now, AgentOutput& out) {
@@ -147,7 +148,7 @@ void HaAgent::prepare_done(int status, Time now, AgentOutput& out) {
   if (status != 0) {
     std::string why = fmt::format("prepare hook failed (status {})", status);
     step("prepare", r.step_start, now, why, out);
-    end_failover("+failover-aborted", why, now, out);
+    end_failover(event::failover_aborted, why, now, out);
     return;
   }
   step("prepare", r.step_start, now, "ok", out);
@@ -159,7 +160,7 @@ void HaAgent::prepare_done(int status, Time now, AgentOutput& out) {
   else if (table_ && table_->maintenance)
     why = "maintenance switched on";
   if (!why.empty()) {
-    end_failover("+failover-aborted", why, now, out);
+    end_failover(event::failover_aborted, why, now, out);
     return;
   }
   r.step_start = now;
@@ -168,8 +169,8 @@ void HaAgent::prepare_done(int status, Time now, AgentOutput& out) {
 
 void HaAgent::designate(Time now, AgentOutput& out) {
   FailoverRun& r = impl_->run;
-  state_ = AgentState::designating;
-  track_designation(issue("designate", op_designate,
+  enter(AgentState::designating);
+  track_designation(issue("designate", CasOp::designate,
                         designate_change(config_.self, r.failing, true, "failover: " + r.reason), now, out));
 }
 
@@ -217,8 +218,8 @@ void HaAgent::maybe_claim(Time now, AgentOutput& out) {
                   : std::string("the master role is vacant");
   last_failover_.clear();
   step("detect", since, now, r.reason, out);
-  state_ = AgentState::designating;
-  track_designation(issue("claim", op_claim, designate_change(config_.self, from, false, "claim: " + r.reason), now, out));
+  enter(AgentState::designating);
+  track_designation(issue("claim", CasOp::claim, designate_change(config_.self, from, false, "claim: " + r.reason), now, out));
 }
 
 // The table designates us and we are not working on it: a switchover's
@@ -259,7 +260,7 @@ void HaAgent::start_target(Time now, AgentOutput& out) {
 void HaAgent::begin_broadcast(Time now, AgentOutput& out) {
   Impl& im = *impl_;
   FailoverRun& r = im.run;
-  state_ = AgentState::broadcasting;
+  enter(AgentState::broadcasting);
   im.my_epoch = r.epoch;
   epoch_seen_ = std::max(epoch_seen_, r.epoch);
   r.acks = {config_.self};
@@ -277,11 +278,11 @@ void HaAgent::check_broadcast(Time now, AgentOutput& out) {
     if (r.back_made && std::any_of(r.back_made->begin(), r.back_made->end(),
                                    [&](const RoleTable& t) { return table_->master == t.master; })) {
       // Our hand-back went in after all (finished by someone else's read).
-      end_failover("+handed-back", fmt::format("handed back to {}", r.failing->node), now, out);
+      end_failover(event::handed_back, fmt::format("handed back to {}", r.failing->node), now, out);
       return;
     }
     step("broadcast", r.broadcast_start, now, "the table changed", out);
-    end_failover("+failover-aborted", "the table changed during the broadcast", now, out);
+    end_failover(event::failover_aborted, "the table changed during the broadcast", now, out);
     return;
   }
   std::size_t acks = r.acks.size(), quorum = config_.topology.quorum();
@@ -327,24 +328,24 @@ void HaAgent::retry_designate(Time now, AgentOutput& out) {
   }
   if (master_restored()) {
     step("designate", r.step_start, now, "abandoned: the master came back", out);
-    end_failover("+failover-aborted", "the master came back while its lease was still held", now, out);
+    end_failover(event::failover_aborted, "the master came back while its lease was still held", now, out);
   } else if (now >= r.started + config_.failover_timeout) {
     step("designate", r.step_start, now, "gave up: the old lease is still held", out);
-    end_failover("+failover-aborted", "the old master's lease was still held after failover-timeout", now, out);
+    end_failover(event::failover_aborted, "the old master's lease was still held after failover-timeout", now, out);
   } else if (r.kind == RunKind::failover) {
     designate(now, out);
   } else {
     track_designation(
-        issue("claim", op_claim, designate_change(config_.self, r.failing, false, "claim: " + r.reason), now, out));
+        issue("claim", CasOp::claim, designate_change(config_.self, r.failing, false, "claim: " + r.reason), now, out));
   }
 }
 
 void HaAgent::establish(Time now, AgentOutput& out) {
   FailoverRun& r = impl_->run;
   if (state_ != AgentState::establishing) r.step_start = now;
-  state_ = AgentState::establishing;
+  enter(AgentState::establishing);
   issue(
-      "establish", op_establish,
+      "establish", CasOp::establish,
       [mine = designated_entry(config_.self, r.epoch),
        lease = to_ms(config_.failure_timeout)](const std::optional<RoleTable>& cur) -> std::optional<RoleTable> {
         if (!cur || cur->master != mine) return std::nullopt;
@@ -366,7 +367,7 @@ void HaAgent::hand_back(Time now, AgentOutput& out) {
   back.phase = Phase::established;
   ++back.renewal;
   std::uint64_t id = issue(
-      "hand-back", op_hand_back,
+      "hand-back", CasOp::hand_back,
       [self = config_.self, mine = designated_entry(config_.self, r.epoch),
        back](const std::optional<RoleTable>& cur) -> std::optional<RoleTable> {
         if (!cur || cur->master != mine) return std::nullopt;
@@ -390,7 +391,7 @@ void HaAgent::vacate(Time now, AgentOutput& out) {
   FailoverRun& r = im.run;
   std::uint64_t epoch = r.active ? r.epoch : im.my_epoch;
   issue(
-      "vacate", op_vacate,
+      "vacate", CasOp::vacate,
       [self = config_.self, mine = designated_entry(config_.self, epoch),
        keep_replica = r.active && r.was_replica](const std::optional<RoleTable>& cur) -> std::optional<RoleTable> {
         if (!cur || cur->master != mine) return std::nullopt;
@@ -403,16 +404,16 @@ void HaAgent::vacate(Time now, AgentOutput& out) {
       now, out);
 }
 
-void HaAgent::end_failover(const std::string& event, const std::string& reason, Time now, AgentOutput& out) {
+void HaAgent::end_failover(const std::string& name, const std::string& reason, Time now, AgentOutput& out) {
   Impl& im = *impl_;
   FailoverRun r = std::move(im.run);
   im.run = FailoverRun{};
   if (r.kind == RunKind::failover) im.attempt_at = now;  // back off from the attempt's end
   std::uint64_t epoch = r.epoch ? r.epoch : (r.failing ? r.failing->epoch : (table_ ? table_->epoch : 0));
-  out.notes.push_back(fmt::format("{} {}", event, reason));
-  report(event, reason, epoch, out);
+  out.notes.push_back(fmt::format("{} {}", name, reason));
+  report(name, reason, epoch, out);
   if (r.prepared) run_hook("abort", im.role, epoch, r.prev_master, out);  // undo what prepare did
-  state_ = im.role == Role::replica ? AgentState::replica : AgentState::data;
+  enter(im.role == Role::replica ? AgentState::replica : AgentState::data);
   settle(now, out, reason);
 }
 
@@ -424,14 +425,14 @@ void HaAgent::step(const std::string& name, Time start, Time end, const std::str
 
 // --- results ---------------------------------------------------------------------------
 
-void HaAgent::on_failover_cas(int op, grid::CasOutcome outcome, const std::optional<RoleTable>& value, Time started,
+void HaAgent::on_failover_cas(CasOp op, grid::CasOutcome outcome, const std::optional<RoleTable>& value, Time started,
                               Time now, AgentOutput& out) {
   using grid::CasOutcome;
   Impl& im = *impl_;
   FailoverRun& r = im.run;
   bool committed = outcome == CasOutcome::committed;
   if (!r.active) {  // a lone vacate of a designation we had given up
-    if (op == op_vacate && committed) im.abandoned_epoch = 0;
+    if (op == CasOp::vacate && committed) im.abandoned_epoch = 0;
     if (outcome == CasOutcome::precondition_failed) {
       im.need_read = true;
       im.next_read = now;
@@ -439,8 +440,8 @@ void HaAgent::on_failover_cas(int op, grid::CasOutcome outcome, const std::optio
     return;
   }
   switch (op) {
-    case op_designate:
-    case op_claim:
+    case CasOp::designate:
+    case CasOp::claim:
       if (committed && value && value->master && value->master->node == config_.self) {
         im.orphan_made.reset();
         r.epoch = value->master->epoch;
@@ -450,7 +451,7 @@ void HaAgent::on_failover_cas(int op, grid::CasOutcome outcome, const std::optio
                  (outcome == CasOutcome::no_quorum && r.saw_lease_held && now < r.started + config_.failover_timeout)) {
         r.saw_lease_held = true;
         r.retry_at = now + config_.heartbeat_interval;  // the old lease runs out soon
-      } else if (op == op_designate && outcome == CasOutcome::precondition_failed && value && value->master &&
+      } else if (op == CasOp::designate && outcome == CasOutcome::precondition_failed && value && value->master &&
                  value->master->node == r.failing->node && value->master->epoch == r.failing->epoch &&
                  value->master->phase == r.failing->phase && !alive(r.failing->node) &&
                  now < r.started + config_.failover_timeout) {
@@ -476,12 +477,12 @@ void HaAgent::on_failover_cas(int op, grid::CasOutcome outcome, const std::optio
         }
         if (r.kind == RunKind::claim)
           im.claim_not_before = now + (minority ? config_.failover_backoff : 2 * config_.heartbeat_interval);
-        end_failover("+failover-aborted",
+        end_failover(event::failover_aborted,
                      minority ? "no quorum: a minority side never promotes" : "someone else changed the table first",
                      now, out);
       }
       break;
-    case op_establish:
+    case CasOp::establish:
       if (committed && table_ && table_->master == MasterEntry{config_.self, r.epoch, Phase::established,
                                                                to_ms(config_.failure_timeout), 1}) {
         step("establish", r.step_start, now, "established", out);
@@ -490,36 +491,36 @@ void HaAgent::on_failover_cas(int op, grid::CasOutcome outcome, const std::optio
         im.my_epoch = r.epoch;
         im.run = FailoverRun{};
         lease_bound_ = lease_end(started, now);
-        state_ = AgentState::master;
+        enter(AgentState::master);
         im.recovering = false;
         im.need_read = false;
         im.next_renew = now + config_.heartbeat_interval;
         im.next_appoint = now;
-        become(Role::master, "+promoted", reason, im.my_epoch, prev, out);
+        become(Role::master, event::promoted, reason, im.my_epoch, prev, out);
       } else if (committed || outcome == CasOutcome::precondition_failed) {
         step("establish", r.step_start, now, "refused: the table changed", out);
         im.need_read = true;
         im.next_read = now;
-        end_failover("+failover-aborted", "the table changed before establish", now, out);
+        end_failover(event::failover_aborted, "the table changed before establish", now, out);
       } else {
         r.retry_at = now + config_.heartbeat_interval;
       }
       break;
-    case op_hand_back:
+    case CasOp::hand_back:
       if (committed) {
-        end_failover("+handed-back", fmt::format("handed back to {}", r.failing->node), now, out);
+        end_failover(event::handed_back, fmt::format("handed back to {}", r.failing->node), now, out);
       } else if (outcome == CasOutcome::precondition_failed) {
         im.need_read = true;
         im.next_read = now;
-        end_failover("+failover-aborted", "the table changed before the hand-back", now, out);
+        end_failover(event::failover_aborted, "the table changed before the hand-back", now, out);
       } else {
         r.retry_at = now + config_.heartbeat_interval;  // check_broadcast retries or vacates
       }
       break;
-    case op_vacate:
+    case CasOp::vacate:
       if (committed) {
         im.claim_not_before = now + config_.failover_backoff;
-        end_failover("+vacated",
+        end_failover(event::vacated,
                      fmt::format("fewer than {} members acknowledged epoch {}", config_.topology.quorum(), r.epoch),
                      now, out);
       } else {
@@ -529,7 +530,7 @@ void HaAgent::on_failover_cas(int op, grid::CasOutcome outcome, const std::optio
         } else {
           im.abandoned_epoch = r.epoch;  // vacated later, from idle
         }
-        end_failover("+failover-aborted", "could not vacate the designation", now, out);
+        end_failover(event::failover_aborted, "could not vacate the designation", now, out);
       }
       break;
     default:

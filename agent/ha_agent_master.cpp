@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 
+#include "agent/events.h"
 #include "agent/ha_agent.h"
 #include "agent/ha_agent_state.h"
 
@@ -33,13 +34,13 @@ Time HaAgent::lease_end(Time started, Time now) const {
 void HaAgent::master_tasks(Time now, AgentOutput& out) {
   Impl& im = *impl_;
   if (now >= lease_bound_) {
-    stop_acting("+lease-lost", "no renewal committed within the lease", now, out);
+    stop_acting(event::lease_lost, "no renewal committed within the lease", now, out);
     return;
   }
   if (!is_master(table_, config_.self, im.my_epoch, Phase::established)) {
     std::string who = table_ && table_->master ? fmt::format("{} at epoch {}", table_->master->node, table_->master->epoch)
                                                : std::string("nobody");
-    stop_acting("+demoted", "the table names " + who, now, out);
+    stop_acting(event::demoted, "the table names " + who, now, out);
     return;
   }
   if (im.role_cas) return;
@@ -51,13 +52,13 @@ void HaAgent::master_tasks(Time now, AgentOutput& out) {
 }
 
 // Stops acting at once, then finds out from the table what we are (FIG. 3).
-void HaAgent::stop_acting(const std::string& event, const std::string& reason, Time now, AgentOutput& out) {
+void HaAgent::stop_acting(const std::string& name, const std::string& reason, Time now, AgentOutput& out) {
   Impl& im = *impl_;
   lease_bound_ = std::min(lease_bound_, now);
-  state_ = AgentState::replica;
-  become(Role::replica, event, reason, im.my_epoch, config_.self, out);
+  enter(AgentState::replica);
+  become(Role::replica, name, reason, im.my_epoch, config_.self, out);
   im.recovering = true;
-  im.demote_reported = event == "+demoted";
+  im.demote_reported = name == event::demoted;
   im.need_read = true;
   im.next_read = now;
 }
@@ -66,7 +67,7 @@ void HaAgent::renew(Time now, AgentOutput& out) {
   Impl& im = *impl_;
   im.next_renew = now + config_.heartbeat_interval;
   issue(
-      "renew", op_renew,
+      "renew", CasOp::renew,
       [self = config_.self, epoch = im.my_epoch,
        lease = to_ms(config_.failure_timeout)](const std::optional<RoleTable>& cur) -> std::optional<RoleTable> {
         if (!is_master(cur, self, epoch, Phase::established)) return std::nullopt;
@@ -122,7 +123,7 @@ void HaAgent::resume(const MasterEntry& entry, Time now, AgentOutput& out) {
                    : entry.epoch == im.life_master_epoch || ours           ? Resume::renew
                                                                            : Resume::new_epoch;
   issue(
-      "renew", op_resume,
+      "renew", CasOp::resume,
       [entry, kind = im.resume_kind, restart, self = config_.self,
        lease = to_ms(config_.failure_timeout)](const std::optional<RoleTable>& cur) -> std::optional<RoleTable> {
         // An earlier attempt of ours, accepted by a few (held off by the old
@@ -150,15 +151,15 @@ void HaAgent::replica_self(const MasterEntry& master, Time now, AgentOutput& out
   Impl& im = *impl_;
   if (names_self_replica()) {  // already there: nothing to write
     im.recovering = false;
-    state_ = AgentState::replica;
+    enter(AgentState::replica);
     if (!im.demote_reported)
-      become(Role::replica, "+demoted", fmt::format("{} is master at epoch {}", master.node, master.epoch),
+      become(Role::replica, event::demoted, fmt::format("{} is master at epoch {}", master.node, master.epoch),
              master.epoch, master.node, out);
     im.demote_reported = false;
     return;
   }
   issue(
-      "replica-self", op_replica_self,
+      "replica-self", CasOp::replica_self,
       [self = config_.self, master](const std::optional<RoleTable>& cur) -> std::optional<RoleTable> {
         // The same master at the same epoch, whatever its renewal: a master
         // that renews faster than this round trip would otherwise refuse
@@ -236,7 +237,7 @@ void HaAgent::appoint_replica(Time now, AgentOutput& out) {
   im.appoint_note.clear();
   if (table_->replica && table_->replica->node == *pick) return;
   issue(
-      "appoint-replica", op_appoint,
+      "appoint-replica", CasOp::appoint,
       [self = config_.self, epoch = im.my_epoch, pick = *pick, why](const std::optional<RoleTable>& cur)
           -> std::optional<RoleTable> {
         if (!is_master(cur, self, epoch, Phase::established)) return std::nullopt;
@@ -250,43 +251,43 @@ void HaAgent::appoint_replica(Time now, AgentOutput& out) {
 
 // --- results -------------------------------------------------------------------------
 
-void HaAgent::on_master_cas(int op, grid::CasOutcome outcome, const std::optional<RoleTable>& value, Time started,
+void HaAgent::on_master_cas(CasOp op, grid::CasOutcome outcome, const std::optional<RoleTable>& value, Time started,
                             Time now, AgentOutput& out) {
   Impl& im = *impl_;
   using grid::CasOutcome;
   bool committed = outcome == CasOutcome::committed;
   switch (op) {
-    case op_read:
+    case CasOp::read:
       if (committed || (outcome == CasOutcome::precondition_failed && !value))
         im.need_read = false;
       else
         im.next_read = now + config_.heartbeat_interval;
       break;
-    case op_renew:
+    case CasOp::renew:
       if (state_ != AgentState::master) break;
       if (committed && is_master(table_, config_.self, im.my_epoch, Phase::established))
         lease_bound_ = std::max(lease_bound_, lease_end(started, now));
       else if (outcome == CasOutcome::precondition_failed)
-        stop_acting("+demoted",
+        stop_acting(event::demoted,
                     value && value->master ? fmt::format("renewal refused: {} is master at epoch {}",
                                                          value->master->node, value->master->epoch)
                                            : std::string("renewal refused: the master role is vacant"),
                     now, out);
       break;
-    case op_resume:
+    case CasOp::resume:
       if (committed && table_ && table_->master && table_->master->node == config_.self &&
           table_->master->phase == Phase::established) {
         bool handed = im.resume_kind == Impl::Resume::hand_back;
         bool restarted = im.resume_kind == Impl::Resume::new_epoch;
         im.my_epoch = table_->master->epoch;
         lease_bound_ = lease_end(started, now);
-        state_ = AgentState::master;
+        enter(AgentState::master);
         im.recovering = false;
         im.demote_reported = false;
         im.need_read = false;
         im.next_renew = now + config_.heartbeat_interval;
         im.next_appoint = now;
-        become(Role::master, handed ? "+handed-back" : "+resumed",
+        become(Role::master, handed ? event::handed_back : event::resumed,
                handed || restarted ? table_->reason : "the table still names this node", im.my_epoch,
                handed && table_->replica ? table_->replica->node : config_.self, out);
       } else if (committed || outcome == CasOutcome::precondition_failed) {
@@ -296,15 +297,15 @@ void HaAgent::on_master_cas(int op, grid::CasOutcome outcome, const std::optiona
         im.resume_retry_at = now + config_.heartbeat_interval;
       }
       break;
-    case op_replica_self:
+    case CasOp::replica_self:
       if (committed) {
         im.recovering = false;
-        state_ = AgentState::replica;
+        enter(AgentState::replica);
         std::string why = value && value->master ? fmt::format("{} is master at epoch {}", value->master->node,
                                                                value->master->epoch)
                                                  : std::string();
         if (!im.demote_reported)
-          become(Role::replica, "+demoted", why, value ? value->epoch : epoch_seen_,
+          become(Role::replica, event::demoted, why, value ? value->epoch : epoch_seen_,
                  value && value->master ? value->master->node : NodeId{}, out);
         im.demote_reported = false;
       } else {
@@ -312,9 +313,9 @@ void HaAgent::on_master_cas(int op, grid::CasOutcome outcome, const std::optiona
         im.next_read = outcome == CasOutcome::precondition_failed ? now : now + config_.heartbeat_interval;
       }
       break;
-    case op_appoint:
+    case CasOp::appoint:
       break;  // the table shows the outcome; the next round retries
-    case op_release:
+    case CasOp::release:
       if (committed && im.switch_to) {
         handover(now, out);
       } else if (im.switch_to) {
@@ -328,7 +329,7 @@ void HaAgent::on_master_cas(int op, grid::CasOutcome outcome, const std::optiona
         out.notes.push_back(committed ? "master lease released" : "could not release the master lease");
       }
       break;
-    case op_handover:
+    case CasOp::handover:
       if (!committed) {
         out.notes.push_back(fmt::format("switchover to {} failed: handover not committed", im.switch_to.value_or("?")));
         im.recovering = true;
@@ -337,7 +338,7 @@ void HaAgent::on_master_cas(int op, grid::CasOutcome outcome, const std::optiona
       }
       im.switch_to.reset();
       break;
-    case op_maintenance:
+    case CasOp::maintenance:
       out.notes.push_back(committed ? fmt::format("maintenance {}", value && value->maintenance ? "on" : "off")
                                     : "maintenance change not committed");
       break;
@@ -377,11 +378,11 @@ std::string HaAgent::switchover(const NodeId& to, Time now, AgentOutput& out) {
   Impl& im = *impl_;
   im.switch_to = to;
   // Stop first, then give the lease up: we never act on a lease we released.
-  stop_acting("+switchover-out", "switchover to " + to, now, out);
+  stop_acting(event::switchover_out, "switchover to " + to, now, out);
   im.recovering = false;
   im.need_read = false;
   issue(
-      "release", op_release,
+      "release", CasOp::release,
       [self = config_.self, epoch = im.my_epoch, to](const std::optional<RoleTable>& cur) -> std::optional<RoleTable> {
         if (!is_master(cur, self, epoch, Phase::established)) return std::nullopt;
         RoleTable t = *cur;
@@ -400,7 +401,7 @@ std::string HaAgent::switchover(const NodeId& to, Time now, AgentOutput& out) {
 void HaAgent::handover(Time now, AgentOutput& out) {
   Impl& im = *impl_;
   issue(
-      "handover", op_handover,
+      "handover", CasOp::handover,
       [self = config_.self, epoch = im.my_epoch, to = *im.switch_to](const std::optional<RoleTable>& cur)
           -> std::optional<RoleTable> {
         if (!is_master(cur, self, epoch, Phase::established) || cur->master->lease_ms != 0) return std::nullopt;
@@ -417,7 +418,7 @@ void HaAgent::handover(Time now, AgentOutput& out) {
 std::string HaAgent::set_maintenance(bool on, Time now, AgentOutput& out) {
   begin_input(now, out);
   issue(
-      "maintenance", op_maintenance,
+      "maintenance", CasOp::maintenance,
       [on, self = config_.self](const std::optional<RoleTable>& cur) -> std::optional<RoleTable> {
         RoleTable t = cur.value_or(RoleTable{});
         t.maintenance = on;
@@ -435,11 +436,11 @@ void HaAgent::on_shutdown(Time now, AgentOutput& out) {
   if (!im.shutting_down) {
     im.shutting_down = true;
     if (state_ == AgentState::master) {
-      stop_acting("+shutdown", "graceful stop", now, out);
+      stop_acting(event::shutdown, "graceful stop", now, out);
       im.recovering = false;
       im.need_read = false;
       issue(
-          "release", op_release,
+          "release", CasOp::release,
           [self = config_.self, epoch = im.my_epoch](const std::optional<RoleTable>& cur) -> std::optional<RoleTable> {
             if (!is_master(cur, self, epoch, Phase::established)) return std::nullopt;
             RoleTable t = *cur;
@@ -452,7 +453,7 @@ void HaAgent::on_shutdown(Time now, AgentOutput& out) {
     } else if (state_ == AgentState::preparing) {
       out.abort_hook = true;
       step("prepare", im.run.step_start, now, "aborted: shutting down", out);
-      end_failover("+failover-aborted", "shutting down", now, out);
+      end_failover(event::failover_aborted, "shutting down", now, out);
     }
   }
   end_input(now, out);

@@ -18,26 +18,9 @@
 
 namespace rg::agent {
 
-// What a compare-and-set is for; decides who handles its outcome.
-enum CasOp : int {
-  op_read,          // identity change: a linearizable read
-  op_renew,         // the acting master's lease renewal
-  op_resume,        // FIG. 3: renew from exactly the entry that names us (purpose "renew")
-  op_replica_self,  // FIG. 3: a restored master takes the replica slot
-  op_appoint,
-  op_release,       // lease 0 before a switchover or a graceful stop
-  op_handover,
-  op_designate,
-  op_claim,
-  op_establish,
-  op_hand_back,
-  op_vacate,
-  op_maintenance,
-};
-
 struct PendingCas {
   std::string purpose;
-  int op = op_read;
+  CasOp op = CasOp::read;
   Time issued{};
   std::optional<RoleTable> table_at_issue;
   // What the change function saw when the shell last ran it. If our table
@@ -49,7 +32,7 @@ struct PendingCas {
   // precondition_failed against one of these (or it renewed). Such a value
   // may also have been accepted by a minority only, so a read settles it.
   std::shared_ptr<std::vector<RoleTable>> made;
-  int settles = -1;      // a read settling this op's ambiguous result
+  std::optional<CasOp> settles;  // a read settling this op's ambiguous result
   Time settles_started{};
 };
 

@@ -250,7 +250,8 @@ class QuorumCopy {
 enum class CasOutcome {
   committed,            // value = the committed value
   precondition_failed,  // the change function refused; value = the current value
-  lease_held,           // a majority still honours another holder's lease
+  lease_held,           // a majority still honours another holder's lease, or no majority
+                        // answered in time and some acceptor refused only for a lease
   no_quorum,            // no majority answered in time (or outbid too often)
 };
 const char* to_string(CasOutcome o);

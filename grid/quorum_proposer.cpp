@@ -237,10 +237,20 @@ struct QuorumProposer::Impl {
   // and so visible at the peers it recovers from, or never counted.
   bool past_deadline(Op& op, Time now, QOut& out) {
     if (now < op.deadline || config.plant_count_late_replies) return false;
-    std::string why = fmt::format("no majority within {} ms ({}); a late reply is not counted",
-                                  to_ms(config.timeout), progress(op));
-    finish(op.key, CasOutcome::no_quorum, std::nullopt, why, now, out);
+    timed_out(op, "; a late reply is not counted", now, out);
     return true;
+  }
+
+  // The deadline passed without a majority. If some acceptor refused only
+  // for a lease (and none outbid us), the silent ones may be gone and the
+  // lease is what stands in the way until it runs out: lease_held, so the
+  // caller retries then (a restarted acceptor restarts its lease clocks, so
+  // it can hold a lease a little longer than the others).
+  void timed_out(Op& op, const char* more, Time now, QOut& out) {
+    std::string why = fmt::format("no majority within {} ms ({}){}", to_ms(config.timeout), progress(op), more);
+    if (op.phase == Phase::accepting && !op.leased.empty() && op.outbid.empty())
+      return finish(op.key, CasOutcome::lease_held, op.current, why + "; a lease is held", now, out);
+    finish(op.key, CasOutcome::no_quorum, std::nullopt, why, now, out);
   }
 
   std::string progress(const Op& op) const {
@@ -335,8 +345,7 @@ void QuorumProposer::tick(Time now, QOut& out) {
     ++it;
     Impl::Op& op = d.ops.at(key).front();
     if (now >= op.deadline) {
-      std::string why = fmt::format("no majority within {} ms ({})", to_ms(d.config.timeout), d.progress(op));
-      d.finish(key, CasOutcome::no_quorum, std::nullopt, why, now, out);
+      d.timed_out(op, "", now, out);
     } else if (op.phase == Impl::Phase::backoff && now >= op.retry_at) {
       d.full_round(op, now, out);
     } else if ((op.phase == Impl::Phase::preparing || op.phase == Impl::Phase::accepting) &&

@@ -597,3 +597,24 @@ TEST_CASE("quorum math: tally and the recovery threshold agree with a naive coun
     CHECK(quorum::recovery_threshold(n) <= n - 1 + (n == 1 ? 1 : 0));
   }
 }
+
+TEST_CASE("quorum proposer: a deadline with only lease refusals and silence is the lease's edge, not no_quorum") {
+  // n2 holds another holder's lease a little longer (it restarted its lease
+  // clock), n3 is silent: the caller must retry once the lease runs out
+  // rather than take it for a minority.
+  Cluster c;
+  c.seed({"n2"}, {0, 2}, val("old", "n3", 1, 1000), 0);
+  c.proposer.cas("k", [](const std::optional<RegValue>&) { return val("new", "n1", 2, 1000); }, at(10), c.out);
+  auto prepares = sent<QPrepare>(c.out);
+  c.out.clear();
+  c.prepare(prepares[0], {"n1", "n2"}, 11);
+  auto accepts = sent<QAccept>(c.out);
+  REQUIRE(accepts.size() == 1);
+  c.out.clear();
+  c.accept(accepts[0], {"n1", "n2"}, 12);
+  CHECK(c.out.results.empty());  // one accepted, one lease-held, one silent: still open
+  c.proposer.tick(at(510), c.out);
+  REQUIRE(c.out.results.size() == 1);
+  CHECK(c.out.results[0].outcome == CasOutcome::lease_held);
+  CHECK(c.out.results[0].reason.find("a lease is held") != std::string::npos);
+}
