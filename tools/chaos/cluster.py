@@ -22,9 +22,9 @@ import threading
 import time
 from pathlib import Path
 
-from . import harness_import  # noqa: F401  (puts tests/integration on sys.path)
-import harness  # noqa: E402
-from harness import AdminConn, AdminError, read_secret  # noqa: E402
+from rgkit.admin import AdminConn, AdminError, read_secret
+from rgkit.paths import ROLEGRID, ROLEGRIDCTL
+from rgkit.procs import die_with_parent
 
 from .history import HistoryWriter, now_ms
 from .netns import Network
@@ -106,7 +106,7 @@ class ChaosNode:
     # -- process -------------------------------------------------------------
     def argv(self):
         c = self.cluster
-        args = [str(harness.ROLEGRID), "--node", self.id, "--members", ",".join(c.ids),
+        args = [str(ROLEGRID), "--node", self.id, "--members", ",".join(c.ids),
                 "--listen", self.listen, "--admin", self.admin, "--secret-file", str(c.secret_file),
                 "--cluster", CLUSTER_NAME, "--failure-timeout", f"{round(c.failure_timeout_ms)}ms",
                 "--heartbeat-interval", f"{round(c.heartbeat_ms)}ms",
@@ -144,7 +144,7 @@ class ChaosNode:
             log.write(f"==== start #{self.starts} at {time.strftime('%H:%M:%S')}: {' '.join(argv)}\n".encode())
             log.flush()
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                         process_group=0, preexec_fn=harness._die_with_parent)
+                                         process_group=0, preexec_fn=die_with_parent)
 
     def last_log_line(self):
         try:
@@ -263,7 +263,7 @@ class ChaosCluster:
         self.history.write_meta(nodes=self.ids, members=self.ids, failure_timeout_ms=failure_timeout_ms,
                                 heartbeat_ms=heartbeat_ms, mode=mode, t0_ms=self.t0, end_ms=None,
                                 node_options=self.node_options, witnesses=list(witnesses), in_memory=in_memory,
-                                rolegrid=str(harness.ROLEGRID), **(meta or {}))
+                                rolegrid=str(ROLEGRID), **(meta or {}))
         self.observer = None
         self.last_outage_ms = None  # the last time no node was running (the grid lives in memory)
         self.active_fault_nodes = set()  # nodes with message faults set (a restart clears them)
@@ -403,7 +403,7 @@ class ChaosCluster:
 
     def ctl(self, nid, *args, timeout_s=10):
         """Runs the real rolegridctl against a node (what an operator does)."""
-        argv = [str(harness.ROLEGRIDCTL), "--node", self.nodes[nid].admin, "--secret-file", str(self.secret_file),
+        argv = [str(ROLEGRIDCTL), "--node", self.nodes[nid].admin, "--secret-file", str(self.secret_file),
                 "--cluster", CLUSTER_NAME] + [str(a) for a in args]
         try:
             return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout_s)

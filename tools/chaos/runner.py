@@ -93,7 +93,11 @@ class Runner:
                     raise StepFailed("no replica to target (the role table names none)")
                 ids.append(r)
             elif t == "any-data":
-                cands = [n for n in self.cluster.data_nodes(answers) if n not in ids]
+                # Not the node the table names replica or master, even if it
+                # still reports data a moment after its appointment.
+                cm = self.cluster.current_master(answers)
+                taken = set(ids) | {self.cluster.current_replica(answers), cm[0] if cm else None}
+                cands = [n for n in self.cluster.data_nodes(answers) if n not in taken]
                 if not cands:
                     raise StepFailed("no data node to target")
                 ids.append(self.rng.choice(cands))

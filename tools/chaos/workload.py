@@ -18,8 +18,7 @@ from __future__ import annotations
 import threading
 import time
 
-from . import harness_import  # noqa: F401
-from harness import AdminConn, AdminError  # noqa: E402
+from rgkit.admin import AdminConn, AdminError
 
 from .cluster import CLUSTER_NAME
 from .history import key_of, now_ms, to_ranges

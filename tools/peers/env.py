@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from rgkit.procs import die_with_parent
+
 REPO = Path(__file__).resolve().parents[2]
 
 PACKAGES = {"redis-server": "redis-server", "redis-sentinel": "redis-sentinel", "etcd": "etcd-server",
@@ -92,10 +94,6 @@ def address_held(netns, ip):
 
 # -- processes --------------------------------------------------------------------------------
 
-def _die_with_parent():
-    _libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
 class Proc:
     """One server process in a host's namespace, in a process group of its own
     (`ip netns exec` execs the program, so the PID and group are its own)."""
@@ -117,7 +115,7 @@ class Proc:
         with open(self.log_path, "ab") as log:
             self.p = subprocess.Popen(self.prefix + self.argv + list(extra), stdin=subprocess.DEVNULL, stdout=log,
                                       stderr=subprocess.STDOUT, process_group=0, cwd=self.cwd,
-                                      preexec_fn=_die_with_parent)
+                                      preexec_fn=die_with_parent)
         self.paused = False
         return self
 

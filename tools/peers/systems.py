@@ -92,6 +92,28 @@ class System:
     def up(self, h):
         return self.running(h) and h not in self.paused
 
+    # -- faults every system takes the same way: through the process of host
+    # h (proc) and the hosts' network (network) --------------------------------------
+    def proc(self, h):
+        raise NotImplementedError
+
+    def network(self):
+        return self.net
+
+    def pause(self, h):
+        self.proc(h).pause()
+        self.paused.add(h)
+
+    def resume(self, h):
+        self.proc(h).resume()
+        self.paused.discard(h)
+
+    def partition(self, h):
+        self.network().partition([[o for o in self.ids if o != h], [h]])
+
+    def heal(self):
+        self.network().heal()
+
     def describe(self):
         """A line for error messages: who runs, who holds the role."""
         return (f"running {[h for h in self.ids if self.running(h)]}, paused {sorted(self.paused)}, "
@@ -108,6 +130,20 @@ class System:
         return "; ".join(out)
 
 
+class _OneNode:
+    """One node of a ChaosCluster as a process to pause and resume (the
+    cluster records the fault in its history)."""
+
+    def __init__(self, cluster, h):
+        self.c, self.h = cluster, h
+
+    def pause(self):
+        self.c.pause([self.h])
+
+    def resume(self):
+        self.c.resume([self.h])
+
+
 # ---------------------------------------------------------------------------------------------
 class Rolegrid(System):
     """rolegrid-chaos's own cluster code (tools/chaos/cluster.py): one node
@@ -118,7 +154,7 @@ class Rolegrid(System):
     def __init__(self, workdir, setting, n):
         super().__init__(workdir, setting, n)
         from chaos.cluster import ChaosCluster, CLUSTER_NAME
-        from harness import AdminConn, AdminError
+        from rgkit.admin import AdminConn, AdminError
         self._AdminConn, self.AdminError, self.cluster_name = AdminConn, AdminError, CLUSTER_NAME
         hb_ms = rg_heartbeat_ms(setting.rg_ms)
         self.c = ChaosCluster(self.dir, n, failure_timeout_ms=setting.rg_ms, heartbeat_ms=hb_ms,
@@ -210,19 +246,11 @@ class Rolegrid(System):
     def restart(self, h, after_failover=False):
         self.c.start([h])
 
-    def pause(self, h):
-        self.c.pause([h])
-        self.paused.add(h)
+    def proc(self, h):
+        return _OneNode(self.c, h)
 
-    def resume(self, h):
-        self.c.resume([h])
-        self.paused.discard(h)
-
-    def partition(self, h):
-        self.c.partition([[o for o in self.ids if o != h], [h]])
-
-    def heal(self):
-        self.c.heal()
+    def network(self):
+        return self.c
 
     def write(self, h, key, region="stale"):
         try:
@@ -466,19 +494,8 @@ class Redis(System):
             extra = ["--replicaof", self.net.peer_ip(m), "6379"]
         self.srv[h].start(extra)
 
-    def pause(self, h):
-        self.srv[h].pause()
-        self.paused.add(h)
-
-    def resume(self, h):
-        self.srv[h].resume()
-        self.paused.discard(h)
-
-    def partition(self, h):
-        self.net.partition([[o for o in self.ids if o != h], [h]])
-
-    def heal(self):
-        self.net.heal()
+    def proc(self, h):
+        return self.srv[h]
 
     def write(self, h, key):
         try:
@@ -625,19 +642,8 @@ class Etcd(System):
     def restart(self, h, after_failover=False):
         self.procs[h].start()
 
-    def pause(self, h):
-        self.procs[h].pause()
-        self.paused.add(h)
-
-    def resume(self, h):
-        self.procs[h].resume()
-        self.paused.discard(h)
-
-    def partition(self, h):
-        self.net.partition([[o for o in self.ids if o != h], [h]])
-
-    def heal(self):
-        self.net.heal()
+    def proc(self, h):
+        return self.procs[h]
 
     def write(self, h, key):
         try:
@@ -761,19 +767,8 @@ vrrp_instance VI_1 {{
     def restart(self, h, after_failover=False):
         self.start_one(h)
 
-    def pause(self, h):
-        self.procs[h].pause()
-        self.paused.add(h)
-
-    def resume(self, h):
-        self.procs[h].resume()
-        self.paused.discard(h)
-
-    def partition(self, h):
-        self.net.partition([[o for o in self.ids if o != h], [h]])
-
-    def heal(self):
-        self.net.heal()
+    def proc(self, h):
+        return self.procs[h]
 
     def write(self, h, key):
         return None
