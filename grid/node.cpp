@@ -5,7 +5,6 @@
 #include <boost/asio/ip/multicast.hpp>
 #include <boost/asio/post.hpp>
 #include <fmt/format.h>
-#include <sodium.h>
 
 #include "common/log.h"
 #include "grid/envelope.h"
@@ -37,50 +36,6 @@ MembershipConfig membership_config(const NodeConfig& c) {
   return m;
 }
 
-std::unique_ptr<DataDir> open_data_dir(const NodeConfig& c) {
-  if (c.data_dir.empty()) return nullptr;
-  return std::make_unique<DataDir>(c.data_dir, c.node, c.cluster);
-}
-
-// What the data dir holds; nullopt means recover. `said` gets the one line
-// to log once the node has started (a failed start prints one line only).
-std::optional<DurableState> load_state(DataDir* dir, std::string& said) {
-  if (!dir) {
-    said = "acceptor state in memory only (--in-memory): recovering it from the peers before voting";
-    return std::nullopt;
-  }
-  auto loaded = dir->load();
-  switch (loaded.found) {
-    case DataDir::Found::intact: return std::move(loaded.state);
-    case DataDir::Found::corrupt:
-      said = fmt::format("+state-corrupt: {}; recovering from the peers as a fresh acceptor before voting",
-                         loaded.problem);
-      return std::nullopt;
-    case DataDir::Found::nothing:
-      said = fmt::format("data dir {} holds no acceptor state (a first start, or it was lost): recovering from the "
-                         "peers before voting", dir->path());
-      return std::nullopt;
-  }
-  return std::nullopt;
-}
-
-AcceptorHostConfig acceptor_config(const NodeConfig& c, const Topology& t) {
-  AcceptorHostConfig a;
-  a.topology = t;
-  a.self = c.node;
-  // The proposer's deadline is failure_timeout / 2; twice that covers any
-  // clock rate difference within the drift bound with room to spare.
-  a.recovery_wait = c.failure_timeout;
-  a.retry_interval = c.heartbeat_interval;
-  return a;
-}
-
-std::uint64_t random_nonce() {
-  std::uint64_t n = 0;
-  randombytes_buf(&n, sizeof n);
-  return n;
-}
-
 udp::endpoint to_udp(const std::string& address) {
   auto ep = parse_endpoint(address);
   if (!ep) return {};
@@ -101,16 +56,16 @@ Node::Node(asio::io_context& io, NodeConfig config)
       udp_(io),
       acceptor_(io),
       timer_(io),
-      data_dir_(open_data_dir(config_)),
-      acceptors_(acceptor_config(config_, topology_), data_dir_.get(), load_state(data_dir_.get(), state_note_),
-                 Clock::now(), random_nonce()),
-      proposer_(topology_, config_.node,
-                QuorumProposerConfig{config_.failure_timeout / 2, milliseconds(5), 6, incarnation_, incarnation_}) {
+      ctx_{io, config_, auth_, Sender{config_.node, incarnation_}, counters_, faults_},
+      links_(ctx_, conn_counters_,
+             [this](Conn& c, std::uint8_t type, std::string_view body) { on_frame(&c, type, body); }),
+      quorum_(ctx_, topology_, membership_, links_) {
   started_ = Clock::now();
-  if (config_.fault_injection) {
-    faults_.emplace(incarnation_);
-    if (data_dir_) data_dir_->set_fault([this] { return faults_->disk_error(); });
-  }
+  if (config_.fault_injection) faults_.emplace(incarnation_);
+  // Every (re)connection restates where this peer's stream starts.
+  links_.on_connected([this](const NodeId& peer) {
+    if (auto start = sender_.peer_start(peer)) send_peer(peer, MsgType::hello, Hello{*start});
+  });
   open_sockets();
   register_admin();
 }
@@ -182,11 +137,7 @@ void Node::start() {
     receive_udp(*mcast_, mcast_buf_, mcast_from_);
   }
   accept_tcp();
-  if (state_note_.starts_with("+state-corrupt"))
-    log::error("{}", state_note_);
-  else if (!state_note_.empty())
-    log::info("{}", state_note_);
-  log_acceptor_events();
+  quorum_.log_start();
   log::info("started: incarnation {} listen {} admin {} {} (rcvbuf {} B)", incarnation_, config_.listen.str(),
             config_.admin.str(),
             config_.multicast ? "multicast " + config_.multicast->str() : "unicast seeds",
@@ -210,19 +161,14 @@ void Node::receive_udp(udp::socket& s, std::string& buf, udp::endpoint& from) {
       ++counters_.datagrams_in;
       on_datagram(std::string_view(buf.data(), n));
     }
-    if (!leaving_ || s.is_open()) receive_udp(s, buf, from);
+    if (!ctx_.leaving || s.is_open()) receive_udp(s, buf, from);
   });
 }
 
 void Node::accept_tcp() {
   acceptor_.async_accept([this](auto ec, tcp::socket s) {
     if (ec == asio::error::operation_aborted) return;
-    if (!ec) {
-      auto c = std::make_shared<Conn>(std::move(s), auth_, conn_counters_, kMaxStreamBody);
-      inbound_.insert(c);
-      c->start([this](Conn& conn, std::uint8_t type, std::string_view body) { on_frame(&conn, type, body); },
-               [this](Conn& conn) { inbound_.erase(conn.shared_from_this()); });
-    }
+    if (!ec) links_.adopt(std::move(s));
     accept_tcp();
   });
 }
@@ -349,7 +295,7 @@ bool Node::fault_in(const NodeId& from, std::function<void()> redo) {
   ++faults_->delayed;
   auto t = std::make_shared<boost::asio::steady_timer>(io_, delay);
   t->async_wait([this, t, redo = std::move(redo)](auto ec) {
-    if (ec || leaving_) return;
+    if (ec || ctx_.leaving) return;
     fault_bypass_ = true;
     redo();
     fault_bypass_ = false;
@@ -370,27 +316,18 @@ void Node::on_event(const MembershipEvent& e, Time now) {
   log::info("+member-{} {} incarnation {} at {}", to_string(e.kind), e.id, e.incarnation, e.address);
   switch (e.kind) {
     case MemberEvent::joined: {
-      auto& link = links_[e.id];
-      if (link.conn && (link.address != e.address || link.incarnation != e.incarnation)) close_peer(e.id);
-      link.address = e.address;
-      link.incarnation = e.incarnation;
       sender_.add_peer(e.id, now);
-      connect_peer(e.id);
-      push_commits(e.id);
+      links_.joined(e.id, e.address, e.incarnation);
+      quorum_.push_commits(e.id);
       break;
     }
     case MemberEvent::restored: {
       // It missed writes that completed without it: restart its stream and
       // reconcile what each side wrote meanwhile.
       sender_.add_peer(e.id, now);
-      auto& link = links_[e.id];
-      link.address = e.address;
-      if (link.conn && link.conn->open())
-        send_peer(e.id, MsgType::hello, Hello{*sender_.peer_start(e.id)});
-      else
-        connect_peer(e.id);
+      if (links_.restored(e.id, e.address)) send_peer(e.id, MsgType::hello, Hello{*sender_.peer_start(e.id)});
       send_digests(e.id);
-      push_commits(e.id);
+      quorum_.push_commits(e.id);
       break;
     }
     case MemberEvent::suspected:
@@ -399,13 +336,7 @@ void Node::on_event(const MembershipEvent& e, Time now) {
     case MemberEvent::left:
       donors_.erase(e.id);
       sender_.remove_peer(e.id);
-      close_peer(e.id);
-      // Its connection to us may be half dead (a partition sends no FIN):
-      // replies must not go there once it is heard again.
-      if (auto r = reverse_.find(e.id); r != reverse_.end()) {
-        if (auto c = r->second.lock()) c->close();
-        reverse_.erase(r);
-      }
+      links_.lost(e.id);
       complete_writes();
       if (transfer_.copying && transfer_.donor == e.id) {
         log::warn("state transfer donor {} {}; choosing another", e.id, to_string(e.kind));
@@ -456,7 +387,7 @@ void Node::tick() {
     next_heartbeat_ = now + config_.heartbeat_interval;
     sync_tick(now);
   }
-  quorum_tick(now);
+  quorum_.tick(now);
   for (const auto& r : sender_.tick(now)) send_resend(r);
   for (const auto& [peer, start] : sender_.hellos_due(now)) send_peer(peer, MsgType::hello, Hello{start});
   for (const auto& g : receiver_.gaps(now)) {
@@ -476,23 +407,20 @@ void Node::tick() {
     if (!alive.empty() && transfer_.synced && quiet) send_digests(alive[anti_entropy_turn_++ % alive.size()]);
   }
   // Peers whose link dropped are reconnected while they are alive.
-  for (auto& [id, link] : links_)
-    if ((!link.conn || !link.conn->open()) && !link.connecting && membership_.is_alive(id) && now >= link.retry_at)
-      connect_peer(id);
+  links_.reconnect(now, [this](const NodeId& id) { return membership_.is_alive(id); });
   timer_.expires_after(milliseconds(10));
   timer_.async_wait([this](auto ec) {
-    if (!ec && !leaving_) tick();
+    if (!ec && !ctx_.leaving) tick();
   });
 }
 
 void Node::leave(std::function<void()> done) {
-  if (leaving_) return;
+  if (ctx_.leaving) return;
   flush();
   auto bye = frame(MsgType::leave, Leave{});
   broadcast_udp(bye);
-  for (const auto& [id, link] : links_)
-    if (link.conn && link.conn->open()) link.conn->send_frame(bye);
-  leaving_ = true;
+  links_.send_to_all(bye);
+  ctx_.leaving = true;
   log::info("+leaving the cluster");
   // Give the TCP goodbyes a moment to leave the socket buffers.
   timer_.cancel();
@@ -503,10 +431,7 @@ void Node::leave(std::function<void()> done) {
     if (mcast_) mcast_->close(ec);
     acceptor_.close(ec);
     admin_->close();
-    for (auto& [id, link] : links_)
-      if (link.conn) link.conn->close();
-    auto in = inbound_;
-    for (const auto& c : in) c->close();
+    links_.close_all();
     done();
   });
 }

@@ -24,40 +24,21 @@
 
 #include "common/frame.h"
 #include "grid/admin_server.h"
-#include "grid/acceptor_host.h"
 #include "grid/conn.h"
-#include "grid/data_dir.h"
 #include "grid/faults.h"
 #include "grid/histogram.h"
 #include "grid/membership.h"
 #include "grid/messages.h"
 #include "grid/quorum.h"
 #include "grid/node_config.h"
+#include "grid/node_context.h"
+#include "grid/peer_links.h"
+#include "grid/quorum_host.h"
 #include "grid/region.h"
 #include "grid/stream_receiver.h"
 #include "grid/stream_sender.h"
 
 namespace rg::grid {
-
-struct NodeCounters {
-  std::uint64_t datagrams_in = 0;
-  std::uint64_t datagrams_out = 0;
-  std::uint64_t datagrams_dropped = 0;  // malformed, oversized, undecodable
-  std::uint64_t unauthenticated = 0;    // bad authenticator or wrong cluster (UDP and TCP)
-  std::uint64_t decode_errors = 0;      // authenticated but undecodable
-  std::uint64_t send_errors = 0;
-  std::uint64_t writes_local = 0;
-  std::uint64_t writes_applied = 0;     // remote writes received (incl. duplicates)
-  std::uint64_t naks_sent = 0;
-  std::uint64_t naks_received = 0;
-  std::uint64_t resets = 0;
-  std::uint64_t refusals_sent = 0;
-  std::uint64_t refused_messages = 0;  // from non-members, duplicates, stale incarnations
-  std::uint64_t probes = 0;
-  std::uint64_t anti_entropy_rounds = 0;
-  std::uint64_t entries_reconciled = 0;
-  std::uint64_t link_queue_drops = 0;
-};
 
 struct TransferProgress {
   bool synced = false;
@@ -95,9 +76,11 @@ class Node {
   // Quorum registers: compare-and-set accepted by a majority of the
   // members; committed values are pushed to every member's local copy.
   using CasDone = std::function<void(const CasResult&)>;
-  void cas(const std::string& key, QuorumProposer::Change change, CasDone done);
-  const QCommit* quorum_value(const std::string& key) const { return quorum_copy_.find(key); }
-  void on_quorum_change(std::function<void(const QCommit&)> fn) { quorum_fns_.push_back(std::move(fn)); }
+  void cas(const std::string& key, QuorumProposer::Change change, CasDone done) {
+    quorum_.cas(key, std::move(change), std::move(done));
+  }
+  const QCommit* quorum_value(const std::string& key) const { return quorum_.value(key); }
+  void on_quorum_change(std::function<void(const QCommit&)> fn) { quorum_.on_change(std::move(fn)); }
   // Messages of the layers above, by channel: to one member or every alive one.
   using AppFn = std::function<void(const NodeId& from, const std::string& payload)>;
   void send_app(const NodeId& peer, const std::string& channel, const std::string& payload);
@@ -110,12 +93,12 @@ class Node {
   bool member_synced(const NodeId& id) const { return donors_.count(id) > 0; }
   // This node's acceptor loaded its state intact or recovered what its
   // earlier life may have voted (AcceptorHost) and takes part in quorums.
-  bool quorum_ready() const { return acceptors_.ready(); }
-  const AcceptorHost& acceptors() const { return acceptors_; }
+  bool quorum_ready() const { return quorum_.acceptors().ready(); }
+  const AcceptorHost& acceptors() const { return quorum_.acceptors(); }
   // Notes of the layers above, kept durable with the acceptor's state (in
   // memory only without a data dir). save_note is false if the save failed.
-  bool save_note(const std::string& name, const std::string& value);
-  std::optional<std::string> note(const std::string& name) const { return acceptors_.note(name); }
+  bool save_note(const std::string& name, const std::string& value) { return quorum_.save_note(name, value); }
+  std::optional<std::string> note(const std::string& name) const { return quorum_.note(name); }
 
   Store& store() { return store_; }
   const Membership& membership() const { return membership_; }
@@ -133,14 +116,6 @@ class Node {
   const LatencyHistogram& write_latency() const { return write_latency_; }
 
  private:
-  struct PeerLink {
-    std::shared_ptr<Conn> conn;
-    std::string address;
-    Incarnation incarnation = 0;
-    bool connecting = false;
-    std::string backlog;  // frames queued while not connected
-    Time retry_at{};
-  };
   struct PendingWrite {
     std::uint64_t seq;
     DoneFn done;
@@ -161,17 +136,19 @@ class Node {
   void send_udp(const boost::asio::ip::udp::endpoint& to, const std::string& frame);
   void broadcast_udp(const std::string& frame);
 
-  // node_links.cpp: TCP links to peers, probes
-  template <class M>
-  std::string frame(MsgType type, const M& msg) const;
-  template <class M>
-  void send_peer(const NodeId& peer, MsgType type, const M& msg);
-  void send_peer_frame(const NodeId& peer, const std::string& frame);
-  Conn* route(const NodeId& peer);  // an open connection to peer, or null
-  void connect_peer(const NodeId& peer);
-  void close_peer(const NodeId& peer);
+  // node_links.cpp: the TCP frame dispatch and probes
   void probe(const ProbeOrder& order);
-  void direct_probe(const NodeId& target, const std::string& address, std::function<void(bool)> done);
+  // Sending to peers goes through the links (kept here while the write path
+  // and state transfer still live in Node's files).
+  template <class M>
+  std::string frame(MsgType type, const M& msg) const {
+    return ctx_.frame(type, msg);
+  }
+  template <class M>
+  void send_peer(const NodeId& peer, MsgType type, const M& msg) {
+    links_.send(peer, type, msg);
+  }
+  void send_peer_frame(const NodeId& peer, const std::string& frame) { links_.send_frame(peer, frame); }
 
   // node_stream.cpp: replication
   void submit(Write w, DoneFn done);
@@ -189,14 +166,6 @@ class Node {
   void send_stamps(const NodeId& peer, const std::string& region, const std::vector<std::uint32_t>& buckets);
   static std::uint64_t entry_stamp(const EntryState& e);
   class DiffSender;
-
-  // node_quorum.cpp
-  void quorum_send(const QOut& out);
-  void on_quorum_message(MsgType type, const Sender& from, std::string_view body, Time now);
-  void on_acceptor_message(MsgType type, const Sender& from, std::string_view body, Time now);
-  void quorum_tick(Time now);
-  void log_acceptor_events();
-  void push_commits(const NodeId& peer);
 
   // node_admin.cpp
   void register_admin();
@@ -228,17 +197,10 @@ class Node {
   std::string udp_buf_, mcast_buf_;
   boost::asio::ip::udp::endpoint udp_from_, mcast_from_;
 
-  std::map<NodeId, PeerLink> links_;
   std::set<NodeId> donors_;  // alive members whose heartbeat says they hold a full copy
-  std::set<std::shared_ptr<Conn>> inbound_;
-  // The connection each peer last sent us frames on: replies go back on it
-  // while we have no link of our own to that peer (it joined a moment ago).
-  std::map<NodeId, std::weak_ptr<Conn>> reverse_;
-  std::map<std::uint64_t, std::function<void(bool)>> relay_waits_;
   std::deque<PendingWrite> pending_;
   std::set<NodeId> acks_due_;
   bool flush_posted_ = false;
-  bool leaving_ = false;
   Time next_heartbeat_{};
   Time next_anti_entropy_{};
   Time last_write_{};  // last local or replicated write: periodic anti-entropy waits for a quiet stream
@@ -255,18 +217,14 @@ class Node {
     Reply reply;
   };
   std::vector<Watch> watches_;
-  std::unique_ptr<DataDir> data_dir_;  // null in in-memory mode
-  std::string state_note_;             // what the data dir held, logged by start()
-  AcceptorHost acceptors_;
-  QuorumCopy quorum_copy_;
-  QuorumProposer proposer_;
-  QOut qout_;
-  std::map<std::uint64_t, CasDone> cas_waits_;
-  std::vector<std::function<void(const QCommit&)>> quorum_fns_;
   std::map<std::string, AppFn> app_fns_;
   std::vector<std::pair<std::string, std::function<std::string()>>> status_fns_;
   std::optional<FaultRules> faults_;
   bool fault_bypass_ = false;  // re-dispatching a message the rules delayed
+  // The parts of the node (after everything they refer to).
+  NodeContext ctx_;
+  PeerLinks links_;
+  QuorumHost quorum_;
   // True if the fault rules drop (or delay, re-dispatching later) a message from `from`.
   bool fault_in(const NodeId& from, std::function<void()> redo);
 };

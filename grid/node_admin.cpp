@@ -43,11 +43,12 @@ std::string Node::status_json() const {
   j["members"] = topology_.members();
   j["alive"] = membership_.alive();
   j["tilt"] = membership_.tilted();
-  j["quorum_ready"] = acceptors_.ready();
-  j["acceptor"] = {{"voting", acceptors_.voting()},
-                   {"state", acceptors_.progress(now)},
-                   {"data_dir", data_dir_ ? json(data_dir_->path()) : json(nullptr)},
-                   {"disk_error", acceptors_.disk_error()}};
+  const auto& acceptors = quorum_.acceptors();
+  j["quorum_ready"] = acceptors.ready();
+  j["acceptor"] = {{"voting", acceptors.voting()},
+                   {"state", acceptors.progress(now)},
+                   {"data_dir", quorum_.data_dir() ? json(quorum_.data_dir()->path()) : json(nullptr)},
+                   {"disk_error", acceptors.disk_error()}};
   j["tilt_count"] = membership_.tilt_count();
   const auto& t = transfer_;
   json tj;

@@ -31,7 +31,7 @@ void Node::del(const std::string& region, const std::string& key, DoneFn done) {
 }
 
 void Node::submit(Write w, DoneFn done) {
-  if (leaving_) {
+  if (ctx_.leaving) {
     if (done) done(false, "node is leaving the cluster");
     return;
   }

@@ -1,0 +1,221 @@
+// PeerLinks: TCP links to peers, their backlogs and reverse routes, probes.
+#include "grid/peer_links.h"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+
+namespace rg::grid {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+namespace {
+constexpr std::size_t kMaxBacklog = 64 * 1024 * 1024;
+}  // namespace
+
+PeerLinks::PeerLinks(NodeContext& ctx, ConnCounters& conn_counters, FrameFn on_frame)
+    : ctx_(ctx), conn_counters_(conn_counters), on_frame_(std::move(on_frame)) {}
+
+Conn* PeerLinks::route(const NodeId& peer) {
+  auto it = links_.find(peer);
+  if (it != links_.end() && it->second.conn && it->second.conn->open()) return it->second.conn.get();
+  auto r = reverse_.find(peer);
+  if (r != reverse_.end()) {
+    if (auto c = r->second.lock(); c && c->open()) return c.get();
+    reverse_.erase(r);
+  }
+  return nullptr;
+}
+
+void PeerLinks::send_frame(const NodeId& peer, const std::string& f) {
+  if (ctx_.drop_out(peer)) return;
+  if (Conn* c = route(peer)) {
+    c->send_frame(f);
+    return;
+  }
+  auto it = links_.find(peer);
+  if (it == links_.end()) return;
+  auto& link = it->second;
+  if (link.backlog.size() + f.size() > kMaxBacklog) {
+    ++ctx_.counters.link_queue_drops;
+    return;
+  }
+  link.backlog.append(f);
+  if (!link.connecting) connect(peer);
+}
+
+void PeerLinks::send_to_all(const std::string& frame) {
+  for (const auto& [id, link] : links_)
+    if (link.conn && link.conn->open()) link.conn->send_frame(frame);
+}
+
+void PeerLinks::joined(const NodeId& peer, const std::string& address, Incarnation incarnation) {
+  auto& link = links_[peer];
+  if (link.conn && (link.address != address || link.incarnation != incarnation)) close(peer);
+  link.address = address;
+  link.incarnation = incarnation;
+  connect(peer);
+}
+
+bool PeerLinks::restored(const NodeId& peer, const std::string& address) {
+  auto& link = links_[peer];
+  link.address = address;
+  if (link.conn && link.conn->open()) return true;
+  connect(peer);
+  return false;
+}
+
+void PeerLinks::lost(const NodeId& peer) {
+  close(peer);
+  // Its connection to us may be half dead (a partition sends no FIN):
+  // replies must not go there once it is heard again.
+  if (auto r = reverse_.find(peer); r != reverse_.end()) {
+    if (auto c = r->second.lock()) c->close();
+    reverse_.erase(r);
+  }
+}
+
+void PeerLinks::heard_on(const NodeId& peer, Conn& conn) {
+  if (conn.tag.empty()) reverse_[peer] = conn.weak_from_this();
+}
+
+void PeerLinks::reconnect(Time now, const std::function<bool(const NodeId&)>& alive) {
+  for (auto& [id, link] : links_)
+    if ((!link.conn || !link.conn->open()) && !link.connecting && alive(id) && now >= link.retry_at) connect(id);
+}
+
+void PeerLinks::connect(const NodeId& peer) {
+  auto& link = links_[peer];
+  if (link.connecting || (link.conn && link.conn->open())) return;
+  auto ep = parse_endpoint(link.address);
+  if (!ep) return;
+  link.connecting = true;
+  auto sock = std::make_shared<tcp::socket>(ctx_.io);
+  tcp::endpoint to(asio::ip::make_address(ep->host), ep->port);
+  auto inc = link.incarnation;
+  sock->async_connect(to, [this, sock, peer, inc](auto ec) {
+    auto it = links_.find(peer);
+    if (it == links_.end() || ctx_.leaving) return;
+    auto& l = it->second;
+    l.connecting = false;
+    if (ec || l.incarnation != inc) {
+      l.retry_at = Clock::now() + milliseconds(100);
+      return;
+    }
+    l.conn = std::make_shared<Conn>(std::move(*sock), ctx_.auth, conn_counters_, kMaxStreamBody);
+    l.conn->tag = peer;
+    l.conn->start(on_frame_, [this, peer](Conn& c) {
+      auto it2 = links_.find(peer);
+      if (it2 != links_.end() && it2->second.conn.get() == &c) {
+        it2->second.conn.reset();
+        it2->second.retry_at = Clock::now() + milliseconds(50);
+      }
+    });
+    if (on_connected_) on_connected_(peer);
+    if (!l.backlog.empty()) {
+      std::string backlog;
+      backlog.swap(l.backlog);
+      l.conn->send_frame(backlog);
+    }
+  });
+}
+
+void PeerLinks::close(const NodeId& peer) {
+  auto it = links_.find(peer);
+  if (it == links_.end()) return;
+  it->second.backlog.clear();
+  if (auto c = it->second.conn) {
+    it->second.conn.reset();
+    c->close();
+  }
+}
+
+void PeerLinks::adopt(tcp::socket socket) {
+  start_inbound(std::make_shared<Conn>(std::move(socket), ctx_.auth, conn_counters_, kMaxStreamBody));
+}
+
+void PeerLinks::start_inbound(std::shared_ptr<Conn> c) {
+  inbound_.insert(c);
+  c->start(on_frame_, [this](Conn& conn) { inbound_.erase(conn.shared_from_this()); });
+}
+
+void PeerLinks::probe(const ProbeOrder& order, ProbeDone done) {
+  ++ctx_.counters.probes;
+  if (order.via.empty()) return direct_probe(order.target, order.address, std::move(done));
+  if (ctx_.drop_out(order.via)) return;  // lost: membership's deadline decides
+  // Indirect: ask `via` to probe the target and tell us. No answer in time
+  // counts as a failed probe (membership's own deadline covers that).
+  auto ep = parse_endpoint(order.via_address);
+  if (!ep) return;
+  auto nonce = order.nonce;
+  relay_waits_[nonce] = std::move(done);
+  auto sock = std::make_shared<tcp::socket>(ctx_.io);
+  auto msg = ctx_.frame(MsgType::probe_relay, ProbeRelay{nonce, order.target, order.address});
+  sock->async_connect(tcp::endpoint(asio::ip::make_address(ep->host), ep->port), [this, sock, msg, nonce](auto ec) {
+    if (ec || ctx_.leaving) return relay_result(nonce, false);
+    auto c = std::make_shared<Conn>(std::move(*sock), ctx_.auth, conn_counters_, 4096);
+    start_inbound(c);
+    c->send_frame(msg);
+  });
+}
+
+void PeerLinks::relay_result(std::uint64_t nonce, bool reached) {
+  auto it = relay_waits_.find(nonce);
+  if (it == relay_waits_.end()) return;
+  auto fn = std::move(it->second);
+  relay_waits_.erase(it);
+  fn(reached);
+}
+
+void PeerLinks::direct_probe(const NodeId& target, const std::string& address, ProbeDone done) {
+  auto ep = parse_endpoint(address);
+  if (!ep) return done(false);
+  if (ctx_.drop_out(target)) return done(false);
+  struct State {
+    tcp::socket sock;
+    asio::steady_timer timer;
+    ProbeDone done;
+    std::string out, in;
+    bool finished = false;
+    explicit State(asio::io_context& io) : sock(io), timer(io) {}
+    void finish(bool ok) {
+      if (finished) return;
+      finished = true;
+      boost::system::error_code ec;
+      timer.cancel();
+      sock.close(ec);
+      done(ok);
+    }
+  };
+  auto st = std::make_shared<State>(ctx_.io);
+  st->done = std::move(done);
+  st->out = ctx_.frame(MsgType::probe, Probe{ctx_.counters.probes});
+  st->timer.expires_after(ctx_.config.probe_timeout);
+  st->timer.async_wait([st](auto ec) {
+    if (!ec) st->finish(false);
+  });
+  st->sock.async_connect(tcp::endpoint(asio::ip::make_address(ep->host), ep->port), [this, st](auto ec) {
+    if (ec) return st->finish(false);
+    asio::async_write(st->sock, asio::buffer(st->out), [this, st](auto ec2, std::size_t) {
+      if (ec2) return st->finish(false);
+      st->in.resize(kHeaderSize);
+      asio::async_read(st->sock, asio::buffer(st->in), [this, st](auto ec3, std::size_t) {
+        FrameHeader h;
+        bool ok = !ec3 && ctx_.auth.check_header(st->in, 4096, h) == FrameError::ok &&
+                  h.type == static_cast<std::uint8_t>(MsgType::probe_ack);
+        st->finish(ok);
+      });
+    });
+  });
+}
+
+void PeerLinks::close_all() {
+  for (auto& [id, link] : links_)
+    if (link.conn) link.conn->close();
+  auto in = inbound_;
+  for (const auto& c : in) c->close();
+}
+
+}  // namespace rg::grid

@@ -1,0 +1,68 @@
+#pragma once
+// QuorumHost: one node's part of the quorum registers. It runs the node's
+// proposer (compare-and-set for the layers above), its acceptor host (the
+// acceptor, its data dir, its recovery) and its local copy of committed
+// values, and carries their messages to and from the peers. Our own
+// acceptor answers our proposer through the loop, never re-entrantly.
+// Part of the node's I/O shell: one io_context thread.
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "grid/acceptor_host.h"
+#include "grid/data_dir.h"
+#include "grid/membership.h"
+#include "grid/node_context.h"
+#include "grid/peer_links.h"
+#include "grid/quorum.h"
+
+namespace rg::grid {
+
+class QuorumHost {
+ public:
+  using CasDone = std::function<void(const CasResult&)>;
+
+  // Opens the data dir (throws as DataDir does) and loads it.
+  QuorumHost(NodeContext& ctx, const Topology& topology, const Membership& membership, PeerLinks& links);
+
+  void cas(const std::string& key, QuorumProposer::Change change, CasDone done);
+  const QCommit* value(const std::string& key) const { return copy_.find(key); }
+  void on_change(std::function<void(const QCommit&)> fn) { change_fns_.push_back(std::move(fn)); }
+  // Every q_* message, whoever sent it (ourselves included).
+  void on_message(MsgType type, const Sender& from, std::string_view body, Time now);
+  // Every loop turn: timeouts, resends, a retried save, recovery requests.
+  void tick(Time now);
+  // Every committed value, to a member that just (re)joined.
+  void push_commits(const NodeId& peer);
+
+  const AcceptorHost& acceptors() const { return acceptors_; }
+  bool save_note(const std::string& name, const std::string& value);
+  std::optional<std::string> note(const std::string& name) const { return acceptors_.note(name); }
+  const DataDir* data_dir() const { return data_dir_.get(); }
+  // Logs what the data dir held and what recovery did; called once the node
+  // has started (a start that fails prints one line only).
+  void log_start();
+
+ private:
+  void send(const QOut& out);
+  void on_acceptor_message(MsgType type, const Sender& from, std::string_view body, Time now);
+  void log_events();
+
+  NodeContext& ctx_;
+  const Topology& topology_;
+  const Membership& membership_;
+  PeerLinks& links_;
+  std::unique_ptr<DataDir> data_dir_;  // null in in-memory mode
+  std::string state_note_;             // what the data dir held
+  AcceptorHost acceptors_;
+  QuorumCopy copy_;
+  QuorumProposer proposer_;
+  QOut out_;
+  std::map<std::uint64_t, CasDone> waits_;
+  std::vector<std::function<void(const QCommit&)>> change_fns_;
+};
+
+}  // namespace rg::grid
