@@ -59,13 +59,15 @@ Node::Node(asio::io_context& io, NodeConfig config)
       ctx_{io, config_, auth_, Sender{config_.node, incarnation_}, counters_, faults_},
       links_(ctx_, conn_counters_,
              [this](Conn& c, std::uint8_t type, std::string_view body) { on_frame(&c, type, body); }),
+      writes_(ctx_, self_index_, store_, links_,
+              config_.multicast ? WritePath::Multicast([this](const std::string& d) { send_udp(group_, d); })
+                                : WritePath::Multicast()),
+      sync_(ctx_, store_, membership_, links_),
       quorum_(ctx_, topology_, membership_, links_) {
   started_ = Clock::now();
   if (config_.fault_injection) faults_.emplace(incarnation_);
   // Every (re)connection restates where this peer's stream starts.
-  links_.on_connected([this](const NodeId& peer) {
-    if (auto start = sender_.peer_start(peer)) send_peer(peer, MsgType::hello, Hello{*start});
-  });
+  links_.on_connected([this](const NodeId& peer) { writes_.restate(peer); });
   open_sockets();
   register_admin();
 }
@@ -126,10 +128,8 @@ void Node::open_sockets() {
 
 void Node::start() {
   auto now = Clock::now();
-  sync_deadline_ = now + config_.failure_timeout;
-  transfer_.started = now;
+  sync_.start(now);
   next_heartbeat_ = now;
-  next_anti_entropy_ = now + config_.anti_entropy_interval;
   udp_buf_.resize(65536);
   receive_udp(udp_, udp_buf_, udp_from_);
   if (mcast_) {
@@ -183,111 +183,6 @@ bool Node::heard(const Sender& s, Time now) {
   return true;
 }
 
-void Node::on_datagram(std::string_view bytes) {
-  FrameHeader h;
-  std::string_view body;
-  auto err = auth_.open(bytes, kMaxDatagramBody, h, body);
-  if (err != FrameError::ok) {
-    if (err == FrameError::bad_mac || err == FrameError::wrong_cluster) ++counters_.unauthenticated;
-    else ++counters_.datagrams_dropped;
-    return;
-  }
-  auto now = Clock::now();
-  auto type = static_cast<MsgType>(h.type);
-  if (faults_ && !fault_bypass_) {
-    Envelope<SyncRequest> head;
-    if (decode(body, head) && head.from.node != config_.node &&
-        fault_in(head.from.node, [this, copy = std::string(bytes)] { on_datagram(copy); }))
-      return;
-  }
-  if (type == MsgType::heartbeat) {
-    Envelope<Heartbeat> e;
-    if (!decode(body, e)) {
-      ++counters_.decode_errors;
-      return;
-    }
-    if (!valid_node_id(e.from.node) || !parse_endpoint(e.msg.address)) {
-      ++counters_.decode_errors;
-      return;
-    }
-    auto before = mout_.refusals.size();
-    auto verdict = membership_.on_heard(e.from.node, e.from.incarnation, e.msg.address, e.msg.topology, now, mout_);
-    // Refusals answer this heartbeat: address them to its exact sender.
-    for (auto i = before; i < mout_.refusals.size(); ++i) {
-      if (verdict == Heard::self_duplicate && e.from.incarnation < incarnation_) break;
-      const auto& r = mout_.refusals[i];
-      ++counters_.refusals_sent;
-      log::warn("refusing {} (incarnation {}) at {}: {}", e.from.node, e.from.incarnation, r.address, r.reason);
-      send_udp(to_udp(r.address), frame(MsgType::refuse, Refuse{e.from.node, e.from.incarnation, r.reason}));
-    }
-    mout_.refusals.resize(before);
-    if (verdict == Heard::self_duplicate && e.from.incarnation < incarnation_) {
-      // An older process holds our id: we are the second one, so we go.
-      mout_.refusals.clear();
-      if (fatal_)
-        fatal_(fmt::format("node id {} is already live at {} (started earlier); refusing to run a second process "
-                           "with the same id",
-                           config_.node, e.msg.address));
-      return;
-    }
-    if (verdict != Heard::accepted && verdict != Heard::self) ++counters_.refused_messages;
-    if (verdict == Heard::accepted) {
-      if (!e.msg.synced) donors_.erase(e.from.node);
-      else if (donors_.insert(e.from.node).second && transfer_.synced) {
-        // Both of us hold data now: whatever either side acknowledged while
-        // the other was not in its view (a simultaneous start, a partition
-        // seen as a restart) is reconciled at once.
-        send_digests(e.from.node);
-      }
-    }
-    drain_membership(now);
-    return;
-  }
-  if (type == MsgType::refuse) {
-    Envelope<Refuse> e;
-    if (!decode(body, e)) {
-      ++counters_.decode_errors;
-      return;
-    }
-    if (e.msg.target != config_.node || e.msg.target_incarnation != incarnation_) {
-      ++counters_.refused_messages;
-      return;
-    }
-    if (fatal_) fatal_(fmt::format("refused by {}: {}", e.from.node, e.msg.reason));
-    return;
-  }
-  if (type == MsgType::leave) {
-    Envelope<Leave> e;
-    if (!decode(body, e)) {
-      ++counters_.decode_errors;
-      return;
-    }
-    if (e.from.node == config_.node) return;
-    membership_.on_leave(e.from.node, e.from.incarnation, now, mout_);
-    drain_membership(now);
-    return;
-  }
-  if (type == MsgType::data) {
-    // Our own batches loop back through multicast: drop them before the
-    // (costly) full decode.
-    Envelope<SyncRequest> head;
-    if (decode(body, head) && head.from.node == config_.node) return;
-    Envelope<Data> e;
-    if (!decode(body, e)) {
-      ++counters_.decode_errors;
-      return;
-    }
-    if (!topology_.contains(e.from.node)) {
-      ++counters_.refused_messages;
-      return;
-    }
-    heard(e.from, now);
-    on_data(e.from, e.msg, now);
-    return;
-  }
-  ++counters_.datagrams_dropped;
-}
-
 bool Node::fault_in(const NodeId& from, std::function<void()> redo) {
   if (faults_->drop_in(from)) return true;
   auto delay = faults_->delay_in(from);
@@ -316,7 +211,7 @@ void Node::on_event(const MembershipEvent& e, Time now) {
   log::info("+member-{} {} incarnation {} at {}", to_string(e.kind), e.id, e.incarnation, e.address);
   switch (e.kind) {
     case MemberEvent::joined: {
-      sender_.add_peer(e.id, now);
+      writes_.add_peer(e.id, now);
       links_.joined(e.id, e.address, e.incarnation);
       quorum_.push_commits(e.id);
       break;
@@ -324,9 +219,9 @@ void Node::on_event(const MembershipEvent& e, Time now) {
     case MemberEvent::restored: {
       // It missed writes that completed without it: restart its stream and
       // reconcile what each side wrote meanwhile.
-      sender_.add_peer(e.id, now);
-      if (links_.restored(e.id, e.address)) send_peer(e.id, MsgType::hello, Hello{*sender_.peer_start(e.id)});
-      send_digests(e.id);
+      writes_.add_peer(e.id, now);
+      if (links_.restored(e.id, e.address)) writes_.restate(e.id);
+      sync_.send_digests(e.id);
       quorum_.push_commits(e.id);
       break;
     }
@@ -334,16 +229,9 @@ void Node::on_event(const MembershipEvent& e, Time now) {
       break;
     case MemberEvent::failed:
     case MemberEvent::left:
-      donors_.erase(e.id);
-      sender_.remove_peer(e.id);
       links_.lost(e.id);
-      complete_writes();
-      if (transfer_.copying && transfer_.donor == e.id) {
-        log::warn("state transfer donor {} {}; choosing another", e.id, to_string(e.kind));
-        transfer_.copying = false;
-        for (const auto& b : sync_inflight_) sync_todo_.push_front(b);
-        sync_inflight_.clear();
-      }
+      writes_.remove_peer(e.id);
+      sync_.lost(e.id);
       break;
   }
   for (const auto& fn : member_fns_) fn(e);
@@ -356,6 +244,8 @@ void Node::send_udp(const udp::endpoint& to, const std::string& frame) {
   if (ec) ++counters_.send_errors;
   else ++counters_.datagrams_out;
 }
+
+void Node::send_udp(const std::string& address, const std::string& frame) { send_udp(to_udp(address), frame); }
 
 void Node::broadcast_udp(const std::string& frame) {
   if (mcast_) {
@@ -373,8 +263,8 @@ void Node::broadcast_udp(const std::string& frame) {
 }
 
 void Node::send_heartbeat(Time) {
-  Heartbeat hb{config_.listen.str(), config_.admin.str(), topology_.fingerprint(), transfer_.synced,
-               sender_.next_seq()};
+  Heartbeat hb{config_.listen.str(), config_.admin.str(), topology_.fingerprint(), sync_.transfer().synced,
+               writes_.sender().next_seq()};
   broadcast_udp(frame(MsgType::heartbeat, hb));
 }
 
@@ -385,27 +275,10 @@ void Node::tick() {
     membership_.tick(now, mout_);
     drain_membership(now);
     next_heartbeat_ = now + config_.heartbeat_interval;
-    sync_tick(now);
+    sync_.tick(now, writes_.last_write());
   }
   quorum_.tick(now);
-  for (const auto& r : sender_.tick(now)) send_resend(r);
-  for (const auto& [peer, start] : sender_.hellos_due(now)) send_peer(peer, MsgType::hello, Hello{start});
-  for (const auto& g : receiver_.gaps(now)) {
-    ++counters_.naks_sent;
-    send_peer(g.origin, MsgType::nak, Nak{g.from, g.to});
-  }
-  if (now >= next_anti_entropy_) {
-    next_anti_entropy_ = now + config_.anti_entropy_interval;
-    auto alive = membership_.alive();
-    // The safety net only: while writes flow, digests differ because of
-    // writes in flight, which the stream itself repairs.
-    // The safety net only, while writes are quiet: under load every digest
-    // differs because of writes in flight (which the stream repairs), and a
-    // round would copy every entry to compare stamps. Heals, resets and
-    // members that start holding data trigger their own rounds.
-    bool quiet = now - last_write_ > config_.anti_entropy_interval / 2;
-    if (!alive.empty() && transfer_.synced && quiet) send_digests(alive[anti_entropy_turn_++ % alive.size()]);
-  }
+  writes_.tick(now);
   // Peers whose link dropped are reconnected while they are alive.
   links_.reconnect(now, [this](const NodeId& id) { return membership_.is_alive(id); });
   timer_.expires_after(milliseconds(10));
@@ -416,7 +289,7 @@ void Node::tick() {
 
 void Node::leave(std::function<void()> done) {
   if (ctx_.leaving) return;
-  flush();
+  writes_.flush();
   auto bye = frame(MsgType::leave, Leave{});
   broadcast_udp(bye);
   links_.send_to_all(bye);

@@ -1,12 +1,19 @@
 #pragma once
-// Node: one grid member's I/O shell. It owns the sockets, the timer and the
-// protocol cores (Membership, StreamSender/Receiver, Store), moves bytes and
-// time into them and carries out what they ask: heartbeats, probes, batches,
-// acks, resends, state transfer and anti-entropy. All on one io_context
-// thread; nothing here decides protocol questions the cores decide.
+// Node: one grid member's I/O shell, a thin owner that wires its parts:
+//   PeerLinks    TCP links to peers, probes               (peer_links.*)
+//   WritePath    the replication stream, write-through    (write_path.*)
+//   StateSync    state transfer and anti-entropy          (state_sync.*)
+//   QuorumHost   the quorum registers, the data dir       (quorum_host.*)
+// Node itself owns the UDP sockets, the timer and Membership (heartbeats,
+// member events), and the one dispatcher every incoming message goes
+// through, whatever its transport (node_dispatch.cpp). The admin commands
+// are in node_admin.cpp. All on one io_context thread; nothing here decides
+// protocol questions the pure cores (Membership, StreamSender/Receiver,
+// Store, the quorum register) decide.
 //
 // The layers above (the agent, the admin commands) use the public part:
-// local reads, write-through writes, member events and change watches.
+// local reads, write-through writes, compare-and-set on quorum registers,
+// member events, change watches, app messages.
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -34,22 +41,13 @@
 #include "grid/node_context.h"
 #include "grid/peer_links.h"
 #include "grid/quorum_host.h"
+#include "grid/state_sync.h"
+#include "grid/write_path.h"
 #include "grid/region.h"
 #include "grid/stream_receiver.h"
 #include "grid/stream_sender.h"
 
 namespace rg::grid {
-
-struct TransferProgress {
-  bool synced = false;
-  bool copying = false;
-  NodeId donor;
-  std::uint64_t buckets_done = 0;
-  std::uint64_t buckets_total = 0;
-  std::uint64_t entries = 0;
-  Time started{};
-  Time finished{};
-};
 
 class Node {
  public:
@@ -68,10 +66,16 @@ class Node {
   void on_member_event(MemberFn fn) { member_fns_.push_back(std::move(fn)); }
 
   // Write-through: `done` runs once every member in this node's view applied it.
-  void put(const std::string& region, const std::string& key, const std::string& value, DoneFn done);
+  void put(const std::string& region, const std::string& key, const std::string& value, DoneFn done) {
+    writes_.submit(Write{region, key, WriteKind::put, {}, value, 0}, std::move(done));
+  }
   void put_field(const std::string& region, const std::string& key, const std::string& field,
-                 const std::string& value, DoneFn done);
-  void del(const std::string& region, const std::string& key, DoneFn done);
+                 const std::string& value, DoneFn done) {
+    writes_.submit(Write{region, key, WriteKind::put_field, field, value, 0}, std::move(done));
+  }
+  void del(const std::string& region, const std::string& key, DoneFn done) {
+    writes_.submit(Write{region, key, WriteKind::del, {}, {}, 0}, std::move(done));
+  }
 
   // Quorum registers: compare-and-set accepted by a majority of the
   // members; committed values are pushed to every member's local copy.
@@ -90,7 +94,7 @@ class Node {
   void add_status(std::string name, std::function<std::string()> json_fn) {
     status_fns_.emplace_back(std::move(name), std::move(json_fn));
   }
-  bool member_synced(const NodeId& id) const { return donors_.count(id) > 0; }
+  bool member_synced(const NodeId& id) const { return sync_.holds_full_copy(id); }
   // This node's acceptor loaded its state intact or recovered what its
   // earlier life may have voted (AcceptorHost) and takes part in quorums.
   bool quorum_ready() const { return quorum_.acceptors().ready(); }
@@ -105,67 +109,49 @@ class Node {
   AdminServer& admin() { return *admin_; }
   const NodeConfig& config() const { return config_; }
   Incarnation incarnation() const { return incarnation_; }
-  const TransferProgress& transfer() const { return transfer_; }
+  const TransferProgress& transfer() const { return sync_.transfer(); }
   std::string status_json() const;
   std::string members_json() const;
   // For metrics: counters as kept, and the write-through latency of puts a
   // caller waits for, from submit to the last member's acknowledgement.
   const NodeCounters& counters() const { return counters_; }
   const ConnCounters& conn_counters() const { return conn_counters_; }
-  std::uint64_t retransmits() const { return sender_.retransmits(); }
-  const LatencyHistogram& write_latency() const { return write_latency_; }
+  std::uint64_t retransmits() const { return writes_.sender().retransmits(); }
+  const LatencyHistogram& write_latency() const { return writes_.latency(); }
 
  private:
-  struct PendingWrite {
-    std::uint64_t seq;
-    DoneFn done;
-    Time submitted;
-  };
-
-  // node.cpp: sockets, timer, dispatch
+  // node.cpp: sockets, timer, membership events, heartbeats, leaving
   void open_sockets();
   void receive_udp(boost::asio::ip::udp::socket& s, std::string& buf, boost::asio::ip::udp::endpoint& from);
   void accept_tcp();
-  void on_datagram(std::string_view bytes);
-  void on_frame(Conn* conn, std::uint8_t type, std::string_view body);
   bool heard(const Sender& s, Time now);
   void tick();
   void send_heartbeat(Time now);
   void drain_membership(Time now);
   void on_event(const MembershipEvent& e, Time now);
   void send_udp(const boost::asio::ip::udp::endpoint& to, const std::string& frame);
+  void send_udp(const std::string& address, const std::string& frame);  // HOST:PORT
   void broadcast_udp(const std::string& frame);
+  // True if the fault rules drop (or delay, re-dispatching later) a message from `from`.
+  bool fault_in(const NodeId& from, std::function<void()> redo);
 
-  // node_links.cpp: the TCP frame dispatch and probes
+  // node_dispatch.cpp: every incoming message, whatever its transport
+  void on_datagram(std::string_view bytes);
+  void on_frame(Conn* conn, std::uint8_t type, std::string_view body);
+  void dispatch(Conn* conn, MsgType type, std::string_view body);
+  void malformed(Conn* conn);
+  bool delayed_by_faults(Conn* conn, MsgType type, const Sender& from, std::string_view body);
+  void on_heartbeat(std::string_view body, Time now);
+  void on_refuse(std::string_view body);
+  void on_probe_message(Conn& conn, MsgType type, std::string_view body);
+  void on_stream_message(Conn* conn, MsgType type, const Sender& from, std::string_view body, Time now);
+  void on_member_message(Conn* conn, MsgType type, const Sender& from, std::string_view body, Time now);
+  void on_app_message(const Sender& from, const AppMessage& m);
   void probe(const ProbeOrder& order);
-  // Sending to peers goes through the links (kept here while the write path
-  // and state transfer still live in Node's files).
   template <class M>
   std::string frame(MsgType type, const M& msg) const {
     return ctx_.frame(type, msg);
   }
-  template <class M>
-  void send_peer(const NodeId& peer, MsgType type, const M& msg) {
-    links_.send(peer, type, msg);
-  }
-  void send_peer_frame(const NodeId& peer, const std::string& frame) { links_.send_frame(peer, frame); }
-
-  // node_stream.cpp: replication
-  void submit(Write w, DoneFn done);
-  void schedule_flush();
-  void flush();
-  void on_data(const Sender& s, const Data& d, Time now);
-  void complete_writes();
-  void send_resend(const StreamSender::Resend& r);
-
-  // node_sync.cpp: state transfer and anti-entropy
-  void sync_tick(Time now);
-  void request_buckets();
-  void on_sync_message(MsgType type, const Sender& s, std::string_view body, Time now);
-  void send_digests(const NodeId& peer);
-  void send_stamps(const NodeId& peer, const std::string& region, const std::vector<std::uint32_t>& buckets);
-  static std::uint64_t entry_stamp(const EntryState& e);
-  class DiffSender;
 
   // node_admin.cpp
   void register_admin();
@@ -179,12 +165,8 @@ class Node {
   Membership membership_;
   MembershipOutput mout_;
   Store store_;
-  StreamSender sender_;
-  StreamReceiver receiver_;
   NodeCounters counters_;
   ConnCounters conn_counters_;
-  LatencyHistogram write_latency_;
-  TransferProgress transfer_;
   Time started_;
 
   boost::asio::ip::udp::socket udp_;
@@ -197,18 +179,7 @@ class Node {
   std::string udp_buf_, mcast_buf_;
   boost::asio::ip::udp::endpoint udp_from_, mcast_from_;
 
-  std::set<NodeId> donors_;  // alive members whose heartbeat says they hold a full copy
-  std::deque<PendingWrite> pending_;
-  std::set<NodeId> acks_due_;
-  bool flush_posted_ = false;
   Time next_heartbeat_{};
-  Time next_anti_entropy_{};
-  Time last_write_{};  // last local or replicated write: periodic anti-entropy waits for a quiet stream
-  std::size_t anti_entropy_turn_ = 0;
-  // State transfer: buckets still to ask for, and how many are in flight.
-  std::deque<std::pair<std::string, std::uint32_t>> sync_todo_;
-  std::set<std::pair<std::string, std::uint32_t>> sync_inflight_;
-  Time sync_deadline_{};
   std::function<void(const std::string&)> fatal_;
   std::vector<MemberFn> member_fns_;
   struct Watch {
@@ -224,9 +195,9 @@ class Node {
   // The parts of the node (after everything they refer to).
   NodeContext ctx_;
   PeerLinks links_;
+  WritePath writes_;
+  StateSync sync_;
   QuorumHost quorum_;
-  // True if the fault rules drop (or delay, re-dispatching later) a message from `from`.
-  bool fault_in(const NodeId& from, std::function<void()> redo);
 };
 
 }  // namespace rg::grid

@@ -50,7 +50,7 @@ std::string Node::status_json() const {
                    {"data_dir", quorum_.data_dir() ? json(quorum_.data_dir()->path()) : json(nullptr)},
                    {"disk_error", acceptors.disk_error()}};
   j["tilt_count"] = membership_.tilt_count();
-  const auto& t = transfer_;
+  const auto& t = sync_.transfer();
   json tj;
   tj["synced"] = t.synced;
   tj["copying"] = t.copying;
@@ -63,13 +63,14 @@ std::string Node::status_json() const {
   tj["elapsed_ms"] = to_ms((t.synced ? t.finished : now) - t.started);
   j["transfer"] = tj;
   json s;
-  s["next_seq"] = sender_.next_seq();
-  s["completed"] = sender_.completed();
-  s["queued"] = sender_.queued();
-  s["in_flight_bytes"] = sender_.in_flight_bytes();
-  s["pending_writes"] = pending_.size();
+  const auto& sender = writes_.sender();
+  s["next_seq"] = sender.next_seq();
+  s["completed"] = sender.completed();
+  s["queued"] = sender.queued();
+  s["in_flight_bytes"] = sender.in_flight_bytes();
+  s["pending_writes"] = writes_.pending();
   json acks = json::object();
-  for (const auto& [id, next] : sender_.acks()) acks[id] = next;
+  for (const auto& [id, next] : sender.acks()) acks[id] = next;
   s["acks"] = acks;
   j["stream"] = s;
   const auto& c = counters_;
@@ -88,7 +89,7 @@ std::string Node::status_json() const {
       {"send_errors", c.send_errors},
       {"writes_local", c.writes_local},
       {"writes_applied", c.writes_applied},
-      {"retransmits", sender_.retransmits()},
+      {"retransmits", sender.retransmits()},
       {"naks_sent", c.naks_sent},
       {"naks_received", c.naks_received},
       {"resets", c.resets},
@@ -125,7 +126,7 @@ std::string Node::members_json() const {
     m["incarnation"] = info ? info->incarnation : 0;
     m["address"] = info ? info->address : "";
     m["last_heard_ms"] = info && info->state != MemberState::unknown ? to_ms(now - info->last_heard) : -1;
-    m["synced"] = donors_.count(id) > 0;
+    m["synced"] = sync_.holds_full_copy(id);
     arr.push_back(m);
   }
   return arr.dump();

@@ -380,6 +380,10 @@ def started_cluster(c, n=3, timeout=10.0, settle_hooks=True, **kw):
     c.start_all()
     c.wait_formed()
     snaps, t = wait_roles(c, ids, timeout, what="the first master and replica", entries=True)
+    # The first claims that lost may still be settling (a late refusal logs
+    # +failover-aborted): a test's faults start once none is in flight.
+    harness.wait_until(lambda: not any(summary(roles(c, i))["state"] in STEPPING for i in ids), 3,
+                       what="the first claims to settle")
     if kw.get("hooks") and settle_hooks:
         wait_hooks_idle(c, ids)
     s = snaps[ids[0]]

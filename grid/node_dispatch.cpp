@@ -1,0 +1,286 @@
+// Node: the one dispatcher of every message a node receives, whatever its
+// transport (a datagram, or a frame on a TCP connection), its membership
+// handlers (heartbeat, refusal, goodbye), probe answers, and the messages of
+// the layers above. Each message, once authenticated by its transport,
+// is routed to the part that owns it: membership, the links (probes), the
+// write path, state transfer, the quorum host, or an app channel.
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/post.hpp>
+#include <fmt/format.h>
+
+#include "common/log.h"
+#include "grid/envelope.h"
+#include "grid/node.h"
+
+namespace rg::grid {
+
+namespace {
+
+// Membership speaks over datagrams, the stream over both, everything else
+// over a link (probes open a connection of their own).
+bool allowed(MsgType type, bool datagram) {
+  switch (type) {
+    case MsgType::heartbeat:
+    case MsgType::refuse: return datagram;
+    case MsgType::leave:
+    case MsgType::data: return true;
+    default: return !datagram;
+  }
+}
+
+bool stream_message(MsgType type) {
+  return type == MsgType::hello || type == MsgType::data || type == MsgType::ack || type == MsgType::nak;
+}
+
+}  // namespace
+
+void Node::on_datagram(std::string_view bytes) {
+  FrameHeader h;
+  std::string_view body;
+  auto err = auth_.open(bytes, kMaxDatagramBody, h, body);
+  if (err != FrameError::ok) {
+    if (err == FrameError::bad_mac || err == FrameError::wrong_cluster) ++counters_.unauthenticated;
+    else ++counters_.datagrams_dropped;
+    return;
+  }
+  dispatch(nullptr, static_cast<MsgType>(h.type), body);
+}
+
+void Node::on_frame(Conn* conn, std::uint8_t type, std::string_view body) {
+  dispatch(conn, static_cast<MsgType>(type), body);
+}
+
+// `conn`: the connection a frame came on; null for a datagram.
+void Node::dispatch(Conn* conn, MsgType type, std::string_view body) {
+  if (!allowed(type, conn == nullptr)) {
+    ++(conn ? counters_.decode_errors : counters_.datagrams_dropped);
+    return;
+  }
+  auto now = Clock::now();
+  Sender from;
+  {
+    Envelope<SyncRequest> head;  // decodes just the sender
+    if (!decode(body, head)) return malformed(conn);
+    from = head.from;
+  }
+  // Fault rules cover everything from a peer, probes included: a cut made
+  // with them must look like a partition to the failure detector too.
+  if (from.node != config_.node && delayed_by_faults(conn, type, from, body)) return;
+  switch (type) {
+    case MsgType::heartbeat: return on_heartbeat(body, now);
+    case MsgType::refuse: return on_refuse(body);
+    case MsgType::leave:
+      if (from.node != config_.node) membership_.on_leave(from.node, from.incarnation, now, mout_);
+      return drain_membership(now);
+    case MsgType::probe:
+    case MsgType::probe_relay:
+    case MsgType::probe_relay_result: return on_probe_message(*conn, type, body);
+    default: break;
+  }
+  // Our own multicast batches loop back: dropped without a word.
+  if (from.node == config_.node && type == MsgType::data && !conn) return;
+  if (from.node == config_.node || !topology_.contains(from.node)) {
+    ++counters_.refused_messages;
+    return;
+  }
+  // The data plane (stream and acks) accepts any member of the topology,
+  // even one whose heartbeat has not arrived yet: a joiner must not stall
+  // the writers while it waits to hear them. Everything else needs a member
+  // this node knows.
+  bool known = heard(from, now);
+  if (conn) links_.heard_on(from.node, *conn);
+  if (stream_message(type)) return on_stream_message(conn, type, from, body, now);
+  if (!known) {
+    ++counters_.refused_messages;
+    return;
+  }
+  on_member_message(conn, type, from, body, now);
+}
+
+void Node::malformed(Conn* conn) {
+  ++counters_.decode_errors;
+  if (conn) conn->close();
+}
+
+// True if the rules drop the message, or delay it (it is dispatched again later).
+bool Node::delayed_by_faults(Conn* conn, MsgType type, const Sender& from, std::string_view body) {
+  if (!faults_ || fault_bypass_) return false;
+  std::weak_ptr<Conn> back;
+  if (conn) back = conn->weak_from_this();
+  return fault_in(from.node, [this, back, datagram = conn == nullptr, type, copy = std::string(body)] {
+    if (datagram) return dispatch(nullptr, type, copy);
+    if (auto c = back.lock()) dispatch(c.get(), type, copy);
+  });
+}
+
+void Node::on_heartbeat(std::string_view body, Time now) {
+  Envelope<Heartbeat> e;
+  if (!decode(body, e) || !valid_node_id(e.from.node) || !parse_endpoint(e.msg.address)) {
+    ++counters_.decode_errors;
+    return;
+  }
+  auto before = mout_.refusals.size();
+  auto verdict = membership_.on_heard(e.from.node, e.from.incarnation, e.msg.address, e.msg.topology, now, mout_);
+  bool second = verdict == Heard::self_duplicate && e.from.incarnation < incarnation_;
+  // Refusals answer this heartbeat: address them to its exact sender.
+  for (auto i = before; i < mout_.refusals.size() && !second; ++i) {
+    const auto& r = mout_.refusals[i];
+    ++counters_.refusals_sent;
+    log::warn("refusing {} (incarnation {}) at {}: {}", e.from.node, e.from.incarnation, r.address, r.reason);
+    send_udp(r.address, frame(MsgType::refuse, Refuse{e.from.node, e.from.incarnation, r.reason}));
+  }
+  mout_.refusals.resize(before);
+  if (second) {
+    // An older process holds our id: we are the second one, so we go.
+    mout_.refusals.clear();
+    if (fatal_)
+      fatal_(fmt::format("node id {} is already live at {} (started earlier); refusing to run a second process "
+                         "with the same id",
+                         config_.node, e.msg.address));
+    return;
+  }
+  if (verdict != Heard::accepted && verdict != Heard::self) ++counters_.refused_messages;
+  if (verdict == Heard::accepted) sync_.heard(e.from.node, e.msg.synced);
+  drain_membership(now);
+}
+
+void Node::on_refuse(std::string_view body) {
+  Envelope<Refuse> e;
+  if (!decode(body, e)) {
+    ++counters_.decode_errors;
+    return;
+  }
+  if (e.msg.target != config_.node || e.msg.target_incarnation != incarnation_) {
+    ++counters_.refused_messages;
+    return;
+  }
+  if (fatal_) fatal_(fmt::format("refused by {}: {}", e.from.node, e.msg.reason));
+}
+
+void Node::on_probe_message(Conn& conn, MsgType type, std::string_view body) {
+  switch (type) {
+    case MsgType::probe: {
+      Envelope<Probe> e;
+      if (!decode(body, e)) return malformed(&conn);
+      return conn.send_frame(frame(MsgType::probe_ack, e.msg));
+    }
+    case MsgType::probe_relay: {
+      Envelope<ProbeRelay> e;
+      if (!decode(body, e)) return malformed(&conn);
+      std::weak_ptr<Conn> back = conn.weak_from_this();
+      auto nonce = e.msg.nonce;
+      return links_.direct_probe(e.msg.target, e.msg.address, [this, back, nonce](bool reached) {
+        if (auto c = back.lock()) c->send_frame(frame(MsgType::probe_relay_result, ProbeRelayResult{nonce, reached}));
+      });
+    }
+    default: {
+      Envelope<ProbeRelayResult> e;
+      if (!decode(body, e)) return malformed(&conn);
+      conn.close();
+      links_.relay_result(e.msg.nonce, e.msg.reached);
+    }
+  }
+}
+
+void Node::on_stream_message(Conn* conn, MsgType type, const Sender& from, std::string_view body, Time now) {
+  switch (type) {
+    case MsgType::hello: {
+      Envelope<Hello> e;
+      if (!decode(body, e)) return malformed(conn);
+      return writes_.on_hello(from, e.msg);
+    }
+    case MsgType::data: {
+      Envelope<Data> e;
+      if (!decode(body, e)) return malformed(conn);
+      return writes_.on_data(from, e.msg, now);
+    }
+    case MsgType::ack: {
+      Envelope<Ack> e;
+      if (!decode(body, e)) return malformed(conn);
+      return writes_.on_ack(from.node, e.msg, now);
+    }
+    default: {
+      Envelope<Nak> e;
+      if (!decode(body, e)) return malformed(conn);
+      return writes_.on_nak(from.node, e.msg, now);
+    }
+  }
+}
+
+void Node::on_member_message(Conn* conn, MsgType type, const Sender& from, std::string_view body, Time now) {
+  switch (type) {
+    case MsgType::reset: {
+      Envelope<Reset> e;
+      if (!decode(body, e)) return malformed(conn);
+      writes_.on_reset(from, e.msg);
+      return sync_.send_digests(from.node);
+    }
+    case MsgType::q_prepare:
+    case MsgType::q_promise:
+    case MsgType::q_accept:
+    case MsgType::q_accepted:
+    case MsgType::q_commit:
+    case MsgType::q_recover_request:
+    case MsgType::q_recover_state: return quorum_.on_message(type, from, body, now);
+    case MsgType::app: {
+      Envelope<AppMessage> e;
+      if (!decode(body, e)) return malformed(conn);
+      return on_app_message(from, e.msg);
+    }
+    case MsgType::sync_request:
+    case MsgType::sync_regions:
+    case MsgType::bucket_request:
+    case MsgType::bucket_data:
+    case MsgType::digests:
+    case MsgType::digest_diff:
+    case MsgType::key_stamps:
+    case MsgType::want: return sync_.on_message(type, from, body);
+    default: ++counters_.decode_errors;
+  }
+}
+
+// --- probes and the messages of the layers above ----------------------------------
+
+void Node::probe(const ProbeOrder& order) {
+  auto nonce = order.nonce;
+  links_.probe(order, [this, nonce](bool reached) {
+    if (ctx_.leaving) return;
+    auto now = Clock::now();
+    membership_.on_probe_result(nonce, reached, now, mout_);
+    drain_membership(now);
+  });
+}
+
+void Node::on_app_message(const Sender& from, const AppMessage& m) {
+  if (faults_ && faults_->drop_channel_in(m.channel)) {
+    ++faults_->dropped;
+    return;
+  }
+  auto it = app_fns_.find(m.channel);
+  if (it != app_fns_.end()) it->second(from.node, m.payload);
+}
+
+void Node::send_app(const NodeId& peer, const std::string& channel, const std::string& payload) {
+  if (faults_ && faults_->drop_channel_out(channel)) {
+    ++faults_->dropped;
+    return;
+  }
+  if (peer == config_.node) {
+    boost::asio::post(io_, [this, channel, payload] {
+      auto it = app_fns_.find(channel);
+      if (it != app_fns_.end()) it->second(config_.node, payload);
+    });
+    return;
+  }
+  links_.send(peer, MsgType::app, AppMessage{channel, payload});
+}
+
+void Node::broadcast_app(const std::string& channel, const std::string& payload) {
+  if (faults_ && faults_->drop_channel_out(channel)) {
+    ++faults_->dropped;
+    return;
+  }
+  for (const auto& id : membership_.alive()) links_.send(id, MsgType::app, AppMessage{channel, payload});
+}
+
+}  // namespace rg::grid

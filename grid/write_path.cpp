@@ -1,0 +1,164 @@
+// WritePath: the replication stream (write-through writes, batches, acks,
+// NAKs, resends).
+#include "grid/write_path.h"
+
+#include <boost/asio/post.hpp>
+
+#include "grid/envelope.h"
+
+namespace rg::grid {
+
+namespace {
+// A datagram carries as many writes as fit below this; a TCP frame more.
+constexpr std::size_t kDatagramBudget = kMaxDatagramBody - 4096;
+constexpr std::size_t kFrameBudget = 1024 * 1024;
+
+std::size_t write_size(const Write& w) {
+  return w.region.size() + w.key.size() + w.field.size() + w.value.size() + 32;
+}
+}  // namespace
+
+WritePath::WritePath(NodeContext& ctx, MemberIndex self_index, Store& store, PeerLinks& links, Multicast multicast)
+    : ctx_(ctx), self_index_(self_index), store_(store), links_(links), multicast_(std::move(multicast)) {}
+
+void WritePath::submit(Write w, DoneFn done) {
+  if (ctx_.leaving) {
+    if (done) done(false, "node is leaving the cluster");
+    return;
+  }
+  auto now = Clock::now();
+  last_write_ = now;
+  w.version = store_.next_version(self_index_);
+  store_.apply(w);
+  ++ctx_.counters.writes_local;
+  auto seq = sender_.push(std::move(w));
+  if (done) pending_.push_back(PendingWrite{seq, std::move(done), now});
+  schedule_flush();
+}
+
+void WritePath::schedule_flush() {
+  if (flush_posted_) return;
+  flush_posted_ = true;
+  // Runs after everything already queued on the loop: writes and acks that
+  // arrive together leave together.
+  boost::asio::post(ctx_.io, [this] {
+    flush_posted_ = false;
+    flush();
+  });
+}
+
+// Cuts `writes` into batches of at most `budget` bytes (one write at least),
+// each sealed as one Data frame and handed to `send`.
+template <class Send>
+void WritePath::send_batches(std::uint64_t first, const std::vector<const Write*>& writes, std::size_t budget,
+                             Send&& send) {
+  std::size_t i = 0;
+  while (i < writes.size()) {
+    std::size_t j = i, bytes = 0;
+    while (j < writes.size() && (j == i || bytes + write_size(*writes[j]) <= budget)) bytes += write_size(*writes[j++]);
+    std::string out;
+    auto start = ctx_.auth.begin(out);
+    encode_into(out, DataOut{&ctx_.self, first + i, writes.data() + i, static_cast<std::uint32_t>(j - i)});
+    ctx_.auth.seal(out, start, static_cast<std::uint8_t>(MsgType::data));
+    send(out);
+    i = j;
+  }
+}
+
+void WritePath::flush() {
+  std::uint64_t first = 0;
+  auto writes = sender_.take_sendable(first);
+  if (multicast_) {
+    send_batches(first, writes, kDatagramBudget, [&](const std::string& out) { multicast_(out); });
+  } else {
+    send_batches(first, writes, kFrameBudget, [&](const std::string& out) {
+      for (const auto& [peer, acked] : sender_.acks()) links_.send_frame(peer, out);
+    });
+  }
+  sender_.settle();
+  for (const auto& origin : acks_due_)
+    if (auto next = receiver_.ack_point(origin)) links_.send(origin, MsgType::ack, Ack{*next});
+  acks_due_.clear();
+  complete_writes();
+}
+
+void WritePath::remove_peer(const NodeId& peer) {
+  sender_.remove_peer(peer);
+  complete_writes();  // its acknowledgement is no longer waited for
+}
+
+void WritePath::restate(const NodeId& peer) {
+  if (auto start = sender_.peer_start(peer)) links_.send(peer, MsgType::hello, Hello{*start});
+}
+
+void WritePath::on_hello(const Sender& from, const Hello& m) {
+  receiver_.on_hello(from.node, from.incarnation, m.start);
+  acks_due_.insert(from.node);
+  schedule_flush();
+}
+
+void WritePath::on_data(const Sender& from, const Data& m, Time now) {
+  last_write_ = now;
+  for (const auto& w : m.writes) {
+    store_.apply(w);
+    ++ctx_.counters.writes_applied;
+  }
+  if (receiver_.on_data(from.node, from.incarnation, m.first, m.writes.size(), now)) acks_due_.insert(from.node);
+  for (const auto& g : receiver_.gaps(now)) {
+    ++ctx_.counters.naks_sent;
+    links_.send(g.origin, MsgType::nak, Nak{g.from, g.to});
+  }
+  if (!acks_due_.empty()) schedule_flush();
+}
+
+void WritePath::on_ack(const NodeId& from, const Ack& m, Time now) {
+  sender_.on_ack(from, m.next, now);
+  complete_writes();
+}
+
+void WritePath::on_nak(const NodeId& from, const Nak& m, Time now) {
+  ++ctx_.counters.naks_received;
+  send_resend(sender_.on_nak(from, m.from, m.to, now));
+}
+
+void WritePath::on_reset(const Sender& from, const Reset& m) {
+  ++ctx_.counters.resets;
+  receiver_.on_reset(from.node, from.incarnation, m.next);
+  acks_due_.insert(from.node);
+  schedule_flush();
+}
+
+void WritePath::tick(Time now) {
+  for (const auto& r : sender_.tick(now)) send_resend(r);
+  for (const auto& [peer, start] : sender_.hellos_due(now)) links_.send(peer, MsgType::hello, Hello{start});
+  for (const auto& g : receiver_.gaps(now)) {
+    ++ctx_.counters.naks_sent;
+    links_.send(g.origin, MsgType::nak, Nak{g.from, g.to});
+  }
+}
+
+void WritePath::complete_writes() {
+  auto done_below = sender_.completed();
+  bool progressed = false;
+  Time now{};
+  while (!pending_.empty() && pending_.front().seq < done_below) {
+    if (now == Time{}) now = Clock::now();
+    latency_.observe(now - pending_.front().submitted);
+    auto fn = std::move(pending_.front().done);
+    pending_.pop_front();
+    fn(true, {});
+    progressed = true;
+  }
+  // Acks opened the window: writes it held back can go now.
+  if (progressed && sender_.queued() > 0) schedule_flush();
+}
+
+void WritePath::send_resend(const StreamSender::Resend& r) {
+  if (r.reset) {
+    ++ctx_.counters.resets;
+    links_.send(r.peer, MsgType::reset, Reset{r.reset_to});
+  }
+  send_batches(r.first, r.writes, kFrameBudget, [&](const std::string& out) { links_.send_frame(r.peer, out); });
+}
+
+}  // namespace rg::grid

@@ -1,0 +1,84 @@
+#pragma once
+// WritePath: a node's replicated writes, both ways. Local writes are applied
+// to the store, versioned and queued on this node's stream (StreamSender);
+// batches go out as one datagram (multicast) or one frame per peer (unicast
+// mode); a write-through caller is answered once every member in the view
+// has acknowledged it. Other members' batches are applied and acknowledged
+// cumulatively (StreamReceiver), gaps are asked for (NAK), tails resent.
+// Acknowledgements and writes that arrive together leave together: one
+// flush per loop turn. Part of the node's I/O shell: one io_context thread.
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <set>
+#include <string>
+
+#include "common/clock.h"
+#include "grid/histogram.h"
+#include "grid/node_context.h"
+#include "grid/peer_links.h"
+#include "grid/region.h"
+#include "grid/stream_receiver.h"
+#include "grid/stream_sender.h"
+
+namespace rg::grid {
+
+class WritePath {
+ public:
+  using DoneFn = std::function<void(bool ok, const std::string& error)>;
+  // Sends one sealed datagram to the multicast group; null in unicast mode.
+  using Multicast = std::function<void(const std::string& datagram)>;
+
+  WritePath(NodeContext& ctx, MemberIndex self_index, Store& store, PeerLinks& links, Multicast multicast);
+
+  // A local write; `done` (may be null) runs once every member applied it.
+  void submit(Write w, DoneFn done);
+  // Sends what is queued now (also before the node leaves).
+  void flush();
+
+  // A member joined or was restored (its stream restarts); failed or left.
+  void add_peer(const NodeId& peer, Time now) { sender_.add_peer(peer, now); }
+  void remove_peer(const NodeId& peer);
+  // Where our stream to `peer` starts, for a hello after a (re)connection.
+  void restate(const NodeId& peer);
+
+  void on_hello(const Sender& from, const Hello& m);
+  void on_data(const Sender& from, const Data& m, Time now);
+  void on_ack(const NodeId& from, const Ack& m, Time now);
+  void on_nak(const NodeId& from, const Nak& m, Time now);
+  void on_reset(const Sender& from, const Reset& m);
+  // Tail resends, hellos due and NAKs for gaps.
+  void tick(Time now);
+
+  Time last_write() const { return last_write_; }
+  const StreamSender& sender() const { return sender_; }
+  std::size_t pending() const { return pending_.size(); }
+  const LatencyHistogram& latency() const { return latency_; }
+
+ private:
+  struct PendingWrite {
+    std::uint64_t seq;
+    DoneFn done;
+    Time submitted;
+  };
+  void schedule_flush();
+  void complete_writes();
+  void send_resend(const StreamSender::Resend& r);
+  template <class Send>
+  void send_batches(std::uint64_t first, const std::vector<const Write*>& writes, std::size_t budget, Send&& send);
+
+  NodeContext& ctx_;
+  MemberIndex self_index_;
+  Store& store_;
+  PeerLinks& links_;
+  Multicast multicast_;
+  StreamSender sender_;
+  StreamReceiver receiver_;
+  std::deque<PendingWrite> pending_;
+  std::set<NodeId> acks_due_;
+  bool flush_posted_ = false;
+  Time last_write_{};  // last local or replicated write: periodic anti-entropy waits for a quiet stream
+  LatencyHistogram latency_;
+};
+
+}  // namespace rg::grid
