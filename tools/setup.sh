@@ -16,6 +16,7 @@ packages=(
   libboost-dev libboost-serialization-dev libfmt-dev libspdlog-dev libcli11-dev nlohmann-json3-dev libsodium-dev
   doctest-dev
   iproute2 util-linux python3 procps
+  spin
 )
 
 missing=()

@@ -8,8 +8,8 @@
 #
 # Suites: build/tests/rg-unit and build/tests/rg-sim (doctest), then the
 # integration tests (tests/integration/run.py, real processes in a private
-# network namespace), then the chaos scenarios and soaks (tools/rolegrid-chaos
-# suite).
+# network namespace), then the Spin model (tests/model/run.sh), then the
+# chaos scenarios and soaks (tools/rolegrid-chaos suite).
 set -uo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -99,6 +99,10 @@ run_plain() {
 }
 
 run_plain integration 900 python3 tests/integration/run.py
+
+# ---- the Spin model of the register: safe configurations searched to the
+# end, planted bugs that must be caught (tests/model/README.md).
+run_plain model 900 tests/model/run.sh
 
 # ---- chaos: every tests/chaos/*.chaos scenario, then two short soaks (seed 1
 # and a random seed, printed with its replay command), each one test; real
