@@ -67,9 +67,88 @@ std::string_view path_of(std::string_view target) {
   return q == std::string_view::npos ? target : target.substr(0, q);
 }
 
+// The membership as this node sees it (self counts as alive).
+void add_member_metrics(Exposition& m, const grid::Node& node) {
+  const auto& cfg = node.config();
+  const auto& ms = node.membership();
+  std::map<grid::MemberState, std::size_t> states;
+  for (const auto& id : ms.topology().members()) {
+    if (id == cfg.node) {
+      ++states[grid::MemberState::alive];
+      continue;
+    }
+    const auto* info = ms.find(id);
+    ++states[info ? info->state : grid::MemberState::unknown];
+  }
+  m.family("rolegrid_members", "gauge", "Members of the topology by state in this node's view (self is alive).");
+  for (auto s : kMemberStates) m.sample("rolegrid_members", states[s], {{"state", grid::to_string(s)}});
+  m.single("rolegrid_tilt", "gauge", "1 while this node distrusts its own timing (loop stall).", ms.tilted() ? 1 : 0);
+  m.single("rolegrid_synced", "gauge", "1 once this node's state transfer is done.", node.transfer().synced ? 1 : 0);
+  m.single("rolegrid_quorum_ready", "gauge", "1 once this node's quorum acceptor takes part.",
+           node.quorum_ready() ? 1 : 0);
+}
+
+void add_traffic_metrics(Exposition& m, const grid::Node& node) {
+  const auto& c = node.counters();
+  const auto& cc = node.conn_counters();
+  m.family("rolegrid_messages_sent_total", "counter", "Datagrams (udp) and frames, peer and admin (tcp), sent.");
+  m.sample("rolegrid_messages_sent_total", c.datagrams_out, {{"transport", "udp"}});
+  m.sample("rolegrid_messages_sent_total", cc.frames_out, {{"transport", "tcp"}});
+  m.family("rolegrid_messages_received_total", "counter", "Datagrams (udp) and frames, peer and admin (tcp), received.");
+  m.sample("rolegrid_messages_received_total", c.datagrams_in, {{"transport", "udp"}});
+  m.sample("rolegrid_messages_received_total", cc.frames_in, {{"transport", "tcp"}});
+  m.family("rolegrid_messages_dropped_total", "counter", "Messages dropped, by reason.");
+  m.sample("rolegrid_messages_dropped_total", c.datagrams_dropped, {{"reason", "malformed"}});
+  m.sample("rolegrid_messages_dropped_total", cc.bad_frames - std::min(cc.bad_frames, cc.unauthenticated),
+           {{"reason", "bad_frame"}});
+  m.sample("rolegrid_messages_dropped_total", c.decode_errors, {{"reason", "undecodable"}});
+  m.sample("rolegrid_messages_dropped_total", c.refused_messages, {{"reason", "refused"}});
+  m.sample("rolegrid_messages_dropped_total", c.link_queue_drops, {{"reason", "link_queue_full"}});
+  m.family("rolegrid_messages_unauthenticated_total", "counter", "Messages with a bad authenticator or cluster.");
+  m.sample("rolegrid_messages_unauthenticated_total", c.unauthenticated, {{"transport", "udp"}});
+  m.sample("rolegrid_messages_unauthenticated_total", cc.unauthenticated, {{"transport", "tcp"}});
+  m.single("rolegrid_send_errors_total", "counter", "Sends the kernel refused.", c.send_errors);
+  m.single("rolegrid_retransmits_total", "counter", "Writes sent again to a member that had not acknowledged them.",
+           node.retransmits());
+  m.single("rolegrid_naks_sent_total", "counter", "Gap requests sent.", c.naks_sent);
+  m.single("rolegrid_naks_received_total", "counter", "Gap requests answered.", c.naks_received);
+  m.single("rolegrid_writes_local_total", "counter", "Writes this node originated.", c.writes_local);
+  m.single("rolegrid_writes_applied_total", "counter", "Writes of other members applied here (duplicates too).",
+           c.writes_applied);
+  m.single("rolegrid_anti_entropy_rounds_total", "counter", "Anti-entropy rounds.", c.anti_entropy_rounds);
+}
+
+void add_data_metrics(Exposition& m, grid::Node& node) {  // store() has no const form
+  m.family("rolegrid_region_entries", "gauge", "Entries per replicated region (tombstones excluded).");
+  auto& store = node.store();
+  for (const auto& name : store.region_names())
+    m.sample("rolegrid_region_entries", store.region(name).size(), {{"region", name}});
+
+  const auto& h = node.write_latency();
+  m.family("rolegrid_write_latency_seconds", "histogram",
+           "Write-through writes this node originated, from submit to the last member's acknowledgement.");
+  const auto& bounds = grid::LatencyHistogram::kBounds;
+  for (std::size_t i = 0; i < bounds.size(); ++i)
+    m.sample("rolegrid_write_latency_seconds_bucket", h.cumulative(i), {{"le", fmt::format("{}", bounds[i])}});
+  m.sample("rolegrid_write_latency_seconds_bucket", h.count(), {{"le", "+Inf"}});
+  m.sample("rolegrid_write_latency_seconds_sum", h.sum());
+  m.sample("rolegrid_write_latency_seconds_count", h.count());
+}
+
+void add_http_metrics(Exposition& m, const HttpServer* http) {
+  if (!http) return;
+  const auto& hc = http->counters();
+  m.single("rolegrid_http_requests_total", "counter", "HTTP requests answered.", hc.requests);
+  m.single("rolegrid_http_bad_requests_total", "counter", "Malformed or oversized HTTP requests.", hc.bad_requests);
+  m.single("rolegrid_http_refused_connections_total", "counter", "HTTP connections closed over the cap.",
+           hc.refused_connections);
+  m.single("rolegrid_http_timeouts_total", "counter", "HTTP connections closed by the read or write timeout.",
+           hc.timeouts);
+}
+
 }  // namespace
 
-grid::HttpAnswer AgentNode::http_answer(std::string_view target) const {
+HttpAnswer AgentNode::http_answer(std::string_view target) const {
   auto path = path_of(target);
   if (path == "/metrics") return {200, "text/plain; version=0.0.4; charset=utf-8", metrics_text()};
   if (path == "/status") {
@@ -122,75 +201,10 @@ std::string AgentNode::metrics_text() const {
     m.sample("rolegrid_hook_failures_total", it == hook_counts_.end() ? 0 : it->second.failures, {{"hook", h}});
   }
 
-  const auto& ms = node_.membership();
-  std::map<grid::MemberState, std::size_t> states;
-  for (const auto& id : ms.topology().members()) {
-    if (id == cfg.node) {
-      ++states[grid::MemberState::alive];
-      continue;
-    }
-    const auto* info = ms.find(id);
-    ++states[info ? info->state : grid::MemberState::unknown];
-  }
-  m.family("rolegrid_members", "gauge", "Members of the topology by state in this node's view (self is alive).");
-  for (auto s : kMemberStates) m.sample("rolegrid_members", states[s], {{"state", grid::to_string(s)}});
-  m.single("rolegrid_tilt", "gauge", "1 while this node distrusts its own timing (loop stall).", ms.tilted() ? 1 : 0);
-  m.single("rolegrid_synced", "gauge", "1 once this node's state transfer is done.", node_.transfer().synced ? 1 : 0);
-  m.single("rolegrid_quorum_ready", "gauge", "1 once this node's quorum acceptor takes part.",
-           node_.quorum_ready() ? 1 : 0);
-
-  const auto& c = node_.counters();
-  const auto& cc = node_.conn_counters();
-  m.family("rolegrid_messages_sent_total", "counter", "Datagrams (udp) and frames, peer and admin (tcp), sent.");
-  m.sample("rolegrid_messages_sent_total", c.datagrams_out, {{"transport", "udp"}});
-  m.sample("rolegrid_messages_sent_total", cc.frames_out, {{"transport", "tcp"}});
-  m.family("rolegrid_messages_received_total", "counter", "Datagrams (udp) and frames, peer and admin (tcp), received.");
-  m.sample("rolegrid_messages_received_total", c.datagrams_in, {{"transport", "udp"}});
-  m.sample("rolegrid_messages_received_total", cc.frames_in, {{"transport", "tcp"}});
-  m.family("rolegrid_messages_dropped_total", "counter", "Messages dropped, by reason.");
-  m.sample("rolegrid_messages_dropped_total", c.datagrams_dropped, {{"reason", "malformed"}});
-  m.sample("rolegrid_messages_dropped_total", cc.bad_frames - std::min(cc.bad_frames, cc.unauthenticated),
-           {{"reason", "bad_frame"}});
-  m.sample("rolegrid_messages_dropped_total", c.decode_errors, {{"reason", "undecodable"}});
-  m.sample("rolegrid_messages_dropped_total", c.refused_messages, {{"reason", "refused"}});
-  m.sample("rolegrid_messages_dropped_total", c.link_queue_drops, {{"reason", "link_queue_full"}});
-  m.family("rolegrid_messages_unauthenticated_total", "counter", "Messages with a bad authenticator or cluster.");
-  m.sample("rolegrid_messages_unauthenticated_total", c.unauthenticated, {{"transport", "udp"}});
-  m.sample("rolegrid_messages_unauthenticated_total", cc.unauthenticated, {{"transport", "tcp"}});
-  m.single("rolegrid_send_errors_total", "counter", "Sends the kernel refused.", c.send_errors);
-  m.single("rolegrid_retransmits_total", "counter", "Writes sent again to a member that had not acknowledged them.",
-           node_.retransmits());
-  m.single("rolegrid_naks_sent_total", "counter", "Gap requests sent.", c.naks_sent);
-  m.single("rolegrid_naks_received_total", "counter", "Gap requests answered.", c.naks_received);
-  m.single("rolegrid_writes_local_total", "counter", "Writes this node originated.", c.writes_local);
-  m.single("rolegrid_writes_applied_total", "counter", "Writes of other members applied here (duplicates too).",
-           c.writes_applied);
-  m.single("rolegrid_anti_entropy_rounds_total", "counter", "Anti-entropy rounds.", c.anti_entropy_rounds);
-
-  m.family("rolegrid_region_entries", "gauge", "Entries per replicated region (tombstones excluded).");
-  auto& store = node_.store();
-  for (const auto& name : store.region_names())
-    m.sample("rolegrid_region_entries", store.region(name).size(), {{"region", name}});
-
-  const auto& h = node_.write_latency();
-  m.family("rolegrid_write_latency_seconds", "histogram",
-           "Write-through writes this node originated, from submit to the last member's acknowledgement.");
-  const auto& bounds = grid::LatencyHistogram::kBounds;
-  for (std::size_t i = 0; i < bounds.size(); ++i)
-    m.sample("rolegrid_write_latency_seconds_bucket", h.cumulative(i), {{"le", fmt::format("{}", bounds[i])}});
-  m.sample("rolegrid_write_latency_seconds_bucket", h.count(), {{"le", "+Inf"}});
-  m.sample("rolegrid_write_latency_seconds_sum", h.sum());
-  m.sample("rolegrid_write_latency_seconds_count", h.count());
-
-  if (http_) {
-    const auto& hc = http_->counters();
-    m.single("rolegrid_http_requests_total", "counter", "HTTP requests answered.", hc.requests);
-    m.single("rolegrid_http_bad_requests_total", "counter", "Malformed or oversized HTTP requests.", hc.bad_requests);
-    m.single("rolegrid_http_refused_connections_total", "counter", "HTTP connections closed over the cap.",
-             hc.refused_connections);
-    m.single("rolegrid_http_timeouts_total", "counter", "HTTP connections closed by the read or write timeout.",
-             hc.timeouts);
-  }
+  add_member_metrics(m, node_);
+  add_traffic_metrics(m, node_);
+  add_data_metrics(m, node_);
+  add_http_metrics(m, http_.get());
   return m.take();
 }
 

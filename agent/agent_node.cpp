@@ -67,7 +67,7 @@ AgentNode::AgentNode(boost::asio::io_context& io, grid::Node& node, AgentOptions
   }
   register_admin();
   if (options_.http) {
-    http_ = std::make_unique<grid::HttpServer>(io_, *options_.http,
+    http_ = std::make_unique<HttpServer>(io_, *options_.http,
                                                [this](std::string_view target) { return http_answer(target); });
     log::info("+http: /metrics and /status on http://{}", options_.http->str());
   }

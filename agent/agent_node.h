@@ -21,7 +21,7 @@
 
 #include "agent/ha_agent.h"
 #include "agent/hook_runner.h"
-#include "grid/http_server.h"
+#include "agent/http_server.h"
 #include "grid/node.h"
 
 namespace rg::agent {
@@ -60,7 +60,7 @@ class AgentNode {
   void register_admin();
   void count_master_change();
   // agent_http.cpp
-  grid::HttpAnswer http_answer(std::string_view target) const;
+  HttpAnswer http_answer(std::string_view target) const;
   std::string metrics_text() const;
 
   boost::asio::io_context& io_;
@@ -91,7 +91,7 @@ class AgentNode {
   std::uint64_t master_changes_ = 0;  // a different master (or epoch) in the role table, since ready
   bool master_seen_ = false;
   std::optional<std::pair<NodeId, std::uint64_t>> last_master_;
-  std::unique_ptr<grid::HttpServer> http_;
+  std::unique_ptr<HttpServer> http_;
 };
 
 }  // namespace rg::agent

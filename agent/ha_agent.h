@@ -265,6 +265,10 @@ class HaAgent {
   void handover(Time now, AgentOutput& out);
   void on_master_cas(CasOp op, grid::CasOutcome outcome, const std::optional<RoleTable>& value,
                      Time started, Time now, AgentOutput& out);
+  // on_master_cas for the operations that change this node's role
+  void on_resumed(grid::CasOutcome outcome, Time started, Time now, AgentOutput& out);
+  void on_replica_self(grid::CasOutcome outcome, const std::optional<RoleTable>& value, Time now, AgentOutput& out);
+  void on_switchover_step(CasOp op, grid::CasOutcome outcome, Time now, AgentOutput& out);
 
   // ha_agent_failover.cpp: FIG. 2 (claims 2-5), claims of a vacant role,
   // switchover targets, broadcast and establish.
@@ -289,6 +293,13 @@ class HaAgent {
             AgentOutput& out);
   void on_failover_cas(CasOp op, grid::CasOutcome outcome, const std::optional<RoleTable>& value,
                        Time started, Time now, AgentOutput& out);
+  // on_failover_cas for each operation of a run
+  void on_designated(CasOp op, grid::CasOutcome outcome, const std::optional<RoleTable>& value, Time now,
+                     AgentOutput& out);
+  void on_established(grid::CasOutcome outcome, Time started, Time now, AgentOutput& out);
+  void on_handed_back(grid::CasOutcome outcome, Time now, AgentOutput& out);
+  void on_vacated(grid::CasOutcome outcome, Time now, AgentOutput& out);
+  void read_soon(Time now);
 };
 
 }  // namespace rg::agent

@@ -425,117 +425,124 @@ void HaAgent::step(const std::string& name, Time start, Time end, const std::str
 
 // --- results ---------------------------------------------------------------------------
 
+// The table changed under us: read it before anything else.
+void HaAgent::read_soon(Time now) {
+  impl_->need_read = true;
+  impl_->next_read = now;
+}
+
 void HaAgent::on_failover_cas(CasOp op, grid::CasOutcome outcome, const std::optional<RoleTable>& value, Time started,
                               Time now, AgentOutput& out) {
-  using grid::CasOutcome;
   Impl& im = *impl_;
-  FailoverRun& r = im.run;
-  bool committed = outcome == CasOutcome::committed;
-  if (!r.active) {  // a lone vacate of a designation we had given up
-    if (op == CasOp::vacate && committed) im.abandoned_epoch = 0;
-    if (outcome == CasOutcome::precondition_failed) {
-      im.need_read = true;
-      im.next_read = now;
-    }
+  if (!im.run.active) {  // a lone vacate of a designation we had given up
+    if (op == CasOp::vacate && outcome == grid::CasOutcome::committed) im.abandoned_epoch = 0;
+    if (outcome == grid::CasOutcome::precondition_failed) read_soon(now);
     return;
   }
   switch (op) {
     case CasOp::designate:
-    case CasOp::claim:
-      if (committed && value && value->master && value->master->node == config_.self) {
-        im.orphan_made.reset();
-        r.epoch = value->master->epoch;
-        step("designate", r.step_start, now, fmt::format("designated at epoch {}", r.epoch), out);
-        begin_broadcast(now, out);
-      } else if (outcome == CasOutcome::lease_held ||
-                 (outcome == CasOutcome::no_quorum && r.saw_lease_held && now < r.started + config_.failover_timeout)) {
-        r.saw_lease_held = true;
-        r.retry_at = now + config_.heartbeat_interval;  // the old lease runs out soon
-      } else if (op == CasOp::designate && outcome == CasOutcome::precondition_failed && value && value->master &&
-                 value->master->node == r.failing->node && value->master->epoch == r.failing->epoch &&
-                 value->master->phase == r.failing->phase && !alive(r.failing->node) &&
-                 now < r.started + config_.failover_timeout) {
-        // Only our copy was behind (the dead master's last renewal was
-        // accepted but never pushed): retry from the register's entry. Not
-        // with a read: re-accepting that entry would restart its lease.
-        out.notes.push_back(fmt::format("designate: our copy had renewal {} of {}, the register {}; retrying",
-                                        r.failing->renewal, r.failing->node, value->master->renewal));
-        r.failing = *value->master;
-        r.retry_at = now;
-        // That renewal's lease may still run at some acceptors: mixed lease
-        // and timeout answers come back as no_quorum, which is its edge here.
-        r.saw_lease_held = true;
-      } else {
-        bool minority = outcome == CasOutcome::no_quorum;
-        step("designate", r.step_start, now, minority ? "no quorum" : "refused: the table changed", out);
-        // Not committed is not "not written": keep what we proposed.
-        im.orphan = r;
-        im.orphan_made = r.made;
-        if (!minority) {
-          im.need_read = true;
-          im.next_read = now;
-        }
-        if (r.kind == RunKind::claim)
-          im.claim_not_before = now + (minority ? config_.failover_backoff : 2 * config_.heartbeat_interval);
-        end_failover(event::failover_aborted,
-                     minority ? "no quorum: a minority side never promotes" : "someone else changed the table first",
-                     now, out);
-      }
-      break;
-    case CasOp::establish:
-      if (committed && table_ && table_->master == MasterEntry{config_.self, r.epoch, Phase::established,
-                                                               to_ms(config_.failure_timeout), 1}) {
-        step("establish", r.step_start, now, "established", out);
-        std::string reason = r.reason;
-        NodeId prev = r.prev_master;
-        im.my_epoch = r.epoch;
-        im.run = FailoverRun{};
-        lease_bound_ = lease_end(started, now);
-        enter(AgentState::master);
-        im.recovering = false;
-        im.need_read = false;
-        im.next_renew = now + config_.heartbeat_interval;
-        im.next_appoint = now;
-        become(Role::master, event::promoted, reason, im.my_epoch, prev, out);
-      } else if (committed || outcome == CasOutcome::precondition_failed) {
-        step("establish", r.step_start, now, "refused: the table changed", out);
-        im.need_read = true;
-        im.next_read = now;
-        end_failover(event::failover_aborted, "the table changed before establish", now, out);
-      } else {
-        r.retry_at = now + config_.heartbeat_interval;
-      }
-      break;
-    case CasOp::hand_back:
-      if (committed) {
-        end_failover(event::handed_back, fmt::format("handed back to {}", r.failing->node), now, out);
-      } else if (outcome == CasOutcome::precondition_failed) {
-        im.need_read = true;
-        im.next_read = now;
-        end_failover(event::failover_aborted, "the table changed before the hand-back", now, out);
-      } else {
-        r.retry_at = now + config_.heartbeat_interval;  // check_broadcast retries or vacates
-      }
-      break;
-    case CasOp::vacate:
-      if (committed) {
-        im.claim_not_before = now + config_.failover_backoff;
-        end_failover(event::vacated,
-                     fmt::format("fewer than {} members acknowledged epoch {}", config_.topology.quorum(), r.epoch),
-                     now, out);
-      } else {
-        if (outcome == CasOutcome::precondition_failed) {
-          im.need_read = true;
-          im.next_read = now;
-        } else {
-          im.abandoned_epoch = r.epoch;  // vacated later, from idle
-        }
-        end_failover(event::failover_aborted, "could not vacate the designation", now, out);
-      }
-      break;
-    default:
-      break;
+    case CasOp::claim: on_designated(op, outcome, value, now, out); break;
+    case CasOp::establish: on_established(outcome, started, now, out); break;
+    case CasOp::hand_back: on_handed_back(outcome, now, out); break;
+    case CasOp::vacate: on_vacated(outcome, now, out); break;
+    default: break;
   }
+}
+
+void HaAgent::on_designated(CasOp op, grid::CasOutcome outcome, const std::optional<RoleTable>& value, Time now,
+                            AgentOutput& out) {
+  using grid::CasOutcome;
+  Impl& im = *impl_;
+  FailoverRun& r = im.run;
+  if (outcome == CasOutcome::committed && value && value->master && value->master->node == config_.self) {
+    im.orphan_made.reset();
+    r.epoch = value->master->epoch;
+    step("designate", r.step_start, now, fmt::format("designated at epoch {}", r.epoch), out);
+    begin_broadcast(now, out);
+  } else if (outcome == CasOutcome::lease_held ||
+             (outcome == CasOutcome::no_quorum && r.saw_lease_held && now < r.started + config_.failover_timeout)) {
+    r.saw_lease_held = true;
+    r.retry_at = now + config_.heartbeat_interval;  // the old lease runs out soon
+  } else if (op == CasOp::designate && outcome == CasOutcome::precondition_failed && value && value->master &&
+             value->master->node == r.failing->node && value->master->epoch == r.failing->epoch &&
+             value->master->phase == r.failing->phase && !alive(r.failing->node) &&
+             now < r.started + config_.failover_timeout) {
+    // Only our copy was behind (the dead master's last renewal was
+    // accepted but never pushed): retry from the register's entry. Not
+    // with a read: re-accepting that entry would restart its lease.
+    out.notes.push_back(fmt::format("designate: our copy had renewal {} of {}, the register {}; retrying",
+                                    r.failing->renewal, r.failing->node, value->master->renewal));
+    r.failing = *value->master;
+    r.retry_at = now;
+    // That renewal's lease may still run at some acceptors: mixed lease
+    // and timeout answers come back as no_quorum, which is its edge here.
+    r.saw_lease_held = true;
+  } else {
+    bool minority = outcome == CasOutcome::no_quorum;
+    step("designate", r.step_start, now, minority ? "no quorum" : "refused: the table changed", out);
+    // Not committed is not "not written": keep what we proposed.
+    im.orphan = r;
+    im.orphan_made = r.made;
+    if (!minority) read_soon(now);
+    if (r.kind == RunKind::claim)
+      im.claim_not_before = now + (minority ? config_.failover_backoff : 2 * config_.heartbeat_interval);
+    end_failover(event::failover_aborted,
+                 minority ? "no quorum: a minority side never promotes" : "someone else changed the table first",
+                 now, out);
+  }
+}
+
+void HaAgent::on_established(grid::CasOutcome outcome, Time started, Time now, AgentOutput& out) {
+  Impl& im = *impl_;
+  FailoverRun& r = im.run;
+  bool committed = outcome == grid::CasOutcome::committed;
+  if (committed && table_ && table_->master == MasterEntry{config_.self, r.epoch, Phase::established,
+                                                           to_ms(config_.failure_timeout), 1}) {
+    step("establish", r.step_start, now, "established", out);
+    std::string reason = r.reason;
+    NodeId prev = r.prev_master;
+    im.my_epoch = r.epoch;
+    im.run = FailoverRun{};
+    lease_bound_ = lease_end(started, now);
+    enter(AgentState::master);
+    im.recovering = false;
+    im.need_read = false;
+    im.next_renew = now + config_.heartbeat_interval;
+    im.next_appoint = now;
+    become(Role::master, event::promoted, reason, im.my_epoch, prev, out);
+  } else if (committed || outcome == grid::CasOutcome::precondition_failed) {
+    step("establish", r.step_start, now, "refused: the table changed", out);
+    read_soon(now);
+    end_failover(event::failover_aborted, "the table changed before establish", now, out);
+  } else {
+    r.retry_at = now + config_.heartbeat_interval;
+  }
+}
+
+void HaAgent::on_handed_back(grid::CasOutcome outcome, Time now, AgentOutput& out) {
+  FailoverRun& r = impl_->run;
+  if (outcome == grid::CasOutcome::committed) {
+    end_failover(event::handed_back, fmt::format("handed back to {}", r.failing->node), now, out);
+  } else if (outcome == grid::CasOutcome::precondition_failed) {
+    read_soon(now);
+    end_failover(event::failover_aborted, "the table changed before the hand-back", now, out);
+  } else {
+    r.retry_at = now + config_.heartbeat_interval;  // check_broadcast retries or vacates
+  }
+}
+
+void HaAgent::on_vacated(grid::CasOutcome outcome, Time now, AgentOutput& out) {
+  Impl& im = *impl_;
+  if (outcome == grid::CasOutcome::committed) {
+    im.claim_not_before = now + config_.failover_backoff;
+    end_failover(event::vacated,
+                 fmt::format("fewer than {} members acknowledged epoch {}", config_.topology.quorum(), im.run.epoch),
+                 now, out);
+    return;
+  }
+  if (outcome == grid::CasOutcome::precondition_failed) read_soon(now);
+  else im.abandoned_epoch = im.run.epoch;  // vacated later, from idle
+  end_failover(event::failover_aborted, "could not vacate the designation", now, out);
 }
 
 }  // namespace rg::agent

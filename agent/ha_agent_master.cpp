@@ -274,70 +274,12 @@ void HaAgent::on_master_cas(CasOp op, grid::CasOutcome outcome, const std::optio
                                            : std::string("renewal refused: the master role is vacant"),
                     now, out);
       break;
-    case CasOp::resume:
-      if (committed && table_ && table_->master && table_->master->node == config_.self &&
-          table_->master->phase == Phase::established) {
-        bool handed = im.resume_kind == Impl::Resume::hand_back;
-        bool restarted = im.resume_kind == Impl::Resume::new_epoch;
-        im.my_epoch = table_->master->epoch;
-        lease_bound_ = lease_end(started, now);
-        enter(AgentState::master);
-        im.recovering = false;
-        im.demote_reported = false;
-        im.need_read = false;
-        im.next_renew = now + config_.heartbeat_interval;
-        im.next_appoint = now;
-        become(Role::master, handed ? event::handed_back : event::resumed,
-               handed || restarted ? table_->reason : "the table still names this node", im.my_epoch,
-               handed && table_->replica ? table_->replica->node : config_.self, out);
-      } else if (committed || outcome == CasOutcome::precondition_failed) {
-        im.need_read = true;
-        im.next_read = now;
-      } else {
-        im.resume_retry_at = now + config_.heartbeat_interval;
-      }
-      break;
-    case CasOp::replica_self:
-      if (committed) {
-        im.recovering = false;
-        enter(AgentState::replica);
-        std::string why = value && value->master ? fmt::format("{} is master at epoch {}", value->master->node,
-                                                               value->master->epoch)
-                                                 : std::string();
-        if (!im.demote_reported)
-          become(Role::replica, event::demoted, why, value ? value->epoch : epoch_seen_,
-                 value && value->master ? value->master->node : NodeId{}, out);
-        im.demote_reported = false;
-      } else {
-        im.need_read = true;
-        im.next_read = outcome == CasOutcome::precondition_failed ? now : now + config_.heartbeat_interval;
-      }
-      break;
+    case CasOp::resume: on_resumed(outcome, started, now, out); break;
+    case CasOp::replica_self: on_replica_self(outcome, value, now, out); break;
     case CasOp::appoint:
       break;  // the table shows the outcome; the next round retries
     case CasOp::release:
-      if (committed && im.switch_to) {
-        handover(now, out);
-      } else if (im.switch_to) {
-        out.notes.push_back(fmt::format("switchover to {} failed: release {}", *im.switch_to,
-                                        outcome == CasOutcome::precondition_failed ? "refused" : "not committed"));
-        im.switch_to.reset();
-        im.recovering = true;
-        im.need_read = true;
-        im.next_read = now;
-      } else {
-        out.notes.push_back(committed ? "master lease released" : "could not release the master lease");
-      }
-      break;
-    case CasOp::handover:
-      if (!committed) {
-        out.notes.push_back(fmt::format("switchover to {} failed: handover not committed", im.switch_to.value_or("?")));
-        im.recovering = true;
-        im.need_read = true;
-        im.next_read = now;
-      }
-      im.switch_to.reset();
-      break;
+    case CasOp::handover: on_switchover_step(op, outcome, now, out); break;
     case CasOp::maintenance:
       out.notes.push_back(committed ? fmt::format("maintenance {}", value && value->maintenance ? "on" : "off")
                                     : "maintenance change not committed");
@@ -345,6 +287,79 @@ void HaAgent::on_master_cas(CasOp op, grid::CasOutcome outcome, const std::optio
     default:
       break;
   }
+}
+
+void HaAgent::on_resumed(grid::CasOutcome outcome, Time started, Time now, AgentOutput& out) {
+  Impl& im = *impl_;
+  bool committed = outcome == grid::CasOutcome::committed;
+  if (committed && table_ && table_->master && table_->master->node == config_.self &&
+      table_->master->phase == Phase::established) {
+    bool handed = im.resume_kind == Impl::Resume::hand_back;
+    bool restarted = im.resume_kind == Impl::Resume::new_epoch;
+    im.my_epoch = table_->master->epoch;
+    lease_bound_ = lease_end(started, now);
+    enter(AgentState::master);
+    im.recovering = false;
+    im.demote_reported = false;
+    im.need_read = false;
+    im.next_renew = now + config_.heartbeat_interval;
+    im.next_appoint = now;
+    become(Role::master, handed ? event::handed_back : event::resumed,
+           handed || restarted ? table_->reason : "the table still names this node", im.my_epoch,
+           handed && table_->replica ? table_->replica->node : config_.self, out);
+  } else if (committed || outcome == grid::CasOutcome::precondition_failed) {
+    im.need_read = true;
+    im.next_read = now;
+  } else {
+    im.resume_retry_at = now + config_.heartbeat_interval;
+  }
+}
+
+void HaAgent::on_replica_self(grid::CasOutcome outcome, const std::optional<RoleTable>& value, Time now,
+                              AgentOutput& out) {
+  Impl& im = *impl_;
+  if (outcome != grid::CasOutcome::committed) {
+    im.need_read = true;
+    im.next_read = outcome == grid::CasOutcome::precondition_failed ? now : now + config_.heartbeat_interval;
+    return;
+  }
+  im.recovering = false;
+  enter(AgentState::replica);
+  std::string why = value && value->master ? fmt::format("{} is master at epoch {}", value->master->node,
+                                                         value->master->epoch)
+                                           : std::string();
+  if (!im.demote_reported)
+    become(Role::replica, event::demoted, why, value ? value->epoch : epoch_seen_,
+           value && value->master ? value->master->node : NodeId{}, out);
+  im.demote_reported = false;
+}
+
+// A switchover's two steps: release the lease, then hand the role over.
+void HaAgent::on_switchover_step(CasOp op, grid::CasOutcome outcome, Time now, AgentOutput& out) {
+  Impl& im = *impl_;
+  bool committed = outcome == grid::CasOutcome::committed;
+  if (op == CasOp::release) {
+    if (committed && im.switch_to) {
+      handover(now, out);
+    } else if (im.switch_to) {
+      out.notes.push_back(fmt::format("switchover to {} failed: release {}", *im.switch_to,
+                                      outcome == grid::CasOutcome::precondition_failed ? "refused" : "not committed"));
+      im.switch_to.reset();
+      im.recovering = true;
+      im.need_read = true;
+      im.next_read = now;
+    } else {
+      out.notes.push_back(committed ? "master lease released" : "could not release the master lease");
+    }
+    return;
+  }
+  if (!committed) {  // handover
+    out.notes.push_back(fmt::format("switchover to {} failed: handover not committed", im.switch_to.value_or("?")));
+    im.recovering = true;
+    im.need_read = true;
+    im.next_read = now;
+  }
+  im.switch_to.reset();
 }
 
 // --- operator actions ----------------------------------------------------------------

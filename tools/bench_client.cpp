@@ -28,7 +28,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/ids.h"
-#include "tools/admin_client.h"
+#include "programs/admin_client.h"
 
 using namespace std::chrono;
 using nlohmann::json;

@@ -25,7 +25,7 @@ ip link set lo up
 ip link set lo multicast on
 ip route replace 224.0.0.0/4 dev lo
 
-bin=build/tools
+bin=build/programs
 dir=$(mktemp -d "${TMPDIR:-/tmp}/rolegrid-quickstart.XXXXXX")
 declare -A pid=()
 

@@ -1,4 +1,4 @@
-// tools/rolegrid.conf.sample, read by the node's real option parser: as
+// programs/rolegrid.conf.sample, read by the node's real option parser: as
 // shipped, and with every commented-out option line switched on. Meson passes
 // the sample's path as RG_CONF_SAMPLE.
 #include <doctest/doctest.h>
@@ -14,10 +14,10 @@
 #include <string>
 #include <vector>
 
-#include "tools/node_options.h"
+#include "programs/node_options.h"
 
 #ifndef RG_CONF_SAMPLE
-#error "RG_CONF_SAMPLE (the path of tools/rolegrid.conf.sample) comes from tests/meson.build"
+#error "RG_CONF_SAMPLE (the path of programs/rolegrid.conf.sample) comes from tests/meson.build"
 #endif
 
 using namespace rg;

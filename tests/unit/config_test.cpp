@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "grid/node_config.h"
-#include "tools/node_options.h"
+#include "programs/node_options.h"
 
 using namespace rg;
 using namespace rg::grid;

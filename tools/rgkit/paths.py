@@ -6,5 +6,5 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("ROLEGRID_BUILD_DIR", REPO / "build"))
-ROLEGRID = BUILD / "tools" / "rolegrid"
-ROLEGRIDCTL = BUILD / "tools" / "rolegridctl"
+ROLEGRID = BUILD / "programs" / "rolegrid"
+ROLEGRIDCTL = BUILD / "programs" / "rolegridctl"

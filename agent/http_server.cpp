@@ -1,4 +1,4 @@
-#include "grid/http_server.h"
+#include "agent/http_server.h"
 
 #include <optional>
 #include <set>
@@ -13,7 +13,7 @@
 
 #include "common/log.h"
 
-namespace rg::grid {
+namespace rg::agent {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -188,4 +188,4 @@ std::size_t HttpServer::connections() const { return state_->sessions.size(); }
 
 const HttpCounters& HttpServer::counters() const { return state_->counters; }
 
-}  // namespace rg::grid
+}  // namespace rg::agent

@@ -1,4 +1,4 @@
-#include "tools/admin_client.h"
+#include "programs/admin_client.h"
 
 #include <cerrno>
 #include <fstream>

@@ -1,4 +1,4 @@
-#include "tools/top_view.h"
+#include "programs/top_view.h"
 
 #include <chrono>
 #include <csignal>
@@ -17,7 +17,7 @@
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
-#include "tools/admin_client.h"
+#include "programs/admin_client.h"
 
 namespace rg::tools {
 
@@ -110,6 +110,11 @@ class Top {
  private:
   std::string header(const std::string& via) const;
   std::string write_rate(const std::string& id, const json* status);
+  void learn_admins(const std::string& via, const std::string& self, const std::vector<std::string>& ids);
+  std::map<std::string, Answers> ask_members(const std::string& self, const Answers& view,
+                                             const std::vector<std::string>& ids);
+  std::string row(const std::string& id, const std::string& state, const std::string& master_id,
+                  const std::map<std::string, Answers>& own);
 
   TopOptions o_;
   std::map<std::string, std::string> admins_;  // member id -> admin HOST:PORT
@@ -141,6 +146,60 @@ std::string Top::write_rate(const std::string& id, const json* status) {
   return out;
 }
 
+// Admin addresses come from the members' own `nodes` entries (kept by the agent).
+void Top::learn_admins(const std::string& via, const std::string& self, const std::vector<std::string>& ids) {
+  std::vector<Ask> gets;
+  for (const auto& id : ids)
+    if (id != self) gets.push_back({id, "get", {"nodes", id}});
+  if (gets.empty()) return;
+  auto entries = ask(via, o_, gets);
+  for (const auto& [id, answer] : entries.ok) {
+    auto value = field<std::string>(&answer, {"value"});
+    auto entry = value ? json::parse(*value, nullptr, false) : json();
+    if (entry.is_object() && entry.contains("admin") && entry["admin"].is_string())
+      admins_[id] = entry["admin"].get<std::string>();
+  }
+}
+
+// Every member's own status and roles, asked in parallel (self's come from `view`).
+std::map<std::string, Answers> Top::ask_members(const std::string& self, const Answers& view,
+                                                const std::vector<std::string>& ids) {
+  std::map<std::string, std::future<Answers>> pending;
+  for (const auto& id : ids) {
+    if (id == self || !admins_.count(id)) continue;
+    pending[id] = std::async(std::launch::async, ask, admins_[id], std::cref(o_),
+                             std::vector<Ask>{{"status", "status", {}}, {"roles", "roles", {}}});
+  }
+  std::map<std::string, Answers> own;
+  own[self] = view;
+  for (auto& [id, f] : pending) own[id] = f.get();
+  return own;
+}
+
+std::string Top::row(const std::string& id, const std::string& state, const std::string& master_id,
+                     const std::map<std::string, Answers>& own) {
+  auto it = own.find(id);
+  const Answers* a = it != own.end() ? &it->second : nullptr;
+  bool reached = a && a->reached;
+  const json* st = reached ? a->find("status") : nullptr;
+  const json* rl = reached ? a->find("roles") : nullptr;
+  auto role = field<std::string>(rl, {"self", "role"});
+  auto epoch = field<std::uint64_t>(rl, {"self", "epoch_seen"});
+  auto lease = field<std::int64_t>(rl, {"master", "lease_remaining_ms"});
+  std::string lease_text = (lease && id == master_id) ? fmt::format("{}ms", *lease) : "-";
+  std::string rate = st ? write_rate(id, st) : "-";
+  std::optional<std::uint64_t> lag;
+  for (const auto& [sender, sa] : own) {
+    const json* ss = sender == id ? nullptr : sa.find("status");
+    auto next = field<std::uint64_t>(ss, {"stream", "next_seq"});
+    auto acked = field<std::uint64_t>(ss, {"stream", "acks", id.c_str()});
+    if (next && acked) lag = lag.value_or(0) + (*next > *acked ? *next - *acked : 0);
+  }
+  std::string answer = reached ? "ok" : a ? "unreachable (" + a->error + ")" : "unreachable (admin address unknown)";
+  return fmt::format("{:<12} {:<10} {:<8} {:>5} {:>8} {:>9} {:>6}  {}\n", id, state, role.value_or("-"),
+                     epoch ? std::to_string(*epoch) : "-", lease_text, rate, lag ? std::to_string(*lag) : "-", answer);
+}
+
 std::string Top::frame(bool& answered) {
   answered = false;
   // The cluster view: from --node, or else from any member seen before.
@@ -170,30 +229,8 @@ std::string Top::frame(bool& answered) {
   for (const auto& m : status.value("members", json::array())) ids.push_back(m.get<std::string>());
   std::map<std::string, std::string> state;
   for (const auto& m : *view.find("members")) state[m.value("id", "")] = m.value("state", "?");
-
-  // Admin addresses come from the members' own `nodes` entries (kept by the agent).
-  std::vector<Ask> gets;
-  for (const auto& id : ids)
-    if (id != self) gets.push_back({id, "get", {"nodes", id}});
-  if (!gets.empty()) {
-    auto entries = ask(via, o_, gets);
-    for (const auto& [id, answer] : entries.ok) {
-      auto value = field<std::string>(&answer, {"value"});
-      auto entry = value ? json::parse(*value, nullptr, false) : json();
-      if (entry.is_object() && entry.contains("admin") && entry["admin"].is_string())
-        admins_[id] = entry["admin"].get<std::string>();
-    }
-  }
-
-  std::map<std::string, std::future<Answers>> pending;
-  for (const auto& id : ids) {
-    if (id == self || !admins_.count(id)) continue;
-    pending[id] = std::async(std::launch::async, ask, admins_[id], std::cref(o_),
-                             std::vector<Ask>{{"status", "status", {}}, {"roles", "roles", {}}});
-  }
-  std::map<std::string, Answers> own;
-  own[self] = view;
-  for (auto& [id, f] : pending) own[id] = f.get();
+  learn_admins(via, self, ids);
+  auto own = ask_members(self, view, ids);
 
   std::string out = header(fmt::format("{} ({})", self, via));
   const json master = roles.value("master", json());
@@ -209,28 +246,7 @@ std::string Top::frame(bool& answered) {
                      self);
   out += fmt::format("{:<12} {:<10} {:<8} {:>5} {:>8} {:>9} {:>6}  {}\n", "ID", "STATE", "ROLE", "EPOCH", "LEASE",
                      "WRITES/S", "LAG", "ANSWER");
-  for (const auto& id : ids) {
-    const Answers* a = own.count(id) ? &own[id] : nullptr;
-    bool reached = a && a->reached;
-    const json* st = reached ? a->find("status") : nullptr;
-    const json* rl = reached ? a->find("roles") : nullptr;
-    auto role = field<std::string>(rl, {"self", "role"});
-    auto epoch = field<std::uint64_t>(rl, {"self", "epoch_seen"});
-    auto lease = field<std::int64_t>(rl, {"master", "lease_remaining_ms"});
-    std::string lease_text = (lease && id == master_id) ? fmt::format("{}ms", *lease) : "-";
-    std::string rate = st ? write_rate(id, st) : "-";
-    std::optional<std::uint64_t> lag;
-    for (const auto& [sender, sa] : own) {
-      const json* ss = sender == id ? nullptr : sa.find("status");
-      auto next = field<std::uint64_t>(ss, {"stream", "next_seq"});
-      auto acked = field<std::uint64_t>(ss, {"stream", "acks", id.c_str()});
-      if (next && acked) lag = lag.value_or(0) + (*next > *acked ? *next - *acked : 0);
-    }
-    std::string answer = reached ? "ok" : a ? "unreachable (" + a->error + ")" : "unreachable (admin address unknown)";
-    out += fmt::format("{:<12} {:<10} {:<8} {:>5} {:>8} {:>9} {:>6}  {}\n", id, state.count(id) ? state[id] : "?",
-                       role.value_or("-"), epoch ? std::to_string(*epoch) : "-", lease_text, rate,
-                       lag ? std::to_string(*lag) : "-", answer);
-  }
+  for (const auto& id : ids) out += row(id, state.count(id) ? state[id] : "?", master_id, own);
   return out;
 }
 

@@ -19,7 +19,7 @@
 #include "common/clock.h"
 #include "common/ids.h"
 
-namespace rg::grid {
+namespace rg::agent {
 
 struct HttpAnswer {
   unsigned status = 200;
@@ -64,4 +64,4 @@ class HttpServer {
   std::shared_ptr<State> state_;
 };
 
-}  // namespace rg::grid
+}  // namespace rg::agent

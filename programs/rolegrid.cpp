@@ -10,7 +10,7 @@
 #include "agent/agent_node.h"
 #include "common/log.h"
 #include "grid/node.h"
-#include "tools/node_options.h"
+#include "programs/node_options.h"
 
 int main(int argc, char** argv) {
   rg::tools::NodeOptions opts;
