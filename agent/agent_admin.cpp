@@ -109,6 +109,21 @@ void AgentNode::register_admin() {
     record("maintenance-requested", {{"on", on}});
     r.ok(json{{"maintenance", on}}.dump());
   });
+  // The fencing-token check: yes only while this node acts as master at
+  // exactly that epoch. Answered from this node's own state, at once.
+  a.handle("fence", [this](const grid::AdminRequest& q, grid::Reply r) {
+    auto epoch = q.args.size() == 1 ? parse_epoch(q.args[0]) : std::nullopt;
+    if (!epoch) return r.error("usage: fence EPOCH (a positive integer)");
+    auto v = health_view();
+    if (!fenced_at(v, *epoch)) {
+      return r.error(v.acting_master
+                         ? fmt::format("not fenced: {} acts as master at epoch {}, not {}", v.node, v.master_epoch,
+                                       *epoch)
+                         : fmt::format("not fenced: {} does not act as master (role {}, table epoch {})", v.node,
+                                       v.role, v.table_epoch));
+    }
+    r.ok(json::parse(health_json(v)).dump());
+  });
   a.handle("events", [this](const grid::AdminRequest& q, grid::Reply r) {
     bool follow = !q.args.empty() && q.args[0] == "follow";
     if (follow) {

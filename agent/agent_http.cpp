@@ -158,7 +158,29 @@ HttpAnswer AgentNode::http_answer(std::string_view target) const {
     j["members"] = json::parse(node_.members_json());
     return {200, "application/json", j.dump(2) + "\n"};
   }
-  return {404, "text/plain; charset=utf-8", "not found: this node serves /metrics and /status\n"};
+  if (auto a = health_answer(target, health_view())) return *a;
+  return {404, "text/plain; charset=utf-8",
+          "not found: this node serves /metrics, /status, /master, /replica and /health\n"};
+}
+
+HealthView AgentNode::health_view() const {
+  auto now = Clock::now();
+  HealthView v;
+  v.node = node_.config().node;
+  v.role = to_string(agent_.role());
+  v.state = to_string(agent_.state());
+  v.acting_master = agent_.acting_master(now);
+  v.master_epoch = agent_.master_epoch();
+  v.lease_remaining_ms = v.acting_master ? to_ms(agent_.lease_bound() - now) : 0;
+  const auto& t = agent_.table();
+  v.table_epoch = t ? t->epoch : 0;
+  if (t && t->master) v.master = t->master->node;
+  const auto& ms = node_.membership();
+  for (const auto& id : ms.topology().members())
+    if (id == v.node || ms.is_alive(id)) ++v.alive;
+  v.quorum = ms.topology().quorum();
+  v.acceptor_ready = node_.quorum_ready();
+  return v;
 }
 
 std::string AgentNode::metrics_text() const {

@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/ha_agent.h"
+#include "agent/health.h"
 #include "agent/hook_runner.h"
 #include "agent/http_server.h"
 #include "grid/node.h"
@@ -61,6 +62,7 @@ class AgentNode {
   void count_master_change();
   // agent_http.cpp
   HttpAnswer http_answer(std::string_view target) const;
+  HealthView health_view() const;
   std::string metrics_text() const;
 
   boost::asio::io_context& io_;

@@ -88,11 +88,12 @@ class Session : public std::enable_shared_from_this<Session> {
     const auto& req = parser_->get();
     http::response<http::string_body> res;
     res.version(req.version());
-    if (req.method() != http::verb::get) {
+    bool head = req.method() == http::verb::head;
+    if (req.method() != http::verb::get && !head) {
       res.result(http::status::method_not_allowed);
-      res.set(http::field::allow, "GET");
+      res.set(http::field::allow, "GET, HEAD");
       res.set(http::field::content_type, "text/plain; charset=utf-8");
-      res.body() = "only GET is served here\n";
+      res.body() = "only GET and HEAD are served here\n";
     } else {
       HttpAnswer a;
       try {
@@ -105,14 +106,16 @@ class Session : public std::enable_shared_from_this<Session> {
       res.set(http::field::content_type, a.content_type);
       res.body() = std::move(a.body);
     }
-    answer(std::move(res), req.keep_alive());
+    answer(std::move(res), req.keep_alive(), head);
   }
 
-  void answer(http::response<http::string_body> res, bool keep_alive) {
+  // A HEAD answer carries the length the GET body would have, and no body.
+  void answer(http::response<http::string_body> res, bool keep_alive, bool head = false) {
     res.set(http::field::server, "rolegrid");
     res.set(http::field::cache_control, "no-store");
     res.keep_alive(keep_alive);
     res.prepare_payload();
+    if (head) res.body().clear();
     res_ = std::move(res);
     stream_.expires_after(state_->limits.read_timeout);
     http::async_write(stream_, res_, [self = shared_from_this(), keep_alive](beast::error_code ec, std::size_t) {

@@ -2,7 +2,8 @@
 // HttpServer: a small read-only HTTP/1.1 endpoint (Boost.Beast) for status
 // pages and metrics scrapers. It runs on the node's io_context thread, so a
 // handler may read the node's state directly; handlers must answer at once
-// (no waiting on the cluster), which is why the server is GET-only.
+// (no waiting on the cluster), which is why the server serves only GET and
+// HEAD.
 //
 // It must never hurt the node: every read and write has a deadline, the
 // number of open connections is capped (one over the cap is closed at once),

@@ -162,6 +162,8 @@ CLI::App* add_command(CLI::App& app, Cli& c, const char* name, const char* help,
     }, pn);
     if (!optional) o->required();
   }
+  // --json works before the command and after it.
+  s->add_flag("--json", c.as_json, "print the node's JSON answer");
   s->callback([&c, name] { c.cmd = name; });
   return s;
 }
@@ -188,6 +190,8 @@ void define_role_commands(CLI::App& app, Cli& c) {
   auto* so = add_command(app, c, "switchover", "hand the master role to NODE gracefully (asks the master)", {});
   so->add_option("--to", c.switch_to, "the node to become master")->required();
   add_command(app, c, "maintenance", "on: no automatic failover; off: back to normal", {"on|off"});
+  add_command(app, c, "fence", "exit 0 only if this node acts as master at exactly EPOCH (the fencing "
+              "token), else print why and exit 1", {"EPOCH"});
   auto* fa = app.add_subcommand("fault", "tests only: drop PEER PERCENT [in|out|both] | delay PEER MS | "
                                 "drop-app CHANNEL [in|out] | clear | show (node needs --enable-fault-injection)");
   fa->add_option("rule", c.fault_args, "the rule")->required()->expected(-1);
@@ -327,6 +331,9 @@ void print_answer(const Cli& c, const json& j) {
                j["phase"].get<std::string>(), j.value("listen", "?"), j.value("admin", "?"));
   } else if (cmd == "events") {
     for (const auto& e : j) print_event(e, false);
+  } else if (cmd == "fence") {
+    fmt::print("fenced: {} acts as master at epoch {} ({} ms of lease left)\n", j.value("node", "?"),
+               j.value("master_epoch", std::uint64_t{0}), j.value("lease_remaining_ms", std::int64_t{0}));
   } else if (cmd == "switchover") {
     fmt::print("switchover to {} started; `rolegridctl master` shows when it is established\n", c.switch_to);
   } else fmt::print("ok\n");

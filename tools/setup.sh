@@ -17,6 +17,7 @@ packages=(
   doctest-dev
   iproute2 util-linux python3 procps
   spin
+  haproxy
 )
 
 missing=()

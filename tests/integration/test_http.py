@@ -421,3 +421,238 @@ def http_bad_requests_and_options(c):
     check(r.returncode == 1 and len(lines) == 1 and "--http" in lines[-1],
           f"--http on a taken port: exit {r.returncode}, stderr {r.stderr!r}")
     note(f"taken --http port: {lines[-1]}")
+
+
+@test(timeout=120)
+def http_health_checks_follow_the_master_and_fence_by_epoch(c):
+    """GET/HEAD /master, /replica, /health and /master?epoch=N, and
+    `rolegridctl fence EPOCH`, before and after a kill -9 of the master."""
+    nodes = http_nodes(c, 3)
+    ids = [n.id for n in nodes]
+    c.start_all()
+    c.wait_formed()
+    harness.wait_until(lambda: settled(c, ids), 15, what="an established master and a replica")
+    roles = c.q(ids[0], "roles")
+    master, replica, epoch = roles["master"]["node"], roles["replica"]["node"], roles["epoch"]
+    by_id = {n.id: n for n in nodes}
+
+    def answers(path):
+        return {n.id: get(n.http, path)[0] for n in nodes if n.running()}
+
+    def expect(path, yes, what):
+        want = {i: (200 if i in yes else 503) for i in answers(path)}
+        wait_checked(lambda: answers(path) == want or None, f"{path}: 200 exactly on {sorted(yes)} ({what})")
+
+    expect("/master", {master}, "the master")
+    expect(f"/master?epoch={epoch}", {master}, "the master at its epoch")
+    expect(f"/master?epoch={epoch + 1}", set(), "nobody at a later epoch")
+    expect("/replica", {replica}, "the replica")
+    expect("/health", set(ids), "every member of a quorum")
+    st, ctype, body = get(by_id[master].http, "/master")
+    j = json.loads(body)
+    check(ctype.startswith("application/json") and j["role"] == "master" and j["master_epoch"] == epoch,
+          f"/master body: {body}")
+    st, _, body = get(by_id[replica].http, "/master")
+    j = json.loads(body)
+    check(st == 503 and j["role"] == "replica" and j["master"] == master, f"/master on the replica: {st} {body}")
+    check(get(by_id[master].http, "/master?epoch=x")[0] == 400, "a bad epoch is not a 400")
+    # HEAD: same status, no body.
+    host, port = by_id[master].http.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=5)
+    try:
+        for path, want in (("/master", 200), ("/replica", 503), ("/master", 200)):
+            conn.request("HEAD", path)
+            r = conn.getresponse()
+            check(r.status == want and r.read() == b"" and int(r.getheader("Content-Length", "0")) > 0,
+                  f"HEAD {path}: {r.status}, length {r.getheader('Content-Length')}")
+    finally:
+        conn.close()
+
+    # The fencing token from the command line, --json after the command too.
+    ok = c.ctl(master, "fence", str(epoch), json=False)
+    check(f"fenced: {master} acts as master at epoch {epoch}" in ok, f"fence on the master: {ok}")
+    r = c.ctl(replica, "fence", str(epoch), json=False, check=False)
+    check(r.returncode == 1 and "not fenced" in r.stderr, f"fence on the replica: {r.returncode} {r.stderr}")
+    r = c.ctl(master, "fence", str(epoch - 1) if epoch > 1 else "9", json=False, check=False)
+    check(r.returncode == 1 and "not fenced" in r.stderr, f"fence at another epoch: {r.returncode} {r.stderr}")
+    r = c.ctl(master, "fence", "abc", json=False, check=False)
+    check(r.returncode != 0 and "usage: fence EPOCH" in r.stderr, f"fence abc: {r.returncode} {r.stderr}")
+    after = c.ctl(master, "roles", "--json", json=False)
+    check(json.loads(after)["self"]["node"] == master, "--json after the command")
+
+    # Kill -9 the master: the health checks follow the new one.
+    by_id[master].kill9()
+    t0 = time.monotonic()
+    rest = [i for i in ids if i != master]
+
+    def new_master():
+        a = answers("/master")
+        up = [i for i, s in a.items() if s == 200]
+        return up[0] if len(up) == 1 else None
+    nm = harness.wait_until(new_master, 10, what="a new master answering /master")
+    took = time.monotonic() - t0
+    r = c.q(nm, "roles")
+    check(r["epoch"] > epoch, f"the new master's epoch {r['epoch']} is not above {epoch}")
+    expect(f"/master?epoch={epoch}", set(), "the old epoch fences nobody")
+    expect(f"/master?epoch={r['epoch']}", {nm}, "the new epoch fences the new master")
+    check(c.ctl(nm, "fence", str(r["epoch"]), json=False).startswith("fenced"), "fence on the new master")
+    expect("/health", set(rest), "two of three still make a quorum")
+    note(f"/master moved from {master} to {nm} {took:.2f} s after the kill; epoch {epoch} -> {r['epoch']}")
+
+
+SERVICE_SLOT = 60  # the tiny per-node service: port_base + 60 + slot
+FRONTEND_SLOT = 70
+
+
+def start_services(c, nodes, stop):
+    """A TCP service per node that answers its node id and closes, as the
+    service each node would run; it keeps running when its node is killed."""
+    import threading
+
+    def serve(nid, port):
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", port))
+            s.listen(64)
+            s.settimeout(0.1)
+            while not stop.is_set():
+                try:
+                    conn, _ = s.accept()
+                except socket.timeout:
+                    continue
+                with conn:
+                    conn.sendall(nid.encode())
+    threads = []
+    for i, n in enumerate(nodes, 1):
+        t = threading.Thread(target=serve, args=(n.id, c.port_base + SERVICE_SLOT + i), daemon=True)
+        t.start()
+        threads.append(t)
+    return threads
+
+
+def haproxy_config(c, nodes, inter_ms):
+    servers = "\n".join(f"    server {n.id} 127.0.0.1:{c.port_base + SERVICE_SLOT + i} check port "
+                        f"{n.http.rsplit(':', 1)[1]}" for i, n in enumerate(nodes, 1))
+    return f"""global
+    stats socket {c.dir}/haproxy.sock mode 600 level admin
+defaults
+    mode tcp
+    timeout connect 1s
+    timeout client 5s
+    timeout server 5s
+frontend fe
+    bind 127.0.0.1:{c.port_base + FRONTEND_SLOT}
+    default_backend be
+backend be
+    option httpchk GET /master
+    http-check expect status 200
+    default-server inter {inter_ms}ms fall 1 rise 1 on-marked-down shutdown-sessions
+{servers}
+"""
+
+
+def haproxy_up(c):
+    """The servers HAProxy has UP, from its stats socket."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(2)
+        s.connect(str(c.dir / "haproxy.sock"))
+        s.sendall(b"show stat\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    lines = data.decode().splitlines()
+    cols = lines[0].lstrip("# ").split(",")
+    up = set()
+    for line in lines[1:]:
+        row = dict(zip(cols, line.split(",")))
+        if row.get("pxname") == "be" and row.get("svname") not in ("BACKEND", None) and \
+                row.get("status", "").startswith("UP"):
+            up.add(row["svname"])
+    return up
+
+
+def through_frontend(c):
+    """The node id of the service HAProxy sent one connection to ('' if none)."""
+    try:
+        with socket.create_connection(("127.0.0.1", c.port_base + FRONTEND_SLOT), timeout=1) as s:
+            return s.recv(64).decode()
+    except OSError:
+        return ""
+
+
+@test(timeout=120)
+def http_haproxy_follows_the_master(c):
+    """Real HAProxy with `option httpchk GET /master` in front of a service
+    on each node: after a kill -9 of the master, traffic reaches the new
+    master within failure-timeout + one check interval (+ slack), and at no
+    poll of the stats socket are two backends UP."""
+    import shutil
+    import threading
+    haproxy = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/usr/local/sbin")
+    check(haproxy is not None, "haproxy is missing (tools/setup.sh installs it)")
+    inter_ms = 200
+    nodes = http_nodes(c, 3)
+    ids = [n.id for n in nodes]
+    by_id = {n.id: n for n in nodes}
+    c.start_all()
+    c.wait_formed()
+    harness.wait_until(lambda: settled(c, ids), 15, what="an established master and a replica")
+    master = c.q(ids[0], "roles")["master"]["node"]
+    stop = threading.Event()
+    start_services(c, nodes, stop)
+    cfg = c.dir / "haproxy.cfg"
+    cfg.write_text(haproxy_config(c, nodes, inter_ms))
+    proc = subprocess.Popen([haproxy, "-db", "-f", str(cfg)], stdout=open(c.dir / "haproxy.log", "w"),
+                            stderr=subprocess.STDOUT)
+    try:
+        harness.wait_until(lambda: haproxy_up(c) == {master}, 10, what=f"HAProxy to have only {master} UP")
+        check(through_frontend(c) == master, "traffic does not reach the master")
+        most_up, polls = 0, 0
+        # Watch the stats socket from here on: never two backends UP.
+        watching = threading.Event()
+        seen_two = []
+
+        def watch():
+            nonlocal most_up, polls
+            while not watching.is_set():
+                up = haproxy_up(c)
+                polls += 1
+                most_up = max(most_up, len(up))
+                if len(up) > 1:
+                    seen_two.append(sorted(up))
+                time.sleep(0.02)
+        w = threading.Thread(target=watch, daemon=True)
+        w.start()
+        time.sleep(0.5)
+        t0 = by_id[master].kill9()
+        new, answers = None, []
+        deadline = t0 + 10
+        while time.monotonic() < deadline:
+            who = through_frontend(c)
+            answers.append(who)
+            if who and who != master:
+                new = who
+                break
+            time.sleep(0.02)
+        took = time.monotonic() - t0
+        check(new is not None, "traffic never reached a new master")
+        # The old master's service still runs: it must get nothing from now on.
+        later = [through_frontend(c) for _ in range(20)]
+        time.sleep(0.5)
+        watching.set()
+        w.join(5)
+        check(all(x == new for x in later), f"after the switch, connections went to {later}")
+        check(not seen_two, f"two backends UP at once: {seen_two[:3]}")
+        check(polls > 20, f"the stats socket was polled only {polls} times")
+        bound = c.failure_timeout_ms / 1000 + inter_ms / 1000
+        check(took <= bound + 0.6, f"traffic reached {new} {took:.2f} s after the kill, bound {bound:.2f} s + 0.6 s")
+        note(f"kill -9 of {master}: HAProxy sent traffic to {new} after {took:.2f} s (failure-timeout "
+             f"{c.failure_timeout_ms} ms + check interval {inter_ms} ms = {bound:.2f} s); {polls} stats polls, "
+             f"at most {most_up} backend UP")
+    finally:
+        stop.set()
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
