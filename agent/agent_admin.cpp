@@ -46,6 +46,9 @@ json AgentNode::roles_json() const {
                {"state", to_string(agent_.state())},
                {"acting_master", agent_.acting_master(now)},
                {"epoch_seen", agent_.epoch_seen()}};
+  if (watchdog_)
+    j["self"]["watchdog"] = {{"mode", to_string(watchdog_->mode())}, {"armed", watchdog_->armed()},
+                             {"timeout_ms", to_ms(watchdog_->timeout())}, {"keepalives", watchdog_->keepalives()}};
   json nodes = json::array();
   for (const auto& id : node_.membership().topology().members()) {
     json n{{"id", id}};

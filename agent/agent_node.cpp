@@ -66,6 +66,7 @@ AgentNode::AgentNode(boost::asio::io_context& io, grid::Node& node, AgentOptions
     if (!event_log_) throw std::runtime_error(fmt::format("cannot open --event-log '{}'", options_.event_log));
   }
   register_admin();
+  make_watchdog();
   if (options_.http) {
     http_ = std::make_unique<HttpServer>(io_, *options_.http,
                                                [this](std::string_view target) { return http_answer(target); });
@@ -149,6 +150,9 @@ void AgentNode::feed(const std::function<void(HaAgent&, Time, AgentOutput&)>& in
   auto now = Clock::now();
   input(agent_, now, out);
   count_master_change();
+  // Armed before the outputs run the master hook; a required watchdog that
+  // fails stops the node before it does anything as master.
+  if (!update_watchdog(now)) return;
   carry_out(out);
   // Every move of the lease bound goes to the event log (not the ring of
   // recent events: ten a second), so a checker can rebuild exactly when
@@ -163,6 +167,54 @@ void AgentNode::feed(const std::function<void(HaAgent&, Time, AgentOutput&)>& in
     event_log_ << j.dump() << '\n';
     event_log_.flush();
   }
+}
+
+// The watchdog's timeout follows from the lease (the failure timeout); a
+// device that cannot time out before the master's own lease bound is
+// refused in required mode and skipped in automatic mode.
+void AgentNode::make_watchdog() {
+  if (options_.watchdog_mode == WatchdogMode::off) return;
+  auto device = make_watchdog_device(options_.watchdog);
+  const auto& cfg = node_.config();
+  auto t = watchdog_timeout(cfg.failure_timeout, AgentConfig{}.drift, cfg.heartbeat_interval, device->granularity());
+  if (!t) {
+    auto why = fmt::format("--watchdog {}: the lease ({} ms) minus its margin is shorter than the device's "
+                           "{} ms step; raise --failure-timeout (3s or more for a Linux watchdog)",
+                           options_.watchdog, to_ms(cfg.failure_timeout), to_ms(device->granularity()));
+    if (options_.watchdog_mode == WatchdogMode::required) throw std::invalid_argument(why);
+    log::warn("{}: running without a watchdog", why);
+    return;
+  }
+  watchdog_ = std::make_unique<Watchdog>(options_.watchdog_mode, std::move(device), *t);
+  log::info("+watchdog: {} ({}), timeout {} ms while master", options_.watchdog,
+            to_string(options_.watchdog_mode), to_ms(*t));
+}
+
+bool AgentNode::update_watchdog(Time now) {
+  if (!watchdog_) return true;
+  auto r = watchdog_->update(agent_.acting_master(now), agent_.lease_bound(), now);
+  switch (r.change) {
+    case Watchdog::Change::armed:
+      record("watchdog-armed", {{"timeout_ms", to_ms(watchdog_->timeout())}});
+      break;
+    case Watchdog::Change::disarmed:
+      record("watchdog-disarmed", {});
+      break;
+    case Watchdog::Change::failed:
+      log::error("+watchdog-failed: {}", r.error);
+      record("watchdog-failed", {{"text", r.error}});
+      // Required: never act as master unguarded. Stop at once; the lease
+      // runs out at the acceptors and another node takes over.
+      if (watchdog_->mode() == WatchdogMode::required && fatal_) {
+        stopping_ = true;  // no more ticks: nothing runs as master from here
+        fatal_(fmt::format("the required watchdog failed: {}", r.error));
+        return false;
+      }
+      break;
+    default:
+      break;
+  }
+  return true;
 }
 
 void AgentNode::carry_out(AgentOutput& out) {

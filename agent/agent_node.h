@@ -22,6 +22,7 @@
 #include "agent/ha_agent.h"
 #include "agent/health.h"
 #include "agent/hook_runner.h"
+#include "agent/watchdog.h"
 #include "agent/http_server.h"
 #include "grid/node.h"
 
@@ -38,6 +39,8 @@ struct AgentOptions {
   std::vector<NodeId> preferred_replicas;
   std::string event_log;  // file for JSON lines; empty: none
   std::optional<Endpoint> http;  // /metrics and /status; none: off
+  std::string watchdog;          // device path or fake:FILE; empty: none
+  WatchdogMode watchdog_mode = WatchdogMode::off;
 };
 
 class AgentNode {
@@ -46,6 +49,8 @@ class AgentNode {
   void start();
   // Graceful stop: a master releases its lease first; then `done`.
   void stop(std::function<void()> done);
+  // Called when the node must not go on (a required watchdog failed).
+  void on_fatal(std::function<void(const std::string&)> fn) { fatal_ = std::move(fn); }
 
  private:
   void tick();
@@ -94,6 +99,10 @@ class AgentNode {
   bool master_seen_ = false;
   std::optional<std::pair<NodeId, std::uint64_t>> last_master_;
   std::unique_ptr<HttpServer> http_;
+  std::unique_ptr<Watchdog> watchdog_;
+  std::function<void(const std::string&)> fatal_;
+  void make_watchdog();
+  bool update_watchdog(Time now);  // false: stop at once (required watchdog failed)
 };
 
 }  // namespace rg::agent

@@ -33,7 +33,7 @@ struct RawOptions {
   std::string members, listen, admin, multicast, seeds, secret_file;
   std::string heartbeat = "100ms", failure = "1000ms", probe = "250ms", anti_entropy = "5s";
   std::string hook_timeout = "10s", failover_timeout = "5s", broadcast_timeout = "500ms", failover_backoff = "2s",
-              eviction_delay = "5s", prefer, http;
+              eviction_delay = "5s", prefer, http, watchdog_mode;
 };
 
 void define_grid_options(CLI::App& app, grid::NodeConfig& c, RawOptions& r) {
@@ -80,6 +80,10 @@ void define_agent_options(CLI::App& app, agent::AgentOptions& ag, RawOptions& r)
                  "JSON lines (monotonic timestamps)");
   app.add_option("--http", r.http, "HOST:PORT to serve GET /metrics (Prometheus) and /status (JSON) on; "
                  "off unless given");
+  app.add_option("--watchdog", ag.watchdog, "watchdog device armed while this node is master (e.g. "
+                 "/dev/watchdog; fake:FILE logs to FILE, for tests)");
+  app.add_option("--watchdog-mode", r.watchdog_mode, "off, automatic (use the watchdog if it works) or required "
+                 "(never act as master without it); default automatic with --watchdog, else off");
 }
 
 // The durable state and test switches; listed last in --help.
@@ -145,6 +149,16 @@ void apply_agent_options(agent::AgentOptions& ag, const grid::NodeConfig& c, con
     ag.http = endpoint_or_throw("--http", r.http);
     if (*ag.http == c.listen || *ag.http == c.admin)
       throw std::invalid_argument(fmt::format("--http: {} is already the --listen or --admin address", r.http));
+  }
+  if (r.watchdog_mode.empty()) {
+    ag.watchdog_mode = ag.watchdog.empty() ? agent::WatchdogMode::off : agent::WatchdogMode::automatic;
+  } else {
+    auto m = agent::parse_watchdog_mode(r.watchdog_mode);
+    if (!m) throw std::invalid_argument(fmt::format("--watchdog-mode: '{}' is not off, automatic or required",
+                                                    r.watchdog_mode));
+    ag.watchdog_mode = *m;
+    if (*m != agent::WatchdogMode::off && ag.watchdog.empty())
+      throw std::invalid_argument(fmt::format("--watchdog-mode {} needs --watchdog DEVICE", r.watchdog_mode));
   }
   ag.preferred_replicas = split_list(r.prefer);
   for (const auto& p : ag.preferred_replicas)

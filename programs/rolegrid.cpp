@@ -31,11 +31,13 @@ int main(int argc, char** argv) {
     if (opts.config.members.size() == 2)
       rg::log::warn("this cluster has 2 members and no witness: it will never promote a replica by itself "
                     "(a majority of 2 is 2); add a third member started with --witness");
-    node.on_fatal([&](const std::string& why) {
+    auto stop_fatally = [&](const std::string& why) {
       if (!fatal.empty()) return;
       fatal = why;
       io.stop();
-    });
+    };
+    node.on_fatal(stop_fatally);
+    agent.on_fatal(stop_fatally);
     boost::asio::signal_set signals(io, SIGINT, SIGTERM);
     signals.async_wait([&](auto ec, int sig) {
       if (ec) return;
