@@ -153,6 +153,9 @@ void AgentNode::feed(const std::function<void(HaAgent&, Time, AgentOutput&)>& in
   // Armed before the outputs run the master hook; a required watchdog that
   // fails stops the node before it does anything as master.
   if (!update_watchdog(now)) return;
+  // A master hook still running when the role is lost is killed with its
+  // process group; the new role's hook (queued by carry_out) runs next.
+  if (hooks_.running() == "master" && !agent_.acting_master(now)) hooks_.supersede("master");
   carry_out(out);
   // Every move of the lease bound goes to the event log (not the ring of
   // recent events: ten a second), so a checker can rebuild exactly when
@@ -272,6 +275,16 @@ void AgentNode::run_hook(const HookRun& h) {
              {"ROLEGRID_EPOCH", std::to_string(h.epoch)},
              {"ROLEGRID_PREV_MASTER", h.prev_master},
              {"ROLEGRID_HOOK", h.hook}};
+  if (h.hook == "master" || h.hook == "replica" || h.hook == "data") {
+    // A role's hook is dropped if, when its turn comes, a later role change
+    // has queued its own or the role is no longer held (prepare and abort
+    // belong to a failover in progress and always run).
+    auto seq = ++role_hook_seq_;
+    req.still_current = [this, seq, role = h.role] {
+      if (seq != role_hook_seq_ || agent_.role() != role) return false;
+      return role != Role::master || agent_.acting_master(Clock::now());
+    };
+  }
   record("hook-queued", {{"hook", h.hook}, {"hook_role", to_string(h.role)}});
   hooks_.run(std::move(req), [this](const HookResult& r) {
     last_hook_ = r.hook;
@@ -283,7 +296,7 @@ void AgentNode::run_hook(const HookRun& h) {
       if (r.status != 0 || r.timed_out || r.aborted || !r.error.empty()) ++n.failures;
     }
     record("hook", {{"hook", r.hook}, {"ran", r.ran}, {"status", r.status}, {"timed_out", r.timed_out},
-                    {"aborted", r.aborted}, {"took_ms", to_ms(r.took)}});
+                    {"aborted", r.aborted}, {"superseded", r.superseded}, {"took_ms", to_ms(r.took)}});
     write_node_entry();
     feed([&](HaAgent& a, Time now, AgentOutput& out) { a.on_hook_done(r.hook, r.status, now, out); });
   });

@@ -100,6 +100,7 @@ class AgentNode {
   std::optional<std::pair<NodeId, std::uint64_t>> last_master_;
   std::unique_ptr<HttpServer> http_;
   std::unique_ptr<Watchdog> watchdog_;
+  std::uint64_t role_hook_seq_ = 0;  // the latest role hook queued (master, replica, data)
   std::function<void(const std::string&)> fatal_;
   void make_watchdog();
   bool update_watchdog(Time now);  // false: stop at once (required watchdog failed)

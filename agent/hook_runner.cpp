@@ -41,10 +41,26 @@ void HookRunner::abort(const std::string& hook) {
   }
 }
 
+void HookRunner::supersede(const std::string& hook) {
+  if (running_ && running_->job.req.hook == hook && running_->pid > 0 && !running_->superseded) {
+    running_->superseded = true;
+    ::kill(-running_->pid, SIGKILL);
+  }
+}
+
 void HookRunner::next() {
   while (!running_ && !queue_.empty()) {
     Job job = std::move(queue_.front());
     queue_.pop_front();
+    if (job.req.still_current && !job.req.still_current()) {
+      HookResult r;
+      r.hook = job.req.hook;
+      r.superseded = true;
+      log::info("+hook-superseded {}: dropped before it started, its role is no longer held", r.hook);
+      auto done = std::move(job.done);
+      boost::asio::post(io_, [done, r] { done(r); });
+      continue;
+    }
     std::string path = dir_.empty() ? std::string() : dir_ + "/" + job.req.hook;
     struct stat st {};
     if (path.empty() || ::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || ::access(path.c_str(), X_OK) != 0) {
@@ -70,6 +86,9 @@ void HookRunner::next() {
       sigemptyset(&none);
       ::sigprocmask(SIG_SETMASK, &none, nullptr);
       ::signal(SIGPIPE, SIG_DFL);
+      // None of the node's sockets or files: a daemon the hook starts must
+      // not keep the node's ports bound after the node dies.
+      ::close_range(3, ~0U, 0);
       ::execve(path.c_str(), argv, envp.data());
       ::_exit(127);
     }
@@ -115,12 +134,13 @@ void HookRunner::finish(int wait_status) {
   res.ran = true;
   res.timed_out = r.timed_out;
   res.aborted = r.aborted;
+  res.superseded = r.superseded;
   res.took = Clock::now() - r.started;
   if (WIFEXITED(wait_status)) res.status = WEXITSTATUS(wait_status);
   else if (WIFSIGNALED(wait_status)) res.status = 128 + WTERMSIG(wait_status);
   if (res.timed_out && res.status == 0) res.status = 124;
-  log::info("+hook-done {} status {}{}{} in {} ms", res.hook, res.status, res.timed_out ? " (timed out)" : "",
-            res.aborted ? " (aborted)" : "", to_ms(res.took));
+  log::info("+hook-done {} status {}{}{}{} in {} ms", res.hook, res.status, res.timed_out ? " (timed out)" : "",
+            res.aborted ? " (aborted)" : "", res.superseded ? " (killed: its role was lost)" : "", to_ms(res.took));
   r.job.done(res);
   next();
 }

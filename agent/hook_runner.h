@@ -24,6 +24,9 @@ struct HookRequest {
   std::string hook;
   std::map<std::string, std::string> env;  // ROLEGRID_* variables
   Duration limit = milliseconds(10000);
+  // Asked just before the hook would start: false drops it unrun
+  // (superseded: its role is no longer this node's). Empty: always current.
+  std::function<bool()> still_current;
 };
 
 struct HookResult {
@@ -32,6 +35,7 @@ struct HookResult {
   int status = 0;          // exit status; 128+signal when killed
   bool timed_out = false;
   bool aborted = false;
+  bool superseded = false;  // dropped before it started, or killed: its role was lost
   Duration took{};
   std::string error;       // could not start it
 };
@@ -44,6 +48,11 @@ class HookRunner {
   void run(HookRequest req, Done done);
   // Kills the running hook if it is `hook` (and forgets queued runs of it).
   void abort(const std::string& hook);
+  // Kills the running hook if it is `hook`, as superseded (its role was
+  // lost); queued runs stay.
+  void supersede(const std::string& hook);
+  // The running hook's name, "" if none.
+  std::string running() const { return running_ ? running_->job.req.hook : std::string(); }
   bool busy() const { return running_.has_value(); }
   const std::string& dir() const { return dir_; }
 
@@ -58,6 +67,7 @@ class HookRunner {
     Time started{};
     bool timed_out = false;
     bool aborted = false;
+    bool superseded = false;
   };
   void next();
   void reap();

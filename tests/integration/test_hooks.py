@@ -1,0 +1,102 @@
+"""Integration tests of hooks that must not outlive their role: a `master`
+hook still running when the master loses its lease is killed with its
+process group, and the new role's hook runs after it. Run through run.py
+(-k hooks_).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import harness
+from harness import check, note, test
+
+FT_S = harness.FAILURE_TIMEOUT_MS / 1000
+
+HOOK = """#!/bin/sh
+echo "start $(basename $0) $ROLEGRID_EPOCH $$" >> "{log}-$ROLEGRID_NODE"
+{body}
+echo "end $(basename $0) $ROLEGRID_EPOCH $$" >> "{log}-$ROLEGRID_NODE"
+"""
+
+
+def make_hooks(c, bodies):
+    d = c.dir / "hooks"
+    d.mkdir(exist_ok=True)
+    for h in ("prepare", "master", "replica", "data", "abort"):
+        p = d / h
+        p.write_text(HOOK.format(log=c.dir / "hooks.log", body=bodies.get(h, "")))
+        os.chmod(p, 0o755)
+    return d
+
+
+def hook_lines(c, nid):
+    try:
+        return [ln.split() for ln in (c.dir / f"hooks.log-{nid}").read_text().splitlines()]
+    except FileNotFoundError:
+        return []
+
+
+def node_events(c, nid, kind=None):
+    out = []
+    try:
+        text = (c.dir / f"{nid}.events").read_text()
+    except FileNotFoundError:
+        return out
+    for line in text.splitlines():
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        if kind is None or e.get("event") == kind:
+            out.append(e)
+    return out
+
+
+@test(timeout=90)
+def hooks_master_hook_killed_when_the_lease_is_lost(c):
+    """The master's `master` hook runs for 30 s (a service in the
+    foreground). The master is cut off from both peers: it loses its lease,
+    its `master` hook is killed at once, then its new role's hook runs."""
+    hooks = make_hooks(c, {"master": "sleep 30"})
+    nodes = c.add_nodes(3)
+    for n in nodes:
+        n.extra = ["--event-log", str(c.dir / f"{n.id}.events"), "--hook-dir", str(hooks),
+                   "--hook-timeout", "60s", "--enable-fault-injection"]
+    ids = [n.id for n in nodes]
+    c.start_all()
+    c.wait_formed()
+
+    def master():
+        views = {(r["master"] or {}).get("node") for r in (c.q(i, "roles") for i in ids)}
+        m = views.pop() if len(views) == 1 else None
+        return m if m and any(ln[:2] == ["start", "master"] for ln in hook_lines(c, m)) else None
+    m = harness.wait_until(master, 15, what="a master running its master hook")
+    pid = next(ln[3] for ln in hook_lines(c, m) if ln[:2] == ["start", "master"])
+    t0 = time.monotonic()
+    for p in ids:
+        if p != m:
+            c.ctl(m, "fault", "drop", p, "100", "both", json=False)
+    try:
+        killed = harness.wait_until(
+            lambda: next((e for e in node_events(c, m, "hook") if e["hook"] == "master" and e.get("superseded")), None),
+            3 * FT_S + 2, what=f"{m}'s master hook to be killed")
+        took = killed["t_ms"] / 1000 - t0
+        check(killed["status"] == 137, f"the killed master hook's status: {killed}")
+        lost = [e for e in node_events(c, m) if e["event"] in ("+lease-lost", "+demoted") and e["t_ms"] > t0 * 1000]
+        check(lost and lost[0]["t_ms"] <= killed["t_ms"] + 50, f"the hook was killed before the role was lost: {lost}")
+        def next_role_hook():
+            lines = hook_lines(c, m)
+            i = [ln[:2] for ln in lines].index(["start", "master"])
+            return next((ln for ln in lines[i + 1:] if ln[0] == "start" and ln[1] in ("replica", "data")), None)
+        after = harness.wait_until(next_role_hook, 5, what=f"{m}'s new role's hook, after its master hook")
+        lines = hook_lines(c, m)
+        check(["end", "master"] not in [ln[:2] for ln in lines], f"the master hook finished normally: {lines}")
+        check(not os.path.exists(f"/proc/{pid}"), f"the master hook's shell {pid} still runs")
+    finally:
+        c.ctl(m, "fault", "clear", json=False, check=False)
+    note(f"{m} cut off: master hook killed {took:.2f} s later (status 137, failure timeout {FT_S:.1f} s), "
+         f"then its {after[1]} hook ran")
+
