@@ -237,6 +237,14 @@ void HaAgent::on_cas_done(std::uint64_t id, grid::CasOutcome outcome, const std:
 void HaAgent::on_hook_done(const std::string& hook, int exit_status, Time now, AgentOutput& out) {
   begin_input(now, out);
   Impl& im = *impl_;
+  if (!im.stepdown_hook.empty() && hook == im.stepdown_hook) {
+    im.stepdown_hook.clear();
+    if (im.release_committed && im.switch_to) {
+      im.release_committed = false;
+      out.notes.push_back(fmt::format("step-down hook {} done: handing over to {}", hook, *im.switch_to));
+      handover(now, out);
+    }
+  }
   if (hook == "prepare") {
     ++im.prepares_done;
     // Only the answer to our own, still running prepare counts; the shell
@@ -520,6 +528,9 @@ void HaAgent::evaluate(Time now, AgentOutput& out) {
 void HaAgent::idle(Time now, AgentOutput& out) {
   Impl& im = *impl_;
   if (im.role_cas) return;
+  // A switchover of ours is between its release and its handover (waiting
+  // for the step-down hook): the table still names us, but not to resume.
+  if (im.switch_to) return;
   if (im.need_read) {
     if (now >= im.next_read) {
       im.next_read = now + config_.heartbeat_interval;

@@ -339,7 +339,11 @@ void HaAgent::on_switchover_step(CasOp op, grid::CasOutcome outcome, Time now, A
   Impl& im = *impl_;
   bool committed = outcome == grid::CasOutcome::committed;
   if (op == CasOp::release) {
-    if (committed && im.switch_to) {
+    if (committed && im.switch_to && !im.stepdown_hook.empty()) {
+      im.release_committed = true;  // on_hook_done hands over once the step-down hook is done
+      out.notes.push_back(fmt::format("lease released; handing over to {} once the step-down hook is done",
+                                      *im.switch_to));
+    } else if (committed && im.switch_to) {
       handover(now, out);
     } else if (im.switch_to) {
       out.notes.push_back(fmt::format("switchover to {} failed: release {}", *im.switch_to,
@@ -393,7 +397,10 @@ std::string HaAgent::switchover(const NodeId& to, Time now, AgentOutput& out) {
   Impl& im = *impl_;
   im.switch_to = to;
   // Stop first, then give the lease up: we never act on a lease we released.
+  auto hooks_before = out.hooks.size();
   stop_acting(event::switchover_out, "switchover to " + to, now, out);
+  im.stepdown_hook = out.hooks.size() > hooks_before ? out.hooks.back().hook : std::string();
+  im.release_committed = false;
   im.recovering = false;
   im.need_read = false;
   issue(

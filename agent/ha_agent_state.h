@@ -124,6 +124,11 @@ struct HaAgent::Impl {
   std::map<NodeId, Time> unfit_since;
 
   std::optional<NodeId> switch_to;
+  // A switchover hands the role over only once the step-down hook it
+  // emitted has finished or been killed (hooks are answered in order), so
+  // the new master's `master` hook never overlaps it.
+  std::string stepdown_hook;       // empty: none to wait for
+  bool release_committed = false;  // the release is in, the handover waits for the hook
   bool shutting_down = false;
   std::uint64_t refused_broadcasts = 0;
   std::string broken;  // an invariant a transition found broken (reported by check_invariants)

@@ -100,3 +100,48 @@ def hooks_master_hook_killed_when_the_lease_is_lost(c):
     note(f"{m} cut off: master hook killed {took:.2f} s later (status 137, failure timeout {FT_S:.1f} s), "
          f"then its {after[1]} hook ran")
 
+
+@test(timeout=90)
+def hooks_switchover_orders_the_step_down_before_the_new_master(c):
+    """In a switchover the old master's step-down hook (0.5 s long here)
+    finishes before the new master's `master` hook starts: the two never
+    run at once, on different nodes."""
+    hooks = make_hooks(c, {"replica": "sleep 0.5", "data": "sleep 0.5"})
+    # Wall-clock ms in the hook log lines, to compare across nodes.
+    for h in ("master", "replica", "data"):
+        p = hooks / h
+        p.write_text(p.read_text().replace("$ROLEGRID_EPOCH $$", "$ROLEGRID_EPOCH $$ $(date +%s%3N)"))
+    nodes = c.add_nodes(3)
+    for n in nodes:
+        n.extra = ["--event-log", str(c.dir / f"{n.id}.events"), "--hook-dir", str(hooks)]
+    ids = [n.id for n in nodes]
+    c.start_all()
+    c.wait_formed()
+
+    def settled():
+        rs = [c.q(i, "roles") for i in ids]
+        views = {((r["master"] or {}).get("node"), (r["master"] or {}).get("phase"), (r["replica"] or {}).get("node"))
+                 for r in rs}
+        if len(views) != 1:
+            return None
+        m, phase, rep = views.pop()
+        return (m, rep) if phase == "established" and rep else None
+    m, rep = harness.wait_until(settled, 15, what="a master and a replica")
+    # Let every first hook finish.
+    harness.wait_until(lambda: all(sum(ln[0] == "start" for ln in hook_lines(c, i)) ==
+                                   sum(ln[0] == "end" for ln in hook_lines(c, i)) for i in ids), 10,
+                       what="the first hooks to finish")
+    target = next(i for i in ids if i not in (m, rep))
+    t0 = time.time() * 1000
+    c.ctl(m, "switchover", "--to", target, json=False)
+
+    def new_master_hook():
+        return next((ln for ln in hook_lines(c, target) if ln[:2] == ["start", "master"] and int(ln[4]) > t0), None)
+    start_new = harness.wait_until(new_master_hook, 10, what=f"{target}'s master hook")
+    step_down = harness.wait_until(
+        lambda: next((ln for ln in hook_lines(c, m) if ln[0] == "end" and ln[1] in ("replica", "data")
+                      and int(ln[4]) > t0), None), 10, what=f"{m}'s step-down hook to end")
+    gap = int(start_new[4]) - int(step_down[4])
+    check(gap >= 0, f"{target}'s master hook started {-gap} ms before {m}'s step-down hook ended")
+    note(f"switchover {m} -> {target}: {m}'s {step_down[1]} hook (0.5 s) ended, {gap} ms later {target}'s "
+         f"master hook started")

@@ -791,6 +791,10 @@ TEST_CASE("agent: switchover - release, stop, hand over; the target broadcasts a
   auto release = r.cas("release");
   r.commit(release);
   CHECK(r.reg->master->lease_ms == 0);
+  // The handover waits for the step-down hook, so the new master's
+  // `master` hook cannot overlap it.
+  CHECK(r.out.cas.empty());
+  r.hook_done("replica", 0);
   auto handover = r.cas("handover");
   r.commit(handover);
   CHECK(r.reg->master == MasterEntry{"n2", 2, Phase::designated, 0, 0});
@@ -1020,4 +1024,21 @@ TEST_CASE("agent: the replica re-reads a designation of a live node that does no
   r.commit(r.cas("read"));
   r.tick(kHb);
   CHECK(r.cas("read").purpose == "read");
+}
+
+TEST_CASE("agent: a switchover hands over after its step-down hook, even one that failed or was killed") {
+  Rig r("n1");
+  make_master(r);
+  r.commit(r.cas("appoint-replica"));
+  r.out.clear();
+  REQUIRE(r.a->switchover("n2", r.now, r.out).empty());
+  CHECK(r.hooks() == Strings{"replica"});
+  auto release = r.cas("release");
+  // The hook ends before the release commits: the handover follows the commit.
+  r.hook_done("replica", 137);
+  CHECK(r.out.cas.empty());
+  r.commit(release);
+  auto handover = r.cas("handover");
+  r.commit(handover);
+  CHECK(r.reg->master == MasterEntry{"n2", 2, Phase::designated, 0, 0});
 }
