@@ -145,6 +145,8 @@
  *  PLANT_LEASE_FROM_COMMIT bug: the master counts its lease from the
  *                          commit instead of the operation's start
  *  PLANT_NO_WAIT           bug: no recovery wait (rule 1 off)
+ *  PLANT_STUCK_LEASE       bug: acceptor leases never run out (a lease
+ *                          clock that stops); breaks liveness only
  *  CHECK_FENCING           also assert the process-level fencing claim
  *  LIVE                    liveness build ("stable", urgency, ltl live)
  *  MEMORY_ONLY DURABLE_ONLY NO_DOUBLE_LOSS   kinds of restart (above)
@@ -801,7 +803,9 @@ inline tick() {
   do
   :: j < N ->
      DEC(act[j], RATE(j));
+#ifndef PLANT_STUCK_LEASE
      DEC(alr[j], RATE(j));
+#endif
      DEC(awt[j], RATE(j));
      if
      :: pk[j] != 0 ->
