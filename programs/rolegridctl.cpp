@@ -246,6 +246,7 @@ int top(const Cli& c) {
   o.cluster = c.cluster;
   o.interval = std::chrono::duration_cast<std::chrono::milliseconds>(*interval);
   o.iterations = c.top_iterations;
+  o.json = c.as_json;
   // A refresh should not wait the one-shot commands' 5 s for a member that is gone.
   o.timeout = std::chrono::milliseconds(c.timeout_given ? c.timeout_ms : 1000);
   try {

@@ -104,8 +104,11 @@ struct Sample {
 class Top {
  public:
   explicit Top(TopOptions o) : o_(std::move(o)) {}
-  // One refresh, rendered; `answered` tells whether any member answered.
-  std::string frame(bool& answered);
+  // One refresh as JSON; `answered` tells whether any member answered
+  // (if not, "error" says why).
+  json snapshot(bool& answered);
+  // A snapshot as the text table.
+  std::string render(const json& snap) const;
 
  private:
   std::string header(const std::string& via) const;
@@ -113,8 +116,8 @@ class Top {
   void learn_admins(const std::string& via, const std::string& self, const std::vector<std::string>& ids);
   std::map<std::string, Answers> ask_members(const std::string& self, const Answers& view,
                                              const std::vector<std::string>& ids);
-  std::string row(const std::string& id, const std::string& state, const std::string& master_id,
-                  const std::map<std::string, Answers>& own);
+  json row(const std::string& id, const std::string& state, const std::string& master_id,
+           const std::map<std::string, Answers>& own);
 
   TopOptions o_;
   std::map<std::string, std::string> admins_;  // member id -> admin HOST:PORT
@@ -176,8 +179,8 @@ std::map<std::string, Answers> Top::ask_members(const std::string& self, const A
   return own;
 }
 
-std::string Top::row(const std::string& id, const std::string& state, const std::string& master_id,
-                     const std::map<std::string, Answers>& own) {
+json Top::row(const std::string& id, const std::string& state, const std::string& master_id,
+              const std::map<std::string, Answers>& own) {
   auto it = own.find(id);
   const Answers* a = it != own.end() ? &it->second : nullptr;
   bool reached = a && a->reached;
@@ -186,7 +189,6 @@ std::string Top::row(const std::string& id, const std::string& state, const std:
   auto role = field<std::string>(rl, {"self", "role"});
   auto epoch = field<std::uint64_t>(rl, {"self", "epoch_seen"});
   auto lease = field<std::int64_t>(rl, {"master", "lease_remaining_ms"});
-  std::string lease_text = (lease && id == master_id) ? fmt::format("{}ms", *lease) : "-";
   std::string rate = st ? write_rate(id, st) : "-";
   std::optional<std::uint64_t> lag;
   for (const auto& [sender, sa] : own) {
@@ -195,12 +197,16 @@ std::string Top::row(const std::string& id, const std::string& state, const std:
     auto acked = field<std::uint64_t>(ss, {"stream", "acks", id.c_str()});
     if (next && acked) lag = lag.value_or(0) + (*next > *acked ? *next - *acked : 0);
   }
-  std::string answer = reached ? "ok" : a ? "unreachable (" + a->error + ")" : "unreachable (admin address unknown)";
-  return fmt::format("{:<12} {:<10} {:<8} {:>5} {:>8} {:>9} {:>6}  {}\n", id, state, role.value_or("-"),
-                     epoch ? std::to_string(*epoch) : "-", lease_text, rate, lag ? std::to_string(*lag) : "-", answer);
+  json r{{"id", id}, {"state", state}, {"role", role ? json(*role) : json(nullptr)},
+         {"epoch", epoch ? json(*epoch) : json(nullptr)},
+         {"lease_remaining_ms", lease && id == master_id ? json(*lease) : json(nullptr)},
+         {"writes_per_s", rate == "-" ? json(nullptr) : json(std::stod(rate))},
+         {"lag", lag ? json(*lag) : json(nullptr)}, {"reached", reached}};
+  if (!reached) r["error"] = a ? a->error : "admin address unknown";
+  return r;
 }
 
-std::string Top::frame(bool& answered) {
+json Top::snapshot(bool& answered) {
   answered = false;
   // The cluster view: from --node, or else from any member seen before.
   std::vector<std::string> candidates{o_.node};
@@ -217,8 +223,7 @@ std::string Top::frame(bool& answered) {
     if (first_error.empty()) first_error = view.reached ? "incomplete answer" : view.error;
     view = Answers{};
   }
-  if (via.empty())
-    return header(o_.node) + fmt::format("no member answers ({}: {})\n", o_.node, first_error);
+  if (via.empty()) return json{{"via", o_.node}, {"error", fmt::format("no member answers ({}: {})", o_.node, first_error)}};
   answered = true;
 
   const json& status = *view.find("status");
@@ -232,21 +237,43 @@ std::string Top::frame(bool& answered) {
   learn_admins(via, self, ids);
   auto own = ask_members(self, view, ids);
 
-  std::string out = header(fmt::format("{} ({})", self, via));
   const json master = roles.value("master", json());
   const json replica = roles.value("replica", json());
   std::string master_id = master.is_object() ? master.value("node", "?") : "";
-  out += fmt::format("master {}  replica {}  epoch {}  phase {}{}\n", master_id.empty() ? "(vacant)" : master_id,
-                     replica.is_object() ? replica.value("node", "?") : "(none)",
-                     roles.value("epoch", std::uint64_t{0}), master.is_object() ? master.value("phase", "?") : "-",
-                     roles.value("maintenance", false) ? "  MAINTENANCE (no automatic failover)" : "");
+  json snap{{"via", via}, {"node", self}, {"cluster", o_.cluster},
+            {"master", master_id.empty() ? json(nullptr) : json(master_id)},
+            {"replica", replica.is_object() ? json(replica.value("node", "?")) : json(nullptr)},
+            {"epoch", roles.value("epoch", std::uint64_t{0})},
+            {"phase", master.is_object() ? json(master.value("phase", "?")) : json(nullptr)},
+            {"maintenance", roles.value("maintenance", false)}};
+  json rows = json::array();
+  for (const auto& id : ids) rows.push_back(row(id, state.count(id) ? state[id] : "?", master_id, own));
+  snap["members"] = rows;
+  return snap;
+}
+
+std::string Top::render(const json& snap) const {
+  if (snap.contains("error")) return header(snap.value("via", "")) + snap["error"].get<std::string>() + "\n";
+  auto text = [](const json& v) { return v.is_null() ? std::string("-") : v.is_string() ? v.get<std::string>() : v.dump(); };
+  std::string out = header(fmt::format("{} ({})", snap["node"].get<std::string>(), snap["via"].get<std::string>()));
+  out += fmt::format("master {}  replica {}  epoch {}  phase {}{}\n",
+                     snap["master"].is_null() ? "(vacant)" : snap["master"].get<std::string>(),
+                     snap["replica"].is_null() ? "(none)" : snap["replica"].get<std::string>(), snap["epoch"].dump(),
+                     text(snap["phase"]), snap["maintenance"].get<bool>() ? "  MAINTENANCE (no automatic failover)" : "");
   out += fmt::format("STATE: as {} sees it. LEASE: time left of the master's lease (its own bound). WRITES/S: writes the member "
                      "originated.\nLAG: writes of the other members' streams the member has not acknowledged "
                      "(sum over the senders that answered).\n",
-                     self);
+                     snap["node"].get<std::string>());
   out += fmt::format("{:<12} {:<10} {:<8} {:>5} {:>8} {:>9} {:>6}  {}\n", "ID", "STATE", "ROLE", "EPOCH", "LEASE",
                      "WRITES/S", "LAG", "ANSWER");
-  for (const auto& id : ids) out += row(id, state.count(id) ? state[id] : "?", master_id, own);
+  for (const auto& r : snap["members"]) {
+    std::string lease = r["lease_remaining_ms"].is_null() ? "-" : r["lease_remaining_ms"].dump() + "ms";
+    std::string rate = r["writes_per_s"].is_null() ? "-" : fmt::format("{:.1f}", r["writes_per_s"].get<double>());
+    std::string answer = r["reached"].get<bool>() ? "ok" : "unreachable (" + r["error"].get<std::string>() + ")";
+    out += fmt::format("{:<12} {:<10} {:<8} {:>5} {:>8} {:>9} {:>6}  {}\n", r["id"].get<std::string>(),
+                       r["state"].get<std::string>(), text(r["role"]), text(r["epoch"]), lease, rate, text(r["lag"]),
+                       answer);
+  }
   return out;
 }
 
@@ -265,13 +292,14 @@ int run_top(const TopOptions& options) {
   for (int i = 0; !interrupted && (options.iterations == 0 || i < options.iterations); ++i) {
     auto started = SteadyClock::now();
     bool answered = false;
-    auto text = top.frame(answered);
+    auto snap = top.snapshot(answered);
     if (i == 0 && !answered) {
-      std::cerr << "rolegridctl: " << text.substr(text.find('\n') + 1);
+      std::cerr << "rolegridctl: " << snap["error"].get<std::string>() << "\n";
       return 2;
     }
-    if (tty) std::cout << "\033[H\033[2J" << text;  // home and clear: redraw in place
-    else std::cout << (i > 0 ? "\n" : "") << text;
+    if (options.json) std::cout << snap.dump() << "\n";  // one JSON line per refresh
+    else if (tty) std::cout << "\033[H\033[2J" << top.render(snap);  // home and clear: redraw in place
+    else std::cout << (i > 0 ? "\n" : "") << top.render(snap);
     std::cout.flush();
     if (options.iterations == 0 || i + 1 < options.iterations) nap_until(started + options.interval);
   }

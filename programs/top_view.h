@@ -18,6 +18,7 @@ struct TopOptions {
   std::chrono::milliseconds interval{1000};
   int iterations = 0;  // refreshes to show; 0: until interrupted
   std::chrono::milliseconds timeout{1000};  // per member and refresh
+  bool json = false;  // one JSON object per refresh instead of the table
 };
 
 // Shows frames until done; returns the exit status (2 when no member

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import subprocess
 import threading
+import json
 import time
 
 import harness
@@ -95,6 +96,17 @@ def ctl_top_shows_members_roles_rates_and_a_killed_node(c):
     check(re.fullmatch(r"\d+ms", last["rows"][master]["lease"]), f"master's lease: {last['rows'][master]['lease']}")
     check(float(last["rows"][data]["rate"]) > 0, f"{data} wrote but shows {last['rows'][data]['rate']} writes/s")
     check(fs[0]["rows"][data]["rate"] == "-", "the first frame has no earlier sample to compute a rate from")
+
+    # --json: one JSON object per refresh, with the same view.
+    r = run_top(c, master, "--iterations", 2, "--interval", "200ms", "--json")
+    snaps = [json.loads(ln) for ln in r.stdout.splitlines() if ln.strip()]
+    check(r.returncode == 0 and len(snaps) == 2, f"top --json: exit {r.returncode}, {len(snaps)} lines: {r.stdout!r}")
+    s = snaps[-1]
+    check(s["master"] == master and s["replica"] == replica and s["epoch"] == epoch, f"top --json view: {s}")
+    by = {m["id"]: m for m in s["members"]}
+    check(sorted(by) == sorted(ids) and all(m["reached"] for m in by.values()), f"top --json members: {by}")
+    check(by[master]["role"] == "master" and isinstance(by[master]["lease_remaining_ms"], int),
+          f"top --json master row: {by[master]}")
 
     # A member that accepts connections but never answers costs one timeout, not a hang.
     c[data].pause()
