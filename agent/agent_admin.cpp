@@ -112,6 +112,15 @@ void AgentNode::register_admin() {
     record("maintenance-requested", {{"on", on}});
     r.ok(json{{"maintenance", on}}.dump());
   });
+  // Grid writes with "if-epoch N": the same check as `fence`.
+  node_.set_epoch_guard([this](std::uint64_t epoch) -> std::string {
+    auto v = health_view();
+    if (fenced_at(v, epoch)) return "";
+    return v.acting_master ? fmt::format("if-epoch {}: refused, {} acts as master at epoch {}", epoch, v.node,
+                                         v.master_epoch)
+                           : fmt::format("if-epoch {}: refused, {} does not act as master (role {})", epoch, v.node,
+                                         v.role);
+  });
   // The fencing-token check: yes only while this node acts as master at
   // exactly that epoch. Answered from this node's own state, at once.
   a.handle("fence", [this](const grid::AdminRequest& q, grid::Reply r) {

@@ -64,6 +64,10 @@ class Node {
   // Called with a one-line reason when the cluster refuses this node.
   void on_fatal(std::function<void(const std::string&)> fn) { fatal_ = std::move(fn); }
   void on_member_event(MemberFn fn) { member_fns_.push_back(std::move(fn)); }
+  // The check behind the admin writes' `if-epoch N`: "" lets the write
+  // through, else why not. Set by the agent (the grid knows no epochs).
+  using EpochGuard = std::function<std::string(std::uint64_t epoch)>;
+  void set_epoch_guard(EpochGuard g) { epoch_guard_ = std::move(g); }
 
   // Write-through: `done` runs once every member in this node's view applied it.
   void put(const std::string& region, const std::string& key, const std::string& value, DoneFn done) {
@@ -181,6 +185,7 @@ class Node {
 
   Time next_heartbeat_{};
   std::function<void(const std::string&)> fatal_;
+  EpochGuard epoch_guard_;
   std::vector<MemberFn> member_fns_;
   struct Watch {
     std::string region;

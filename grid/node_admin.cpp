@@ -1,4 +1,7 @@
 // Node: the grid's admin commands (what rolegridctl talks to).
+#include <charconv>
+#include <optional>
+
 #include <nlohmann/json.hpp>
 
 #include <fmt/format.h>
@@ -24,6 +27,17 @@ json value_json(const Value& v) {
 void need_args(const AdminRequest& r, std::size_t min, std::size_t max, const char* usage) {
   if (r.args.size() < min || r.args.size() > max)
     throw std::invalid_argument(fmt::format("usage: {}", usage));
+}
+
+// A write's arguments, then optionally "if-epoch" N. Returns N, if given.
+std::optional<std::uint64_t> write_epoch(const AdminRequest& r, std::size_t n, const char* usage) {
+  if (r.args.size() == n) return std::nullopt;
+  std::uint64_t e = 0;
+  const auto& text = r.args.size() == n + 2 ? r.args[n + 1] : std::string();
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), e);
+  if (r.args.size() != n + 2 || r.args[n] != "if-epoch" || ec != std::errc() || p != text.data() + text.size() || e == 0)
+    throw std::invalid_argument(fmt::format("usage: {} [if-epoch N]", usage));
+  return e;
 }
 
 }  // namespace
@@ -165,16 +179,24 @@ void Node::register_admin() {
       else r.error(err);
     };
   };
-  a.handle("put", [this, done_fn](const AdminRequest& q, Reply r) {
-    need_args(q, 3, 3, "put REGION KEY VALUE");
+  // A write with "if-epoch N" goes through only if the guard (the agent:
+  // this node acts as master at exactly epoch N) lets it.
+  auto epoch_refused = [this](const std::optional<std::uint64_t>& epoch) -> std::string {
+    if (!epoch) return "";
+    if (!epoch_guard_) return "if-epoch: this node has no agent to check the epoch";
+    return epoch_guard_(*epoch);
+  };
+  a.handle("put", [this, done_fn, epoch_refused](const AdminRequest& q, Reply r) {
+    if (auto why = epoch_refused(write_epoch(q, 3, "put REGION KEY VALUE")); !why.empty()) return r.error(why);
     put(q.args[0], q.args[1], q.args[2], done_fn(r, "put"));
   });
-  a.handle("put-field", [this, done_fn](const AdminRequest& q, Reply r) {
-    need_args(q, 4, 4, "put-field REGION KEY FIELD VALUE");
+  a.handle("put-field", [this, done_fn, epoch_refused](const AdminRequest& q, Reply r) {
+    if (auto why = epoch_refused(write_epoch(q, 4, "put-field REGION KEY FIELD VALUE")); !why.empty())
+      return r.error(why);
     put_field(q.args[0], q.args[1], q.args[2], q.args[3], done_fn(r, "put-field"));
   });
-  a.handle("del", [this, done_fn](const AdminRequest& q, Reply r) {
-    need_args(q, 2, 2, "del REGION KEY");
+  a.handle("del", [this, done_fn, epoch_refused](const AdminRequest& q, Reply r) {
+    if (auto why = epoch_refused(write_epoch(q, 2, "del REGION KEY")); !why.empty()) return r.error(why);
     del(q.args[0], q.args[1], done_fn(r, "del"));
   });
   a.handle("fault", [this](const AdminRequest& q, Reply r) {

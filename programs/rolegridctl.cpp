@@ -134,6 +134,7 @@ struct Cli {
   int watch_count = 0;
   std::size_t key_limit = 1000;
   std::string switch_to;
+  std::string if_epoch;  // passed on as given: the node checks it
   std::vector<std::string> fault_args;
   bool follow = false;
   std::string top_interval = "1s";
@@ -175,10 +176,13 @@ void define_data_commands(CLI::App& app, Cli& c) {
   add_command(app, c, "get", "read a key (local copy)", {"REGION", "KEY"});
   auto* ks = add_command(app, c, "keys", "list keys of a region", {"REGION", "[PREFIX]"});
   ks->add_option("--limit", c.key_limit, "at most this many keys")->capture_default_str();
-  add_command(app, c, "put", "write a value, returns once every member applied it", {"REGION", "KEY", "VALUE"});
+  const char* if_epoch_help = "refused unless the node acts as master at exactly this epoch (a fencing token)";
+  add_command(app, c, "put", "write a value, returns once every member applied it", {"REGION", "KEY", "VALUE"})
+      ->add_option("--if-epoch", c.if_epoch, if_epoch_help);
   add_command(app, c, "put-field", "write one field of a map value (only the field travels)",
-              {"REGION", "KEY", "FIELD", "VALUE"});
-  add_command(app, c, "del", "delete a key", {"REGION", "KEY"});
+              {"REGION", "KEY", "FIELD", "VALUE"})
+      ->add_option("--if-epoch", c.if_epoch, if_epoch_help);
+  add_command(app, c, "del", "delete a key", {"REGION", "KEY"})->add_option("--if-epoch", c.if_epoch, if_epoch_help);
   auto* w = add_command(app, c, "watch", "print every change to a region (or a key prefix) until interrupted",
                         {"REGION", "[PREFIX]"});
   w->add_option("--count", c.watch_count, "stop after this many changes");
@@ -295,6 +299,7 @@ std::vector<std::string> request_args(const Cli& c) {
   if (c.cmd == "switchover") return {c.switch_to};
   if (c.cmd == "fault") return c.fault_args;
   auto args = c.args;
+  if (!c.if_epoch.empty()) args.insert(args.end(), {"if-epoch", c.if_epoch});
   if (c.cmd == "keys") {
     if (args.size() == 1) args.push_back("");
     args.push_back(std::to_string(c.key_limit + 1));  // one more tells whether the list was cut

@@ -656,3 +656,44 @@ def http_haproxy_follows_the_master(c):
             proc.wait(5)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@test(timeout=90)
+def writes_if_epoch_are_fenced_by_the_master_epoch(c):
+    """put / put-field / del --if-epoch N: accepted only on the node that
+    acts as master at exactly epoch N; after a failover the old epoch is
+    refused everywhere and the new one accepted on the new master."""
+    nodes = http_nodes(c, 3)
+    ids = [n.id for n in nodes]
+    c.start_all()
+    c.wait_formed()
+    harness.wait_until(lambda: settled(c, ids), 15, what="an established master and a replica")
+    roles = c.q(ids[0], "roles")
+    m, rep_, e = roles["master"]["node"], roles["replica"]["node"], roles["epoch"]
+    c.ctl(m, "put", "svc", "k", "v1", "--if-epoch", str(e), json=False)
+    check(c.q(rep_, "get", "svc", "k")["value"] == "v1", "the fenced put did not reach the replica")
+    c.ctl(m, "put-field", "svc", "map", "f", "1", "--if-epoch", str(e), json=False)
+    for args, where, why in ((("put", "svc", "k", "v2"), rep_, "not the master"),
+                             (("put", "svc", "k", "v2"), m, "another epoch"),
+                             (("del", "svc", "k"), rep_, "not the master")):
+        epoch = e + 1 if why == "another epoch" else e
+        r = c.ctl(where, *args, "--if-epoch", str(epoch), json=False, check=False)
+        check(r.returncode == 1 and "if-epoch" in r.stderr, f"{args} on {where} at {epoch} ({why}): {r.returncode} "
+              f"{r.stderr!r}")
+    r = c.ctl(m, "put", "svc", "k", "v2", "--if-epoch", "zero", json=False, check=False)
+    check(r.returncode == 1 and "usage" in r.stderr, f"--if-epoch zero: {r.returncode} {r.stderr!r}")
+    check(c.q(m, "get", "svc", "k")["value"] == "v1", "a refused write changed the value")
+
+    c.nodes[m].kill9()
+    rest = [i for i in ids if i != m]
+    new = harness.wait_until(lambda: (lambda r: r["master"]["node"] if r["master"] and r["master"]["node"] in rest
+                                      and r["master"]["phase"] == "established" else None)(c.q(rest[0], "roles")),
+                             10, what="a new master")
+    e2 = c.q(new, "roles")["epoch"]
+    harness.wait_until(lambda: c.ctl(new, "fence", str(e2), json=False), 5, what=f"{new} to act at epoch {e2}")
+    for node in rest:
+        r = c.ctl(node, "put", "svc", "k", "stale", "--if-epoch", str(e), json=False, check=False)
+        check(r.returncode == 1, f"the old epoch {e} was accepted on {node} after the failover")
+    c.ctl(new, "del", "svc", "k", "--if-epoch", str(e2), json=False)
+    note(f"epoch {e}: accepted on master {m}, refused on {rep_} and at epoch {e + 1}; after the kill, epoch {e} "
+         f"refused on {rest}, epoch {e2} accepted on {new}")
