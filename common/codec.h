@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <stdexcept>
 #include <streambuf>
 #include <string>
 #include <string_view>
@@ -62,6 +63,20 @@ template <class Ar, class T>
   requires std::is_arithmetic_v<T> || std::is_enum_v<T>
 void io(Ar& ar, T& v) {
   ar & v;
+}
+
+// A bool travels as one byte, 0 or 1 (the archive's own format). Read as a
+// byte here: Boost's bool loader asserts on any other value, and builds keep
+// assertions on, so an authenticated frame with a 2 there would abort the
+// node. Any other value is a malformed body instead.
+template <class Ar>
+void io(Ar& ar, bool& b) {
+  std::uint8_t v = b ? 1 : 0;
+  ar & v;
+  if constexpr (!Ar::is_saving::value) {
+    if (v > 1) throw std::range_error("a bool that is neither 0 nor 1");
+    b = v == 1;
+  }
 }
 
 template <class Ar>

@@ -41,7 +41,8 @@ void StreamReceiver::on_hello(const NodeId& origin, Incarnation inc, std::uint64
 bool StreamReceiver::on_data(const NodeId& origin, Incarnation inc, std::uint64_t first,
                              std::uint64_t count, Time) {
   auto* o = get(origin, inc);
-  if (!o || count == 0) return false;
+  // A range that wraps past 2^64 cannot come from a real stream.
+  if (!o || count == 0 || count > UINT64_MAX - first) return false;
   std::uint64_t end = first + count;
   if (o->started && end <= o->next) return true;  // duplicate: re-acknowledge
   std::uint64_t before = o->next;

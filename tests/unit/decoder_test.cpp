@@ -49,3 +49,24 @@ TEST_CASE("every decoder survives malformed input") {
     hammer(sample, rng);
   });
 }
+
+TEST_CASE("decoders: a bool byte other than 0 or 1 is a malformed body, not an abort") {
+  rg::grid::QPromise p;
+  p.key = "k";
+  p.ok = true;
+  p.has_value = false;
+  auto bytes = encode(p);
+  rg::grid::QPromise back;
+  REQUIRE(decode(bytes, back));
+  CHECK(back.ok);
+  // Find the byte that holds `ok`: flip each byte to 2 in turn; none may
+  // abort, and the one that is `ok` must make the body malformed.
+  int refused = 0;
+  for (std::size_t i = 0; i < bytes.size(); ++i) {
+    auto bad = bytes;
+    bad[i] = 2;
+    rg::grid::QPromise m;
+    if (!decode(bad, m)) ++refused;
+  }
+  CHECK(refused >= 2);  // `ok` and `has_value` at least
+}

@@ -201,3 +201,13 @@ TEST_CASE("stream sender and receiver agree under random loss and reordering") {
   CHECK(s.completed() == total);
   CHECK(r.ack_point("a") == total);
 }
+
+TEST_CASE("stream receiver: a range that wraps past 2^64 is ignored") {
+  StreamReceiver r;
+  r.on_hello("a", 1, 0);
+  CHECK_FALSE(r.on_data("a", 1, UINT64_MAX - 1, 5, t0));
+  CHECK(r.ack_point("a") == 0u);
+  CHECK(r.gaps(t0 + std::chrono::seconds(1)).empty());
+  CHECK(r.on_data("a", 1, 0, 3, t0));
+  CHECK(r.ack_point("a") == 3u);
+}
