@@ -44,6 +44,34 @@ from rgkit.procs import die_with_parent as _die_with_parent  # noqa: E402,F401
 
 
 # ---------------------------------------------------------------------------
+# JSON-lines files the nodes write (event logs, fake watchdogs)
+
+def json_lines(path):
+    """Each line of the file as a dict; a missing file is empty, and a line
+    being written right now (not yet valid JSON) is skipped."""
+    import json
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in text.splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            pass
+    return out
+
+
+def event_log(c, nid, kinds=None, since=None):
+    """Node nid's event log (c.dir/<nid>.events, every incarnation), only
+    the events named in `kinds` if given, and only from monotonic time
+    `since` (seconds) on."""
+    return [e for e in json_lines(c.dir / f"{nid}.events")
+            if (kinds is None or e.get("event") in kinds) and (since is None or e.get("t_ms", 0) >= since * 1000.0)]
+
+
+# ---------------------------------------------------------------------------
 # Test registry
 
 TESTS = []

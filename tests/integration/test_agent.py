@@ -171,25 +171,9 @@ def reap_hooks(c):
 # ---------------------------------------------------------------------------
 # Event logs
 
-def events(c, nid, kinds=None, since=None):
-    """The node's event log (every incarnation), optionally only some kinds
-    and only from monotonic time `since` (seconds) on."""
-    out = []
-    try:
-        text = (c.dir / f"{nid}.events").read_text()
-    except FileNotFoundError:
-        return out
-    for line in text.splitlines():
-        try:
-            e = json.loads(line)
-        except ValueError:
-            continue  # a line being written right now
-        if kinds is not None and e.get("event") not in kinds:
-            continue
-        if since is not None and e.get("t_ms", 0) < ms(since):
-            continue
-        out.append(e)
-    return out
+# The node's event log (every incarnation), optionally only some kinds and
+# only from monotonic time `since` (seconds) on.
+events = harness.event_log
 
 
 def wait_event(c, nid, pred, timeout, what, interval=0.02):

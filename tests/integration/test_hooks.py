@@ -6,7 +6,6 @@ process group, and the new role's hook runs after it. Run through run.py
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -40,19 +39,7 @@ def hook_lines(c, nid):
 
 
 def node_events(c, nid, kind=None):
-    out = []
-    try:
-        text = (c.dir / f"{nid}.events").read_text()
-    except FileNotFoundError:
-        return out
-    for line in text.splitlines():
-        try:
-            e = json.loads(line)
-        except ValueError:
-            continue
-        if kind is None or e.get("event") == kind:
-            out.append(e)
-    return out
+    return harness.event_log(c, nid, None if kind is None else {kind})
 
 
 @test(timeout=90)

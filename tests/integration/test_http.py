@@ -156,6 +156,18 @@ def settled(c, ids):
     return len(epochs) == 1
 
 
+def settled_cluster(c, n=3):
+    """Starts n HTTP nodes and waits for a master and a replica; returns
+    (nodes, ids, master, replica, epoch)."""
+    nodes = http_nodes(c, n)
+    ids = [x.id for x in nodes]
+    c.start_all()
+    c.wait_formed()
+    harness.wait_until(lambda: settled(c, ids), 15, what="an established master and a replica")
+    roles = c.q(ids[0], "roles")
+    return nodes, ids, roles["master"]["node"], roles["replica"]["node"], roles["epoch"]
+
+
 def hook_events(c, nid):
     """{hook: (runs, failures)} from the node's own `events` answer."""
     out = {}
@@ -427,13 +439,7 @@ def http_bad_requests_and_options(c):
 def http_health_checks_follow_the_master_and_fence_by_epoch(c):
     """GET/HEAD /master, /replica, /health and /master?epoch=N, and
     `rolegridctl fence EPOCH`, before and after a kill -9 of the master."""
-    nodes = http_nodes(c, 3)
-    ids = [n.id for n in nodes]
-    c.start_all()
-    c.wait_formed()
-    harness.wait_until(lambda: settled(c, ids), 15, what="an established master and a replica")
-    roles = c.q(ids[0], "roles")
-    master, replica, epoch = roles["master"]["node"], roles["replica"]["node"], roles["epoch"]
+    nodes, ids, master, replica, epoch = settled_cluster(c)
     by_id = {n.id: n for n in nodes}
 
     def answers(path):
@@ -663,13 +669,7 @@ def writes_if_epoch_are_fenced_by_the_master_epoch(c):
     """put / put-field / del --if-epoch N: accepted only on the node that
     acts as master at exactly epoch N; after a failover the old epoch is
     refused everywhere and the new one accepted on the new master."""
-    nodes = http_nodes(c, 3)
-    ids = [n.id for n in nodes]
-    c.start_all()
-    c.wait_formed()
-    harness.wait_until(lambda: settled(c, ids), 15, what="an established master and a replica")
-    roles = c.q(ids[0], "roles")
-    m, rep_, e = roles["master"]["node"], roles["replica"]["node"], roles["epoch"]
+    nodes, ids, m, rep_, e = settled_cluster(c)
     c.ctl(m, "put", "svc", "k", "v1", "--if-epoch", str(e), json=False)
     check(c.q(rep_, "get", "svc", "k")["value"] == "v1", "the fenced put did not reach the replica")
     c.ctl(m, "put-field", "svc", "map", "f", "1", "--if-epoch", str(e), json=False)

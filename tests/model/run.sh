@@ -97,7 +97,6 @@ E="-DN=5 -DMEMORY_ONLY -DMAXRESTART=1 -DMAXROUNDS=1 -DNOHANDBACK -DPROPOSERS=2 -
 # collision at these sizes, which a safety verdict should not rest on.
 check durable-one-restart          safe   400 "" "" $A
 check durable-lease-from-commit    caught 200 "" "" $A -DPLANT_LEASE_FROM_COMMIT
-check lost-one-restart             safe   300 "" "" $B
 check lost-one-restart-fencing     safe   300 "" "" $B -DCHECK_FENCING
 check lost-no-recovery-wait        caught 200 "" "" $B -DPLANT_NO_WAIT
 check lost-two-restarts            safe   900 "" "-w26" $C
