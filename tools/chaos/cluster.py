@@ -24,7 +24,7 @@ from pathlib import Path
 
 from rgkit.admin import AdminConn, AdminError, read_secret
 from rgkit.paths import ROLEGRID, ROLEGRIDCTL
-from rgkit.procs import die_with_parent
+from rgkit.procs import die_with_parent, kill_and_reap
 
 from .history import HistoryWriter, now_ms
 from .netns import Network
@@ -208,15 +208,7 @@ class ChaosNode:
                 os.kill(p, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        if self.proc.poll() is None:
-            try:
-                os.kill(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
+        kill_and_reap(self.proc)
 
     # -- admin -----------------------------------------------------------------
     def conn(self, timeout=ROLES_TIMEOUT_S):

@@ -17,7 +17,7 @@ from pathlib import Path
 from .admin import AdminConn, AdminError, read_secret
 from .checks import CtlError, NodeExited, TestFailure, check, note, wait_until
 from .paths import ROLEGRID, ROLEGRIDCTL
-from .procs import die_with_parent
+from .procs import die_with_parent, kill_and_reap
 
 MULTICAST = "multicast"
 UNICAST = "unicast"
@@ -161,15 +161,7 @@ class Node:
         self.close_conn()
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            try:
-                os.kill(self.proc.pid, signal.SIGKILL)  # also ends a SIGSTOPped process
-            except ProcessLookupError:
-                pass
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
+        kill_and_reap(self.proc)
 
 
 class Cluster:
