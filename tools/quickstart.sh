@@ -128,8 +128,19 @@ ctl "$other" put demo while-down "written while $old was down"
 step "Restarting $old (same id and ports): a new incarnation, the data copied back, and it finds the newer master and demotes itself"
 t1=$(now_ms)
 start_node "$oi"
-wait_for 10 "$old to demote itself" sh -c "'$bin/rolegridctl' --node 127.0.0.1:750$oi --secret-file '$dir/secret' --json roles 2>/dev/null | grep -q '\"role\": \"replica\"'"
+# Its own answer says it is replica ("self"), and then the others' copy of
+# its node entry says so too (the entry is written after its hook ran).
+self_is_replica() {
+  "$bin/rolegridctl" --node "127.0.0.1:750$1" --secret-file "$dir/secret" --json roles 2>/dev/null |
+    python3 -c 'import json, sys; sys.exit(json.load(sys.stdin)["self"]["role"] != "replica")'
+}
+sees_replica() {
+  "$bin/rolegridctl" --node "127.0.0.1:750$1" --secret-file "$dir/secret" --json roles 2>/dev/null |
+    python3 -c 'import json, sys; n = [x for x in json.load(sys.stdin)["nodes"] if x["id"] == sys.argv[1]]; sys.exit(not n or n[0]["role"] != "replica")' "$2"
+}
+wait_for 10 "$old to demote itself" self_is_replica "$oi"
 echo "$old is replica $(($(now_ms) - t1)) ms after its restart; incarnation $old_inc before, $(incarnation "$oi") now"
+wait_for 5 "n$other to see $old as replica" sees_replica "$other" "$old"
 ctl "$other" roles
 for key in greeting while-down; do echo "get demo $key on $old: $(ctl "$oi" get demo "$key")"; done
 step "rolegridctl events on $old: what it did after the restart"
