@@ -114,12 +114,8 @@ void AgentNode::register_admin() {
   });
   // Grid writes with "if-epoch N": the same check as `fence`.
   node_.set_epoch_guard([this](std::uint64_t epoch) -> std::string {
-    auto v = health_view();
-    if (fenced_at(v, epoch)) return "";
-    return v.acting_master ? fmt::format("if-epoch {}: refused, {} acts as master at epoch {}", epoch, v.node,
-                                         v.master_epoch)
-                           : fmt::format("if-epoch {}: refused, {} does not act as master (role {})", epoch, v.node,
-                                         v.role);
+    auto why = not_fenced_reason(health_view(), epoch);
+    return why.empty() ? why : fmt::format("if-epoch {}: refused, {}", epoch, why);
   });
   // The fencing-token check: yes only while this node acts as master at
   // exactly that epoch. Answered from this node's own state, at once.
@@ -127,13 +123,7 @@ void AgentNode::register_admin() {
     auto epoch = q.args.size() == 1 ? parse_epoch(q.args[0]) : std::nullopt;
     if (!epoch) return r.error("usage: fence EPOCH (a positive integer)");
     auto v = health_view();
-    if (!fenced_at(v, *epoch)) {
-      return r.error(v.acting_master
-                         ? fmt::format("not fenced: {} acts as master at epoch {}, not {}", v.node, v.master_epoch,
-                                       *epoch)
-                         : fmt::format("not fenced: {} does not act as master (role {}, table epoch {})", v.node,
-                                       v.role, v.table_epoch));
-    }
+    if (auto why = not_fenced_reason(v, *epoch); !why.empty()) return r.error(why);
     r.ok(json::parse(health_json(v)).dump());
   });
   a.handle("events", [this](const grid::AdminRequest& q, grid::Reply r) {

@@ -1,7 +1,6 @@
 #include "agent/health.h"
 
-#include <charconv>
-
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 namespace rg::agent {
@@ -27,14 +26,13 @@ HttpAnswer json_answer(bool ok, const HealthView& v) { return {ok ? 200u : 503u,
 
 }  // namespace
 
-std::optional<std::uint64_t> parse_epoch(std::string_view text) {
-  std::uint64_t e = 0;
-  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), e);
-  if (ec != std::errc() || p != text.data() + text.size() || e == 0 || e > (std::uint64_t{1} << 63)) return std::nullopt;
-  return e;
-}
-
 bool fenced_at(const HealthView& v, std::uint64_t epoch) { return v.acting_master && v.master_epoch == epoch; }
+
+std::string not_fenced_reason(const HealthView& v, std::uint64_t epoch) {
+  if (fenced_at(v, epoch)) return "";
+  if (v.acting_master) return fmt::format("not fenced: {} acts as master at epoch {}, not {}", v.node, v.master_epoch, epoch);
+  return fmt::format("not fenced: {} does not act as master (role {}, table epoch {})", v.node, v.role, v.table_epoch);
+}
 
 std::string health_json(const HealthView& v) {
   nlohmann::json j{{"node", v.node},

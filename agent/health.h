@@ -17,6 +17,7 @@
 #include <string_view>
 
 #include "agent/http_server.h"
+#include "common/ids.h"
 
 namespace rg::agent {
 
@@ -36,6 +37,8 @@ struct HealthView {
 
 // True only while the node acts as master at exactly `epoch`.
 bool fenced_at(const HealthView& v, std::uint64_t epoch);
+// "" when fenced_at, else why not, in one line.
+std::string not_fenced_reason(const HealthView& v, std::uint64_t epoch);
 
 // The answer to a health-check path (with its query); nullopt if `target`
 // is not one of the health paths.
@@ -43,8 +46,5 @@ std::optional<HttpAnswer> health_answer(std::string_view target, const HealthVie
 
 // The JSON body every health answer carries.
 std::string health_json(const HealthView& v);
-
-// Parses a decimal epoch (1 to 2^63); nullopt if it is not one.
-std::optional<std::uint64_t> parse_epoch(std::string_view text);
 
 }  // namespace rg::agent

@@ -127,7 +127,7 @@ Watchdog::Result Watchdog::update(bool acting, Time bound, Time now) {
   // A keepalive only for a renewal whose bound is at least the timeout away:
   // the timer then never outlasts the master's own lease bound.
   if (now + timeout_ > bound || (armed_ && bound <= kept_for_)) return {};
-  if (!armed_) return failed_ ? Result{} : arm(bound, now);
+  if (!armed_) return failed_ ? Result{} : arm(bound);
   if (auto e = device_->keepalive(); !e.empty()) {
     device_->magic_close();
     armed_ = false;
@@ -139,8 +139,7 @@ Watchdog::Result Watchdog::update(bool acting, Time bound, Time now) {
   return {Change::kept_alive, ""};
 }
 
-Watchdog::Result Watchdog::arm(Time bound, Time now) {
-  (void)now;
+Watchdog::Result Watchdog::arm(Time bound) {
   Duration got{};
   std::string e = device_->open();
   if (e.empty()) e = device_->set_timeout(timeout_, got);

@@ -66,7 +66,7 @@ class Watchdog {
   std::uint64_t keepalives() const { return keepalives_; }
 
  private:
-  Result arm(Time bound, Time now);
+  Result arm(Time bound);
 
   WatchdogMode mode_;
   std::unique_ptr<WatchdogDevice> device_;

@@ -37,6 +37,13 @@ std::optional<Endpoint> parse_endpoint(std::string_view text, std::string* why) 
   return Endpoint{host, static_cast<std::uint16_t>(port)};
 }
 
+std::optional<std::uint64_t> parse_epoch(std::string_view text) {
+  std::uint64_t e = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), e);
+  if (ec != std::errc() || p != text.data() + text.size() || e == 0 || e > (std::uint64_t{1} << 63)) return std::nullopt;
+  return e;
+}
+
 Topology::Topology(std::vector<NodeId> members) : members_(std::move(members)) {
   if (members_.empty()) throw std::invalid_argument("members list is empty");
   if (members_.size() > 255) throw std::invalid_argument("at most 255 members");

@@ -32,6 +32,10 @@ struct Endpoint {
 // "host:port" with a numeric IPv4 host; nullopt (and a reason) on bad input.
 std::optional<Endpoint> parse_endpoint(std::string_view text, std::string* why = nullptr);
 
+// An epoch as text (fencing tokens: `fence`, `?epoch=`, `if-epoch`): a
+// decimal from 1 to 2^63; nullopt otherwise.
+std::optional<std::uint64_t> parse_epoch(std::string_view text);
+
 class Topology {
  public:
   Topology() = default;

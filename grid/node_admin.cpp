@@ -1,5 +1,4 @@
 // Node: the grid's admin commands (what rolegridctl talks to).
-#include <charconv>
 #include <optional>
 
 #include <nlohmann/json.hpp>
@@ -32,11 +31,8 @@ void need_args(const AdminRequest& r, std::size_t min, std::size_t max, const ch
 // A write's arguments, then optionally "if-epoch" N. Returns N, if given.
 std::optional<std::uint64_t> write_epoch(const AdminRequest& r, std::size_t n, const char* usage) {
   if (r.args.size() == n) return std::nullopt;
-  std::uint64_t e = 0;
-  const auto& text = r.args.size() == n + 2 ? r.args[n + 1] : std::string();
-  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), e);
-  if (r.args.size() != n + 2 || r.args[n] != "if-epoch" || ec != std::errc() || p != text.data() + text.size() || e == 0)
-    throw std::invalid_argument(fmt::format("usage: {} [if-epoch N]", usage));
+  auto e = r.args.size() == n + 2 && r.args[n] == "if-epoch" ? parse_epoch(r.args[n + 1]) : std::nullopt;
+  if (!e) throw std::invalid_argument(fmt::format("usage: {} [if-epoch N]", usage));
   return e;
 }
 

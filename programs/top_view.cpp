@@ -112,7 +112,7 @@ class Top {
 
  private:
   std::string header(const std::string& via) const;
-  std::string write_rate(const std::string& id, const json* status);
+  std::optional<double> write_rate(const std::string& id, const json* status);
   void learn_admins(const std::string& via, const std::string& self, const std::vector<std::string>& ids);
   std::map<std::string, Answers> ask_members(const std::string& self, const Answers& view,
                                              const std::vector<std::string>& ids);
@@ -134,17 +134,16 @@ std::string Top::header(const std::string& via) const {
                      static_cast<double>(o_.interval.count()) / 1000.0);
 }
 
-std::string Top::write_rate(const std::string& id, const json* status) {
+std::optional<double> Top::write_rate(const std::string& id, const json* status) {
   auto inc = field<std::uint64_t>(status, {"incarnation"});
   auto up = field<std::int64_t>(status, {"uptime_ms"});
   auto writes = field<std::uint64_t>(status, {"counters", "writes_local"});
-  if (!inc || !up || !writes) return "-";
-  std::string out = "-";
+  if (!inc || !up || !writes) return std::nullopt;
+  std::optional<double> out;
   auto it = last_.find(id);
   // The node's own uptime times the interval, so a slow answer does not skew the rate.
   if (it != last_.end() && it->second.incarnation == *inc && *up > it->second.uptime_ms)
-    out = fmt::format("{:.1f}", static_cast<double>(*writes - it->second.writes) * 1000.0 /
-                                    static_cast<double>(*up - it->second.uptime_ms));
+    out = static_cast<double>(*writes - it->second.writes) * 1000.0 / static_cast<double>(*up - it->second.uptime_ms);
   last_[id] = Sample{*inc, *up, *writes};
   return out;
 }
@@ -189,7 +188,7 @@ json Top::row(const std::string& id, const std::string& state, const std::string
   auto role = field<std::string>(rl, {"self", "role"});
   auto epoch = field<std::uint64_t>(rl, {"self", "epoch_seen"});
   auto lease = field<std::int64_t>(rl, {"master", "lease_remaining_ms"});
-  std::string rate = st ? write_rate(id, st) : "-";
+  auto rate = st ? write_rate(id, st) : std::nullopt;
   std::optional<std::uint64_t> lag;
   for (const auto& [sender, sa] : own) {
     const json* ss = sender == id ? nullptr : sa.find("status");
@@ -200,7 +199,7 @@ json Top::row(const std::string& id, const std::string& state, const std::string
   json r{{"id", id}, {"state", state}, {"role", role ? json(*role) : json(nullptr)},
          {"epoch", epoch ? json(*epoch) : json(nullptr)},
          {"lease_remaining_ms", lease && id == master_id ? json(*lease) : json(nullptr)},
-         {"writes_per_s", rate == "-" ? json(nullptr) : json(std::stod(rate))},
+         {"writes_per_s", rate ? json(*rate) : json(nullptr)},
          {"lag", lag ? json(*lag) : json(nullptr)}, {"reached", reached}};
   if (!reached) r["error"] = a ? a->error : "admin address unknown";
   return r;

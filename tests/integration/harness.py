@@ -71,6 +71,19 @@ def event_log(c, nid, kinds=None, since=None):
             if (kinds is None or e.get("event") in kinds) and (since is None or e.get("t_ms", 0) >= since * 1000.0)]
 
 
+def settled_roles(c, ids):
+    """(master, replica, epoch) once every node in `ids` sees the same
+    established master, replica and epoch; else None."""
+    seen = set()
+    for i in ids:
+        r = c.q(i, "roles")
+        m = r["master"]
+        if not m or m["phase"] != "established" or not r["replica"]:
+            return None
+        seen.add((m["node"], r["replica"]["node"], r["epoch"]))
+    return seen.pop() if len(seen) == 1 else None
+
+
 # ---------------------------------------------------------------------------
 # Test registry
 

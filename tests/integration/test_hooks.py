@@ -105,15 +105,7 @@ def hooks_switchover_orders_the_step_down_before_the_new_master(c):
     c.start_all()
     c.wait_formed()
 
-    def settled():
-        rs = [c.q(i, "roles") for i in ids]
-        views = {((r["master"] or {}).get("node"), (r["master"] or {}).get("phase"), (r["replica"] or {}).get("node"))
-                 for r in rs}
-        if len(views) != 1:
-            return None
-        m, phase, rep = views.pop()
-        return (m, rep) if phase == "established" and rep else None
-    m, rep = harness.wait_until(settled, 15, what="a master and a replica")
+    m, rep, _ = harness.wait_until(lambda: harness.settled_roles(c, ids), 15, what="a master and a replica")
     # Let every first hook finish.
     harness.wait_until(lambda: all(sum(ln[0] == "start" for ln in hook_lines(c, i)) ==
                                    sum(ln[0] == "end" for ln in hook_lines(c, i)) for i in ids), 10,

@@ -145,17 +145,6 @@ def status_page(node):
     return json.loads(body)
 
 
-def settled(c, ids):
-    """Every node agrees on an established master and a replica."""
-    epochs = set()
-    for i in ids:
-        r = c.q(i, "roles")
-        if not r["master"] or r["master"]["phase"] != "established" or not r["replica"]:
-            return False
-        epochs.add((r["master"]["node"], r["epoch"], r["replica"]["node"]))
-    return len(epochs) == 1
-
-
 def settled_cluster(c, n=3):
     """Starts n HTTP nodes and waits for a master and a replica; returns
     (nodes, ids, master, replica, epoch)."""
@@ -163,9 +152,9 @@ def settled_cluster(c, n=3):
     ids = [x.id for x in nodes]
     c.start_all()
     c.wait_formed()
-    harness.wait_until(lambda: settled(c, ids), 15, what="an established master and a replica")
-    roles = c.q(ids[0], "roles")
-    return nodes, ids, roles["master"]["node"], roles["replica"]["node"], roles["epoch"]
+    master, replica, epoch = harness.wait_until(lambda: harness.settled_roles(c, ids), 15,
+                                                what="an established master and a replica")
+    return nodes, ids, master, replica, epoch
 
 
 def hook_events(c, nid):
@@ -251,7 +240,7 @@ def http_metrics_and_status_match_the_cluster(c):
     ids = [n.id for n in nodes]
     c.start_all()
     c.wait_formed()
-    harness.wait_until(lambda: settled(c, ids), 15, what="an established master and a replica")
+    harness.wait_until(lambda: harness.settled_roles(c, ids), 15, what="an established master and a replica")
 
     for node in nodes:
         def one_node(node=node):
@@ -602,7 +591,7 @@ def http_haproxy_follows_the_master(c):
     by_id = {n.id: n for n in nodes}
     c.start_all()
     c.wait_formed()
-    harness.wait_until(lambda: settled(c, ids), 15, what="an established master and a replica")
+    harness.wait_until(lambda: harness.settled_roles(c, ids), 15, what="an established master and a replica")
     master = c.q(ids[0], "roles")["master"]["node"]
     stop = threading.Event()
     start_services(c, nodes, stop)

@@ -39,24 +39,12 @@ def frames(text):
     return out
 
 
-def settled_roles(c, ids):
-    """(master, replica, epoch) once every node sees the same established master and a replica."""
-    seen = set()
-    for i in ids:
-        r = c.q(i, "roles")
-        m = r["master"]
-        if not m or m["phase"] != "established" or not r["replica"]:
-            return None
-        seen.add((m["node"], r["replica"]["node"], r["epoch"]))
-    return seen.pop() if len(seen) == 1 else None
-
-
 @test(modes=harness.BOTH, timeout=60)
 def ctl_top_shows_members_roles_rates_and_a_killed_node(c):
     ids = [n.id for n in c.add_nodes(3)]
     c.start_all()
     c.wait_formed()
-    master, replica, epoch = wait_until(lambda: settled_roles(c, ids), 10, what="a master and a replica")
+    master, replica, epoch = wait_until(lambda: harness.settled_roles(c, ids), 10, what="a master and a replica")
     data = next(i for i in ids if i not in (master, replica))
     c.put_many(data, "top", [(f"warm-{i}", "v") for i in range(50)])
 

@@ -41,13 +41,9 @@ def wd_nodes(c, n, per_node=None, mode="required"):
 
 
 def master_of(c, ids):
-    views = set()
-    for i in ids:
-        r = c.q(i, "roles")
-        if not r["master"] or r["master"]["phase"] != "established" or not r["replica"]:
-            return None
-        views.add(r["master"]["node"])
-    return views.pop() if len(views) == 1 else None
+    """The established master every node in `ids` agrees on, or None."""
+    settled = harness.settled_roles(c, ids)
+    return settled[0] if settled else None
 
 
 @test(timeout=90)
@@ -128,7 +124,7 @@ def watchdog_required_refuses_to_act_without_one(c):
     acted = node_events(c, "n1", "lease")
     check(not acted, f"n1 acted as master without its watchdog: {acted[:2]}")
     rest = ["n2", "n3"]
-    new = harness.wait_until(lambda: master_of(c, rest) in rest and master_of(c, rest), 15,
+    new = harness.wait_until(lambda: (lambda m: m if m in rest else None)(master_of(c, rest)), 15,
                              what="n2 or n3 to take over")
     check(any(o["event"] == "keepalive" for o in wd_ops(c, new)), f"{new} acts without its watchdog")
 
