@@ -15,6 +15,20 @@ extern char** environ;
 
 namespace rg::agent {
 
+namespace {
+// What a hook inherits of the node's environment: the basics a script needs
+// and nothing else, so secrets a service manager handed the node (tokens,
+// ROLEGRID_SECRET_FILE, ...) do not leak into hooks and what they start.
+// The ROLEGRID_* variables of the hook come from the request.
+bool inherited(const char* var) {
+  static const char* const kAllowed[] = {"PATH=", "HOME=", "USER=", "LOGNAME=", "SHELL=", "LANG=", "LANGUAGE=",
+                                         "TZ=", "TMPDIR=", "TERM=", "LC_"};
+  for (const char* a : kAllowed)
+    if (std::strncmp(var, a, std::strlen(a)) == 0) return true;
+  return false;
+}
+}  // namespace
+
 HookRunner::HookRunner(boost::asio::io_context& io, std::string dir)
     : io_(io), dir_(std::move(dir)), sigchld_(io, SIGCHLD), limit_(io) {
   wait_children();
@@ -73,7 +87,7 @@ void HookRunner::next() {
     }
     std::vector<std::string> env_strings;
     for (char** e = environ; *e; ++e)
-      if (std::strncmp(*e, "ROLEGRID_", 9) != 0) env_strings.emplace_back(*e);
+      if (inherited(*e)) env_strings.emplace_back(*e);
     for (const auto& [k, v] : job.req.env) env_strings.push_back(k + "=" + v);
     std::vector<char*> envp;
     for (auto& s : env_strings) envp.push_back(s.data());

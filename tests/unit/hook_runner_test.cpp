@@ -127,3 +127,23 @@ TEST_CASE("hooks: a hook inherits none of the node's descriptors") {
   for (char ch : fds) n += ch == '\n';
   CHECK_MESSAGE(n == 4, "descriptors in the hook: ", fds);
 }
+
+TEST_CASE("hooks: a hook gets its ROLEGRID_ variables and only the allowed part of the node's environment") {
+  HookDir d;
+  d.write("data", "env > \"$0.env\"");
+  ::setenv("RG_TEST_TOKEN", "do-not-leak", 1);
+  ::setenv("ROLEGRID_SECRET_FILE", "/etc/rolegrid/secret", 1);
+  boost::asio::io_context io;
+  HookRunner runner(io, d.dir.string());
+  bool done = false;
+  runner.run({"data", {{"ROLEGRID_ROLE", "data"}}, std::chrono::seconds(5), {}},
+             [&](const HookResult&) { done = true; });
+  run_until(io, [&] { return done; });
+  ::unsetenv("RG_TEST_TOKEN");
+  ::unsetenv("ROLEGRID_SECRET_FILE");
+  auto env = d.read("data.env");
+  CHECK(env.find("ROLEGRID_ROLE=data") != std::string::npos);
+  CHECK(env.find("PATH=") != std::string::npos);
+  CHECK(env.find("RG_TEST_TOKEN") == std::string::npos);
+  CHECK(env.find("ROLEGRID_SECRET_FILE") == std::string::npos);
+}
