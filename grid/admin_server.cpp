@@ -20,15 +20,15 @@ void Reply::send(AdminStatus status, const std::string& body) const {
   if (!c || !c->open()) return;
   AdminResponse r{id_, status, body, (context_ && *context_) ? (*context_)() : std::string()};
   auto& out = c->out_buffer();
-  auto start = auth_->begin(out);
+  auto start = frame_begin(out);
   encode_into(out, r);
-  auth_->seal(out, start, static_cast<std::uint8_t>(MsgType::admin_response));
+  frame_end(out, start, static_cast<std::uint8_t>(MsgType::admin_response));
   c->flush();
 }
 
-AdminServer::AdminServer(asio::io_context& io, const Endpoint& at, const FrameAuth& auth,
+AdminServer::AdminServer(asio::io_context& io, const Endpoint& at, DatagramCrypto& crypto,
                          ConnCounters& counters)
-    : acceptor_(io), auth_(auth), counters_(counters) {
+    : acceptor_(io), retry_(io), crypto_(crypto), counters_(counters) {
   asio::ip::tcp::endpoint ep(asio::ip::make_address(at.host), at.port);
   acceptor_.open(ep.protocol());
   acceptor_.set_option(asio::socket_base::reuse_address(true));
@@ -46,6 +46,7 @@ std::vector<std::string> AdminServer::commands() const {
 void AdminServer::close() {
   boost::system::error_code ec;
   acceptor_.close(ec);
+  retry_.cancel();
   auto conns = conns_;
   for (const auto& c : conns) c->close();
 }
@@ -53,11 +54,21 @@ void AdminServer::close() {
 void AdminServer::accept() {
   acceptor_.async_accept([this](auto ec, asio::ip::tcp::socket s) {
     if (ec == asio::error::operation_aborted) return;
-    if (!ec) {
-      auto c = std::make_shared<Conn>(std::move(s), auth_, counters_, 1024 * 1024);
+    if (ec) {
+      // Out of descriptors (EMFILE) or the like: retrying at once would spin.
+      retry_.expires_after(std::chrono::milliseconds(50));
+      retry_.async_wait([this](auto e) {
+        if (!e) accept();
+      });
+      return;
+    }
+    if (make_room_for_inbound(conns_, kMaxAdminClients, counters_)) {
+      auto c = std::make_shared<Conn>(std::move(s), crypto_, false, counters_, 1024 * 1024);
       conns_.insert(c);
       c->start([this](Conn& conn, std::uint8_t type, std::string_view body) { on_frame(conn, type, body); },
                [this](Conn& conn) { conns_.erase(conn.shared_from_this()); });
+    } else {
+      ++counters_.refused_connections;
     }
     accept();
   });
@@ -70,7 +81,7 @@ void AdminServer::on_frame(Conn& c, std::uint8_t type, std::string_view body) {
     c.close();
     return;
   }
-  Reply reply(c.weak_from_this(), req.id, &auth_, &context_);
+  Reply reply(c.weak_from_this(), req.id, &context_);
   auto it = handlers_.find(req.cmd);
   if (it == handlers_.end()) {
     reply.error(fmt::format("unknown command '{}'", req.cmd));

@@ -11,6 +11,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include "common/frame.h"
 #include "common/ids.h"
@@ -23,9 +24,8 @@ namespace rg::grid {
 class Reply {
  public:
   Reply() = default;
-  Reply(std::weak_ptr<Conn> conn, std::uint64_t id, const FrameAuth* auth,
-        const std::function<std::string()>* context)
-      : conn_(std::move(conn)), id_(id), auth_(auth), context_(context) {}
+  Reply(std::weak_ptr<Conn> conn, std::uint64_t id, const std::function<std::string()>* context)
+      : conn_(std::move(conn)), id_(id), context_(context) {}
   void ok(const std::string& json) const { send(AdminStatus::ok, json); }
   void more(const std::string& json) const { send(AdminStatus::more, json); }
   void error(const std::string& reason) const { send(AdminStatus::error, reason); }
@@ -35,15 +35,18 @@ class Reply {
   void send(AdminStatus status, const std::string& body) const;
   std::weak_ptr<Conn> conn_;
   std::uint64_t id_ = 0;
-  const FrameAuth* auth_ = nullptr;
   const std::function<std::string()>* context_ = nullptr;
 };
+
+// Admin clients connected at once; more are refused (counted).
+inline constexpr std::size_t kMaxAdminClients = 256;
 
 class AdminServer {
  public:
   using Handler = std::function<void(const AdminRequest&, Reply)>;
 
-  AdminServer(boost::asio::io_context& io, const Endpoint& at, const FrameAuth& auth,
+  // `crypto` holds the admin key (never the peer key): it seals the handshakes.
+  AdminServer(boost::asio::io_context& io, const Endpoint& at, DatagramCrypto& crypto,
               ConnCounters& counters);  // throws boost::system::system_error if it cannot bind
   void handle(const std::string& cmd, Handler h) { handlers_[cmd] = std::move(h); }
   // JSON object added to every answer (the agent puts master, replica, epoch in it).
@@ -57,7 +60,8 @@ class AdminServer {
   void on_frame(Conn& c, std::uint8_t type, std::string_view body);
 
   boost::asio::ip::tcp::acceptor acceptor_;
-  const FrameAuth& auth_;
+  boost::asio::steady_timer retry_;  // accept again after an error
+  DatagramCrypto& crypto_;
   ConnCounters& counters_;
   std::map<std::string, Handler> handlers_;
   std::function<std::string()> context_;

@@ -1,6 +1,8 @@
 #include "grid/conn.h"
 
+#include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
@@ -9,9 +11,35 @@ namespace rg::grid {
 
 namespace asio = boost::asio;
 
-Conn::Conn(asio::ip::tcp::socket socket, const FrameAuth& auth, ConnCounters& counters,
+namespace {
+std::uint64_t next_serial = 0;  // one io_context thread per process
+}  // namespace
+
+bool make_room_for_inbound(const std::set<std::shared_ptr<Conn>>& conns, std::size_t max_total,
+                           ConnCounters& counters) {
+  std::vector<std::shared_ptr<Conn>> waiting;
+  for (const auto& c : conns)
+    if (c->open() && !c->established()) waiting.push_back(c);
+  if (waiting.size() >= kMaxHandshaking) {
+    std::sort(waiting.begin(), waiting.end(), [](const auto& a, const auto& b) { return a->serial() < b->serial(); });
+    for (std::size_t i = 0; i + kMaxHandshaking <= waiting.size(); ++i) {
+      waiting[i]->close();
+      ++counters.handshakes_evicted;
+    }
+  }
+  std::size_t open = 0;
+  for (const auto& c : conns) open += c->open();
+  return open < max_total;
+}
+
+Conn::Conn(asio::ip::tcp::socket socket, DatagramCrypto& hs, bool initiator, ConnCounters& counters,
            std::size_t max_body)
-    : socket_(std::move(socket)), auth_(auth), counters_(counters), max_body_(max_body) {
+    : socket_(std::move(socket)),
+      crypto_(hs, initiator),
+      deadline_(socket_.get_executor()),
+      counters_(counters),
+      max_body_(max_body),
+      serial_(next_serial++) {
   boost::system::error_code ec;
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
 }
@@ -19,6 +47,17 @@ Conn::Conn(asio::ip::tcp::socket socket, const FrameAuth& auth, ConnCounters& co
 void Conn::start(FrameFn on_frame, CloseFn on_close) {
   on_frame_ = std::move(on_frame);
   on_close_ = std::move(on_close);
+  deadline_.expires_after(kHandshakeDeadline);
+  deadline_.async_wait([self = shared_from_this()](auto ec) {
+    if (ec || !self->open_ || self->crypto_.established()) return;
+    ++self->counters_.handshake_timeouts;
+    self->fail();
+  });
+  if (crypto_.initiator()) {
+    pending_.insert(0, crypto_.hello());
+    sealed_ = frame_size(pending_.data());
+    flush();
+  }
   read_more();
 }
 
@@ -30,9 +69,10 @@ std::string Conn::remote() const {
 }
 
 void Conn::read_more() {
-  constexpr std::size_t kChunk = 64 * 1024;
-  if (in_.size() < in_len_ + kChunk) in_.resize(in_len_ + kChunk);
-  socket_.async_read_some(asio::buffer(in_.data() + in_len_, in_.size() - in_len_),
+  // Before the handshake only a handshake frame may come: read no more than that.
+  std::size_t chunk = crypto_.established() ? 64 * 1024 : kHeaderSize + kHandshakeNonce + kMacSize - in_len_;
+  if (in_.size() < in_len_ + chunk) in_.resize(in_len_ + chunk);
+  socket_.async_read_some(asio::buffer(in_.data() + in_len_, chunk),
                           [self = shared_from_this()](auto ec, std::size_t n) {
                             if (ec) return self->fail();
                             self->in_len_ += n;
@@ -41,12 +81,37 @@ void Conn::read_more() {
                           });
 }
 
+// The peer's handshake: on success the connection is established, the
+// responder answers with its own, and what was queued meanwhile leaves.
+bool Conn::on_handshake(std::string_view frame) {
+  auto err = crypto_.on_hello(const_cast<char*>(frame.data()), frame.size());
+  if (err != FrameError::ok) return false;
+  deadline_.cancel();
+  if (!crypto_.initiator()) {
+    auto hello = crypto_.hello();
+    pending_.insert(0, hello);
+    sealed_ += hello.size();
+  }
+  flush();
+  return true;
+}
+
+bool Conn::open_frame(char* frame, std::size_t size, FrameHeader& h, std::string_view& body) {
+  auto err = crypto_.open(frame, size, max_body_, h, body);
+  if (err == FrameError::ok) return true;
+  ++counters_.bad_frames;
+  if (err == FrameError::out_of_order) ++counters_.replayed;
+  else ++counters_.unauthenticated;
+  return false;
+}
+
 void Conn::consume() {
   std::size_t pos = 0;
   while (open_ && in_len_ - pos >= kHeaderSize) {
     std::string_view rest(in_.data() + pos, in_len_ - pos);
     FrameHeader h;
-    auto err = auth_.check_header(rest, max_body_, h);
+    std::size_t cap = crypto_.established() ? max_body_ : kHandshakeNonce;
+    auto err = read_header(rest, crypto_.hs_cluster(), cap, h);
     if (err != FrameError::ok) {
       ++counters_.bad_frames;
       if (err == FrameError::wrong_cluster) ++counters_.unauthenticated;
@@ -54,16 +119,19 @@ void Conn::consume() {
     }
     std::size_t total = kHeaderSize + h.body_len + kMacSize;
     if (rest.size() < total) break;
-    std::string_view body;
-    err = auth_.open(rest.substr(0, total), max_body_, h, body);
-    if (err != FrameError::ok) {
-      ++counters_.bad_frames;
-      ++counters_.unauthenticated;
-      return fail();
+    pos += total;
+    if (!crypto_.established()) {
+      if (!on_handshake(rest.substr(0, total))) {
+        ++counters_.bad_frames;
+        ++counters_.unauthenticated;
+        return fail();
+      }
+      continue;
     }
+    std::string_view body;
+    if (!open_frame(in_.data() + pos - total, total, h, body)) return fail();
     ++counters_.frames_in;
     counters_.bytes_in += total;
-    pos += total;
     on_frame_(*this, h.type, body);
   }
   if (!open_) return;
@@ -81,21 +149,39 @@ void Conn::send_frame(std::string_view frame) {
   flush();
 }
 
+// Seals every queued frame not sealed yet, in order (each takes the next counter).
+void Conn::seal_pending() {
+  if (!crypto_.established()) return;
+  while (sealed_ < pending_.size()) {
+    char* f = pending_.data() + sealed_;
+    crypto_.seal(f);
+    sealed_ += frame_size(f);
+  }
+}
+
 void Conn::flush() {
-  if (!open_ || write_in_flight_ || pending_.empty()) return;
+  if (!open_ || write_in_flight_) return;
+  seal_pending();
+  if (sealed_ == 0) return;
   write_more();
 }
 
 void Conn::write_more() {
   writing_.clear();
-  writing_.swap(pending_);
+  if (sealed_ == pending_.size()) {
+    writing_.swap(pending_);
+  } else {
+    writing_.assign(pending_, 0, sealed_);
+    pending_.erase(0, sealed_);
+  }
+  sealed_ = 0;
   write_in_flight_ = true;
   ++counters_.frames_out;
   counters_.bytes_out += writing_.size();
   asio::async_write(socket_, asio::buffer(writing_), [self = shared_from_this()](auto ec, std::size_t) {
     self->write_in_flight_ = false;
     if (ec) return self->fail();
-    if (!self->pending_.empty() && self->open_) self->write_more();
+    if (self->open_) self->flush();
   });
 }
 
@@ -103,9 +189,11 @@ void Conn::close() {
   if (!open_) return;
   open_ = false;
   boost::system::error_code ec;
+  deadline_.cancel();
   socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
   socket_.close(ec);
   pending_.clear();
+  sealed_ = 0;
   if (on_close_) {
     auto fn = std::move(on_close_);
     on_close_ = nullptr;

@@ -18,13 +18,19 @@ std::optional<double> number(const std::string& s) {
 
 std::string FaultRules::apply(const std::vector<std::string>& a) {
   const char* usage =
-      "usage: fault drop PEER PERCENT [in|out|both] | delay PEER MS | drop-app CHANNEL [in|out] | disk fail|ok | clear";
+      "usage: fault drop PEER PERCENT [in|out|both] | delay PEER MS | drop-app CHANNEL [in|out] | disk fail|ok | "
+      "replay-hole on|off | clear";
   if (a.empty()) return usage;
   if (a[0] == "clear" && a.size() == 1) {
     peers_.clear();
     channels_in_.clear();
     channels_out_.clear();
     disk_error_.clear();
+    replay_hole_ = false;
+    return {};
+  }
+  if (a[0] == "replay-hole" && a.size() == 2 && (a[1] == "on" || a[1] == "off")) {
+    replay_hole_ = a[1] == "on";
     return {};
   }
   if (a[0] == "disk" && a.size() == 2 && (a[1] == "fail" || a[1] == "ok")) {
@@ -68,6 +74,7 @@ std::string FaultRules::describe() const {
   j["dropped"] = dropped;
   j["delayed"] = delayed;
   j["disk_error"] = disk_error_;
+  j["replay_hole"] = replay_hole_;
   return j.dump();
 }
 

@@ -35,12 +35,15 @@ class FaultRules {
   bool drop_channel_in(const std::string& channel) const { return channels_in_.count(channel) > 0; }
   bool drop_channel_out(const std::string& channel) const { return channels_out_.count(channel) > 0; }
   bool any() const { return !peers_.empty() || !channels_in_.empty() || !channels_out_.empty(); }
+  // A planted hole, to show the attacker tests can fail: datagrams are
+  // taken without the session and replay checks (grid/sessions.h).
+  bool replay_hole() const { return replay_hole_; }
   // Non-empty while saves of the data dir are to fail, with this reason.
   const std::string& disk_error() const { return disk_error_; }
 
   // Applies one admin command; returns "" or a one-line reason.
   //   drop PEER PERCENT [in|out|both]   delay PEER MS   drop-app CHANNEL [in|out]
-  //   disk fail|ok   clear
+  //   disk fail|ok   replay-hole on|off   clear
   std::string apply(const std::vector<std::string>& args);
   std::string describe() const;  // JSON
   std::uint64_t dropped = 0;
@@ -61,6 +64,7 @@ class FaultRules {
   std::map<NodeId, Peer> peers_;
   std::set<std::string> channels_in_, channels_out_;
   std::string disk_error_;
+  bool replay_hole_ = false;
 };
 
 }  // namespace rg::grid

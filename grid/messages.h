@@ -17,6 +17,8 @@ enum class MsgType : std::uint8_t {
   heartbeat = 1,
   leave = 2,
   refuse = 3,
+  challenge = 4,         // datagram: prove your session is live (grid/sessions.h)
+  challenge_answer = 5,  // datagram: the nonce of a challenge, sealed under the challenged session
   hello = 10,   // opens (or re-opens) an origin's stream to one receiver
   data = 11,    // a batch of writes of one origin's stream
   ack = 12,     // receiver -> origin: cumulative
@@ -89,6 +91,26 @@ struct Refuse {
     rg::io(ar, target);
     rg::io(ar, target_incarnation);
     rg::io(ar, reason);
+  }
+};
+
+// Sent to the address an unverified session's datagram came from; only
+// the process that owns `session` answers.
+struct Challenge {
+  std::string session;  // kSessionSize bytes
+  std::uint64_t nonce = 0;
+  template <class Ar>
+  void io(Ar& ar) {
+    rg::io(ar, session);
+    rg::io(ar, nonce);
+  }
+};
+
+struct ChallengeAnswer {
+  std::uint64_t nonce = 0;
+  template <class Ar>
+  void io(Ar& ar) {
+    rg::io(ar, nonce);
   }
 };
 

@@ -47,7 +47,8 @@ udp::endpoint to_udp(const std::string& address) {
 Node::Node(asio::io_context& io, NodeConfig config)
     : io_(io),
       config_(std::move(config)),
-      auth_(config_.cluster, config_.secret),
+      crypto_(cluster_id_of(config_.cluster), derive_ring(config_.cluster, config_.secrets, KeyUse::peer)),
+      admin_crypto_(cluster_id_of(config_.cluster), derive_ring(config_.cluster, config_.secrets, KeyUse::admin)),
       topology_(config_.members),
       self_index_(*topology_.index_of(config_.node)),
       incarnation_(new_incarnation()),
@@ -56,11 +57,11 @@ Node::Node(asio::io_context& io, NodeConfig config)
       udp_(io),
       acceptor_(io),
       timer_(io),
-      ctx_{io, config_, auth_, Sender{config_.node, incarnation_}, counters_, faults_},
+      ctx_{io, config_, crypto_, Sender{config_.node, incarnation_}, counters_, faults_},
       links_(ctx_, conn_counters_,
              [this](Conn& c, std::uint8_t type, std::string_view body) { on_frame(&c, type, body); }),
       writes_(ctx_, self_index_, store_, links_,
-              config_.multicast ? WritePath::Multicast([this](const std::string& d) { send_udp(group_, d); })
+              config_.multicast ? WritePath::Multicast([this](std::string& d) { seal_and_send(group_, d); })
                                 : WritePath::Multicast()),
       sync_(ctx_, store_, membership_, links_),
       quorum_(ctx_, topology_, membership_, links_) {
@@ -96,7 +97,7 @@ void Node::open_sockets() {
     fail("listen on TCP", config_.listen.str(), e);
   }
   try {
-    admin_ = std::make_unique<AdminServer>(io_, config_.admin, auth_, conn_counters_);
+    admin_ = std::make_unique<AdminServer>(io_, config_.admin, admin_crypto_, conn_counters_);
   } catch (const boost::system::system_error& e) {
     fail("listen on admin", config_.admin.str(), e);
   }
@@ -150,7 +151,7 @@ void Node::receive_udp(udp::socket& s, std::string& buf, udp::endpoint& from) {
     if (ec == asio::error::operation_aborted) return;
     if (!ec) {
       ++counters_.datagrams_in;
-      on_datagram(std::string_view(buf.data(), n));
+      on_datagram(buf.data(), n, from);
     }
     // Drain what else is already queued before going back to the loop (the
     // socket is non-blocking: one EAGAIN ends the burst).
@@ -159,7 +160,7 @@ void Node::receive_udp(udp::socket& s, std::string& buf, udp::endpoint& from) {
       n = s.receive_from(asio::buffer(buf), from, 0, e2);
       if (e2) break;
       ++counters_.datagrams_in;
-      on_datagram(std::string_view(buf.data(), n));
+      on_datagram(buf.data(), n, from);
     }
     if (!ctx_.leaving || s.is_open()) receive_udp(s, buf, from);
   });
@@ -168,7 +169,15 @@ void Node::receive_udp(udp::socket& s, std::string& buf, udp::endpoint& from) {
 void Node::accept_tcp() {
   acceptor_.async_accept([this](auto ec, tcp::socket s) {
     if (ec == asio::error::operation_aborted) return;
-    if (!ec) links_.adopt(std::move(s));
+    if (ec) {
+      // Out of descriptors (EMFILE) or the like: retrying at once would spin.
+      auto t = std::make_shared<asio::steady_timer>(io_, milliseconds(50));
+      t->async_wait([this, t](auto e) {
+        if (!e && !ctx_.leaving) accept_tcp();
+      });
+      return;
+    }
+    links_.adopt(std::move(s));
     accept_tcp();
   });
 }
@@ -238,7 +247,15 @@ void Node::on_event(const MembershipEvent& e, Time now) {
 }
 
 void Node::send_udp(const udp::endpoint& to, const std::string& frame) {
+  udp_out_.assign(frame);
+  seal_and_send(to, udp_out_);
+}
+
+void Node::seal_and_send(const udp::endpoint& to, std::string& frame) {
   if (to.port() == 0) return;
+  // Each send takes a counter of its own (the receivers' replay windows
+  // count datagrams, and the counter is half the nonce).
+  crypto_.seal(frame.data());
   boost::system::error_code ec;
   udp_.send_to(asio::buffer(frame), to, 0, ec);
   if (ec) ++counters_.send_errors;

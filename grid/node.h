@@ -40,6 +40,7 @@
 #include "grid/node_config.h"
 #include "grid/node_context.h"
 #include "grid/peer_links.h"
+#include "grid/sessions.h"
 #include "grid/quorum_host.h"
 #include "grid/state_sync.h"
 #include "grid/write_path.h"
@@ -133,14 +134,21 @@ class Node {
   void send_heartbeat(Time now);
   void drain_membership(Time now);
   void on_event(const MembershipEvent& e, Time now);
+  // Datagrams leave sealed under our session; `frame` is unsealed. The
+  // in-place form seals (and so consumes) the caller's buffer.
   void send_udp(const boost::asio::ip::udp::endpoint& to, const std::string& frame);
   void send_udp(const std::string& address, const std::string& frame);  // HOST:PORT
+  void seal_and_send(const boost::asio::ip::udp::endpoint& to, std::string& frame);
   void broadcast_udp(const std::string& frame);
   // True if the fault rules drop (or delay, re-dispatching later) a message from `from`.
   bool fault_in(const NodeId& from, std::function<void()> redo);
 
   // node_dispatch.cpp: every incoming message, whatever its transport
-  void on_datagram(std::string_view bytes);
+  void on_datagram(char* bytes, std::size_t size, const boost::asio::ip::udp::endpoint& from);
+  void on_unverified(const FrameHeader& h, MsgType type, std::string_view body,
+                     const boost::asio::ip::udp::endpoint& from, Time now);
+  void on_challenge(const FrameHeader& h, MsgType type, std::string_view body,
+                    const boost::asio::ip::udp::endpoint& from, Time now);
   void on_frame(Conn* conn, std::uint8_t type, std::string_view body);
   void dispatch(Conn* conn, MsgType type, std::string_view body);
   void malformed(Conn* conn);
@@ -162,7 +170,12 @@ class Node {
 
   boost::asio::io_context& io_;
   NodeConfig config_;
-  FrameAuth auth_;
+  DatagramCrypto crypto_;        // peer key: datagrams and link handshakes
+  DatagramCrypto admin_crypto_;  // admin key: admin connection handshakes
+  PeerSessions sessions_;        // which datagram senders are proven live
+  std::string udp_out_;          // scratch: a datagram being sealed
+  Time answer_window_{};         // challenge answers are rate-limited per 100 ms
+  int answers_in_window_ = 0;
   Topology topology_;
   MemberIndex self_index_;
   Incarnation incarnation_;

@@ -46,7 +46,7 @@ std::string validate(const NodeConfig& c) {
     if (c.multicast->port == c.listen.port)
       return "--multicast port must differ from the --listen port";
   }
-  if (c.secret.empty()) return "the cluster secret is empty (--secret-file names a file with the secret)";
+  if (c.secrets.empty()) return "no cluster secret (--secret-file names a file with the secret)";
   if (!valid_node_id(c.cluster)) return fmt::format("--cluster '{}' is not a valid name ([a-z0-9-]{{1,32}})", c.cluster);
   if (c.heartbeat_interval < milliseconds(5)) return "--heartbeat-interval must be at least 5ms";
   if (c.failure_timeout < 2 * c.heartbeat_interval)

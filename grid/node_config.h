@@ -18,7 +18,9 @@ struct NodeConfig {
   std::optional<Endpoint> multicast;  // discovery + replication group
   std::vector<Endpoint> seeds;        // unicast mode
   std::string cluster = "rolegrid";
-  std::string secret;
+  // Decoded secrets (common/keys.h): the first seals, every one opens; two
+  // during a rotation.
+  std::vector<std::string> secrets;
   Duration heartbeat_interval = milliseconds(100);
   Duration failure_timeout = milliseconds(1000);
   Duration probe_timeout = milliseconds(250);

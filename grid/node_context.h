@@ -23,6 +23,10 @@ struct NodeCounters {
   std::uint64_t datagrams_out = 0;
   std::uint64_t datagrams_dropped = 0;  // malformed, oversized, undecodable
   std::uint64_t unauthenticated = 0;    // bad authenticator or wrong cluster (UDP and TCP)
+  std::uint64_t replayed = 0;           // authentic datagrams seen before, or from another sender's session
+  std::uint64_t unverified = 0;         // authentic datagrams from a session not (yet) proven live
+  std::uint64_t challenges_sent = 0;
+  std::uint64_t challenges_answered = 0;
   std::uint64_t decode_errors = 0;      // authenticated but undecodable
   std::uint64_t send_errors = 0;
   std::uint64_t writes_local = 0;
@@ -41,13 +45,14 @@ struct NodeCounters {
 struct NodeContext {
   boost::asio::io_context& io;
   const NodeConfig& config;
-  const FrameAuth& auth;
+  DatagramCrypto& crypto;  // peer key: seals datagrams and connection handshakes
   Sender self;  // this node and its incarnation
   NodeCounters& counters;
   std::optional<FaultRules>& faults;
   bool leaving = false;  // the node said goodbye: no new work
 
-  // One sealed frame: header, the archive of {self, msg}, authenticator.
+  // One frame, unsealed: header, the archive of {self, msg}, tag space. The
+  // transport seals it as it leaves (a connection, or send_udp).
   template <class M>
   std::string frame(MsgType type, const M& msg) const {
     std::string out;
@@ -57,9 +62,9 @@ struct NodeContext {
   // The same, appended to `out` in place (a connection's send queue).
   template <class M>
   void append_frame(std::string& out, MsgType type, const M& msg) const {
-    auto start = auth.begin(out);
+    auto start = frame_begin(out);
     encode_into(out, Envelope<M>{self, msg});
-    auth.seal(out, start, static_cast<std::uint8_t>(type));
+    frame_end(out, start, static_cast<std::uint8_t>(type));
   }
   // Fault injection: whether messages to `peer` are to be dropped now.
   bool drop_out(const NodeId& peer) { return faults && faults->drop_out(peer); }

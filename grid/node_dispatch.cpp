@@ -7,6 +7,7 @@
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/post.hpp>
 #include <fmt/format.h>
+#include <sodium.h>
 
 #include "common/log.h"
 #include "grid/envelope.h"
@@ -34,16 +35,77 @@ bool stream_message(MsgType type) {
 
 }  // namespace
 
-void Node::on_datagram(std::string_view bytes) {
+void Node::on_datagram(char* bytes, std::size_t size, const boost::asio::ip::udp::endpoint& src) {
   FrameHeader h;
   std::string_view body;
-  auto err = auth_.open(bytes, kMaxDatagramBody, h, body);
+  auto err = crypto_.open(bytes, size, kMaxDatagramBody, h, body);
   if (err != FrameError::ok) {
     if (err == FrameError::bad_mac || err == FrameError::wrong_cluster) ++counters_.unauthenticated;
     else ++counters_.datagrams_dropped;
     return;
   }
-  dispatch(nullptr, static_cast<MsgType>(h.type), body);
+  if (h.session == crypto_.session()) return;  // our own multicast, looped back
+  auto type = static_cast<MsgType>(h.type);
+  auto now = Clock::now();
+  if (type == MsgType::challenge || type == MsgType::challenge_answer) return on_challenge(h, type, body, src, now);
+  Envelope<SyncRequest> head;  // decodes just the sender
+  if (!decode(body, head)) {
+    ++counters_.decode_errors;
+    return;
+  }
+  // Only fresh datagrams of a session proven live count: a recording
+  // replayed (of a dead process, or of one seen already) has no effect.
+  if (faults_ && faults_->replay_hole()) return dispatch(nullptr, type, body);
+  switch (sessions_.check(h.session, h.counter, head.from, now)) {
+    case PeerSessions::Verdict::fresh: return dispatch(nullptr, type, body);
+    case PeerSessions::Verdict::unverified: return on_unverified(h, type, body, src, now);
+    default: ++counters_.replayed;
+  }
+}
+
+// A datagram from a session not proven live: dropped, but its sender is
+// challenged at the address it came from (its latest heartbeat is kept for
+// when it answers).
+void Node::on_unverified(const FrameHeader& h, MsgType type, std::string_view body,
+                         const boost::asio::ip::udp::endpoint& src, Time now) {
+  ++counters_.unverified;
+  if (type == MsgType::heartbeat) sessions_.park(h.session, std::string(body));
+  std::uint64_t nonce = 0;
+  while (nonce == 0) randombytes_buf(&nonce, sizeof nonce);
+  if (!sessions_.challenge(h.session, nonce, now)) return;
+  ++counters_.challenges_sent;
+  std::string session(reinterpret_cast<const char*>(h.session.data()), h.session.size());
+  send_udp(src, frame(MsgType::challenge, Challenge{session, nonce}));
+}
+
+void Node::on_challenge(const FrameHeader& h, MsgType type, std::string_view body,
+                        const boost::asio::ip::udp::endpoint& src, Time now) {
+  if (type == MsgType::challenge) {
+    Envelope<Challenge> e;
+    if (!decode(body, e)) {
+      ++counters_.decode_errors;
+      return;
+    }
+    const auto& mine = crypto_.session();
+    if (e.msg.session != std::string_view(reinterpret_cast<const char*>(mine.data()), mine.size())) return;
+    // Replayed challenges cost an answer each: a bounded number.
+    if (now - answer_window_ >= milliseconds(100)) {
+      answer_window_ = now;
+      answers_in_window_ = 0;
+    }
+    if (++answers_in_window_ > 50) return;
+    ++counters_.challenges_answered;
+    return send_udp(src, frame(MsgType::challenge_answer, ChallengeAnswer{e.msg.nonce}));
+  }
+  Envelope<ChallengeAnswer> e;
+  if (!decode(body, e)) {
+    ++counters_.decode_errors;
+    return;
+  }
+  auto parked = sessions_.on_answer(h.session, e.msg.nonce, h.counter, e.from, now);
+  if (!parked) return;
+  log::debug("datagram session of {} (incarnation {}) verified", e.from.node, e.from.incarnation);
+  if (!parked->empty()) dispatch(nullptr, MsgType::heartbeat, *parked);
 }
 
 void Node::on_frame(Conn* conn, std::uint8_t type, std::string_view body) {
@@ -150,7 +212,9 @@ void Node::on_refuse(std::string_view body) {
     ++counters_.decode_errors;
     return;
   }
-  if (e.msg.target != config_.node || e.msg.target_incarnation != incarnation_) {
+  // Only a member of our own list may refuse us: a stray process with
+  // another member list (which we refuse) must not stop the cluster.
+  if (e.msg.target != config_.node || e.msg.target_incarnation != incarnation_ || !topology_.contains(e.from.node)) {
     ++counters_.refused_messages;
     return;
   }

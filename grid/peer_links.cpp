@@ -13,6 +13,8 @@ using asio::ip::tcp;
 
 namespace {
 constexpr std::size_t kMaxBacklog = 64 * 1024 * 1024;
+// Inbound connections at once: a link per peer, probes, relays; far fewer in practice.
+constexpr std::size_t kMaxInbound = 512;
 }  // namespace
 
 PeerLinks::PeerLinks(NodeContext& ctx, ConnCounters& conn_counters, FrameFn on_frame)
@@ -104,7 +106,7 @@ void PeerLinks::connect(const NodeId& peer) {
       l.retry_at = Clock::now() + milliseconds(100);
       return;
     }
-    l.conn = std::make_shared<Conn>(std::move(*sock), ctx_.auth, conn_counters_, kMaxStreamBody);
+    l.conn = std::make_shared<Conn>(std::move(*sock), ctx_.crypto, true, conn_counters_, kMaxStreamBody);
     l.conn->tag = peer;
     l.conn->start(on_frame_, [this, peer](Conn& c) {
       auto it2 = links_.find(peer);
@@ -133,7 +135,11 @@ void PeerLinks::close(const NodeId& peer) {
 }
 
 void PeerLinks::adopt(tcp::socket socket) {
-  start_inbound(std::make_shared<Conn>(std::move(socket), ctx_.auth, conn_counters_, kMaxStreamBody));
+  if (!make_room_for_inbound(inbound_, kMaxInbound, conn_counters_)) {
+    ++conn_counters_.refused_connections;
+    return;  // the socket closes as it goes out of scope
+  }
+  start_inbound(std::make_shared<Conn>(std::move(socket), ctx_.crypto, false, conn_counters_, kMaxStreamBody));
 }
 
 void PeerLinks::start_inbound(std::shared_ptr<Conn> c) {
@@ -155,7 +161,7 @@ void PeerLinks::probe(const ProbeOrder& order, ProbeDone done) {
   auto msg = ctx_.frame(MsgType::probe_relay, ProbeRelay{nonce, order.target, order.address});
   sock->async_connect(tcp::endpoint(asio::ip::make_address(ep->host), ep->port), [this, sock, msg, nonce](auto ec) {
     if (ec || ctx_.leaving) return relay_result(nonce, false);
-    auto c = std::make_shared<Conn>(std::move(*sock), ctx_.auth, conn_counters_, 4096);
+    auto c = std::make_shared<Conn>(std::move(*sock), ctx_.crypto, true, conn_counters_, 4096);
     start_inbound(c);
     c->send_frame(msg);
   });
@@ -169,6 +175,8 @@ void PeerLinks::relay_result(std::uint64_t nonce, bool reached) {
   fn(reached);
 }
 
+// A probe is answered on its own fresh connection (so after its own
+// handshake): an answer recorded earlier cannot pass for a live target.
 void PeerLinks::direct_probe(const NodeId& target, const std::string& address, ProbeDone done) {
   auto ep = parse_endpoint(address);
   if (!ep) return done(false);
@@ -176,38 +184,37 @@ void PeerLinks::direct_probe(const NodeId& target, const std::string& address, P
   struct State {
     tcp::socket sock;
     asio::steady_timer timer;
+    std::shared_ptr<Conn> conn;
     ProbeDone done;
-    std::string out, in;
     bool finished = false;
     explicit State(asio::io_context& io) : sock(io), timer(io) {}
     void finish(bool ok) {
       if (finished) return;
       finished = true;
-      boost::system::error_code ec;
       timer.cancel();
+      boost::system::error_code ec;
       sock.close(ec);
+      if (conn) conn->close();
       done(ok);
     }
   };
   auto st = std::make_shared<State>(ctx_.io);
   st->done = std::move(done);
-  st->out = ctx_.frame(MsgType::probe, Probe{ctx_.counters.probes});
+  auto nonce = ctx_.counters.probes;
   st->timer.expires_after(ctx_.config.probe_timeout);
   st->timer.async_wait([st](auto ec) {
     if (!ec) st->finish(false);
   });
-  st->sock.async_connect(tcp::endpoint(asio::ip::make_address(ep->host), ep->port), [this, st](auto ec) {
-    if (ec) return st->finish(false);
-    asio::async_write(st->sock, asio::buffer(st->out), [this, st](auto ec2, std::size_t) {
-      if (ec2) return st->finish(false);
-      st->in.resize(kHeaderSize);
-      asio::async_read(st->sock, asio::buffer(st->in), [this, st](auto ec3, std::size_t) {
-        FrameHeader h;
-        bool ok = !ec3 && ctx_.auth.check_header(st->in, 4096, h) == FrameError::ok &&
-                  h.type == static_cast<std::uint8_t>(MsgType::probe_ack);
-        st->finish(ok);
-      });
-    });
+  st->sock.async_connect(tcp::endpoint(asio::ip::make_address(ep->host), ep->port), [this, st, nonce](auto ec) {
+    if (ec || st->finished) return st->finish(false);
+    st->conn = std::make_shared<Conn>(std::move(st->sock), ctx_.crypto, true, conn_counters_, 4096);
+    st->conn->start(
+        [st, nonce](Conn&, std::uint8_t type, std::string_view body) {
+          Envelope<Probe> e;
+          st->finish(type == static_cast<std::uint8_t>(MsgType::probe_ack) && decode(body, e) && e.msg.nonce == nonce);
+        },
+        [st](Conn&) { st->finish(false); });
+    st->conn->send_frame(ctx_.frame(MsgType::probe, Probe{nonce}));
   });
 }
 

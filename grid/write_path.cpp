@@ -57,9 +57,9 @@ void WritePath::send_batches(std::uint64_t first, const std::vector<const Write*
     std::size_t j = i, bytes = 0;
     while (j < writes.size() && (j == i || bytes + write_size(*writes[j]) <= budget)) bytes += write_size(*writes[j++]);
     std::string out;
-    auto start = ctx_.auth.begin(out);
+    auto start = frame_begin(out);
     encode_into(out, DataOut{&ctx_.self, first + i, writes.data() + i, static_cast<std::uint32_t>(j - i)});
-    ctx_.auth.seal(out, start, static_cast<std::uint8_t>(MsgType::data));
+    frame_end(out, start, static_cast<std::uint8_t>(MsgType::data));
     send(out);
     i = j;
   }
@@ -69,9 +69,9 @@ void WritePath::flush() {
   std::uint64_t first = 0;
   auto writes = sender_.take_sendable(first);
   if (multicast_) {
-    send_batches(first, writes, kDatagramBudget, [&](const std::string& out) { multicast_(out); });
+    send_batches(first, writes, kDatagramBudget, [&](std::string& out) { multicast_(out); });
   } else {
-    send_batches(first, writes, kFrameBudget, [&](const std::string& out) {
+    send_batches(first, writes, kFrameBudget, [&](std::string& out) {
       for (const auto& [peer, acked] : sender_.acks()) links_.send_frame(peer, out);
     });
   }

@@ -27,7 +27,7 @@ class WritePath {
  public:
   using DoneFn = std::function<void(bool ok, const std::string& error)>;
   // Sends one sealed datagram to the multicast group; null in unicast mode.
-  using Multicast = std::function<void(const std::string& datagram)>;
+  using Multicast = std::function<void(std::string& datagram)>;  // unsealed; sealed in place as it leaves
 
   WritePath(NodeContext& ctx, MemberIndex self_index, Store& store, PeerLinks& links, Multicast multicast);
 

@@ -14,31 +14,64 @@
 
 #include "common/codec.h"
 #include "common/ids.h"
+#include "common/keys.h"
 #include "grid/messages.h"
 
 namespace rg::tools {
 
 namespace asio = boost::asio;
 
-std::string read_secret_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw std::runtime_error(fmt::format("cannot read secret file '{}'", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  auto s = ss.str();
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
-  if (s.empty()) throw std::runtime_error(fmt::format("secret file '{}' is empty", path));
-  return s;
-}
-
 AdminClient::AdminClient(const std::string& node, const std::string& cluster, const std::string& secret,
                          std::chrono::milliseconds timeout)
-    : socket_(io_), auth_(cluster, secret), timeout_(timeout) {
+    : socket_(io_),
+      hs_(cluster_id_of(cluster), derive_ring(cluster, {secret}, KeyUse::admin)),
+      crypto_(hs_, true),
+      timeout_(timeout) {
   std::string why;
   auto ep = parse_endpoint(node, &why);
   if (!ep) throw std::runtime_error(fmt::format("--node: {}", why));
   connect(asio::ip::tcp::endpoint(asio::ip::make_address(ep->host), ep->port), node);
   socket_.set_option(asio::ip::tcp::no_delay(true));
+  handshake(node);
+}
+
+// Our nonce out, the node's back: from then on both sides hold keys no
+// earlier connection had, so nothing recorded can be replayed into this one.
+void AdminClient::handshake(const std::string& node) {
+  out_ = crypto_.hello();
+  flush();
+  auto deadline = std::chrono::steady_clock::now() + timeout_;
+  std::size_t want = kHeaderSize + kHandshakeNonce + kMacSize;
+  while (in_.size() < want) {
+    if (!wait_readable(deadline)) throw std::runtime_error(fmt::format("no handshake from {} within {} ms", node, timeout_.count()));
+    read_some();
+  }
+  auto err = crypto_.on_hello(in_.data(), want);
+  if (err != FrameError::ok)
+    throw std::runtime_error(fmt::format("bad handshake from the node ({}): wrong --cluster or secret?", to_string(err)));
+  in_.erase(0, want);
+}
+
+bool AdminClient::wait_readable(std::chrono::steady_clock::time_point deadline) {
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    pollfd p{socket_.native_handle(), POLLIN, 0};
+    int n = ::poll(&p, 1, static_cast<int>(std::max<std::int64_t>(left.count(), 0)));
+    if (n > 0) return true;
+    if (left.count() <= 0) return false;
+  }
+}
+
+void AdminClient::read_some() {
+  char buf[65536];
+  boost::system::error_code ec;
+  std::size_t got = socket_.read_some(asio::buffer(buf), ec);
+  if (ec) {
+    if (ec == asio::error::eof)
+      throw std::runtime_error("the node closed the connection (wrong --cluster or secret file?)");
+    throw std::runtime_error(fmt::format("lost the connection to the node: {}", ec.message()));
+  }
+  in_.append(buf, got);
 }
 
 void AdminClient::connect(const asio::ip::tcp::endpoint& to, const std::string& node) {
@@ -64,9 +97,10 @@ void AdminClient::connect(const asio::ip::tcp::endpoint& to, const std::string& 
 
 std::uint64_t AdminClient::send(const std::string& cmd, const std::vector<std::string>& args) {
   grid::AdminRequest req{next_id_++, cmd, args};
-  auto start = auth_.begin(out_);
+  auto start = frame_begin(out_);
   encode_into(out_, req);
-  auth_.seal(out_, start, static_cast<std::uint8_t>(grid::MsgType::admin_request));
+  frame_end(out_, start, static_cast<std::uint8_t>(grid::MsgType::admin_request));
+  crypto_.seal(out_.data() + start);
   return req.id;
 }
 
@@ -83,13 +117,13 @@ std::optional<grid::AdminResponse> AdminClient::read(std::chrono::milliseconds t
   for (;;) {
     if (in_.size() >= kHeaderSize) {
       FrameHeader h;
-      auto err = auth_.check_header(in_, kMaxStreamBody, h);
+      auto err = read_header(in_, hs_.cluster_id(), kMaxStreamBody, h);
       if (err != FrameError::ok)
         throw std::runtime_error(fmt::format("bad answer from the node ({}): wrong --cluster or secret?", to_string(err)));
       std::size_t total = kHeaderSize + h.body_len + kMacSize;
       if (in_.size() >= total) {
         std::string_view body;
-        err = auth_.open(std::string_view(in_).substr(0, total), kMaxStreamBody, h, body);
+        err = crypto_.open(in_.data(), total, kMaxStreamBody, h, body);
         if (err != FrameError::ok) throw std::runtime_error(fmt::format("bad answer from the node ({})", to_string(err)));
         grid::AdminResponse r;
         if (!decode(body, r)) throw std::runtime_error("undecodable answer from the node");
@@ -97,22 +131,8 @@ std::optional<grid::AdminResponse> AdminClient::read(std::chrono::milliseconds t
         return r;
       }
     }
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    pollfd p{socket_.native_handle(), POLLIN, 0};
-    int n = ::poll(&p, 1, static_cast<int>(std::max<std::int64_t>(left.count(), 0)));
-    if (n <= 0) {
-      if (left.count() <= 0) return std::nullopt;
-      continue;
-    }
-    char buf[65536];
-    boost::system::error_code ec;
-    std::size_t got = socket_.read_some(asio::buffer(buf), ec);
-    if (ec) {
-      if (ec == asio::error::eof)
-        throw std::runtime_error("the node closed the connection (wrong --cluster or secret file?)");
-      throw std::runtime_error(fmt::format("lost the connection to the node: {}", ec.message()));
-    }
-    in_.append(buf, got);
+    if (!wait_readable(deadline)) return std::nullopt;
+    read_some();
   }
 }
 

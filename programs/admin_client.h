@@ -18,8 +18,9 @@ namespace rg::tools {
 
 class AdminClient {
  public:
-  // Throws std::runtime_error with a one-line reason if it cannot connect
-  // within `timeout`.
+  // Connects and runs the handshake (common/frame.h) with the admin key of
+  // `secret` (decoded, see read_secret_file). Throws std::runtime_error with
+  // a one-line reason if it cannot within `timeout`.
   AdminClient(const std::string& node, const std::string& cluster, const std::string& secret,
               std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
 
@@ -34,17 +35,19 @@ class AdminClient {
 
  private:
   void connect(const boost::asio::ip::tcp::endpoint& to, const std::string& node);
+  void handshake(const std::string& node);
+  // Waits (poll) until the socket is readable or `deadline`; false on timeout.
+  bool wait_readable(std::chrono::steady_clock::time_point deadline);
+  void read_some();
 
   boost::asio::io_context io_;
   boost::asio::ip::tcp::socket socket_;
-  FrameAuth auth_;
+  DatagramCrypto hs_;
+  StreamCrypto crypto_;
   std::chrono::milliseconds timeout_;
   std::string out_;
   std::string in_;
   std::uint64_t next_id_ = 1;
 };
-
-// Reads a secret file the way rolegrid does (trailing newline dropped).
-std::string read_secret_file(const std::string& path);
 
 }  // namespace rg::tools

@@ -30,7 +30,7 @@ Duration duration_or_throw(const std::string& opt, const std::string& text) {
 
 // Option values as text, before they are checked and converted.
 struct RawOptions {
-  std::string members, listen, admin, multicast, seeds, secret_file;
+  std::string members, listen, admin, multicast, seeds, secret_file, accept_secret_file;
   std::string heartbeat = "100ms", failure = "1000ms", probe = "250ms", anti_entropy = "5s";
   std::string hook_timeout = "10s", failover_timeout = "5s", broadcast_timeout = "500ms", failover_backoff = "2s",
               eviction_delay = "5s", prefer, http, watchdog_mode;
@@ -46,8 +46,11 @@ void define_grid_options(CLI::App& app, grid::NodeConfig& c, RawOptions& r) {
                  "(TTL 1, sent on the --listen interface)");
   app.add_option("--seeds", r.seeds, "HOST:PORT,...: listen addresses of other members, for unicast mode "
                  "(no multicast)");
-  app.add_option("--secret-file", r.secret_file, "file holding the cluster secret; every datagram and frame "
-                 "is authenticated with a key derived from it")/*required*/;
+  app.add_option("--secret-file", r.secret_file, "file holding the cluster secret (base64 of 32+ random bytes, "
+                 "mode 600; make one with 'rolegrid keygen FILE'); every datagram and frame is encrypted and "
+                 "authenticated with keys derived from it")/*required*/;
+  app.add_option("--accept-secret-file", r.accept_secret_file, "a second secret also accepted (never used to "
+                 "send): the other one during a rotation (README, Security)");
   app.add_option("--cluster", c.cluster, "cluster name; nodes of different clusters ignore each other")
       ->capture_default_str();
   app.add_option("--heartbeat-interval", r.heartbeat, "how often a node announces itself")->capture_default_str();
@@ -128,10 +131,14 @@ void apply_grid_options(grid::NodeConfig& c, const RawOptions& r) {
   c.admin = endpoint_or_throw("--admin", r.admin);
   if (!r.multicast.empty()) c.multicast = endpoint_or_throw("--multicast", r.multicast);
   for (const auto& s : split_list(r.seeds)) c.seeds.push_back(endpoint_or_throw("--seeds", s));
-  try {
-    c.secret = read_secret_file(r.secret_file);
-  } catch (const std::runtime_error& e) {
-    throw std::invalid_argument(fmt::format("--secret-file: {}", e.what()));
+  c.secrets.clear();
+  for (const auto& [opt, path] : {std::pair{"--secret-file", r.secret_file}, {"--accept-secret-file", r.accept_secret_file}}) {
+    if (path.empty()) continue;
+    try {
+      c.secrets.push_back(read_secret_file(path));
+    } catch (const std::exception& e) {
+      throw std::invalid_argument(fmt::format("{}: {}", opt, e.what()));
+    }
   }
   c.heartbeat_interval = duration_or_throw("--heartbeat-interval", r.heartbeat);
   c.failure_timeout = duration_or_throw("--failure-timeout", r.failure);

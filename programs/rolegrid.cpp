@@ -1,18 +1,57 @@
 // rolegrid: the node binary. Parses options, starts the grid node on one
 // io_context thread, leaves the cluster gracefully on SIGINT/SIGTERM.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
+#include <string_view>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 
 #include "agent/agent_node.h"
+#include "common/keys.h"
 #include "common/log.h"
 #include "grid/node.h"
 #include "programs/node_options.h"
 
+namespace {
+
+// `rolegrid keygen [FILE]`: a new secret, to FILE (created mode 0600, never
+// overwritten) or to standard output.
+int keygen(int argc, char** argv) {
+  if (argc > 3) {
+    std::cerr << "rolegrid: usage: rolegrid keygen [FILE]\n";
+    return 2;
+  }
+  auto text = rg::new_secret_text();
+  if (argc == 2) {
+    std::cout << text;
+    return 0;
+  }
+  int fd = ::open(argv[2], O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    std::cerr << "rolegrid: keygen: cannot create " << argv[2] << ": " << std::strerror(errno)
+              << (errno == EEXIST ? " (an existing secret is never overwritten)" : "") << "\n";
+    return 2;
+  }
+  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  ok = ::close(fd) == 0 && ok;
+  if (!ok) {
+    std::cerr << "rolegrid: keygen: cannot write " << argv[2] << "\n";
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  if (argc >= 2 && std::string_view(argv[1]) == "keygen") return keygen(argc, argv);
   rg::tools::NodeOptions opts;
   try {
     opts = rg::tools::parse_node_options(argc, argv);

@@ -254,7 +254,7 @@ int top(const Cli& c) {
   // A refresh should not wait the one-shot commands' 5 s for a member that is gone.
   o.timeout = std::chrono::milliseconds(c.timeout_given ? c.timeout_ms : 1000);
   try {
-    o.secret = rt::read_secret_file(c.secret_file);
+    o.secret = rg::read_secret_file(c.secret_file);
   } catch (const std::exception& e) {
     std::cerr << "rolegridctl: " << e.what() << "\n";
     return 2;
@@ -314,7 +314,7 @@ rg::grid::AdminResponse call(rt::AdminClient& client, const Cli& c, const std::v
   auto ctx = json::parse(r.context, nullptr, false);
   if (!ctx.is_discarded() && ctx.contains("master_admin") && ctx["master_admin"].is_string() &&
       ctx["master_admin"].get<std::string>() != c.node) {
-    rt::AdminClient master(ctx["master_admin"].get<std::string>(), c.cluster, rt::read_secret_file(c.secret_file),
+    rt::AdminClient master(ctx["master_admin"].get<std::string>(), c.cluster, rg::read_secret_file(c.secret_file),
                            std::chrono::milliseconds(c.timeout_ms));
     r = master.call(c.cmd, args);
   }
@@ -346,7 +346,7 @@ void print_answer(const Cli& c, const json& j) {
 }
 
 int run(const Cli& c) {
-  rt::AdminClient client(c.node, c.cluster, rt::read_secret_file(c.secret_file), std::chrono::milliseconds(c.timeout_ms));
+  rt::AdminClient client(c.node, c.cluster, rg::read_secret_file(c.secret_file), std::chrono::milliseconds(c.timeout_ms));
   if (c.cmd == "watch") return watch(client, c);
   if (c.cmd == "events" && c.follow) follow_events(client, c);
   auto r = call(client, c, request_args(c));

@@ -64,7 +64,7 @@ void check_ok(const rg::grid::AdminResponse& r) {
 }
 
 json latency(const Common& c, const std::string& node, int n, const std::string& prefix) {
-  rt::AdminClient cl(node, c.cluster, rt::read_secret_file(c.secret_file));
+  rt::AdminClient cl(node, c.cluster, rg::read_secret_file(c.secret_file));
   std::vector<double> us;
   us.reserve(static_cast<std::size_t>(n));
   auto t0 = steady_clock::now();
@@ -79,7 +79,7 @@ json latency(const Common& c, const std::string& node, int n, const std::string&
 }
 
 json pipeline(const Common& c, const std::string& node, int n, int window, const std::string& prefix) {
-  rt::AdminClient cl(node, c.cluster, rt::read_secret_file(c.secret_file));
+  rt::AdminClient cl(node, c.cluster, rg::read_secret_file(c.secret_file));
   int sent = 0, done = 0;
   auto t0 = steady_clock::now();
   while (done < n) {
@@ -145,7 +145,7 @@ json clients(const Common& c, const std::vector<std::string>& nodes) {
   std::vector<std::unique_ptr<rt::AdminClient>> conns;
   for (int i = 0; i < c.clients; ++i)
     conns.push_back(std::make_unique<rt::AdminClient>(nodes[static_cast<std::size_t>(i) % nodes.size()], c.cluster,
-                                                      rt::read_secret_file(c.secret_file)));
+                                                      rg::read_secret_file(c.secret_file)));
   std::vector<steady_clock::time_point> started(conns.size());
   std::vector<double> us;
   us.reserve(static_cast<std::size_t>(c.n));
@@ -206,7 +206,7 @@ int main(int argc, char** argv) {
     else if (mode == "clients") {
       out = clients(c, nodes);
     } else if (mode == "stall") {
-      rt::AdminClient cl(nodes.at(0), c.cluster, rt::read_secret_file(c.secret_file));
+      rt::AdminClient cl(nodes.at(0), c.cluster, rg::read_secret_file(c.secret_file));
       std::vector<double> us;
       auto t0 = steady_clock::now();
       auto end = t0 + duration<double>(c.seconds);

@@ -9,6 +9,7 @@ out="$here/build-fuzz"
 mkdir -p "$out/corpus"
 flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -I"$here" $(pkg-config --cflags libsodium fmt))
 clang++ "${flags[@]}" -DSPDLOG_FMT_EXTERNAL "$here/tests/fuzz/decode_fuzz.cpp" "$here/common/frame.cpp" \
+  "$here/common/keys.cpp" "$here/grid/sessions.cpp" \
   -o "$out/decode_fuzz" $(pkg-config --libs libsodium fmt) -lboost_serialization
 # Seed corpus: one valid body per message type, prefixed with its selector.
 cat > "$out/seed.cpp" <<'CPP'

@@ -41,8 +41,7 @@ trap cleanup EXIT
 
 step() { printf '\n==> %s\n' "$*"; }
 
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/secret"
-chmod 600 "$dir/secret"
+"$bin/rolegrid" keygen "$dir/secret"
 
 start_node() {
   local i=$1

@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 
-from rgkit.admin import AdminConn, AdminError, frame_keys, make_frame, read_secret  # noqa: E402,F401
+from rgkit.admin import AdminConn, AdminError, frame_keys, make_frame, read_secret, write_secret  # noqa: E402,F401
 from rgkit.checks import CtlError, NodeExited, TestFailure, check, note, wait_until  # noqa: E402,F401
 from rgkit.local import (BOTH, FAILURE_TIMEOUT_MS, MCAST_GROUP, MULTICAST, UNICAST, Cluster,  # noqa: E402,F401
                          Node)

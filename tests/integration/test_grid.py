@@ -14,6 +14,7 @@ import time
 
 import harness
 from harness import (BOTH, ROLEGRID, ROLEGRIDCTL, UNICAST, AdminConn, TestFailure, check, frame_keys, make_frame,
+                     write_secret,
                      note, read_secret, test, wait_until)
 
 R = "it"  # the region the tests write to
@@ -394,7 +395,7 @@ def wrong_secret_never_joins(c):
     ids = list(c.nodes)
     good, intruder = ids[:2], ids[2]
     bad_secret = c.dir / "wrong-secret"
-    bad_secret.write_text(os.urandom(24).hex() + "\n")
+    write_secret(bad_secret)
     c[intruder].secret_file = bad_secret
     for i in good:
         c[i].start()
@@ -586,7 +587,7 @@ def bad_input_is_dropped_and_counted(c):
     ids = started(c, 3)
     target = c[ids[0]]
     key, cid = frame_keys(c.name, read_secret(c.secret_file))
-    wrong_key, _ = frame_keys(c.name, b"not-the-secret")
+    wrong_key, _ = frame_keys(c.name, b"not-the-secret-not-the-secret-32b")
     _, other_cid = frame_keys("another-cluster", read_secret(c.secret_file))
     before = c.q(target, "status")["counters"]
     host, port = target.listen.rsplit(":", 1)

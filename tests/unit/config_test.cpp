@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include <sys/stat.h>
+
 #include <cstdio>
 #include <unistd.h>
 #include <fstream>
@@ -44,6 +46,31 @@ std::string error_of(std::vector<std::string> args) {
 
 }  // namespace
 
+TEST_CASE("secret files: weak, malformed and readable ones are refused; a second one is accepted") {
+  std::vector<std::string> base{"--node", "n1", "--members", "n1,n2,n3", "--listen", "127.0.0.1:7401", "--admin",
+                                "127.0.0.1:7501", "--multicast", "239.77.0.1:7400", "--in-memory", "--secret-file"};
+  auto with = [&](const std::string& path, std::vector<std::string> more = {}) {
+    auto args = base;
+    args.push_back(path);
+    args.insert(args.end(), more.begin(), more.end());
+    return args;
+  };
+  TempFile weak("c2VjcmV0\n");
+  CHECK(error_of(with(weak.path)).find("at least 32") != std::string::npos);
+  TempFile text("topsecret\n");
+  CHECK(error_of(with(text.path)).find("base64") != std::string::npos);
+  TempFile good("QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=\n");
+  ::chmod(good.path.c_str(), 0644);
+  CHECK(error_of(with(good.path)).find("readable by group or others (mode 0644)") != std::string::npos);
+  ::chmod(good.path.c_str(), 0600);
+  CHECK(error_of(with(good.path)) == "");
+  CHECK(error_of(with("/nonexistent/secret")).find("cannot read") != std::string::npos);
+  TempFile other("QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI=\n");
+  auto o = parse(with(good.path, {"--accept-secret-file", other.path}));
+  CHECK(o.config.secrets == std::vector<std::string>{std::string(32, 'A'), std::string(32, 'B')});
+  CHECK(error_of(with(good.path, {"--accept-secret-file", weak.path})).find("--accept-secret-file") == 0);
+}
+
 TEST_CASE("durations") {
   CHECK(parse_duration("250ms") == std::chrono::milliseconds(250));
   CHECK(parse_duration("1.5s") == std::chrono::milliseconds(1500));
@@ -55,7 +82,7 @@ TEST_CASE("durations") {
 }
 
 TEST_CASE("node options: flags, config file and the flags-win rule") {
-  TempFile secret("topsecret\n");
+  TempFile secret("QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=\n");
   auto o = parse({"--node", "n1", "--members", "n1,n2,n3", "--listen", "127.0.0.1:7401", "--admin",
                   "127.0.0.1:7501", "--multicast", "239.77.0.1:7400", "--secret-file", secret.path,
                   "--failure-timeout", "300ms", "--data-dir", "/var/lib/rolegrid"});
@@ -63,7 +90,7 @@ TEST_CASE("node options: flags, config file and the flags-win rule") {
   CHECK_FALSE(o.config.in_memory);
   CHECK(o.config.node == "n1");
   CHECK(o.config.members.size() == 3);
-  CHECK(o.config.secret == "topsecret");
+  CHECK(o.config.secrets == std::vector<std::string>{std::string(32, 'A')});
   CHECK(o.config.failure_timeout == std::chrono::milliseconds(300));
   CHECK(o.config.heartbeat_interval == std::chrono::milliseconds(100));
   REQUIRE(o.config.multicast);
@@ -86,7 +113,7 @@ TEST_CASE("node options: flags, config file and the flags-win rule") {
 }
 
 TEST_CASE("node options: every bad input is one clear reason") {
-  TempFile secret("s");
+  TempFile secret("QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=");
   std::vector<std::string> good{"--node", "n1", "--members", "n1,n2", "--listen", "127.0.0.1:7401",
                                 "--admin", "127.0.0.1:7501", "--seeds", "127.0.0.1:7402", "--secret-file",
                                 secret.path, "--in-memory"};
@@ -114,7 +141,7 @@ TEST_CASE("node options: every bad input is one clear reason") {
   CHECK(with("--failure-timeout", "150ms").find("twice") != std::string::npos);
   CHECK(with("--bogus", "1").find("bogus") != std::string::npos);
   TempFile empty("");
-  CHECK(with("--secret-file", empty.path).find("empty") != std::string::npos);
+  CHECK(with("--secret-file", empty.path).find("holds 0 bytes") != std::string::npos);
   auto stateless = good;
   stateless.pop_back();  // drop --in-memory: neither it nor --data-dir
   CHECK(error_of(stateless).find("--data-dir is required") != std::string::npos);

@@ -5,6 +5,7 @@
 #include "common/codec.h"
 #include "common/frame.h"
 #include "common/ids.h"
+#include "common/keys.h"
 
 using namespace rg;
 
@@ -22,37 +23,132 @@ struct Sample {
     rg::io(ar, maybe);
   }
 };
+
+std::string secret(char fill) { return std::string(32, fill); }
+
+DatagramCrypto crypto(const std::string& cluster, std::vector<std::string> secrets, KeyUse use = KeyUse::peer) {
+  return DatagramCrypto(cluster_id_of(cluster), derive_ring(cluster, secrets, use));
+}
+
+std::string unsealed(std::uint8_t type, std::string_view body) {
+  std::string out;
+  auto start = frame_begin(out);
+  out.append(body);
+  frame_end(out, start, type);
+  return out;
+}
+
+// The frame of `body` as `sender` seals it.
+std::string sealed(DatagramCrypto& sender, std::uint8_t type, std::string_view body) {
+  auto f = unsealed(type, body);
+  sender.seal(f.data());
+  return f;
+}
+
+FrameError open_copy(const DatagramCrypto& c, std::string f, std::size_t max, FrameHeader& h, std::string& body) {
+  std::string_view b;
+  auto e = c.open(f.data(), f.size(), max, h, b);
+  if (e == FrameError::ok) body = std::string(b);
+  return e;
+}
 }  // namespace
 
-TEST_CASE("frame round trip and every rejection") {
-  FrameAuth auth("c1", "secret");
-  std::string frame;
-  auth.append(frame, 7, "hello");
+TEST_CASE("datagram round trip, encryption and every rejection") {
+  auto a = crypto("c1", {secret('a')});
+  auto frame = sealed(a, 7, "hello, world");
+  CHECK(frame.find("hello") == std::string::npos);  // the body travels encrypted
   FrameHeader h;
-  std::string_view body;
-  REQUIRE(auth.open(frame, 100, h, body) == FrameError::ok);
+  std::string body;
+  REQUIRE(open_copy(a, frame, 100, h, body) == FrameError::ok);
   CHECK(h.type == 7);
-  CHECK(body == "hello");
+  CHECK(body == "hello, world");
+  CHECK(h.session == a.session());
+  CHECK(h.counter == 1);
+  CHECK(sealed(a, 7, "x").size() == kHeaderSize + 1 + kMacSize);
 
-  CHECK(auth.open(frame, 4, h, body) == FrameError::too_large);
-  CHECK(auth.open(std::string_view(frame).substr(0, frame.size() - 1), 100, h, body) ==
-        FrameError::truncated);
-  CHECK(auth.open(std::string_view(frame).substr(0, 10), 100, h, body) == FrameError::truncated);
-
-  std::string forged = frame;
-  forged[kHeaderSize] ^= 1;
-  CHECK(auth.open(forged, 100, h, body) == FrameError::bad_mac);
+  CHECK(open_copy(a, frame, 4, h, body) == FrameError::too_large);
+  CHECK(open_copy(a, frame.substr(0, frame.size() - 1), 100, h, body) == FrameError::truncated);
+  CHECK(open_copy(a, frame.substr(0, 10), 100, h, body) == FrameError::truncated);
+  for (std::size_t i : {std::size_t{6}, std::size_t{20}, std::size_t{33}, kHeaderSize, frame.size() - 1}) {
+    std::string forged = frame;  // any byte of key tag, session, counter, body or tag
+    forged[i] ^= 1;
+    CHECK(open_copy(a, forged, 100, h, body) == FrameError::bad_mac);
+  }
   std::string bad_magic = frame;
   bad_magic[0] = 'X';
-  CHECK(auth.open(bad_magic, 100, h, body) == FrameError::bad_magic);
+  CHECK(open_copy(a, bad_magic, 100, h, body) == FrameError::bad_magic);
   std::string bad_version = frame;
-  bad_version[4] = 9;
-  CHECK(auth.open(bad_version, 100, h, body) == FrameError::bad_version);
+  bad_version[4] = 1;
+  CHECK(open_copy(a, bad_version, 100, h, body) == FrameError::bad_version);
 
-  FrameAuth other_secret("c1", "other");
-  CHECK(other_secret.open(frame, 100, h, body) == FrameError::bad_mac);
-  FrameAuth other_cluster("c2", "secret");
-  CHECK(other_cluster.open(frame, 100, h, body) == FrameError::wrong_cluster);
+  CHECK(open_copy(crypto("c1", {secret('b')}), frame, 100, h, body) == FrameError::bad_mac);
+  CHECK(open_copy(crypto("c2", {secret('a')}), frame, 100, h, body) == FrameError::wrong_cluster);
+  // The admin key is not the peer key, even from the same secret.
+  CHECK(open_copy(crypto("c1", {secret('a')}, KeyUse::admin), frame, 100, h, body) == FrameError::bad_mac);
+}
+
+TEST_CASE("a rotation: the second secret opens, the first seals") {
+  auto old_only = crypto("c", {secret('o')});
+  auto both_new_first = crypto("c", {secret('n'), secret('o')});
+  auto new_only = crypto("c", {secret('n')});
+  FrameHeader h;
+  std::string body;
+  CHECK(open_copy(both_new_first, sealed(old_only, 1, "x"), 100, h, body) == FrameError::ok);
+  CHECK(open_copy(new_only, sealed(both_new_first, 1, "y"), 100, h, body) == FrameError::ok);
+  CHECK(open_copy(old_only, sealed(both_new_first, 1, "z"), 100, h, body) == FrameError::bad_mac);
+}
+
+TEST_CASE("a connection's handshake, and replays into it") {
+  auto client_side = crypto("c", {secret('s')}, KeyUse::admin);
+  auto server_side = crypto("c", {secret('s')}, KeyUse::admin);
+  auto connect = [&](StreamCrypto& client, StreamCrypto& server) {
+    auto hello = client.hello();
+    auto recorded = hello;  // opening decrypts in place
+    REQUIRE(server.on_hello(hello.data(), hello.size()) == FrameError::ok);
+    auto answer = server.hello();
+    REQUIRE(client.on_hello(answer.data(), answer.size()) == FrameError::ok);
+    return recorded;
+  };
+  StreamCrypto client(client_side, true), server(server_side, false);
+  auto client_hello = connect(client, server);
+  auto f1 = unsealed(100, "put r k OLD");
+  client.seal(f1.data());
+  auto recorded = f1;
+  FrameHeader h;
+  std::string_view body;
+  REQUIRE(server.open(f1.data(), f1.size(), 1000, h, body) == FrameError::ok);
+  CHECK(body == "put r k OLD");
+  // The same frame again on the same connection: refused.
+  auto again = recorded;
+  CHECK(server.open(again.data(), again.size(), 1000, h, body) == FrameError::out_of_order);
+  // A whole recorded connection replayed: the server's fresh nonce makes new keys.
+  StreamCrypto server2(server_side, false);
+  REQUIRE(server2.on_hello(client_hello.data(), client_hello.size()) == FrameError::ok);
+  auto replay = recorded;
+  CHECK(server2.open(replay.data(), replay.size(), 1000, h, body) == FrameError::bad_mac);
+  // Nothing but a handshake opens before it.
+  StreamCrypto fresh(server_side, false);
+  auto early = recorded;
+  CHECK(fresh.open(early.data(), early.size(), 1000, h, body) == FrameError::out_of_order);
+  // A peer with another secret cannot complete one.
+  auto stranger = crypto("c", {secret('x')}, KeyUse::admin);
+  StreamCrypto intruder(stranger, true), server3(server_side, false);
+  auto bad = intruder.hello();
+  CHECK(server3.on_hello(bad.data(), bad.size()) == FrameError::bad_mac);
+}
+
+TEST_CASE("secrets: base64 of 32 bytes or more") {
+  std::string why;
+  CHECK(decode_secret(new_secret_text(), &why).size() == 32);
+  CHECK(new_secret_text() != new_secret_text());
+  CHECK(decode_secret("c2VjcmV0", &why).empty());  // "secret": 6 bytes
+  CHECK(why.find("at least 32") != std::string::npos);
+  CHECK(decode_secret("not base64 at all!", &why).empty());
+  CHECK(why.find("base64") != std::string::npos);
+  CHECK(derive_ring("c", {secret('a')}, KeyUse::peer).sealing().key !=
+        derive_ring("c", {secret('a')}, KeyUse::admin).sealing().key);
+  CHECK(derive_ring("c", {secret('a')}, KeyUse::peer).sealing().key !=
+        derive_ring("d", {secret('a')}, KeyUse::peer).sealing().key);
 }
 
 TEST_CASE("codec round trip") {

@@ -22,7 +22,7 @@ import threading
 import time
 from pathlib import Path
 
-from rgkit.admin import AdminConn, AdminError, read_secret
+from rgkit.admin import AdminConn, AdminError, read_secret, write_secret
 from rgkit.paths import ROLEGRID, ROLEGRIDCTL
 from rgkit.procs import die_with_parent, kill_and_reap
 
@@ -245,8 +245,7 @@ class ChaosCluster:
         self.mode = mode
         self.node_options = list(node_options)
         self.secret_file = self.dir / "secret"
-        self.secret_file.write_text(os.urandom(24).hex() + "\n")
-        os.chmod(self.secret_file, 0o600)
+        write_secret(self.secret_file)
         self.secret = read_secret(self.secret_file)
         self.net = Network(self.ids)
         self.nodes = {nid: ChaosNode(self, nid, witness=nid in witnesses) for nid in self.ids}

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .admin import AdminConn, AdminError, read_secret
+from .admin import AdminConn, AdminError, read_secret, write_secret
 from .checks import CtlError, NodeExited, TestFailure, check, note, wait_until
 from .paths import ROLEGRID, ROLEGRIDCTL
 from .procs import die_with_parent, kill_and_reap
@@ -182,8 +182,7 @@ class Cluster:
         self.failure_timeout_ms = failure_timeout_ms
         self.dir = Path(tempfile.mkdtemp(prefix=f"rg-it-{name}-"))
         self.secret_file = self.dir / "secret"
-        self.secret_file.write_text(os.urandom(24).hex() + "\n")
-        os.chmod(self.secret_file, 0o600)
+        write_secret(self.secret_file)
         self.nodes = {}      # id -> the first node declared with that id
         self.all_nodes = []  # every node declared, including second processes with a taken id
         self.default_members = []

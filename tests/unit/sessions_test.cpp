@@ -1,0 +1,79 @@
+#include <doctest/doctest.h>
+
+#include "grid/sessions.h"
+
+using namespace rg;
+using namespace rg::grid;
+
+namespace {
+SessionId sid(unsigned char b) {
+  SessionId s{};
+  s.fill(b);
+  return s;
+}
+const Time t0 = Time{} + std::chrono::hours(1);
+}  // namespace
+
+TEST_CASE("replay window: each counter once, nothing older than the window") {
+  ReplayWindow w;
+  CHECK(w.accept(1));
+  CHECK_FALSE(w.accept(1));
+  CHECK(w.accept(3));
+  CHECK(w.accept(2));  // late but new
+  CHECK_FALSE(w.accept(2));
+  CHECK(w.accept(100));
+  CHECK(w.accept(37));   // 63 below the top: still inside
+  CHECK_FALSE(w.accept(36));  // 64 below: outside, refused even if never seen
+  CHECK(w.accept(1000));  // a jump clears the bitmap
+  CHECK_FALSE(w.accept(100));
+  w.reset(5000);
+  for (std::uint64_t c : {5000, 4999, 4937, 1})
+    CHECK_FALSE(w.accept(c));
+  CHECK(w.accept(5001));
+}
+
+TEST_CASE("sessions: nothing counts until the session answers its own challenge") {
+  PeerSessions s;
+  Sender n2{"n2", 7};
+  auto a = sid(1);
+  CHECK(s.check(a, 10, n2, t0) == PeerSessions::Verdict::unverified);
+  s.park(a, "heartbeat body");
+  REQUIRE(s.challenge(a, 42, t0));
+  CHECK_FALSE(s.challenge(a, 43, t0 + milliseconds(10)));  // one per interval
+  // A wrong nonce (a recorded answer to an older challenge) verifies nothing.
+  CHECK_FALSE(s.on_answer(a, 41, 11, n2, t0));
+  CHECK(s.check(a, 12, n2, t0) == PeerSessions::Verdict::unverified);
+  // Nor does the right nonce from another session.
+  CHECK_FALSE(s.on_answer(sid(2), 42, 11, n2, t0));
+  auto parked = s.on_answer(a, 42, 20, n2, t0);
+  REQUIRE(parked);
+  CHECK(*parked == "heartbeat body");
+  CHECK_FALSE(s.on_answer(a, 42, 21, n2, t0));  // answered once
+  // Only what the session sealed after its answer counts, and each once.
+  CHECK(s.check(a, 12, n2, t0) == PeerSessions::Verdict::replayed);
+  CHECK(s.check(a, 20, n2, t0) == PeerSessions::Verdict::replayed);
+  CHECK(s.check(a, 21, n2, t0) == PeerSessions::Verdict::fresh);
+  CHECK(s.check(a, 21, n2, t0) == PeerSessions::Verdict::replayed);
+  // The session speaks for the process that answered, no other.
+  CHECK(s.check(a, 22, Sender{"n3", 7}, t0) == PeerSessions::Verdict::wrong_sender);
+  CHECK(s.check(a, 23, Sender{"n2", 6}, t0) == PeerSessions::Verdict::wrong_sender);
+  CHECK(s.verified() == 1);
+}
+
+TEST_CASE("sessions: bounded, idle ones forgotten, a replayer cannot push out a live peer") {
+  SessionLimits lim;
+  lim.max_sessions = 4;
+  lim.idle_expiry = std::chrono::seconds(10);
+  PeerSessions s(lim);
+  Sender n2{"n2", 1};
+  auto live = sid(200);
+  s.check(live, 1, n2, t0);
+  REQUIRE(s.challenge(live, 9, t0));
+  REQUIRE(s.on_answer(live, 9, 1, n2, t0));
+  for (unsigned char b = 1; b <= 50; ++b) s.check(sid(b), 1, n2, t0 + milliseconds(b));
+  CHECK(s.size() <= 4);
+  CHECK(s.check(live, 2, n2, t0 + milliseconds(60)) == PeerSessions::Verdict::fresh);
+  // Silent for longer than the expiry: forgotten when room is next made.
+  s.check(sid(99), 1, n2, t0 + std::chrono::seconds(30));
+  CHECK(s.check(live, 3, n2, t0 + std::chrono::seconds(30)) == PeerSessions::Verdict::unverified);
+}
