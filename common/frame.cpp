@@ -148,7 +148,9 @@ FrameError StreamCrypto::on_hello(char* frame, std::size_t size) {
   const FrameKey* used = nullptr;
   auto e = hs_.open(frame, size, kHandshakeNonce, h, body, &used);
   if (e != FrameError::ok) return e;
-  if (h.type != kHandshakeType || body.size() != kHandshakeNonce || (initiator_ && used != key_))
+  // Our own handshake reflected back (a connection to ourselves) is refused too.
+  if (h.type != kHandshakeType || body.size() != kHandshakeNonce || (initiator_ && used != key_) ||
+      h.session == hs_.session())
     return FrameError::bad_mac;
   if (!initiator_) key_ = used;
   // Both nonces are fresh on their own side: keys made from the pair are
@@ -167,7 +169,11 @@ FrameError StreamCrypto::on_hello(char* frame, std::size_t size) {
   return FrameError::ok;
 }
 
-void StreamCrypto::seal(char* frame) { seal_frame(frame, 0, hs_.cluster_id(), nullptr, ++tx_counter_, tx_.data()); }
+void StreamCrypto::seal(char* frame) {
+  // Before the handshake the key is all zeros: sealing then would repeat nonces.
+  if (!established_) throw std::logic_error("StreamCrypto::seal before the handshake");
+  seal_frame(frame, 0, hs_.cluster_id(), nullptr, ++tx_counter_, tx_.data());
+}
 
 FrameError StreamCrypto::open(char* frame, std::size_t size, std::size_t max_body, FrameHeader& h,
                               std::string_view& body) {

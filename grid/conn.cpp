@@ -11,24 +11,22 @@ namespace rg::grid {
 
 namespace asio = boost::asio;
 
-namespace {
-std::uint64_t next_serial = 0;  // one io_context thread per process
-}  // namespace
-
 bool make_room_for_inbound(const std::set<std::shared_ptr<Conn>>& conns, std::size_t max_total,
                            ConnCounters& counters) {
   std::vector<std::shared_ptr<Conn>> waiting;
-  for (const auto& c : conns)
-    if (c->open() && !c->established()) waiting.push_back(c);
-  if (waiting.size() >= kMaxHandshaking) {
-    std::sort(waiting.begin(), waiting.end(), [](const auto& a, const auto& b) { return a->serial() < b->serial(); });
-    for (std::size_t i = 0; i + kMaxHandshaking <= waiting.size(); ++i) {
-      waiting[i]->close();
-      ++counters.handshakes_evicted;
-    }
-  }
   std::size_t open = 0;
-  for (const auto& c : conns) open += c->open();
+  for (const auto& c : conns) {
+    if (!c->open()) continue;
+    ++open;
+    if (!c->established()) waiting.push_back(c);
+  }
+  if (waiting.size() >= kMaxHandshaking) {
+    auto oldest = *std::min_element(waiting.begin(), waiting.end(),
+                                    [](const auto& a, const auto& b) { return a->created() < b->created(); });
+    oldest->close();
+    ++counters.handshakes_evicted;
+    --open;
+  }
   return open < max_total;
 }
 
@@ -39,7 +37,7 @@ Conn::Conn(asio::ip::tcp::socket socket, DatagramCrypto& hs, bool initiator, Con
       deadline_(socket_.get_executor()),
       counters_(counters),
       max_body_(max_body),
-      serial_(next_serial++) {
+      created_(std::chrono::steady_clock::now()) {
   boost::system::error_code ec;
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
 }

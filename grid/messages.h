@@ -94,15 +94,19 @@ struct Refuse {
   }
 };
 
-// Sent to the address an unverified session's datagram came from; only
-// the process that owns `session` answers.
+// Sent to the listen address a session's sender announced (in its
+// heartbeat, or as a member); only the process that owns `session`
+// answers, to `reply_to` (the challenger's listen address, authenticated:
+// not the packet's source, which anyone can forge).
 struct Challenge {
   std::string session;  // kSessionSize bytes
   std::uint64_t nonce = 0;
+  std::string reply_to;
   template <class Ar>
   void io(Ar& ar) {
     rg::io(ar, session);
     rg::io(ar, nonce);
+    rg::io(ar, reply_to);
   }
 };
 
@@ -158,11 +162,15 @@ struct Reset {
   }
 };
 
+// Only `target` answers (a probe redirected to another member, or back to
+// the prober, gets no answer), and the prober checks who answered.
 struct Probe {
   std::uint64_t nonce = 0;
+  NodeId target;
   template <class Ar>
   void io(Ar& ar) {
     rg::io(ar, nonce);
+    rg::io(ar, target);
   }
 };
 

@@ -36,6 +36,15 @@ MembershipConfig membership_config(const NodeConfig& c) {
   return m;
 }
 
+SessionLimits session_limits(const NodeConfig& c) {
+  SessionLimits l;
+  // A peer's datagrams and TCP traffic count as signs of life for one
+  // failure timeout after it last proved itself: a held-back backlog cannot
+  // stretch a dead node's life by more than that.
+  l.proof_age = c.failure_timeout;
+  return l;
+}
+
 udp::endpoint to_udp(const std::string& address) {
   auto ep = parse_endpoint(address);
   if (!ep) return {};
@@ -49,6 +58,7 @@ Node::Node(asio::io_context& io, NodeConfig config)
       config_(std::move(config)),
       crypto_(cluster_id_of(config_.cluster), derive_ring(config_.cluster, config_.secrets, KeyUse::peer)),
       admin_crypto_(cluster_id_of(config_.cluster), derive_ring(config_.cluster, config_.secrets, KeyUse::admin)),
+      sessions_(session_limits(config_)),
       topology_(config_.members),
       self_index_(*topology_.index_of(config_.node)),
       incarnation_(new_incarnation()),
@@ -151,7 +161,7 @@ void Node::receive_udp(udp::socket& s, std::string& buf, udp::endpoint& from) {
     if (ec == asio::error::operation_aborted) return;
     if (!ec) {
       ++counters_.datagrams_in;
-      on_datagram(buf.data(), n, from);
+      on_datagram(buf.data(), n);
     }
     // Drain what else is already queued before going back to the loop (the
     // socket is non-blocking: one EAGAIN ends the burst).
@@ -160,7 +170,7 @@ void Node::receive_udp(udp::socket& s, std::string& buf, udp::endpoint& from) {
       n = s.receive_from(asio::buffer(buf), from, 0, e2);
       if (e2) break;
       ++counters_.datagrams_in;
-      on_datagram(buf.data(), n, from);
+      on_datagram(buf.data(), n);
     }
     if (!ctx_.leaving || s.is_open()) receive_udp(s, buf, from);
   });
@@ -187,8 +197,12 @@ bool Node::heard(const Sender& s, Time now) {
   // failed one) but never introduces one: that takes a heartbeat.
   const auto* m = membership_.find(s.node);
   if (!m || m->incarnation != s.incarnation || m->state == MemberState::left) return false;
-  membership_.on_heard(s.node, s.incarnation, m->address, topology_.fingerprint(), now, mout_);
-  drain_membership(now);
+  // Liveness only while the process answered a challenge lately: a TCP
+  // stream held back and released after its sender died refreshes nothing.
+  if (sessions_.proven(s, now)) {
+    membership_.on_heard(s.node, s.incarnation, m->address, topology_.fingerprint(), now, mout_);
+    drain_membership(now);
+  }
   return true;
 }
 

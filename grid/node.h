@@ -144,11 +144,9 @@ class Node {
   bool fault_in(const NodeId& from, std::function<void()> redo);
 
   // node_dispatch.cpp: every incoming message, whatever its transport
-  void on_datagram(char* bytes, std::size_t size, const boost::asio::ip::udp::endpoint& from);
-  void on_unverified(const FrameHeader& h, MsgType type, std::string_view body,
-                     const boost::asio::ip::udp::endpoint& from, Time now);
-  void on_challenge(const FrameHeader& h, MsgType type, std::string_view body,
-                    const boost::asio::ip::udp::endpoint& from, Time now);
+  void on_datagram(char* bytes, std::size_t size);
+  void challenge(const SessionId& s, MsgType type, std::string_view body, const Sender& from, Time now);
+  void on_challenge(const FrameHeader& h, MsgType type, std::string_view body, Time now);
   void on_frame(Conn* conn, std::uint8_t type, std::string_view body);
   void dispatch(Conn* conn, MsgType type, std::string_view body);
   void malformed(Conn* conn);
@@ -173,6 +171,7 @@ class Node {
   DatagramCrypto crypto_;        // peer key: datagrams and link handshakes
   DatagramCrypto admin_crypto_;  // admin key: admin connection handshakes
   PeerSessions sessions_;        // which datagram senders are proven live
+  ChallengeLog challenge_log_;   // challenges answered (a replayed one gets no second answer)
   std::string udp_out_;          // scratch: a datagram being sealed
   Time answer_window_{};         // challenge answers are rate-limited per 100 ms
   int answers_in_window_ = 0;

@@ -35,7 +35,7 @@ bool stream_message(MsgType type) {
 
 }  // namespace
 
-void Node::on_datagram(char* bytes, std::size_t size, const boost::asio::ip::udp::endpoint& src) {
+void Node::on_datagram(char* bytes, std::size_t size) {
   FrameHeader h;
   std::string_view body;
   auto err = crypto_.open(bytes, size, kMaxDatagramBody, h, body);
@@ -47,55 +47,79 @@ void Node::on_datagram(char* bytes, std::size_t size, const boost::asio::ip::udp
   if (h.session == crypto_.session()) return;  // our own multicast, looped back
   auto type = static_cast<MsgType>(h.type);
   auto now = Clock::now();
-  if (type == MsgType::challenge || type == MsgType::challenge_answer) return on_challenge(h, type, body, src, now);
   Envelope<SyncRequest> head;  // decodes just the sender
   if (!decode(body, head)) {
     ++counters_.decode_errors;
     return;
   }
+  // The fault rules cut challenges too, so a cut looks the same to them.
+  if (type == MsgType::challenge || type == MsgType::challenge_answer) {
+    if (faults_ && faults_->drop_in(head.from.node)) return;
+    return on_challenge(h, type, body, now);
+  }
+  if (faults_ && faults_->replay_hole()) return dispatch(nullptr, type, body);
   // Only fresh datagrams of a session proven live count: a recording
   // replayed (of a dead process, or of one seen already) has no effect.
-  if (faults_ && faults_->replay_hole()) return dispatch(nullptr, type, body);
   switch (sessions_.check(h.session, h.counter, head.from, now)) {
-    case PeerSessions::Verdict::fresh: return dispatch(nullptr, type, body);
-    case PeerSessions::Verdict::unverified: return on_unverified(h, type, body, src, now);
+    case PeerSessions::Verdict::fresh:
+      challenge(h.session, type, body, head.from, now);  // renews the proof once half used
+      return dispatch(nullptr, type, body);
+    case PeerSessions::Verdict::unverified:
+    case PeerSessions::Verdict::stale:
+      ++counters_.unverified;
+      // A refusal names the exact process it stops (id and incarnation), so a
+      // replay can only repeat one meant for us; and a refused process may
+      // know no address to challenge its refuser at (unicast seeds).
+      if (type == MsgType::refuse) return dispatch(nullptr, type, body);
+      if (type == MsgType::heartbeat) sessions_.park(h.session, h.counter, std::string(body));
+      return challenge(h.session, type, body, head.from, now);
     default: ++counters_.replayed;
   }
 }
 
-// A datagram from a session not proven live: dropped, but its sender is
-// challenged at the address it came from (its latest heartbeat is kept for
-// when it answers).
-void Node::on_unverified(const FrameHeader& h, MsgType type, std::string_view body,
-                         const boost::asio::ip::udp::endpoint& src, Time now) {
-  ++counters_.unverified;
-  if (type == MsgType::heartbeat) sessions_.park(h.session, std::string(body));
+// Challenges session `s` if it is due (sessions_ decides), at the listen
+// address its sender announced: the one in this heartbeat (authenticated),
+// else the member's known one. Never at the packet's source, which anyone
+// can forge to steal the challenge.
+void Node::challenge(const SessionId& s, MsgType type, std::string_view body, const Sender& from, Time now) {
+  std::string to;
+  if (type == MsgType::heartbeat) {
+    Envelope<Heartbeat> e;
+    if (decode(body, e)) to = e.msg.address;
+  } else if (const auto* m = membership_.find(from.node)) {
+    to = m->address;
+  }
+  if (to.empty() || !parse_endpoint(to) || ctx_.drop_out(from.node)) return;
   std::uint64_t nonce = 0;
   while (nonce == 0) randombytes_buf(&nonce, sizeof nonce);
-  if (!sessions_.challenge(h.session, nonce, now)) return;
+  if (!sessions_.challenge(s, nonce, now)) return;
   ++counters_.challenges_sent;
-  std::string session(reinterpret_cast<const char*>(h.session.data()), h.session.size());
-  send_udp(src, frame(MsgType::challenge, Challenge{session, nonce}));
+  std::string session(reinterpret_cast<const char*>(s.data()), s.size());
+  send_udp(to, frame(MsgType::challenge, Challenge{session, nonce, config_.listen.str()}));
 }
 
-void Node::on_challenge(const FrameHeader& h, MsgType type, std::string_view body,
-                        const boost::asio::ip::udp::endpoint& src, Time now) {
+void Node::on_challenge(const FrameHeader& h, MsgType type, std::string_view body, Time now) {
   if (type == MsgType::challenge) {
     Envelope<Challenge> e;
-    if (!decode(body, e)) {
+    if (!decode(body, e) || !parse_endpoint(e.msg.reply_to)) {
       ++counters_.decode_errors;
       return;
     }
     const auto& mine = crypto_.session();
     if (e.msg.session != std::string_view(reinterpret_cast<const char*>(mine.data()), mine.size())) return;
-    // Replayed challenges cost an answer each: a bounded number.
+    // A replayed challenge gets no second answer; past that, a cap on
+    // answers bounds what fresh-looking ones cost.
+    if (!challenge_log_.first(h.session, h.counter)) {
+      ++counters_.replayed;
+      return;
+    }
     if (now - answer_window_ >= milliseconds(100)) {
       answer_window_ = now;
       answers_in_window_ = 0;
     }
-    if (++answers_in_window_ > 50) return;
+    if (++answers_in_window_ > 200 || ctx_.drop_out(e.from.node)) return;
     ++counters_.challenges_answered;
-    return send_udp(src, frame(MsgType::challenge_answer, ChallengeAnswer{e.msg.nonce}));
+    return send_udp(e.msg.reply_to, frame(MsgType::challenge_answer, ChallengeAnswer{e.msg.nonce}));
   }
   Envelope<ChallengeAnswer> e;
   if (!decode(body, e)) {
@@ -104,8 +128,10 @@ void Node::on_challenge(const FrameHeader& h, MsgType type, std::string_view bod
   }
   auto parked = sessions_.on_answer(h.session, e.msg.nonce, h.counter, e.from, now);
   if (!parked) return;
-  log::debug("datagram session of {} (incarnation {}) verified", e.from.node, e.from.incarnation);
-  if (!parked->empty()) dispatch(nullptr, MsgType::heartbeat, *parked);
+  if (!parked->empty()) {
+    log::debug("datagram session of {} (incarnation {}) verified", e.from.node, e.from.incarnation);
+    dispatch(nullptr, MsgType::heartbeat, *parked);
+  }
 }
 
 void Node::on_frame(Conn* conn, std::uint8_t type, std::string_view body) {
@@ -125,6 +151,9 @@ void Node::dispatch(Conn* conn, MsgType type, std::string_view body) {
     if (!decode(body, head)) return malformed(conn);
     from = head.from;
   }
+  // Our link to a peer carries that peer's frames only (a connection
+  // redirected to another member is cut).
+  if (conn && !conn->tag.empty() && from.node != conn->tag) return malformed(conn);
   // Fault rules cover everything from a peer, probes included: a cut made
   // with them must look like a partition to the failure detector too.
   if (from.node != config_.node && delayed_by_faults(conn, type, from, body)) return;
@@ -226,6 +255,7 @@ void Node::on_probe_message(Conn& conn, MsgType type, std::string_view body) {
     case MsgType::probe: {
       Envelope<Probe> e;
       if (!decode(body, e)) return malformed(&conn);
+      if (e.msg.target != config_.node) return conn.close();  // meant for another node
       return conn.send_frame(frame(MsgType::probe_ack, e.msg));
     }
     case MsgType::probe_relay: {

@@ -161,8 +161,11 @@ void PeerLinks::probe(const ProbeOrder& order, ProbeDone done) {
   auto msg = ctx_.frame(MsgType::probe_relay, ProbeRelay{nonce, order.target, order.address});
   sock->async_connect(tcp::endpoint(asio::ip::make_address(ep->host), ep->port), [this, sock, msg, nonce](auto ec) {
     if (ec || ctx_.leaving) return relay_result(nonce, false);
+    // Ours, not an inbound one: kept apart so a flood of inbound
+    // connections can never close it (make_room_for_inbound).
     auto c = std::make_shared<Conn>(std::move(*sock), ctx_.crypto, true, conn_counters_, 4096);
-    start_inbound(c);
+    relays_.insert(c);
+    c->start(on_frame_, [this](Conn& conn) { relays_.erase(conn.shared_from_this()); });
     c->send_frame(msg);
   });
 }
@@ -205,16 +208,17 @@ void PeerLinks::direct_probe(const NodeId& target, const std::string& address, P
   st->timer.async_wait([st](auto ec) {
     if (!ec) st->finish(false);
   });
-  st->sock.async_connect(tcp::endpoint(asio::ip::make_address(ep->host), ep->port), [this, st, nonce](auto ec) {
+  st->sock.async_connect(tcp::endpoint(asio::ip::make_address(ep->host), ep->port), [this, st, nonce, target](auto ec) {
     if (ec || st->finished) return st->finish(false);
     st->conn = std::make_shared<Conn>(std::move(st->sock), ctx_.crypto, true, conn_counters_, 4096);
     st->conn->start(
-        [st, nonce](Conn&, std::uint8_t type, std::string_view body) {
+        [st, nonce, target](Conn&, std::uint8_t type, std::string_view body) {
           Envelope<Probe> e;
-          st->finish(type == static_cast<std::uint8_t>(MsgType::probe_ack) && decode(body, e) && e.msg.nonce == nonce);
+          st->finish(type == static_cast<std::uint8_t>(MsgType::probe_ack) && decode(body, e) &&
+                     e.msg.nonce == nonce && e.from.node == target && e.msg.target == target);
         },
         [st](Conn&) { st->finish(false); });
-    st->conn->send_frame(ctx_.frame(MsgType::probe, Probe{nonce}));
+    st->conn->send_frame(ctx_.frame(MsgType::probe, Probe{nonce, target}));
   });
 }
 
@@ -223,6 +227,8 @@ void PeerLinks::close_all() {
     if (link.conn) link.conn->close();
   auto in = inbound_;
   for (const auto& c : in) c->close();
+  auto relays = relays_;
+  for (const auto& c : relays) c->close();
 }
 
 }  // namespace rg::grid

@@ -95,6 +95,7 @@ class PeerLinks {
   std::function<void(const NodeId&)> on_connected_;
   std::map<NodeId, Link> links_;
   std::set<std::shared_ptr<Conn>> inbound_;
+  std::set<std::shared_ptr<Conn>> relays_;  // our connections asking a member to probe
   // The connection each peer last sent us frames on (see the file comment).
   std::map<NodeId, std::weak_ptr<Conn>> reverse_;
   std::map<std::uint64_t, ProbeDone> relay_waits_;

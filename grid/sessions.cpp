@@ -29,6 +29,7 @@ PeerSessions::Entry& PeerSessions::entry(const SessionId& s, Time now) {
   if (it == sessions_.end()) {
     make_room(now);
     it = sessions_.emplace(s, Entry{}).first;
+    it->second.last = now;
   }
   return it->second;
 }
@@ -39,57 +40,99 @@ void PeerSessions::make_room(Time now) {
   for (auto it = sessions_.begin(); it != sessions_.end();)
     it = now - it->second.last > limits_.idle_expiry ? sessions_.erase(it) : std::next(it);
   while (sessions_.size() >= limits_.max_sessions) {
+    auto key = [](const Entry& e) { return std::make_pair(e.verified, e.last); };
     auto victim = sessions_.begin();
-    for (auto it = sessions_.begin(); it != sessions_.end(); ++it) {
-      auto key = [](const Entry& e) { return std::make_pair(e.verified, e.last); };
+    for (auto it = sessions_.begin(); it != sessions_.end(); ++it)
       if (key(it->second) < key(victim->second)) victim = it;
-    }
     sessions_.erase(victim);
   }
 }
 
 PeerSessions::Verdict PeerSessions::check(const SessionId& s, std::uint64_t counter, const Sender& from, Time now) {
   auto& e = entry(s, now);
-  if (!e.verified) {
-    if (e.last == Time{}) e.last = now;  // an unverified replay does not keep itself alive
-    return Verdict::unverified;
-  }
+  // An unverified replay does not keep its entry alive: `last` moves only
+  // for datagrams that count.
+  if (!e.verified) return Verdict::unverified;
   if (e.who.node != from.node || e.who.incarnation != from.incarnation) return Verdict::wrong_sender;
   if (!e.window.accept(counter)) return Verdict::replayed;
   e.last = now;
-  return Verdict::fresh;
+  return now - e.proven_at <= limits_.proof_age ? Verdict::fresh : Verdict::stale;
 }
 
-void PeerSessions::park(const SessionId& s, std::string body) {
+void PeerSessions::park(const SessionId& s, std::uint64_t counter, std::string body) {
   auto it = sessions_.find(s);
-  if (it != sessions_.end() && !it->second.verified) it->second.parked = std::move(body);
+  if (it == sessions_.end() || it->second.verified || counter <= it->second.parked_counter) return;
+  it->second.parked = std::move(body);
+  it->second.parked_counter = counter;
 }
 
 bool PeerSessions::challenge(const SessionId& s, std::uint64_t nonce, Time now) {
   auto it = sessions_.find(s);
-  if (it == sessions_.end() || it->second.verified) return false;
+  if (it == sessions_.end()) return false;
   auto& e = it->second;
-  if (e.nonce != 0 && now - e.challenged < limits_.challenge_interval) return false;
-  e.nonce = nonce;
+  if (e.challenged != Time{} && now - e.challenged < limits_.challenge_interval) return false;
+  if (e.verified && now - e.proven_at < limits_.proof_age / 2) return false;
+  // Kept beside the last few: an answer slower than the interval still counts.
+  e.pending[e.next_pending] = Pending{nonce, now};
+  e.next_pending = (e.next_pending + 1) % kNonces;
   e.challenged = now;
   return true;
+}
+
+std::optional<Time> PeerSessions::take_nonce(Entry& e, std::uint64_t nonce, Time now) {
+  for (auto& p : e.pending) {
+    if (p.nonce == 0 || p.nonce != nonce || now - p.sent > limits_.nonce_ttl) continue;
+    auto sent = p.sent;
+    p = Pending{};
+    return sent;
+  }
+  return std::nullopt;
 }
 
 std::optional<std::string> PeerSessions::on_answer(const SessionId& s, std::uint64_t nonce, std::uint64_t counter,
                                                    const Sender& from, Time now) {
   auto it = sessions_.find(s);
-  if (it == sessions_.end() || it->second.verified || it->second.nonce == 0 || it->second.nonce != nonce)
-    return std::nullopt;
+  if (it == sessions_.end()) return std::nullopt;
   auto& e = it->second;
-  e.verified = true;
-  e.who = from;
-  e.nonce = 0;
-  e.last = now;
-  // Only what the session seals from now on counts: anything older may be a recording.
-  e.window.reset(counter);
+  if (e.verified && (e.who.node != from.node || e.who.incarnation != from.incarnation)) return std::nullopt;
+  auto sent = take_nonce(e, nonce, now);
+  if (!sent) return std::nullopt;
   std::string parked;
-  parked.swap(e.parked);
+  if (!e.verified) {
+    e.verified = true;
+    e.who = from;
+    // Only what the session seals from now on counts: anything older may be a recording.
+    e.window.reset(counter);
+    parked.swap(e.parked);
+  } else {
+    e.window.accept(counter);
+  }
+  e.last = now;
+  // The answer proves the process live when the challenge left, no later.
+  e.proven_at = std::max(e.proven_at, *sent);
+  auto& p = proofs_[from.node];
+  if (p.first != from.incarnation || p.second < e.proven_at) p = {from.incarnation, e.proven_at};
   return parked;
+}
+
+bool PeerSessions::proven(const Sender& who, Time now) const {
+  auto it = proofs_.find(who.node);
+  return it != proofs_.end() && it->second.first == who.incarnation && now - it->second.second <= limits_.proof_age;
+}
+
+bool ChallengeLog::first(const SessionId& challenger, std::uint64_t counter) {
+  auto it = seen_.find(challenger);
+  if (it == seen_.end()) {
+    if (seen_.size() >= max_) {
+      auto oldest = seen_.begin();
+      for (auto i = seen_.begin(); i != seen_.end(); ++i)
+        if (i->second.second < oldest->second.second) oldest = i;
+      seen_.erase(oldest);
+    }
+    it = seen_.emplace(challenger, std::make_pair(ReplayWindow{}, 0)).first;
+  }
+  it->second.second = ++tick_;
+  return it->second.first.accept(counter);
 }
 
 }  // namespace rg::grid

@@ -1,20 +1,28 @@
 #pragma once
-// PeerSessions: which datagram senders are proven live, and which of their
-// counters were already seen.
+// PeerSessions: which datagram senders are proven live, lately, and which
+// of their counters were already seen.
 //
 // A datagram opens under the cluster key, but that proves only that some
-// process once sealed it: a recording replayed later opens just as well.
-// So a datagram counts only if its session (the sending process's random
-// id in the header) is verified, and its counter is new in that session's
-// replay window (as in IPsec and DTLS). A session is verified when it
-// answers a challenge: a fresh random nonce sent to the address the
-// datagram came from, echoed back sealed under that session. A recording
-// cannot answer. Until then its datagrams are dropped and counted, but the
-// latest heartbeat is parked and handed back once verified, so a joiner
+// process once sealed it: a recording replayed later opens just as well,
+// and so does a live datagram an attacker held back. So:
+// - A datagram counts only if its session (the sending process's random id
+//   in the header) answered one of our challenges: a fresh random nonce,
+//   sent to the address its authenticated heartbeat names, echoed back
+//   sealed under that session. A recording cannot answer.
+// - Each counter counts once (a replay window, as in IPsec and DTLS).
+// - The proof is a lease: it shows the process was live when the challenge
+//   left, and it counts for `proof_age` from then. Verified sessions are
+//   challenged again from half that age on. Past it their datagrams (and the
+//   node's TCP traffic, see Node::heard) refresh nothing until the next
+//   answer, so traffic held back and released after the sender died keeps
+//   it alive for at most `proof_age`.
+// Until a session is verified its datagrams are dropped and counted, but its
+// newest heartbeat is parked and handed back once it answers, so a joiner
 // costs one round trip, not one heartbeat interval.
 //
 // Plain protocol code: no sockets, no clocks, no randomness (the caller
 // passes the time and each nonce).
+#include <array>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -44,45 +52,83 @@ class ReplayWindow {
 
 struct SessionLimits {
   Duration challenge_interval = milliseconds(100);  // per session, at most one challenge per interval
+  Duration proof_age = milliseconds(1000);          // an answer counts this long from its challenge
+  Duration nonce_ttl = std::chrono::seconds(2);     // an answer must come within this
   Duration idle_expiry = std::chrono::seconds(60);  // a session not heard for this long is forgotten
   std::size_t max_sessions = 256;
 };
 
 class PeerSessions {
  public:
-  enum class Verdict { fresh, replayed, unverified, wrong_sender };
+  enum class Verdict {
+    fresh,         // counts
+    stale,         // verified, new counter, but its proof ran out: refreshes nothing until answered again
+    replayed,      // counter seen before (or too old)
+    unverified,    // never answered
+    wrong_sender,  // claims a sender other than the one that answered
+  };
 
   explicit PeerSessions(SessionLimits limits = {}) : limits_(limits) {}
 
   // A datagram that opened from session `s`, claiming sender `from`.
   Verdict check(const SessionId& s, std::uint64_t counter, const Sender& from, Time now);
-  // Keeps the latest heartbeat of an unverified session (type and body).
-  void park(const SessionId& s, std::string datagram_body);
-  // Whether to challenge unverified session `s` now with `nonce` (the caller's fresh random).
+  // Keeps the newest heartbeat (by counter) of an unverified session.
+  void park(const SessionId& s, std::uint64_t counter, std::string datagram_body);
+  // Whether session `s` is to be challenged now (unverified, or its proof is
+  // half used) and, if so, records `nonce` (the caller's fresh random) as
+  // one it may answer.
   bool challenge(const SessionId& s, std::uint64_t nonce, Time now);
   // An answer sealed by session `s` with `counter`, echoing `nonce`, from
-  // `from`: verifies the session if the nonce is the one sent to it. Returns
-  // the parked heartbeat body to handle now ("" if none).
+  // `from`. nullopt if it is not the answer to one of our challenges to `s`
+  // in time; else the session is proven from when that challenge left, and
+  // the value is its parked heartbeat to handle now ("" if none).
   std::optional<std::string> on_answer(const SessionId& s, std::uint64_t nonce, std::uint64_t counter,
                                        const Sender& from, Time now);
+  // True if process `who` answered a challenge that left within proof_age.
+  bool proven(const Sender& who, Time now) const;
   std::size_t size() const { return sessions_.size(); }
   std::size_t verified() const;
 
  private:
+  static constexpr std::size_t kNonces = 4;  // answers to the last 4 challenges are taken (slow round trips)
+  struct Pending {
+    std::uint64_t nonce = 0;
+    Time sent{};
+  };
   struct Entry {
     bool verified = false;
     Sender who;
     ReplayWindow window;
-    std::uint64_t nonce = 0;  // the challenge in flight (0: none)
-    Time challenged{};
+    std::array<Pending, kNonces> pending{};
+    std::size_t next_pending = 0;
+    Time challenged{};  // last challenge sent
+    Time proven_at{};   // when the newest answered challenge left
     Time last{};
     std::string parked;
+    std::uint64_t parked_counter = 0;
   };
   Entry& entry(const SessionId& s, Time now);
   void make_room(Time now);
+  std::optional<Time> take_nonce(Entry& e, std::uint64_t nonce, Time now);
 
   SessionLimits limits_;
   std::map<SessionId, Entry> sessions_;
+  std::map<NodeId, std::pair<Incarnation, Time>> proofs_;  // newest proof per node
+};
+
+// Challenges already answered, per challenger session: a replayed
+// challenge gets no second answer (so replays cannot use up the answer
+// budget that real challengers need). Bounded; the oldest-touched go first.
+class ChallengeLog {
+ public:
+  explicit ChallengeLog(std::size_t max = 512) : max_(max) {}
+  // True (and recorded) the first time (session, counter) is seen.
+  bool first(const SessionId& challenger, std::uint64_t counter);
+
+ private:
+  std::size_t max_;
+  std::uint64_t tick_ = 0;
+  std::map<SessionId, std::pair<ReplayWindow, std::uint64_t>> seen_;
 };
 
 }  // namespace rg::grid

@@ -37,7 +37,8 @@ TEST_CASE("sessions: nothing counts until the session answers its own challenge"
   Sender n2{"n2", 7};
   auto a = sid(1);
   CHECK(s.check(a, 10, n2, t0) == PeerSessions::Verdict::unverified);
-  s.park(a, "heartbeat body");
+  s.park(a, 10, "heartbeat 10");
+  s.park(a, 8, "heartbeat 8 (older, replayed)");  // the newest stays parked
   REQUIRE(s.challenge(a, 42, t0));
   CHECK_FALSE(s.challenge(a, 43, t0 + milliseconds(10)));  // one per interval
   // A wrong nonce (a recorded answer to an older challenge) verifies nothing.
@@ -45,10 +46,13 @@ TEST_CASE("sessions: nothing counts until the session answers its own challenge"
   CHECK(s.check(a, 12, n2, t0) == PeerSessions::Verdict::unverified);
   // Nor does the right nonce from another session.
   CHECK_FALSE(s.on_answer(sid(2), 42, 11, n2, t0));
-  auto parked = s.on_answer(a, 42, 20, n2, t0);
+  CHECK_FALSE(s.proven(n2, t0));
+  auto parked = s.on_answer(a, 42, 20, n2, t0 + milliseconds(5));
   REQUIRE(parked);
-  CHECK(*parked == "heartbeat body");
-  CHECK_FALSE(s.on_answer(a, 42, 21, n2, t0));  // answered once
+  CHECK(*parked == "heartbeat 10");
+  CHECK(s.proven(n2, t0 + milliseconds(5)));
+  CHECK_FALSE(s.proven(Sender{"n2", 6}, t0 + milliseconds(5)));
+  CHECK_FALSE(s.on_answer(a, 42, 21, n2, t0));  // each nonce answers once
   // Only what the session sealed after its answer counts, and each once.
   CHECK(s.check(a, 12, n2, t0) == PeerSessions::Verdict::replayed);
   CHECK(s.check(a, 20, n2, t0) == PeerSessions::Verdict::replayed);
@@ -58,6 +62,50 @@ TEST_CASE("sessions: nothing counts until the session answers its own challenge"
   CHECK(s.check(a, 22, Sender{"n3", 7}, t0) == PeerSessions::Verdict::wrong_sender);
   CHECK(s.check(a, 23, Sender{"n2", 6}, t0) == PeerSessions::Verdict::wrong_sender);
   CHECK(s.verified() == 1);
+}
+
+TEST_CASE("sessions: the proof is a lease from when its challenge left; it is renewed from half its age") {
+  SessionLimits lim;
+  lim.proof_age = milliseconds(1000);
+  PeerSessions s(lim);
+  Sender n2{"n2", 7};
+  auto a = sid(1);
+  s.check(a, 1, n2, t0);
+  REQUIRE(s.challenge(a, 5, t0));
+  // The answer comes late (held back 300 ms): it proves n2 live at t0, no later.
+  REQUIRE(s.on_answer(a, 5, 2, n2, t0 + milliseconds(300)));
+  CHECK(s.check(a, 3, n2, t0 + milliseconds(400)) == PeerSessions::Verdict::fresh);
+  CHECK_FALSE(s.challenge(a, 6, t0 + milliseconds(400)));  // not due yet
+  CHECK(s.challenge(a, 6, t0 + milliseconds(500)));       // due: half the age
+  // Unanswered (n2 died at t0 + 450 ms, say): held-back datagrams sealed
+  // before its death still open and are new to the window, but from
+  // proof_age on they refresh nothing.
+  CHECK(s.check(a, 4, n2, t0 + milliseconds(1000)) == PeerSessions::Verdict::fresh);
+  CHECK(s.check(a, 5, n2, t0 + milliseconds(1001)) == PeerSessions::Verdict::stale);
+  CHECK_FALSE(s.proven(n2, t0 + milliseconds(1001)));
+  // A live n2 answers any of its last few challenges, even a slow one.
+  REQUIRE(s.challenge(a, 7, t0 + milliseconds(1100)));
+  REQUIRE(s.challenge(a, 8, t0 + milliseconds(1200)));
+  REQUIRE(s.on_answer(a, 6, 9, n2, t0 + milliseconds(1250)));  // the answer to the one sent at +500
+  CHECK(s.check(a, 10, n2, t0 + milliseconds(1300)) == PeerSessions::Verdict::fresh);
+  CHECK(s.proven(n2, t0 + milliseconds(1500)));
+  CHECK_FALSE(s.proven(n2, t0 + milliseconds(1501)));
+  REQUIRE(s.on_answer(a, 8, 11, n2, t0 + milliseconds(1300)));
+  CHECK(s.proven(n2, t0 + milliseconds(2200)));
+  // Too late: an answer after nonce_ttl does not count.
+  REQUIRE(s.challenge(a, 9, t0 + milliseconds(2000)));
+  CHECK_FALSE(s.on_answer(a, 9, 12, n2, t0 + milliseconds(2000) + lim.nonce_ttl + milliseconds(1)));
+}
+
+TEST_CASE("challenge log: a replayed challenge gets no second answer") {
+  ChallengeLog log(2);
+  CHECK(log.first(sid(1), 5));
+  CHECK_FALSE(log.first(sid(1), 5));
+  CHECK(log.first(sid(1), 6));
+  CHECK(log.first(sid(2), 1));
+  CHECK(log.first(sid(3), 1));  // evicts the oldest-touched (sid 1)
+  CHECK_FALSE(log.first(sid(3), 1));
+  CHECK_FALSE(log.first(sid(2), 1));
 }
 
 TEST_CASE("sessions: bounded, idle ones forgotten, a replayer cannot push out a live peer") {
