@@ -6,6 +6,8 @@
 //   load     --node A --n N --value-size S      pipelined bulk load (keys bench/k<i>)
 //   stall    --node A --seconds S               one put at a time; max latency
 //   floor    --n N                              TCP ping-pong on loopback, 64 B
+//   crypto   --n N                              seal + open of one connection frame
+//                                               (XChaCha20-Poly1305), 128 B and 4 KiB bodies
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -96,6 +98,36 @@ json pipeline(const Common& c, const std::string& node, int n, int window, const
   }
   double secs = duration<double>(steady_clock::now() - t0).count();
   return {{"puts", n}, {"window", window}, {"seconds", secs}, {"per_second", n / secs}};
+}
+
+// What encryption costs a frame: one seal and one open on an established
+// connection, the way Conn does them, for a small frame (an ack, a put)
+// and a batch.
+json crypto_cost(int n) {
+  auto ring = rg::derive_ring("bench", {std::string(32, 'k')}, rg::KeyUse::peer);
+  rg::DatagramCrypto hs_a(rg::cluster_id_of("bench"), ring), hs_b(rg::cluster_id_of("bench"), ring);
+  rg::StreamCrypto a(hs_a, true), b(hs_b, false);
+  auto hello = a.hello();
+  b.on_hello(hello.data(), hello.size());
+  auto answer = b.hello();
+  a.on_hello(answer.data(), answer.size());
+  json out;
+  for (std::size_t size : {std::size_t{128}, std::size_t{4096}}) {
+    std::string f;
+    auto start = rg::frame_begin(f);
+    f.append(size, 'v');
+    rg::frame_end(f, start, 11);
+    auto t0 = steady_clock::now();
+    for (int i = 0; i < n; ++i) {
+      a.seal(f.data());
+      rg::FrameHeader h;
+      std::string_view body;
+      if (b.open(f.data(), f.size(), rg::kMaxStreamBody, h, body) != rg::FrameError::ok) throw std::runtime_error("open failed");
+    }
+    double ns = duration<double, std::nano>(steady_clock::now() - t0).count() / n;
+    out[size == 128 ? "ns_128" : "ns_4096"] = ns;
+  }
+  return out;
 }
 
 json floor_pingpong(int n) {
@@ -193,7 +225,7 @@ int main(int argc, char** argv) {
   app.add_option("--value-size", c.value_size);
   app.add_option("--seconds", c.seconds);
   std::string mode;
-  for (const char* m : {"latency", "clients", "pipeline", "load", "stall", "floor"})
+  for (const char* m : {"latency", "clients", "pipeline", "load", "stall", "floor", "crypto"})
     app.add_subcommand(m)->callback([&mode, m] { mode = m; });
   CLI11_PARSE(app, argc, argv);
   try {
@@ -203,6 +235,7 @@ int main(int argc, char** argv) {
     else if (mode == "pipeline") out = pipeline(c, nodes.at(0), c.n, c.window, "pipe");
     else if (mode == "load") out = pipeline(c, nodes.at(0), c.n, c.window, "k");
     else if (mode == "floor") out = floor_pingpong(c.n);
+    else if (mode == "crypto") out = crypto_cost(c.n);
     else if (mode == "clients") {
       out = clients(c, nodes);
     } else if (mode == "stall") {
