@@ -510,12 +510,27 @@ def bad_options_exit_with_one_line(c):
         ("bad --failure-timeout", ok + ["--failure-timeout", "soon"], "--failure-timeout"),
         ("bad node id", with_opt("--node", "N_1"), "N_1"),
     ]
+    # Secrets: weak, not base64, or readable by others are refused with status 2.
+    readable = c.dir / "secret-0644"
+    write_secret(readable)
+    os.chmod(readable, 0o644)
+    short = c.dir / "secret-short"
+    short.write_text("c2VjcmV0\n")  # base64 of "secret"
+    os.chmod(short, 0o600)
+    text = c.dir / "secret-text"
+    text.write_text("my cluster password\n")
+    os.chmod(text, 0o600)
+    cases += [
+        ("secret readable by others", with_opt("--secret-file", readable), "readable by group or others"),
+        ("secret of 6 bytes", with_opt("--secret-file", short), "at least 32"),
+        ("secret not base64", with_opt("--secret-file", text), "base64"),
+    ]
     problems = []
     for what, args, needle in cases:
         r = _run([ROLEGRID] + args, timeout=5)
         lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-        if r.returncode == 0:
-            problems.append(f"{what}: exited 0")
+        if r.returncode != 2:
+            problems.append(f"{what}: exited {r.returncode}, not 2")
         elif len(lines) != 1:
             problems.append(f"{what}: {len(lines)} lines on stderr: {r.stderr!r}")
         elif needle and needle not in lines[0]:
@@ -528,6 +543,18 @@ def bad_options_exit_with_one_line(c):
         lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
         if r.returncode != 1 or len(lines) != 1 or not lines[0].startswith("rolegrid: "):
             problems.append(f"admin port in use: exit {r.returncode}, stderr {r.stderr!r}")
+    r = _run([ROLEGRIDCTL, "--node", f"127.0.0.1:{p + 2}", "--secret-file", readable, "status"], timeout=5)
+    if r.returncode != 2 or "readable by group or others" not in r.stderr:
+        problems.append(f"rolegridctl with a readable secret: exit {r.returncode}, stderr {r.stderr!r}")
+    # keygen: a good secret, mode 0600, never overwritten.
+    made = c.dir / "made-secret"
+    r = _run([ROLEGRID, "keygen", made], timeout=5)
+    if r.returncode != 0 or (os.stat(made).st_mode & 0o777) != 0o600 or len(read_secret(made)) != 32:
+        problems.append(f"keygen: exit {r.returncode}, mode {oct(os.stat(made).st_mode & 0o777) if made.exists() else '-'}")
+    before = made.read_text() if made.exists() else ""
+    r = _run([ROLEGRID, "keygen", made], timeout=5)
+    if r.returncode != 2 or made.read_text() != before:
+        problems.append(f"keygen over an existing secret: exit {r.returncode}, file changed {made.read_text() != before}")
     check(not problems, "; ".join(problems))
 
     r = _run([ROLEGRID, "--help"])
