@@ -18,6 +18,7 @@ packages=(
   iproute2 util-linux python3 procps
   spin
   haproxy
+  iputils-arping
 )
 
 missing=()
