@@ -62,7 +62,7 @@ void Node::on_datagram(char* bytes, std::size_t size) {
   // replayed (of a dead process, or of one seen already) has no effect.
   switch (sessions_.check(h.session, h.counter, head.from, now)) {
     case PeerSessions::Verdict::fresh:
-      challenge(h.session, type, body, head.from, now);  // renews the proof once half used
+      challenge(h.session, type, body, head.from, now);  // renews the proof from a quarter of its age
       return dispatch(nullptr, type, body);
     case PeerSessions::Verdict::unverified:
     case PeerSessions::Verdict::stale:
@@ -337,9 +337,14 @@ void Node::on_member_message(Conn* conn, MsgType type, const Sender& from, std::
 
 void Node::probe(const ProbeOrder& order) {
   auto nonce = order.nonce;
-  links_.probe(order, [this, nonce](bool reached) {
+  bool direct = order.via.empty();
+  links_.probe(order, [this, nonce, direct, target = order.target, sent = Clock::now()](bool reached) {
     if (ctx_.leaving) return;
     auto now = Clock::now();
+    // Answered by the target itself on a fresh connection: it was live when
+    // the probe left (so a node whose datagrams are lost does not flap).
+    if (reached && direct)
+      if (const auto* m = membership_.find(target)) sessions_.prove(Sender{target, m->incarnation}, sent);
     membership_.on_probe_result(nonce, reached, now, mout_);
     drain_membership(now);
   });

@@ -61,7 +61,7 @@ PeerSessions::Verdict PeerSessions::check(const SessionId& s, std::uint64_t coun
 
 void PeerSessions::park(const SessionId& s, std::uint64_t counter, std::string body) {
   auto it = sessions_.find(s);
-  if (it == sessions_.end() || it->second.verified || counter <= it->second.parked_counter) return;
+  if (it == sessions_.end() || counter <= it->second.parked_counter) return;
   it->second.parked = std::move(body);
   it->second.parked_counter = counter;
 }
@@ -71,7 +71,8 @@ bool PeerSessions::challenge(const SessionId& s, std::uint64_t nonce, Time now) 
   if (it == sessions_.end()) return false;
   auto& e = it->second;
   if (e.challenged != Time{} && now - e.challenged < limits_.challenge_interval) return false;
-  if (e.verified && now - e.proven_at < limits_.proof_age / 2) return false;
+  // Renewed from a quarter of its age on: several tries before it runs out.
+  if (e.verified && now - e.proven_at < limits_.proof_age / 4) return false;
   // Kept beside the last few: an answer slower than the interval still counts.
   e.pending[e.next_pending] = Pending{nonce, now};
   e.next_pending = (e.next_pending + 1) % kNonces;
@@ -97,22 +98,27 @@ std::optional<std::string> PeerSessions::on_answer(const SessionId& s, std::uint
   if (e.verified && (e.who.node != from.node || e.who.incarnation != from.incarnation)) return std::nullopt;
   auto sent = take_nonce(e, nonce, now);
   if (!sent) return std::nullopt;
-  std::string parked;
   if (!e.verified) {
     e.verified = true;
     e.who = from;
     // Only what the session seals from now on counts: anything older may be a recording.
     e.window.reset(counter);
-    parked.swap(e.parked);
   } else {
     e.window.accept(counter);
   }
+  // Parked while unverified or stale: its sender is proven live now.
+  std::string parked;
+  parked.swap(e.parked);
   e.last = now;
   // The answer proves the process live when the challenge left, no later.
   e.proven_at = std::max(e.proven_at, *sent);
-  auto& p = proofs_[from.node];
-  if (p.first != from.incarnation || p.second < e.proven_at) p = {from.incarnation, e.proven_at};
+  prove(from, e.proven_at);
   return parked;
+}
+
+void PeerSessions::prove(const Sender& who, Time sent) {
+  auto& p = proofs_[who.node];
+  if (p.first != who.incarnation || p.second < sent) p = {who.incarnation, sent};
 }
 
 bool PeerSessions::proven(const Sender& who, Time now) const {

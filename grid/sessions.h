@@ -12,13 +12,15 @@
 // - Each counter counts once (a replay window, as in IPsec and DTLS).
 // - The proof is a lease: it shows the process was live when the challenge
 //   left, and it counts for `proof_age` from then. Verified sessions are
-//   challenged again from half that age on. Past it their datagrams (and the
-//   node's TCP traffic, see Node::heard) refresh nothing until the next
-//   answer, so traffic held back and released after the sender died keeps
-//   it alive for at most `proof_age`.
+//   challenged again from a quarter of that age on. Past it their datagrams
+//   (and the node's TCP traffic, see Node::heard) refresh nothing until the
+//   next answer (the newest heartbeat is parked meanwhile), so traffic held
+//   back and released after the sender died keeps it alive for at most
+//   `proof_age`. A direct probe answered on its own fresh connection proves
+//   the target too (prove()).
 // Until a session is verified its datagrams are dropped and counted, but its
 // newest heartbeat is parked and handed back once it answers, so a joiner
-// costs one round trip, not one heartbeat interval.
+// (or a peer back from a pause) costs one round trip, not one heartbeat.
 //
 // Plain protocol code: no sockets, no clocks, no randomness (the caller
 // passes the time and each nonce).
@@ -72,10 +74,10 @@ class PeerSessions {
 
   // A datagram that opened from session `s`, claiming sender `from`.
   Verdict check(const SessionId& s, std::uint64_t counter, const Sender& from, Time now);
-  // Keeps the newest heartbeat (by counter) of an unverified session.
+  // Keeps the newest heartbeat (by counter) of an unverified or stale session.
   void park(const SessionId& s, std::uint64_t counter, std::string datagram_body);
-  // Whether session `s` is to be challenged now (unverified, or its proof is
-  // half used) and, if so, records `nonce` (the caller's fresh random) as
+  // Whether session `s` is to be challenged now (unverified, or a quarter
+  // of its proof used) and, if so, records `nonce` (the caller's fresh random) as
   // one it may answer.
   bool challenge(const SessionId& s, std::uint64_t nonce, Time now);
   // An answer sealed by session `s` with `counter`, echoing `nonce`, from
@@ -84,7 +86,9 @@ class PeerSessions {
   // the value is its parked heartbeat to handle now ("" if none).
   std::optional<std::string> on_answer(const SessionId& s, std::uint64_t nonce, std::uint64_t counter,
                                        const Sender& from, Time now);
-  // True if process `who` answered a challenge that left within proof_age.
+  // Process `who` was proven live at `sent` some other way (a direct probe).
+  void prove(const Sender& who, Time sent);
+  // True if process `who` answered a challenge (or a probe) that left within proof_age.
   bool proven(const Sender& who, Time now) const;
   std::size_t size() const { return sessions_.size(); }
   std::size_t verified() const;

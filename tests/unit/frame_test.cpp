@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include <map>
 #include <random>
 
 #include "common/codec.h"
@@ -96,6 +97,39 @@ TEST_CASE("a rotation: the second secret opens, the first seals") {
   CHECK(open_copy(both_new_first, sealed(old_only, 1, "x"), 100, h, body) == FrameError::ok);
   CHECK(open_copy(new_only, sealed(both_new_first, 1, "y"), 100, h, body) == FrameError::ok);
   CHECK(open_copy(old_only, sealed(both_new_first, 1, "z"), 100, h, body) == FrameError::bad_mac);
+}
+
+TEST_CASE("a rotation whose two secrets share a key tag (one byte): both still open, datagrams and handshakes") {
+  // Find two secrets whose peer keys have the same tag (1 in 256 pairs).
+  std::map<std::uint8_t, std::string> by_tag;
+  std::string s1, s2;
+  for (int i = 0; s1.empty(); ++i) {
+    auto sec = std::string(28, 'r') + std::to_string(1000 + i);
+    auto tag = derive_ring("c", {sec}, KeyUse::peer).sealing().tag;
+    auto [it, fresh] = by_tag.emplace(tag, sec);
+    if (!fresh) {
+      s1 = it->second;
+      s2 = sec;
+    }
+  }
+  auto old_first = crypto("c", {s1, s2});
+  auto new_first = crypto("c", {s2, s1});
+  FrameHeader h;
+  std::string body;
+  CHECK(open_copy(old_first, sealed(new_first, 1, "sealed with s2"), 100, h, body) == FrameError::ok);
+  CHECK(body == "sealed with s2");
+  CHECK(open_copy(new_first, sealed(old_first, 1, "sealed with s1"), 100, h, body) == FrameError::ok);
+  CHECK(body == "sealed with s1");
+  StreamCrypto client(new_first, true), server(old_first, false);
+  auto hello = client.hello();
+  REQUIRE(server.on_hello(hello.data(), hello.size()) == FrameError::ok);
+  auto answer = server.hello();
+  REQUIRE(client.on_hello(answer.data(), answer.size()) == FrameError::ok);
+  auto f = unsealed(100, "after the handshake");
+  client.seal(f.data());
+  std::string_view b;
+  REQUIRE(server.open(f.data(), f.size(), 1000, h, b) == FrameError::ok);
+  CHECK(b == "after the handshake");
 }
 
 TEST_CASE("a connection's handshake, and replays into it") {

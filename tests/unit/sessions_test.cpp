@@ -64,7 +64,7 @@ TEST_CASE("sessions: nothing counts until the session answers its own challenge"
   CHECK(s.verified() == 1);
 }
 
-TEST_CASE("sessions: the proof is a lease from when its challenge left; it is renewed from half its age") {
+TEST_CASE("sessions: the proof is a lease from when its challenge left; it is renewed from a quarter of its age") {
   SessionLimits lim;
   lim.proof_age = milliseconds(1000);
   PeerSessions s(lim);
@@ -75,26 +75,34 @@ TEST_CASE("sessions: the proof is a lease from when its challenge left; it is re
   // The answer comes late (held back 300 ms): it proves n2 live at t0, no later.
   REQUIRE(s.on_answer(a, 5, 2, n2, t0 + milliseconds(300)));
   CHECK(s.check(a, 3, n2, t0 + milliseconds(400)) == PeerSessions::Verdict::fresh);
-  CHECK_FALSE(s.challenge(a, 6, t0 + milliseconds(400)));  // not due yet
-  CHECK(s.challenge(a, 6, t0 + milliseconds(500)));       // due: half the age
-  // Unanswered (n2 died at t0 + 450 ms, say): held-back datagrams sealed
+  CHECK_FALSE(s.challenge(a, 6, t0 + milliseconds(200)));  // not due yet
+  CHECK(s.challenge(a, 6, t0 + milliseconds(250)));        // due: a quarter of the age
+  // Unanswered (n2 died at t0 + 240 ms, say): held-back datagrams sealed
   // before its death still open and are new to the window, but from
-  // proof_age on they refresh nothing.
+  // proof_age on they refresh nothing; the newest heartbeat is parked.
   CHECK(s.check(a, 4, n2, t0 + milliseconds(1000)) == PeerSessions::Verdict::fresh);
   CHECK(s.check(a, 5, n2, t0 + milliseconds(1001)) == PeerSessions::Verdict::stale);
+  s.park(a, 5, "heartbeat 5");
   CHECK_FALSE(s.proven(n2, t0 + milliseconds(1001)));
-  // A live n2 answers any of its last few challenges, even a slow one.
+  // A live n2 answers any of its last few challenges, even a slow one; the
+  // parked heartbeat comes back with the answer.
   REQUIRE(s.challenge(a, 7, t0 + milliseconds(1100)));
   REQUIRE(s.challenge(a, 8, t0 + milliseconds(1200)));
-  REQUIRE(s.on_answer(a, 6, 9, n2, t0 + milliseconds(1250)));  // the answer to the one sent at +500
-  CHECK(s.check(a, 10, n2, t0 + milliseconds(1300)) == PeerSessions::Verdict::fresh);
-  CHECK(s.proven(n2, t0 + milliseconds(1500)));
-  CHECK_FALSE(s.proven(n2, t0 + milliseconds(1501)));
+  auto parked = s.on_answer(a, 6, 9, n2, t0 + milliseconds(1250));  // the answer to the one sent at +250
+  REQUIRE(parked);
+  CHECK(*parked == "heartbeat 5");
+  CHECK(s.check(a, 10, n2, t0 + milliseconds(1250)) == PeerSessions::Verdict::fresh);
+  CHECK(s.proven(n2, t0 + milliseconds(1250)));
+  CHECK_FALSE(s.proven(n2, t0 + milliseconds(1251)));
   REQUIRE(s.on_answer(a, 8, 11, n2, t0 + milliseconds(1300)));
   CHECK(s.proven(n2, t0 + milliseconds(2200)));
   // Too late: an answer after nonce_ttl does not count.
   REQUIRE(s.challenge(a, 9, t0 + milliseconds(2000)));
   CHECK_FALSE(s.on_answer(a, 9, 12, n2, t0 + milliseconds(2000) + lim.nonce_ttl + milliseconds(1)));
+  // A probe answered by n2 proves it as well (its TCP traffic then counts).
+  s.prove(n2, t0 + milliseconds(5000));
+  CHECK(s.proven(n2, t0 + milliseconds(5900)));
+  CHECK_FALSE(s.proven(Sender{"n2", 8}, t0 + milliseconds(5900)));
 }
 
 TEST_CASE("challenge log: a replayed challenge gets no second answer") {
