@@ -48,8 +48,12 @@ inline constexpr std::size_t kMaxDatagramBody = 60000;           // below lo's 6
 inline constexpr std::size_t kMaxStreamBody = 16 * 1024 * 1024;  // TCP frames
 inline constexpr std::uint8_t kHandshakeType = 255;
 inline constexpr std::size_t kHandshakeNonce = 32;
+inline constexpr std::size_t kHandshakeFrame = kHeaderSize + kHandshakeNonce + kMacSize;  // 92 bytes
 
 using SessionId = std::array<unsigned char, kSessionSize>;
+inline std::string_view bytes_of(const SessionId& s) {
+  return std::string_view(reinterpret_cast<const char*>(s.data()), s.size());
+}
 
 enum class FrameError {
   ok,

@@ -28,7 +28,7 @@ void Reply::send(AdminStatus status, const std::string& body) const {
 
 AdminServer::AdminServer(asio::io_context& io, const Endpoint& at, DatagramCrypto& crypto,
                          ConnCounters& counters)
-    : acceptor_(io), retry_(io), crypto_(crypto), counters_(counters) {
+    : acceptor_(io), crypto_(crypto), counters_(counters) {
   asio::ip::tcp::endpoint ep(asio::ip::make_address(at.host), at.port);
   acceptor_.open(ep.protocol());
   acceptor_.set_option(asio::socket_base::reuse_address(true));
@@ -46,31 +46,20 @@ std::vector<std::string> AdminServer::commands() const {
 void AdminServer::close() {
   boost::system::error_code ec;
   acceptor_.close(ec);
-  retry_.cancel();
   auto conns = conns_;
   for (const auto& c : conns) c->close();
 }
 
 void AdminServer::accept() {
-  acceptor_.async_accept([this](auto ec, asio::ip::tcp::socket s) {
-    if (ec == asio::error::operation_aborted) return;
-    if (ec) {
-      // Out of descriptors (EMFILE) or the like: retrying at once would spin.
-      retry_.expires_after(std::chrono::milliseconds(50));
-      retry_.async_wait([this](auto e) {
-        if (!e) accept();
-      });
-      return;
-    }
-    if (make_room_for_inbound(conns_, kMaxAdminClients, counters_)) {
-      auto c = std::make_shared<Conn>(std::move(s), crypto_, false, counters_, 1024 * 1024);
-      conns_.insert(c);
-      c->start([this](Conn& conn, std::uint8_t type, std::string_view body) { on_frame(conn, type, body); },
-               [this](Conn& conn) { conns_.erase(conn.shared_from_this()); });
-    } else {
+  accept_connections(acceptor_, [this](asio::ip::tcp::socket s) {
+    if (!make_room_for_inbound(conns_, kMaxAdminClients, counters_)) {
       ++counters_.refused_connections;
+      return;  // the socket closes as it goes out of scope
     }
-    accept();
+    auto c = std::make_shared<Conn>(std::move(s), crypto_, false, counters_, 1024 * 1024);
+    conns_.insert(c);
+    c->start([this](Conn& conn, std::uint8_t type, std::string_view body) { on_frame(conn, type, body); },
+             [this](Conn& conn) { conns_.erase(conn.shared_from_this()); });
   });
 }
 

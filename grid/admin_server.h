@@ -11,7 +11,6 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
 
 #include "common/frame.h"
 #include "common/ids.h"
@@ -60,7 +59,6 @@ class AdminServer {
   void on_frame(Conn& c, std::uint8_t type, std::string_view body);
 
   boost::asio::ip::tcp::acceptor acceptor_;
-  boost::asio::steady_timer retry_;  // accept again after an error
   DatagramCrypto& crypto_;
   ConnCounters& counters_;
   std::map<std::string, Handler> handlers_;

@@ -30,6 +30,20 @@ bool make_room_for_inbound(const std::set<std::shared_ptr<Conn>>& conns, std::si
   return open < max_total;
 }
 
+void accept_connections(asio::ip::tcp::acceptor& acceptor, std::function<void(asio::ip::tcp::socket)> on_socket) {
+  acceptor.async_accept([&acceptor, on_socket = std::move(on_socket)](auto ec, asio::ip::tcp::socket s) mutable {
+    if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
+    if (!ec) {
+      on_socket(std::move(s));
+      return accept_connections(acceptor, std::move(on_socket));
+    }
+    auto retry = std::make_shared<asio::steady_timer>(acceptor.get_executor(), std::chrono::milliseconds(50));
+    retry->async_wait([&acceptor, retry, on_socket = std::move(on_socket)](auto) mutable {
+      if (acceptor.is_open()) accept_connections(acceptor, std::move(on_socket));
+    });
+  });
+}
+
 Conn::Conn(asio::ip::tcp::socket socket, DatagramCrypto& hs, bool initiator, ConnCounters& counters,
            std::size_t max_body)
     : socket_(std::move(socket)),
@@ -51,11 +65,7 @@ void Conn::start(FrameFn on_frame, CloseFn on_close) {
     ++self->counters_.handshake_timeouts;
     self->fail();
   });
-  if (crypto_.initiator()) {
-    pending_.insert(0, crypto_.hello());
-    sealed_ = frame_size(pending_.data());
-    flush();
-  }
+  if (crypto_.initiator()) send_hello();
   read_more();
 }
 
@@ -68,7 +78,7 @@ std::string Conn::remote() const {
 
 void Conn::read_more() {
   // Before the handshake only a handshake frame may come: read no more than that.
-  std::size_t chunk = crypto_.established() ? 64 * 1024 : kHeaderSize + kHandshakeNonce + kMacSize - in_len_;
+  std::size_t chunk = crypto_.established() ? 64 * 1024 : kHandshakeFrame - in_len_;
   if (in_.size() < in_len_ + chunk) in_.resize(in_len_ + chunk);
   socket_.async_read_some(asio::buffer(in_.data() + in_len_, chunk),
                           [self = shared_from_this()](auto ec, std::size_t n) {
@@ -85,13 +95,18 @@ bool Conn::on_handshake(std::string_view frame) {
   auto err = crypto_.on_hello(const_cast<char*>(frame.data()), frame.size());
   if (err != FrameError::ok) return false;
   deadline_.cancel();
-  if (!crypto_.initiator()) {
-    auto hello = crypto_.hello();
-    pending_.insert(0, hello);
-    sealed_ += hello.size();
-  }
-  flush();
+  if (crypto_.initiator()) flush();
+  else send_hello();
   return true;
+}
+
+// Our handshake frame goes first, ahead of anything queued (which waits,
+// unsealed, until the handshake is done).
+void Conn::send_hello() {
+  auto hello = crypto_.hello();
+  pending_.insert(0, hello);
+  sealed_ += hello.size();
+  flush();
 }
 
 bool Conn::open_frame(char* frame, std::size_t size, FrameHeader& h, std::string_view& body) {

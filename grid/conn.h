@@ -86,6 +86,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
   void write_more();
   void fail();
   bool on_handshake(std::string_view frame);
+  void send_hello();
   bool open_frame(char* frame, std::size_t size, FrameHeader& h, std::string_view& body);
   void seal_pending();
 
@@ -111,5 +112,11 @@ class Conn : public std::enable_shared_from_this<Conn> {
 // `conns` already holds `max_total`.
 bool make_room_for_inbound(const std::set<std::shared_ptr<Conn>>& conns, std::size_t max_total,
                            ConnCounters& counters);
+
+// Accepts on `acceptor` until it is closed, handing each socket to
+// `on_socket`. After an error (EMFILE: out of descriptors) it waits 50 ms
+// instead of retrying at once, which would spin.
+void accept_connections(boost::asio::ip::tcp::acceptor& acceptor,
+                        std::function<void(boost::asio::ip::tcp::socket)> on_socket);
 
 }  // namespace rg::grid

@@ -177,19 +177,7 @@ void Node::receive_udp(udp::socket& s, std::string& buf, udp::endpoint& from) {
 }
 
 void Node::accept_tcp() {
-  acceptor_.async_accept([this](auto ec, tcp::socket s) {
-    if (ec == asio::error::operation_aborted) return;
-    if (ec) {
-      // Out of descriptors (EMFILE) or the like: retrying at once would spin.
-      auto t = std::make_shared<asio::steady_timer>(io_, milliseconds(50));
-      t->async_wait([this, t](auto e) {
-        if (!e && !ctx_.leaving) accept_tcp();
-      });
-      return;
-    }
-    links_.adopt(std::move(s));
-    accept_tcp();
-  });
+  accept_connections(acceptor_, [this](tcp::socket s) { links_.adopt(std::move(s)); });
 }
 
 bool Node::heard(const Sender& s, Time now) {

@@ -149,6 +149,7 @@ class Node {
   void on_challenge(const FrameHeader& h, MsgType type, std::string_view body, Time now);
   void on_frame(Conn* conn, std::uint8_t type, std::string_view body);
   void dispatch(Conn* conn, MsgType type, std::string_view body);
+  void route(Conn* conn, MsgType type, const Sender& from, std::string_view body);
   void malformed(Conn* conn);
   bool delayed_by_faults(Conn* conn, MsgType type, const Sender& from, std::string_view body);
   void on_heartbeat(std::string_view body, Time now);

@@ -57,20 +57,20 @@ void Node::on_datagram(char* bytes, std::size_t size) {
     if (faults_ && faults_->drop_in(head.from.node)) return;
     return on_challenge(h, type, body, now);
   }
-  if (faults_ && faults_->replay_hole()) return dispatch(nullptr, type, body);
+  if (faults_ && faults_->replay_hole()) return route(nullptr, type, head.from, body);
   // Only fresh datagrams of a session proven live count: a recording
   // replayed (of a dead process, or of one seen already) has no effect.
   switch (sessions_.check(h.session, h.counter, head.from, now)) {
     case PeerSessions::Verdict::fresh:
       challenge(h.session, type, body, head.from, now);  // renews the proof from a quarter of its age
-      return dispatch(nullptr, type, body);
+      return route(nullptr, type, head.from, body);
     case PeerSessions::Verdict::unverified:
     case PeerSessions::Verdict::stale:
       ++counters_.unverified;
       // A refusal names the exact process it stops (id and incarnation), so a
       // replay can only repeat one meant for us; and a refused process may
       // know no address to challenge its refuser at (unicast seeds).
-      if (type == MsgType::refuse) return dispatch(nullptr, type, body);
+      if (type == MsgType::refuse) return route(nullptr, type, head.from, body);
       if (type == MsgType::heartbeat) sessions_.park(h.session, h.counter, std::string(body));
       return challenge(h.session, type, body, head.from, now);
     default: ++counters_.replayed;
@@ -82,6 +82,7 @@ void Node::on_datagram(char* bytes, std::size_t size) {
 // else the member's known one. Never at the packet's source, which anyone
 // can forge to steal the challenge.
 void Node::challenge(const SessionId& s, MsgType type, std::string_view body, const Sender& from, Time now) {
+  if (!sessions_.due(s, now)) return;  // the common case, on every datagram: nothing to do
   std::string to;
   if (type == MsgType::heartbeat) {
     Envelope<Heartbeat> e;
@@ -94,8 +95,7 @@ void Node::challenge(const SessionId& s, MsgType type, std::string_view body, co
   while (nonce == 0) randombytes_buf(&nonce, sizeof nonce);
   if (!sessions_.challenge(s, nonce, now)) return;
   ++counters_.challenges_sent;
-  std::string session(reinterpret_cast<const char*>(s.data()), s.size());
-  send_udp(to, frame(MsgType::challenge, Challenge{session, nonce, config_.listen.str()}));
+  send_udp(to, frame(MsgType::challenge, Challenge{std::string(bytes_of(s)), nonce, config_.listen.str()}));
 }
 
 void Node::on_challenge(const FrameHeader& h, MsgType type, std::string_view body, Time now) {
@@ -105,8 +105,7 @@ void Node::on_challenge(const FrameHeader& h, MsgType type, std::string_view bod
       ++counters_.decode_errors;
       return;
     }
-    const auto& mine = crypto_.session();
-    if (e.msg.session != std::string_view(reinterpret_cast<const char*>(mine.data()), mine.size())) return;
+    if (e.msg.session != bytes_of(crypto_.session())) return;
     // A replayed challenge gets no second answer; past that, a cap on
     // answers bounds what fresh-looking ones cost.
     if (!challenge_log_.first(h.session, h.counter)) {
@@ -140,17 +139,18 @@ void Node::on_frame(Conn* conn, std::uint8_t type, std::string_view body) {
 
 // `conn`: the connection a frame came on; null for a datagram.
 void Node::dispatch(Conn* conn, MsgType type, std::string_view body) {
+  Envelope<SyncRequest> head;  // decodes just the sender
+  if (allowed(type, conn == nullptr) && !decode(body, head)) return malformed(conn);
+  route(conn, type, head.from, body);
+}
+
+// The same, once the sender is decoded (on_datagram decodes it first).
+void Node::route(Conn* conn, MsgType type, const Sender& from, std::string_view body) {
   if (!allowed(type, conn == nullptr)) {
     ++(conn ? counters_.decode_errors : counters_.datagrams_dropped);
     return;
   }
   auto now = Clock::now();
-  Sender from;
-  {
-    Envelope<SyncRequest> head;  // decodes just the sender
-    if (!decode(body, head)) return malformed(conn);
-    from = head.from;
-  }
   // Our link to a peer carries that peer's frames only (a connection
   // redirected to another member is cut).
   if (conn && !conn->tag.empty() && from.node != conn->tag) return malformed(conn);
@@ -168,8 +168,6 @@ void Node::dispatch(Conn* conn, MsgType type, std::string_view body) {
     case MsgType::probe_relay_result: return on_probe_message(*conn, type, body);
     default: break;
   }
-  // Our own multicast batches loop back: dropped without a word.
-  if (from.node == config_.node && type == MsgType::data && !conn) return;
   if (from.node == config_.node || !topology_.contains(from.node)) {
     ++counters_.refused_messages;
     return;

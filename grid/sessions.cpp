@@ -66,13 +66,18 @@ void PeerSessions::park(const SessionId& s, std::uint64_t counter, std::string b
   it->second.parked_counter = counter;
 }
 
-bool PeerSessions::challenge(const SessionId& s, std::uint64_t nonce, Time now) {
+bool PeerSessions::due(const SessionId& s, Time now) const {
   auto it = sessions_.find(s);
   if (it == sessions_.end()) return false;
-  auto& e = it->second;
+  const auto& e = it->second;
   if (e.challenged != Time{} && now - e.challenged < limits_.challenge_interval) return false;
   // Renewed from a quarter of its age on: several tries before it runs out.
-  if (e.verified && now - e.proven_at < limits_.proof_age / 4) return false;
+  return !e.verified || now - e.proven_at >= limits_.proof_age / 4;
+}
+
+bool PeerSessions::challenge(const SessionId& s, std::uint64_t nonce, Time now) {
+  if (!due(s, now)) return false;
+  auto& e = sessions_.find(s)->second;
   // Kept beside the last few: an answer slower than the interval still counts.
   e.pending[e.next_pending] = Pending{nonce, now};
   e.next_pending = (e.next_pending + 1) % kNonces;

@@ -80,6 +80,9 @@ class PeerSessions {
   // of its proof used) and, if so, records `nonce` (the caller's fresh random) as
   // one it may answer.
   bool challenge(const SessionId& s, std::uint64_t nonce, Time now);
+  // Whether challenge() would record one now (checked before the caller
+  // does the work of addressing and drawing a nonce).
+  bool due(const SessionId& s, Time now) const;
   // An answer sealed by session `s` with `counter`, echoing `nonce`, from
   // `from`. nullopt if it is not the answer to one of our challenges to `s`
   // in time; else the session is proven from when that challenge left, and

@@ -1,8 +1,6 @@
 #include "programs/admin_client.h"
 
 #include <cerrno>
-#include <fstream>
-#include <sstream>
 #include <stdexcept>
 
 #include <boost/asio/connect.hpp>
@@ -41,15 +39,14 @@ void AdminClient::handshake(const std::string& node) {
   out_ = crypto_.hello();
   flush();
   auto deadline = std::chrono::steady_clock::now() + timeout_;
-  std::size_t want = kHeaderSize + kHandshakeNonce + kMacSize;
-  while (in_.size() < want) {
+  while (in_.size() < kHandshakeFrame) {
     if (!wait_readable(deadline)) throw std::runtime_error(fmt::format("no handshake from {} within {} ms", node, timeout_.count()));
     read_some();
   }
-  auto err = crypto_.on_hello(in_.data(), want);
+  auto err = crypto_.on_hello(in_.data(), kHandshakeFrame);
   if (err != FrameError::ok)
     throw std::runtime_error(fmt::format("bad handshake from the node ({}): wrong --cluster or secret?", to_string(err)));
-  in_.erase(0, want);
+  in_.erase(0, kHandshakeFrame);
 }
 
 bool AdminClient::wait_readable(std::chrono::steady_clock::time_point deadline) {

@@ -19,6 +19,7 @@ from harness import AdminConn, AdminError, check, note, read_secret, test, wait_
 from test_agent import fault, started_cluster
 
 R = "it"
+HANDSHAKE_FRAME = 44 + 32 + 16  # header, nonce, tag: all a node sends before the client proves the key
 FT_S = harness.FAILURE_TIMEOUT_MS / 1000
 
 
@@ -58,15 +59,25 @@ class Recorder:
         return [d for src, d in self.got if src == node.listen]
 
 
+def attacker_socket(c, targets):
+    """A UDP socket that can send to the group on lo, and the addresses to
+    send to: the group and each target's listen port."""
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
+    u.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+    to = [(harness.MCAST_GROUP, c.mcast_port)]
+    for t in targets:
+        host, port = t.listen.rsplit(":", 1)
+        to.append((host, int(port)))
+    return u, to
+
+
 def replay(c, datagrams, targets, seconds, every=0.1):
     """Sends the recorded datagrams again, all of them every `every` s for
     `seconds`, to the group and to each target's listen port."""
-    to = [(harness.MCAST_GROUP, c.mcast_port)] + [tuple((t.listen.rsplit(":", 1)[0], int(t.listen.rsplit(":", 1)[1])))
-                                                   for t in targets]
     sent = 0
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-        u.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
-        u.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+    u, to = attacker_socket(c, targets)
+    with u:
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             for d in datagrams:
@@ -266,7 +277,7 @@ def attacker_replayed_admin_commands_have_no_effect(c):
     before = c.q(ids[0], "status")["counters"]
     for rec in (tap.sent, tap2.sent):
         got = replay_tcp(node.admin, bytes(rec))
-        check(len(got) <= 44 + 32 + 16, f"the node answered a replayed connection with {len(got)} bytes "
+        check(len(got) <= HANDSHAKE_FRAME, f"the node answered a replayed connection with {len(got)} bytes "
                                          "(more than its handshake)")
     time.sleep(0.2)
     values = {i: c.q(i, "get", R, "k")["value"] for i in ids}
@@ -284,12 +295,9 @@ def _flood_datagrams(c, targets, stop, recorded, counts):
     wrong_key, cid = frame_keys(c.name, b"an attacker's guess, 32 bytes!!!")
     forged = [make_frame(wrong_key, cid, t, bytes(64)) for t in (1, 2, 3, 11)]
     junk = [bytes((i * 37 + j) % 256 for j in range(200)) for i in range(8)]
-    to = [(harness.MCAST_GROUP, c.mcast_port)] + [(t.listen.rsplit(":", 1)[0], int(t.listen.rsplit(":", 1)[1]))
-                                                   for t in targets]
     pool = forged + junk + recorded
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-        u.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
-        u.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+    u, to = attacker_socket(c, targets)
+    with u:
         i = 0
         while not stop.is_set():
             try:
