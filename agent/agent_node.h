@@ -47,13 +47,16 @@ class AgentNode {
  public:
   AgentNode(boost::asio::io_context& io, grid::Node& node, AgentOptions options);
   void start();
-  // Graceful stop: a master releases its lease first; then `done`.
+  // Graceful stop: a master stops acting and releases its lease, its
+  // step-down hook finishes (within its time limit); then `done`.
   void stop(std::function<void()> done);
   // Called when the node must not go on (a required watchdog failed).
   void on_fatal(std::function<void(const std::string&)> fn) { fatal_ = std::move(fn); }
 
  private:
   void tick();
+  void wait_hooks_then(Time deadline, std::function<void()> done);
+  void note_step_down(const AgentOutput& out);
   void feed(const std::function<void(HaAgent&, Time, AgentOutput&)>& input);
   void carry_out(AgentOutput& out);
   void run_cas(CasRequest req);
@@ -78,6 +81,10 @@ class AgentNode {
   boost::asio::steady_timer timer_;
   bool ready_ = false;
   bool stopping_ = false;
+  // The watchdog stays armed until the step-down hook (role hook number
+  // step_down_seq_ or later) has run: see note_step_down.
+  bool fence_step_down_ = false;
+  std::uint64_t step_down_seq_ = 0;
   std::string last_hook_;       // name, status of the last hook run
   int last_hook_status_ = 0;
   std::string last_hook_at_;

@@ -119,6 +119,7 @@ void HookRunner::next() {
     ::setpgid(pid, pid);
     running_ = Running{std::move(job), pid, Clock::now()};
     log::info("+hook-start {} (pid {})", running_->job.req.hook, pid);
+    if (running_->job.req.on_start) running_->job.req.on_start(pid);
     limit_.expires_after(running_->job.req.limit);
     limit_.async_wait([this, pid](auto ec) {
       if (ec || !running_ || running_->pid != pid) return;

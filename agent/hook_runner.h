@@ -27,6 +27,9 @@ struct HookRequest {
   // Asked just before the hook would start: false drops it unrun
   // (superseded: its role is no longer this node's). Empty: always current.
   std::function<bool()> still_current;
+  // Called when its process has started (not for a dropped or missing hook):
+  // the event log records when a role's service may have begun.
+  std::function<void(int pid)> on_start;
 };
 
 struct HookResult {
@@ -54,6 +57,8 @@ class HookRunner {
   // The running hook's name, "" if none.
   std::string running() const { return running_ ? running_->job.req.hook : std::string(); }
   bool busy() const { return running_.has_value(); }
+  // Nothing running and nothing queued.
+  bool idle() const { return !running_ && queue_.empty(); }
   const std::string& dir() const { return dir_; }
 
  private:

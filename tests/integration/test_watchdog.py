@@ -143,3 +143,56 @@ def watchdog_required_refuses_to_act_without_one(c):
     check(r.returncode == 2 and "needs --watchdog DEVICE" in r.stderr, f"required without a device: {r.stderr!r}")
     note(f"n1 (broken watchdog) exited 1 when made master, without acting; {new} took over; "
          f"{lines[0]}")
+
+
+@test(timeout=90)
+def watchdog_held_until_a_cut_off_masters_step_down_hook_ends(c):
+    """A master cut off from its peers loses its lease while its step-down
+    hook (stopping the service) takes 2 s, longer than the watchdog's
+    timeout. The watchdog stays armed, with no keepalive, until that hook
+    ends, so it expires (the machine would be reset) before the new
+    master's `master` hook starts; only then is it magic-closed."""
+    import test_hooks
+    hooks = test_hooks.make_hooks(c, {"replica": "sleep 2", "data": "sleep 2"})
+    ids = wd_nodes(c, 3)
+    for nid in ids:
+        c.nodes[nid].extra += ["--hook-dir", str(hooks), "--enable-fault-injection"]
+    c.start_all()
+    c.wait_formed()
+    m = harness.wait_until(lambda: master_of(c, ids), 15, what="an established master")
+    harness.wait_until(lambda: any(e["hook"] == "master" for e in node_events(c, m, "hook-started")), 10,
+                       what=f"{m}'s master hook to start")
+    time.sleep(0.5)  # a few renewals: keepalives
+    t0 = time.monotonic() * 1000
+    for p in ids:
+        if p != m:
+            c.ctl(m, "fault", "drop", p, "100", "both", json=False)
+    try:
+        def stepped_down():
+            return next((e for e in node_events(c, m, "hook") if e["hook"] in ("replica", "data")
+                         and e["t_ms"] > t0 and e["ran"]), None)
+        hook_end = harness.wait_until(stepped_down, 6 * FT_MS / 1000 + 4, what=f"{m}'s step-down hook to end")
+
+        def new_master_hook():
+            for i in ids:
+                if i != m:
+                    s = [e for e in node_events(c, i, "hook-started") if e["hook"] == "master" and e["t_ms"] > t0]
+                    if s:
+                        return i, s[0]
+            return None
+        n, started = harness.wait_until(new_master_hook, 10, what="the new master's master hook")
+    finally:
+        c.ctl(m, "fault", "clear", json=False, check=False)
+    ops = [o for o in wd_ops(c, m) if o["t_ms"] > t0 - 3000]
+    pings = [o for o in ops if o["event"] in ("keepalive", "timeout", "open") and o["t_ms"] <= hook_end["t_ms"]]
+    close = next((o for o in ops if o["event"] == "magic-close"), None)
+    timeout_ms = next(o["timeout_ms"] for o in wd_ops(c, m) if o["event"] == "timeout")
+    check(pings and close, f"{m}'s watchdog ops after the cut: {ops}")
+    check(close["t_ms"] >= hook_end["t_ms"], f"{m} disarmed its watchdog at {close['t_ms']}, before its step-down "
+                                            f"hook ended at {hook_end['t_ms']}")
+    expiry = pings[-1]["t_ms"] + timeout_ms
+    check(expiry < close["t_ms"], f"the watchdog did not run out while the step-down hook ran: {ops}")
+    check(expiry < started["t_ms"], f"watchdog expiry {expiry} not before {n}'s master hook at {started['t_ms']}")
+    note(f"{m} cut off: its watchdog expired {expiry - t0:.0f} ms after the cut, {started['t_ms'] - expiry:.0f} ms "
+         f"before {n}'s master hook started; magic-closed only after its 2 s step-down hook "
+         f"({close['t_ms'] - hook_end['t_ms']:.0f} ms after it ended)")
