@@ -97,7 +97,8 @@ void AgentNode::register_admin() {
   a.handle("switchover", [this](const grid::AdminRequest& q, grid::Reply r) {
     if (q.args.size() != 1) return r.error("usage: switchover --to NODE");
     std::string why;
-    feed([&](HaAgent& ag, Time now, AgentOutput& out) { why = ag.switchover(q.args[0], now, out); });
+    bool planted = node_.faults() && node_.faults()->early_handover();
+    feed([&](HaAgent& ag, Time now, AgentOutput& out) { why = ag.switchover(q.args[0], now, out, planted); });
     if (!why.empty()) return r.error(why);
     record("switchover-requested", {{"to", q.args[0]}});
     r.ok(json{{"switchover", q.args[0]}}.dump());

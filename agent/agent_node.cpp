@@ -4,7 +4,6 @@
 
 #include <fmt/format.h>
 
-#include "agent/events.h"
 #include "common/log.h"
 
 namespace rg::agent {
@@ -151,7 +150,6 @@ void AgentNode::feed(const std::function<void(HaAgent&, Time, AgentOutput&)>& in
   auto now = Clock::now();
   input(agent_, now, out);
   count_master_change();
-  note_step_down(out);
   // Armed before the outputs run the master hook; a required watchdog that
   // fails stops the node before it does anything as master.
   if (!update_watchdog(now)) return;
@@ -159,10 +157,6 @@ void AgentNode::feed(const std::function<void(HaAgent&, Time, AgentOutput&)>& in
   // process group; the new role's hook (queued by carry_out) runs next.
   if (hooks_.running() == "master" && !agent_.acting_master(now)) hooks_.supersede("master");
   carry_out(out);
-  if (fence_step_down_ && role_hook_seq_ < step_down_seq_) {
-    fence_step_down_ = false;  // no step-down hook was queued: nothing to wait for
-    update_watchdog(now);
-  }
   // Every move of the lease bound goes to the event log (not the ring of
   // recent events: ten a second), so a checker can rebuild exactly when
   // this node allowed itself to act as master.
@@ -199,26 +193,9 @@ void AgentNode::make_watchdog() {
             to_string(options_.watchdog_mode), to_ms(*t));
 }
 
-// A master that lost its lease or was demoted keeps its watchdog armed,
-// without keepalives, until its step-down hook has finished: if the hook
-// (stopping the service) outlives the timer, the machine is reset before the
-// new master's service can start. A switchover or a graceful stop orders
-// the step-down before the next master itself and disarms at once.
-void AgentNode::note_step_down(const AgentOutput& out) {
-  for (const auto& c : out.changes) {
-    if (c.to == Role::master) {
-      fence_step_down_ = false;
-    } else if (c.from == Role::master) {
-      bool voluntary = c.event == event::switchover_out || c.event == event::shutdown;
-      fence_step_down_ = !voluntary && watchdog_ && watchdog_->armed();
-      step_down_seq_ = role_hook_seq_ + 1;  // the role hook carry_out queues next
-    }
-  }
-}
-
 bool AgentNode::update_watchdog(Time now) {
   if (!watchdog_) return true;
-  auto r = watchdog_->update(agent_.acting_master(now), agent_.lease_bound(), now, fence_step_down_);
+  auto r = watchdog_->update(agent_.acting_master(now), agent_.lease_bound(), now);
   switch (r.change) {
     case Watchdog::Change::armed:
       record("watchdog-armed", {{"timeout_ms", to_ms(watchdog_->timeout())}});
@@ -298,12 +275,11 @@ void AgentNode::run_hook(const HookRun& h) {
              {"ROLEGRID_EPOCH", std::to_string(h.epoch)},
              {"ROLEGRID_PREV_MASTER", h.prev_master},
              {"ROLEGRID_HOOK", h.hook}};
-  std::uint64_t seq = 0;
   if (h.hook == "master" || h.hook == "replica" || h.hook == "data") {
     // A role's hook is dropped if, when its turn comes, a later role change
     // has queued its own or the role is no longer held (prepare and abort
     // belong to a failover in progress and always run).
-    seq = ++role_hook_seq_;
+    auto seq = ++role_hook_seq_;
     req.still_current = [this, seq, role = h.role] {
       if (seq != role_hook_seq_ || agent_.role() != role) return false;
       return role != Role::master || agent_.acting_master(Clock::now());
@@ -313,10 +289,7 @@ void AgentNode::run_hook(const HookRun& h) {
   // service it starts may begin (the chaos checker's service intervals).
   req.on_start = [this, hook = h.hook](int pid) { record("hook-started", {{"hook", hook}, {"pid", pid}}); };
   record("hook-queued", {{"hook", h.hook}, {"hook_role", to_string(h.role)}});
-  hooks_.run(std::move(req), [this, seq](const HookResult& r) {
-    // The step-down hook has run (not dropped for a newer role's): the
-    // watchdog's hold ends with it (update_watchdog in the feed below).
-    if (seq >= step_down_seq_ && r.hook != "master" && !r.superseded) fence_step_down_ = false;
+  hooks_.run(std::move(req), [this](const HookResult& r) {
     last_hook_ = r.hook;
     last_hook_status_ = r.status;
     last_hook_at_ = wall_now();

@@ -56,7 +56,6 @@ class AgentNode {
  private:
   void tick();
   void wait_hooks_then(Time deadline, std::function<void()> done);
-  void note_step_down(const AgentOutput& out);
   void feed(const std::function<void(HaAgent&, Time, AgentOutput&)>& input);
   void carry_out(AgentOutput& out);
   void run_cas(CasRequest req);
@@ -81,10 +80,6 @@ class AgentNode {
   boost::asio::steady_timer timer_;
   bool ready_ = false;
   bool stopping_ = false;
-  // The watchdog stays armed until the step-down hook (role hook number
-  // step_down_seq_ or later) has run: see note_step_down.
-  bool fence_step_down_ = false;
-  std::uint64_t step_down_seq_ = 0;
   std::string last_hook_;       // name, status of the last hook run
   int last_hook_status_ = 0;
   std::string last_hook_at_;

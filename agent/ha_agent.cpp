@@ -344,7 +344,7 @@ std::uint64_t HaAgent::issue(const std::string& purpose, CasOp op, Change change
     if (next && made->size() < 64) made->push_back(*next);
     return next;
   };
-  im.pending[id] = PendingCas{purpose, op, now, table_, saw, made};
+  im.pending[id] = PendingCas{purpose, op, now, table_, saw, made, std::nullopt, Time{}};
   if (role_slot) im.role_cas = id;
   out.cas.push_back(std::move(req));
   return id;

@@ -189,7 +189,9 @@ class HaAgent {
   void tick(Time now, AgentOutput& out);
 
   // Operator actions. Return an empty string when started, else why not.
-  std::string switchover(const NodeId& to, Time now, AgentOutput& out);
+  // early_handover: a planted hole (fault injection only) that hands over
+  // without waiting for our step-down hook, to show the checks catch it.
+  std::string switchover(const NodeId& to, Time now, AgentOutput& out, bool early_handover = false);
   std::string set_maintenance(bool on, Time now, AgentOutput& out);
   // Graceful stop: a master releases its lease so a successor need not wait.
   void on_shutdown(Time now, AgentOutput& out);

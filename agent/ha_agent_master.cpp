@@ -368,7 +368,7 @@ void HaAgent::on_switchover_step(CasOp op, grid::CasOutcome outcome, Time now, A
 
 // --- operator actions ----------------------------------------------------------------
 
-std::string HaAgent::switchover(const NodeId& to, Time now, AgentOutput& out) {
+std::string HaAgent::switchover(const NodeId& to, Time now, AgentOutput& out, bool early_handover) {
   begin_input(now, out);
   std::string why;
   auto it = members_.find(to);
@@ -399,7 +399,7 @@ std::string HaAgent::switchover(const NodeId& to, Time now, AgentOutput& out) {
   // Stop first, then give the lease up: we never act on a lease we released.
   auto hooks_before = out.hooks.size();
   stop_acting(event::switchover_out, "switchover to " + to, now, out);
-  im.stepdown_hook = out.hooks.size() > hooks_before ? out.hooks.back().hook : std::string();
+  im.stepdown_hook = out.hooks.size() > hooks_before && !early_handover ? out.hooks.back().hook : std::string();
   im.release_committed = false;
   im.recovering = false;
   im.need_read = false;

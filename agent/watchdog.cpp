@@ -115,9 +115,8 @@ std::optional<Duration> watchdog_timeout(Duration lease, double drift, Duration 
 Watchdog::Watchdog(WatchdogMode mode, std::unique_ptr<WatchdogDevice> device, Duration timeout)
     : mode_(mode), device_(std::move(device)), timeout_(timeout) {}
 
-Watchdog::Result Watchdog::update(bool acting, Time bound, Time now, bool hold) {
+Watchdog::Result Watchdog::update(bool acting, Time bound, Time now) {
   if (mode_ == WatchdogMode::off || !device_) return {};
-  if (!acting && hold && armed_) return {};
   if (!acting) {
     failed_ = false;  // automatic mode tries again at the next promotion
     if (!armed_) return {};

@@ -6,11 +6,8 @@
 //
 // Policy (Watchdog, pure: driven by acting / lease bound / now):
 // - armed when this node starts acting as master, disarmed (magic close)
-//   once it has stopped acting and its step-down hook has finished. After a
-//   lost lease or a demotion no keepalive is sent meanwhile, so a step-down
-//   hook still running when the timer fires resets the machine before the
-//   new master's service can start; a switchover or a graceful stop (which
-//   order the step-down before the next master themselves) disarm at once;
+//   when it stops acting for any reason, so a live process steps down
+//   through its hooks and only a hung one is reset;
 // - its timeout T is the master's lease minus a margin, and a keepalive is
 //   sent only for a committed renewal whose own bound is at least T away.
 //   So the timer always fires no later than the master's own lease bound,
@@ -61,10 +58,8 @@ class Watchdog {
     Change change = Change::none;
     std::string error;  // for failed
   };
-  // After every agent input: `acting` (acting master now) and its lease
-  // bound. `hold`: not acting, but its service may still run (the step-down
-  // hook has not finished): stay armed, with no keepalive.
-  Result update(bool acting, Time bound, Time now, bool hold = false);
+  // After every agent input: `acting` (acting master now) and its lease bound.
+  Result update(bool acting, Time bound, Time now);
   bool armed() const { return armed_; }
   WatchdogMode mode() const { return mode_; }
   Duration timeout() const { return timeout_; }

@@ -19,7 +19,7 @@ std::optional<double> number(const std::string& s) {
 std::string FaultRules::apply(const std::vector<std::string>& a) {
   const char* usage =
       "usage: fault drop PEER PERCENT [in|out|both] | delay PEER MS | drop-app CHANNEL [in|out] | disk fail|ok | "
-      "replay-hole on|off | clear";
+      "replay-hole on|off | early-handover on|off | clear";
   if (a.empty()) return usage;
   if (a[0] == "clear" && a.size() == 1) {
     peers_.clear();
@@ -27,6 +27,11 @@ std::string FaultRules::apply(const std::vector<std::string>& a) {
     channels_out_.clear();
     disk_error_.clear();
     replay_hole_ = false;
+    early_handover_ = false;
+    return {};
+  }
+  if (a[0] == "early-handover" && a.size() == 2 && (a[1] == "on" || a[1] == "off")) {
+    early_handover_ = a[1] == "on";
     return {};
   }
   if (a[0] == "replay-hole" && a.size() == 2 && (a[1] == "on" || a[1] == "off")) {
@@ -75,6 +80,7 @@ std::string FaultRules::describe() const {
   j["delayed"] = delayed;
   j["disk_error"] = disk_error_;
   j["replay_hole"] = replay_hole_;
+  j["early_handover"] = early_handover_;
   return j.dump();
 }
 

@@ -38,12 +38,15 @@ class FaultRules {
   // A planted hole, to show the attacker tests can fail: datagrams are
   // taken without the session and replay checks (grid/sessions.h).
   bool replay_hole() const { return replay_hole_; }
+  // A planted hole, to show the chaos service check can fail: a switchover
+  // hands the role over without waiting for the old master's step-down hook.
+  bool early_handover() const { return early_handover_; }
   // Non-empty while saves of the data dir are to fail, with this reason.
   const std::string& disk_error() const { return disk_error_; }
 
   // Applies one admin command; returns "" or a one-line reason.
   //   drop PEER PERCENT [in|out|both]   delay PEER MS   drop-app CHANNEL [in|out]
-  //   disk fail|ok   replay-hole on|off   clear
+  //   disk fail|ok   replay-hole on|off   early-handover on|off   clear
   std::string apply(const std::vector<std::string>& args);
   std::string describe() const;  // JSON
   std::uint64_t dropped = 0;
@@ -65,6 +68,7 @@ class FaultRules {
   std::set<std::string> channels_in_, channels_out_;
   std::string disk_error_;
   bool replay_hole_ = false;
+  bool early_handover_ = false;
 };
 
 }  // namespace rg::grid

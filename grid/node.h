@@ -113,6 +113,8 @@ class Node {
   const Membership& membership() const { return membership_; }
   AdminServer& admin() { return *admin_; }
   const NodeConfig& config() const { return config_; }
+  // The injected faults (--enable-fault-injection), else null.
+  const FaultRules* faults() const { return faults_ ? &*faults_ : nullptr; }
   Incarnation incarnation() const { return incarnation_; }
   const TransferProgress& transfer() const { return sync_.transfer(); }
   std::string status_json() const;

@@ -413,3 +413,77 @@ def chaos_checker_recorded_planted_late_demotion(c):
     check("demotion" in kinds(rep), f"no demotion violation: {[str(v) for v in rep.violations]}")
     text = " ".join(str(v) for v in rep.violations if v.kind == "demotion")
     check(old.node in text and "restarted" in text, f"demotion report: {text}")
+
+
+# ---------------------------------------------------------------------------
+# The service check (tools/chaos/service.py): synthetic service events on
+# the synthetic history. n1's master hook runs at 1.55 s (epoch 1); its
+# watchdog is kept alive until the kill at 4.0 s (last keepalive 3.9 s,
+# timeout 450 ms: expiry 4.35 s); n2's master hook starts at 5.55 s and its
+# service runs to the end.
+
+def with_service(s, n1_watchdog=True, n2_start=5550):
+    s.ev("n1", 1550, "hook-started", "master", "master", 1, 11, True, 1975, hook="master", pid=100)
+    s.ev("n1", 1570, "hook", "master", "master", 1, 11, True, 1975, hook="master", ran=True, status=0, took_ms=20)
+    s.ev("n2", n2_start, "hook-started", "master", "master", 2, 21, True, 5975, hook="master", pid=200)
+    wd = s.dir / "watchdog"
+    s.watchdog = {"n1": [], "n2": []}
+    if n1_watchdog:
+        s.watchdog["n1"] = ([{"event": "open", "t_ms": 1500}, {"event": "timeout", "timeout_ms": 450, "t_ms": 1500}]
+                            + [{"event": "keepalive", "t_ms": t} for t in range(1600, 4000, 100)])
+    s.watchdog["n2"] = ([{"event": "open", "t_ms": 5500}, {"event": "timeout", "timeout_ms": 450, "t_ms": 5500}]
+                        + [{"event": "keepalive", "t_ms": t} for t in range(5600, 9000, 100)])
+    d = s.write()
+    wd.mkdir()
+    for n, ops in s.watchdog.items():
+        write_jsonl(wd / f"{n}.jsonl", ops)
+    return d
+
+
+@test()
+def chaos_checker_service_ends_at_a_killed_masters_watchdog_expiry(c):
+    rep = verdict(with_service(synth(c)))
+    check(rep.ok, f"clean history with services reported: {[str(v) for v in rep.violations]}")
+    check(rep.stats.get("services") == 2, f"service intervals: {rep.stats}")
+
+
+@test()
+def chaos_checker_reports_a_killed_masters_service_without_a_watchdog(c):
+    rep = verdict(with_service(synth(c), n1_watchdog=False))
+    expect_only(rep, "service", "n1", "n2", "the end of the run")
+
+
+@test()
+def chaos_checker_reports_a_service_started_before_the_old_ones_watchdog_expired(c):
+    # n2's master hook at 4.2 s (planted): n1's watchdog runs until 4.35 s
+    rep = check_history(History(with_service(synth(c), n2_start=4200)), kinds=("service",))
+    expect_only(rep, "service", "n1", "n2", "its watchdog expired", "for 150 ms")
+
+
+@test()
+def chaos_checker_reports_a_step_down_hook_ending_after_the_new_master_hook(c):
+    s = synth(c)
+    # n1's step-down (replica) hook, running 3.9-5.7 s, ends 150 ms after n2's master hook starts
+    s.ev("n1", 5700, "hook", "replica", "replica", 1, 11, hook="replica", ran=True, status=0, took_ms=1800)
+    rep = check_history(History(with_service(s, n1_watchdog=False)), kinds=("service",))
+    expect_only(rep, "service", "n1", "n2", "its replica hook ended", "for 150 ms")
+
+
+@test(timeout=180)
+def chaos_service_check_catches_a_switchover_that_does_not_wait(c):
+    """tests/chaos/switchover-slow-stepdown.chaos run with the planted hole
+    `fault master early-handover on` before each switchover: the new
+    master's hook starts while the old one's 500 ms step-down hook runs, and
+    the service check fails the run. (The real file passes in the suite.)"""
+    src = (REPO / "tests" / "chaos" / "switchover-slow-stepdown.chaos").read_text()
+    planted = src.replace("\nswitchover to ", "\nfault master early-handover on\nswitchover to ")
+    check(planted.count("early-handover on\nswitchover to") == 2, "the scenario no longer has two switchovers")
+    p = c.dir / "planted.chaos"
+    p.write_text(planted)
+    r = subprocess.run([sys.executable, str(CHAOS), "run", str(p), "--keep", str(c.dir / "history")],
+                       capture_output=True, text=True, timeout=170)
+    out = r.stdout
+    check(r.returncode == 1 and "[service] two services" in out,
+          f"planted early handover not caught: exit {r.returncode}\n{out[-1500:]}")
+    rep = verdict(c.dir / "history")
+    check(kinds(rep) in (["service"], ["liveness", "service"]), f"unexpected kinds: {[str(v) for v in rep.violations]}")

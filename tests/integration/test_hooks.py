@@ -124,3 +124,42 @@ def hooks_switchover_orders_the_step_down_before_the_new_master(c):
     check(gap >= 0, f"{target}'s master hook started {-gap} ms before {m}'s step-down hook ended")
     note(f"switchover {m} -> {target}: {m}'s {step_down[1]} hook (0.5 s) ended, {gap} ms later {target}'s "
          f"master hook started")
+
+
+@test(timeout=90)
+def hooks_graceful_stop_waits_for_the_step_down_hook(c):
+    """SIGTERM to the master whose step-down hook takes 0.8 s: the node
+    stops acting at once, and leaves (exits) only after that hook has
+    ended, so the next master's `master` hook starts after it."""
+    hooks = make_hooks(c, {"replica": "sleep 0.8", "data": "sleep 0.8"})
+    for h in ("master", "replica", "data"):
+        p = hooks / h
+        p.write_text(p.read_text().replace("$ROLEGRID_EPOCH $$", "$ROLEGRID_EPOCH $$ $(date +%s%3N)"))
+    nodes = c.add_nodes(3)
+    for n in nodes:
+        n.extra = ["--event-log", str(c.dir / f"{n.id}.events"), "--hook-dir", str(hooks)]
+    ids = [n.id for n in nodes]
+    c.start_all()
+    c.wait_formed()
+    m, _, _ = harness.wait_until(lambda: harness.settled_roles(c, ids), 15, what="a master and a replica")
+    harness.wait_until(lambda: all(sum(ln[0] == "start" for ln in hook_lines(c, i)) ==
+                                   sum(ln[0] == "end" for ln in hook_lines(c, i)) for i in ids), 10,
+                       what="the first hooks to finish")
+    t0 = time.time() * 1000
+    c[m].term()
+    rc = c[m].wait_exit(15)
+    exited = time.time() * 1000
+    check(rc == 0, f"{m} exited {rc} after SIGTERM")
+    step_down = next((ln for ln in hook_lines(c, m) if ln[0] == "end" and ln[1] in ("replica", "data")
+                      and int(ln[4]) > t0), None)
+    check(step_down is not None, f"{m}'s step-down hook did not finish before it exited: {hook_lines(c, m)[-3:]}")
+    rest = [i for i in ids if i != m]
+
+    def new_master_hook():
+        return next((ln for i in rest for ln in hook_lines(c, i) if ln[:2] == ["start", "master"]
+                     and int(ln[4]) > t0), None)
+    start_new = harness.wait_until(new_master_hook, 10, what="the new master's master hook")
+    gap = int(start_new[4]) - int(step_down[4])
+    check(gap >= 0, f"the new master hook started {-gap} ms before {m}'s step-down hook ended")
+    note(f"SIGTERM to {m}: its {step_down[1]} hook (0.8 s) ended {int(step_down[4]) - t0:.0f} ms later, it exited "
+         f"after {exited - t0:.0f} ms, the new master's hook started {gap} ms after the step-down ended")

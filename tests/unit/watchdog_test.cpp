@@ -56,25 +56,6 @@ TEST_CASE("watchdog: timeout is the lease bound minus a margin, in the device's 
         std::chrono::seconds(2));
 }
 
-TEST_CASE("watchdog: held armed without keepalives while the step-down hook runs") {
-  auto log = std::make_shared<Log>();
-  Watchdog w(WatchdogMode::required, std::make_unique<RecordingDevice>(log), milliseconds(850));
-  CHECK(w.update(true, at(955), at(10)).change == Watchdog::Change::armed);
-  // Lease lost at 955; the step-down hook runs: armed, and never kept alive
-  // (a renewal bound it might still see counts for nothing).
-  CHECK(w.update(false, at(955), at(955), /*hold=*/true).change == Watchdog::Change::none);
-  CHECK(w.update(false, at(2000), at(1000), /*hold=*/true).change == Watchdog::Change::none);
-  CHECK(w.armed());
-  CHECK(log->ops.back() == "keepalive");
-  CHECK(w.keepalives() == 1);
-  // The hook finished: magic close.
-  CHECK(w.update(false, at(955), at(1100)).change == Watchdog::Change::disarmed);
-  CHECK(log->ops.back() == "close");
-  // A hold never arms a watchdog that is not armed.
-  CHECK(w.update(false, at(955), at(1200), /*hold=*/true).change == Watchdog::Change::none);
-  CHECK_FALSE(w.armed());
-}
-
 TEST_CASE("watchdog: armed when acting, kept alive per renewal, disarmed on step-down") {
   auto log = std::make_shared<Log>();
   Watchdog w(WatchdogMode::required, std::make_unique<RecordingDevice>(log), milliseconds(850));

@@ -34,6 +34,9 @@ What it checks (each violation names the nodes, epochs and times):
                newer master acts reports a non-master role within the
                promised time (+startup allowance after a restart).
   crash        a node exited without being told to.
+  service      never two nodes running the master's service at once: from
+               a node's `master` hook start to its next step-down hook's
+               end or its (fake) watchdog's expiry (tools/chaos/service.py).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ import bisect
 from dataclasses import dataclass, field
 
 from .history import parse_key
+from .service import check_service
 
 ROLE_EVENTS_NONMASTER = ("replica", "data", "witness")
 STARTUP_ALLOWANCE_MS = 3000.0
@@ -604,7 +608,7 @@ def check(h, snapshots=None, kinds=None):
     fs = FaultState(h)
     stats = {}
     violations = []
-    wanted = kinds or ("overlap", "epoch", "liveness", "demotion", "lost-write", "crash")
+    wanted = kinds or ("overlap", "epoch", "liveness", "demotion", "lost-write", "crash", "service")
     if "overlap" in wanted:
         violations += check_overlap(h, intervals)
     if "epoch" in wanted:
@@ -617,6 +621,10 @@ def check(h, snapshots=None, kinds=None):
         violations += check_writes(h, fs, snapshots, stats)
     if "crash" in wanted:
         violations += check_crashes(h)
+    if "service" in wanted:
+        found, services = check_service(h, Violation)
+        violations += found
+        stats["services"] = len(services)
     stats["intervals"] = len(intervals)
     stats["epochs"] = len({e for iv in intervals for e in iv.epochs})
     stats["acked"] = sum(1 for w in h.workload if w.get("outcome") == "ok")

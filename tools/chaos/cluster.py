@@ -93,6 +93,7 @@ class ChaosNode:
         self.event_log = d / "events" / f"{nid}.jsonl"
         self.log_path = d / "logs" / f"{nid}.log"
         self.hook_dir = d / "hooks" / nid
+        self.watchdog_log = d / "watchdog" / f"{nid}.jsonl"
         self.data_dir = d / "data" / nid
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         self.hook_dir.mkdir(parents=True, exist_ok=True)
@@ -118,6 +119,10 @@ class ChaosNode:
             args += ["--multicast", MCAST]
         if self.witness:
             args.append("--witness")
+        if c.service:
+            # The fake device: the checker plays the hardware and ends a
+            # service where the timer would have reset the machine.
+            args += ["--watchdog", f"fake:{self.watchdog_log}", "--watchdog-mode", "required"]
         if c.in_memory:
             args.append("--in-memory")
         else:
@@ -230,12 +235,26 @@ class ChaosNode:
             raise
 
 
+# The stand-in service's role hooks: the master hook "starts" it, a step-down
+# hook "stops" it. They take a little time, so a step-down still running
+# when another node's master hook starts shows up as an overlap.
+SERVICE_HOOKS = {
+    "master": "#!/bin/sh\nsleep 0.02\n",
+    "replica": "#!/bin/sh\nsleep 0.05\n",
+    "data": "#!/bin/sh\nsleep 0.05\n",
+}
+
+
 class ChaosCluster:
     """A cluster of real nodes in private namespaces, with its history."""
 
     def __init__(self, directory, n, failure_timeout_ms=700, heartbeat_ms=100, mode="multicast",
-                 node_options=(), witnesses=(), meta=None, in_memory=False):
+                 node_options=(), witnesses=(), meta=None, in_memory=False, service=True):
         self.dir = Path(directory)
+        # A stand-in service on every node: role hooks that log when it runs
+        # (hook-started / hook events) and a fake watchdog per node, for the
+        # checker's service check.
+        self.service = service
         # Acceptor state in each node's data dir (the default) or in memory.
         self.in_memory = in_memory
         self.history = HistoryWriter(self.dir)
@@ -254,7 +273,11 @@ class ChaosCluster:
         self.history.write_meta(nodes=self.ids, members=self.ids, failure_timeout_ms=failure_timeout_ms,
                                 heartbeat_ms=heartbeat_ms, mode=mode, t0_ms=self.t0, end_ms=None,
                                 node_options=self.node_options, witnesses=list(witnesses), in_memory=in_memory,
-                                rolegrid=str(ROLEGRID), **(meta or {}))
+                                rolegrid=str(ROLEGRID), service=service, **(meta or {}))
+        if service:
+            (self.dir / "watchdog").mkdir(exist_ok=True)
+            for name, script in SERVICE_HOOKS.items():
+                self.install_hook(name, script, self.ids)
         self.observer = None
         self.last_outage_ms = None  # the last time no node was running (the grid lives in memory)
         self.active_fault_nodes = set()  # nodes with message faults set (a restart clears them)

@@ -14,6 +14,9 @@ re-check on its own (`rolegrid-chaos check DIR`).
                        node per snapshot, keys as per-client ranges of sequence
                        numbers, with the cut-off time of the writes required
     expects.jsonl      the scenario's expect lines and their outcome
+    watchdog/<id>.jsonl each node's fake watchdog device (open, timeout,
+                       keepalive, magic-close), when the run had a service
+    hooks/<id>/        each node's hook directory (the stand-in service)
     logs/<id>.log      node output; result.txt: the printed report
 
 Every time is CLOCK_MONOTONIC in milliseconds, the clock of the nodes' event
@@ -153,6 +156,7 @@ class History:
             raise FileNotFoundError(f"{self.dir} is not a directory")
         self.meta = {}
         self.events = {}        # node id -> [event dict] in file order
+        self.watchdogs = {}     # node id -> [fake watchdog operation] in file order
         self.faults = []
         self.workload = []
         self.observations = []
@@ -176,6 +180,10 @@ class History:
                 self.events.setdefault(p.stem, []).extend(self._more(f"events/{p.name}"))
         for nid in self.meta.get("nodes", []):
             self.events.setdefault(nid, [])
+        wd_dir = self.dir / "watchdog"
+        if wd_dir.is_dir():
+            for p in sorted(wd_dir.glob("*.jsonl")):
+                self.watchdogs.setdefault(p.stem, []).extend(self._more(f"watchdog/{p.name}"))
         self.faults += self._more("faults.jsonl")
         self.workload += self._more("workload.jsonl")
         self.observations += self._more("observations.jsonl")

@@ -360,6 +360,9 @@ class Runner:
                 args = ["clear"]
                 self.cluster.fault(i, args)
                 continue
+            if a["kind"] == "early-handover":
+                self.cluster.fault(i, ["early-handover", a["value"]])
+                continue
             if a["kind"] == "drop-app":
                 self.cluster.fault(i, ["drop-app", a["channel"], a["direction"]])
                 continue

@@ -34,6 +34,7 @@ One command per line, `#` starts a comment. Durations: 500ms, 1.5s, 2s.
   fault TARGETS delay PEERS MS
   fault TARGETS drop-app CHANNEL [in|out]          e.g. agent.ack (broadcast acknowledgements)
   fault TARGETS clear
+  fault TARGETS early-handover on                  planted hole: a switchover skips the step-down wait
   hook NAME sleep DURATION [on TARGETS]   install a hook script (prepare, master, replica, data, abort)
   hook NAME exit CODE [on TARGETS]
   hook NAME remove [on TARGETS]
@@ -378,7 +379,7 @@ class _Parser:
 
     def p_fault(self, a, line):
         usage = ("usage: fault TARGETS drop PEERS PERCENT [in|out|both] | delay PEERS MS | "
-                 "drop-app CHANNEL [in|out] | clear")
+                 "drop-app CHANNEL [in|out] | early-handover on|off | clear")
         if len(a) < 2:
             self.err(usage)
         t = self.targets(a[0])
@@ -409,6 +410,9 @@ class _Parser:
                      direction=rest[1] if len(rest) == 2 else "in")
         elif kind == "clear" and not rest:
             self.add(line, "fault", targets=t, kind="clear")
+        elif kind == "early-handover" and rest in (["on"], ["off"]):
+            self.add(line, "fault", targets=t, kind="early-handover", value=rest[0])
+
         else:
             self.err(usage)
 

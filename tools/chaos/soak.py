@@ -340,7 +340,8 @@ class Soak:
             lines.append(f"failovers: 0 rounds changed the master (master changes in the history: {len(fos)})")
         s = rep.stats
         lines.append(f"writes: {s['acked']} acknowledged, {s['unknown']} unknown, {s['refused']} refused; "
-                     f"{s['snapshots']} snapshots checked")
+                     f"{s['snapshots']} snapshots checked; {s.get('services', 0)} service intervals (master hook "
+                     f"to step-down hook or watchdog expiry) checked for overlap")
         kinds = {}
         for v in rep.violations:
             kinds[v.kind] = kinds.get(v.kind, 0) + 1
