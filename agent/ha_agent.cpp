@@ -122,7 +122,10 @@ bool descends(const RoleTable& v, const RoleTable& mine) {
 
 }  // namespace
 
-HaAgent::HaAgent(AgentConfig config, Time now) : config_(std::move(config)), impl_(std::make_shared<Impl>()) {
+HaAgent::HaAgent(AgentConfig config, Time now)
+    : config_(std::move(config)),
+      lease_(config_.failure_timeout, config_.drift, config_.heartbeat_interval, config_.plant_lease_from_commit),
+      impl_(std::make_shared<Impl>()) {
   impl_->started_at = now;
   impl_->observed_since = now;
   if (config_.topology.size() == 2 && !config_.witness)
@@ -295,7 +298,7 @@ void HaAgent::begin_input(Time now, AgentOutput& out) {
   for (auto& n : im.queued_notes) out.notes.push_back(std::move(n));
   im.queued_notes.clear();
   // Stop acting the moment the lease runs out, whatever the input is.
-  if (state_ == AgentState::master && now >= lease_bound_)
+  if (state_ == AgentState::master && !lease_.held(now))
     stop_acting(event::lease_lost,
                 fmt::format("no renewal committed within the lease ({}ms)", to_ms(config_.failure_timeout)), now,
                 out);
@@ -395,7 +398,7 @@ bool HaAgent::names_self_replica() const {
 }
 
 Role HaAgent::role() const { return impl_->role; }
-bool HaAgent::acting_master(Time now) const { return state_ == AgentState::master && now < lease_bound_; }
+bool HaAgent::acting_master(Time now) const { return state_ == AgentState::master && lease_.held(now); }
 std::uint64_t HaAgent::master_epoch() const { return impl_->my_epoch; }
 std::uint64_t HaAgent::refused_broadcasts() const { return impl_->refused_broadcasts; }
 
@@ -586,7 +589,7 @@ std::string HaAgent::check_invariants(Time now) const {
     const auto& m = table_ ? table_->master : std::nullopt;
     if (!m || m->node != self || m->epoch != im.my_epoch || m->phase != Phase::established)
       return fmt::format("master at epoch {} without an established entry for itself in the table", im.my_epoch);
-    if (lease_bound_ > now + config_.failure_timeout) return "lease bound more than one lease ahead";
+    if (lease_.bound() > now + config_.failure_timeout) return "lease bound more than one lease ahead";
   }
   if (im.role == Role::master && state_ != AgentState::master) return "role master outside state master";
   if (im.last_hook_role && *im.last_hook_role != im.role)

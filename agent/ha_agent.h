@@ -48,6 +48,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/master_lease.h"
 #include "agent/role_table.h"
 #include "common/clock.h"
 #include "common/ids.h"
@@ -200,7 +201,7 @@ class HaAgent {
   AgentState state() const { return state_; }
   // Acting as master right now: established and within its own lease bound.
   bool acting_master(Time now) const;
-  Time lease_bound() const { return lease_bound_; }
+  Time lease_bound() const { return lease_.bound(); }
   std::uint64_t epoch_seen() const { return epoch_seen_; }
   const std::optional<RoleTable>& table() const { return table_; }
   const std::vector<FailoverStep>& last_failover() const { return last_failover_; }
@@ -219,7 +220,7 @@ class HaAgent {
   AgentState state_ = AgentState::starting;
   std::optional<RoleTable> table_;
   MemberView members_;
-  Time lease_bound_{};
+  MasterLease lease_;  // our own lease while master (agent/master_lease.h)
   std::uint64_t epoch_seen_ = 0;
   std::vector<FailoverStep> last_failover_;
   // The implementation adds what it needs below.
@@ -253,9 +254,8 @@ class HaAgent {
 
   // ha_agent_master.cpp: the master's lease and tasks, FIG. 3, operator actions.
   void master_tasks(Time now, AgentOutput& out);
-  // The lease bound a renewal or establish that started at `started` and
-  // committed at `now` gives: started + lease * (1 - drift).
-  Time lease_end(Time started, Time now) const;
+  // Our establish or resume committed: act as master at `epoch`.
+  void start_acting(std::uint64_t epoch, Time started, Time now);
   void stop_acting(const std::string& name, const std::string& reason, Time now, AgentOutput& out);
   void recover(Time now, AgentOutput& out);
   void renew(Time now, AgentOutput& out);

@@ -501,14 +501,9 @@ void HaAgent::on_established(grid::CasOutcome outcome, Time started, Time now, A
     step("establish", r.step_start, now, "established", out);
     std::string reason = r.reason;
     NodeId prev = r.prev_master;
-    im.my_epoch = r.epoch;
+    std::uint64_t epoch = r.epoch;
     im.run = FailoverRun{};
-    lease_bound_ = lease_end(started, now);
-    enter(AgentState::master);
-    im.recovering = false;
-    im.need_read = false;
-    im.next_renew = now + config_.heartbeat_interval;
-    im.next_appoint = now;
+    start_acting(epoch, started, now);
     become(Role::master, event::promoted, reason, im.my_epoch, prev, out);
   } else if (committed || outcome == grid::CasOutcome::precondition_failed) {
     step("establish", r.step_start, now, "refused: the table changed", out);

@@ -26,14 +26,21 @@ bool is_master(const std::optional<RoleTable>& t, const NodeId& self, std::uint6
 
 }  // namespace
 
-Time HaAgent::lease_end(Time started, Time now) const {
-  Duration lease(static_cast<Duration::rep>(static_cast<double>(config_.failure_timeout.count()) * (1.0 - config_.drift)));
-  return (config_.plant_lease_from_commit ? now : started) + lease;
+// The one way into acting as master (establish or resume committed).
+void HaAgent::start_acting(std::uint64_t epoch, Time started, Time now) {
+  Impl& im = *impl_;
+  im.my_epoch = epoch;
+  lease_.start(started, now);
+  enter(AgentState::master);
+  im.recovering = false;
+  im.demote_reported = false;
+  im.need_read = false;
+  im.next_appoint = now;
 }
 
 void HaAgent::master_tasks(Time now, AgentOutput& out) {
   Impl& im = *impl_;
-  if (now >= lease_bound_) {
+  if (!lease_.held(now)) {
     stop_acting(event::lease_lost, "no renewal committed within the lease", now, out);
     return;
   }
@@ -44,7 +51,7 @@ void HaAgent::master_tasks(Time now, AgentOutput& out) {
     return;
   }
   if (im.role_cas) return;
-  if (now >= im.next_renew) {
+  if (lease_.renewal_due(now)) {
     renew(now, out);
     return;
   }
@@ -54,7 +61,7 @@ void HaAgent::master_tasks(Time now, AgentOutput& out) {
 // Stops acting at once, then finds out from the table what we are (FIG. 3).
 void HaAgent::stop_acting(const std::string& name, const std::string& reason, Time now, AgentOutput& out) {
   Impl& im = *impl_;
-  lease_bound_ = std::min(lease_bound_, now);
+  lease_.stop(now);
   enter(AgentState::replica);
   become(Role::replica, name, reason, im.my_epoch, config_.self, out);
   im.recovering = true;
@@ -65,7 +72,7 @@ void HaAgent::stop_acting(const std::string& name, const std::string& reason, Ti
 
 void HaAgent::renew(Time now, AgentOutput& out) {
   Impl& im = *impl_;
-  im.next_renew = now + config_.heartbeat_interval;
+  lease_.renewal_sent(now);
   issue(
       "renew", CasOp::renew,
       [self = config_.self, epoch = im.my_epoch,
@@ -266,7 +273,7 @@ void HaAgent::on_master_cas(CasOp op, grid::CasOutcome outcome, const std::optio
     case CasOp::renew:
       if (state_ != AgentState::master) break;
       if (committed && is_master(table_, config_.self, im.my_epoch, Phase::established))
-        lease_bound_ = std::max(lease_bound_, lease_end(started, now));
+        lease_.renewed(started, now);
       else if (outcome == CasOutcome::precondition_failed)
         stop_acting(event::demoted,
                     value && value->master ? fmt::format("renewal refused: {} is master at epoch {}",
@@ -296,14 +303,7 @@ void HaAgent::on_resumed(grid::CasOutcome outcome, Time started, Time now, Agent
       table_->master->phase == Phase::established) {
     bool handed = im.resume_kind == Impl::Resume::hand_back;
     bool restarted = im.resume_kind == Impl::Resume::new_epoch;
-    im.my_epoch = table_->master->epoch;
-    lease_bound_ = lease_end(started, now);
-    enter(AgentState::master);
-    im.recovering = false;
-    im.demote_reported = false;
-    im.need_read = false;
-    im.next_renew = now + config_.heartbeat_interval;
-    im.next_appoint = now;
+    start_acting(table_->master->epoch, started, now);
     become(Role::master, handed ? event::handed_back : event::resumed,
            handed || restarted ? table_->reason : "the table still names this node", im.my_epoch,
            handed && table_->replica ? table_->replica->node : config_.self, out);

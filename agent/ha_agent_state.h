@@ -91,7 +91,7 @@ struct HaAgent::Impl {
   // What the resume in flight does: renew our own entry, take a hand-back,
   // or take over an earlier process's entry at a new epoch.
   enum class Resume { renew, hand_back, new_epoch } resume_kind = Resume::renew;
-  Time next_renew{}, next_appoint{};
+  Time next_appoint{};
   std::string appoint_note;            // last "no candidate" note, said once
 
   // FIG. 3: a master restored after losing its lease, a refusal or a restart.
