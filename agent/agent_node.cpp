@@ -246,8 +246,15 @@ void AgentNode::carry_out(AgentOutput& out) {
 }
 
 void AgentNode::run_cas(CasRequest req) {
-  auto change = req.change;
   auto id = req.id;
+  if (req.raw) {  // another register (the failover reservation): no table in the answer
+    node_.cas(req.key, std::move(req.raw), [this, id, purpose = req.purpose](const grid::CasResult& r) {
+      if (r.outcome != grid::CasOutcome::committed) log::debug("cas {} {}: {}", purpose, to_string(r.outcome), r.reason);
+      feed([&](HaAgent& a, Time now, AgentOutput& out) { a.on_cas_done(id, r.outcome, std::nullopt, r.started, now, out); });
+    });
+    return;
+  }
+  auto change = req.change;
   node_.cas(
       kRoleKey,
       [change](const std::optional<grid::RegValue>& cur) -> std::optional<grid::RegValue> {

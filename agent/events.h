@@ -13,6 +13,7 @@ inline constexpr const char* resumed = "+resumed";            // FIG. 3: the tab
 inline constexpr const char* switchover_out = "+switchover-out";
 inline constexpr const char* shutdown = "+shutdown";
 inline constexpr const char* failover_aborted = "+failover-aborted";
+inline constexpr const char* failover_yielded = "+failover-yielded";  // another node holds the reservation
 inline constexpr const char* replica = "+replica";
 inline constexpr const char* data = "+data";
 inline constexpr const char* witness = "+witness";

@@ -127,6 +127,9 @@ HaAgent::HaAgent(AgentConfig config, Time now)
       lease_(config_.failure_timeout, config_.drift, config_.heartbeat_interval, config_.plant_lease_from_commit),
       impl_(std::make_shared<Impl>()) {
   impl_->started_at = now;
+  // Reservation attempts count on from the start time, so a restarted
+  // process never writes one equal to an earlier process's.
+  impl_->reservations = static_cast<std::uint64_t>(now.time_since_epoch().count());
   impl_->observed_since = now;
   if (config_.topology.size() == 2 && !config_.witness)
     impl_->queued_notes.push_back(
@@ -187,6 +190,11 @@ void HaAgent::on_cas_done(std::uint64_t id, grid::CasOutcome outcome, const std:
   im.pending.erase(it);
   bool current = id == im.role_cas;
   if (current) im.role_cas = 0;
+  if (p.op == CasOp::reserve) {  // another register: no table to adopt
+    on_reserved(outcome, now, out);
+    end_input(now, out);
+    return;
+  }
   auto ours = [&](const std::optional<RoleTable>& v) {
     return v && std::any_of(p.made->begin(), p.made->end(), [&](const RoleTable& m) { return descends(*v, m); });
   };
@@ -353,6 +361,22 @@ std::uint64_t HaAgent::issue(const std::string& purpose, CasOp op, Change change
   return id;
 }
 
+std::uint64_t HaAgent::issue_raw(const std::string& purpose, CasOp op, const std::string& key,
+                                 decltype(CasRequest::raw) change, Time now, AgentOutput& out) {
+  Impl& im = *impl_;
+  std::uint64_t id = im.next_cas_id++;
+  CasRequest req;
+  req.id = id;
+  req.purpose = purpose;
+  req.key = key;
+  req.raw = std::move(change);
+  im.pending[id] = PendingCas{purpose, op, now, table_, std::make_shared<std::optional<std::optional<RoleTable>>>(),
+                              std::make_shared<std::vector<RoleTable>>(), std::nullopt, Time{}};
+  im.role_cas = id;
+  out.cas.push_back(std::move(req));
+  return id;
+}
+
 void HaAgent::set_table(const std::optional<RoleTable>& table, Time now) {
   Impl& im = *impl_;
   im.have_table = true;
@@ -369,12 +393,20 @@ void HaAgent::set_table(const std::optional<RoleTable>& table, Time now) {
     im.observed = m;
     im.observed_since = now;
   }
+  if (table_ && table_->maintenance && !(table && table->maintenance)) im.maintenance_off_at = now;
   table_ = table;
 }
 
 bool HaAgent::alive(const NodeId& id) const {
   auto it = members_.find(id);
   return it != members_.end() && it->second.alive;
+}
+
+bool HaAgent::sees_majority() const {
+  std::size_t n = 0;
+  for (const auto& id : config_.topology.members())
+    if (id == config_.self || alive(id)) ++n;
+  return n >= config_.topology.quorum();
 }
 
 bool HaAgent::automatic_promotion() const {
@@ -603,7 +635,10 @@ std::string HaAgent::check_invariants(Time now) const {
   bool running = state_ == AgentState::preparing || state_ == AgentState::designating ||
                  state_ == AgentState::broadcasting || state_ == AgentState::establishing;
   if (running != im.run.active) return "failover state and run disagree";
-  if (state_ == AgentState::preparing && !im.run.prepared) return "preparing without a prepare hook";
+  if (state_ == AgentState::preparing && im.run.prepared == im.run.reserving)
+    return im.run.prepared ? "preparing and still reserving" : "preparing without a reservation or a prepare hook";
+  if (state_ == AgentState::preparing && im.run.reserving && !im.pending.contains(im.role_cas))
+    return "reserving without a reservation in flight";
   if (im.role_cas && !im.pending.contains(im.role_cas)) return "role compare-and-set lost";
   return {};
 }

@@ -71,6 +71,8 @@ struct AgentConfig {
   // Tests only: a planted bug the simulation must catch (never set in the
   // product): count the lease from the commit instead of the operation's start.
   bool plant_lease_from_commit = false;
+  // Tests only: run `prepare` without reserving the failover first.
+  bool plant_no_reservation = false;
 };
 
 // What the grid says about one member (the shell builds this from membership
@@ -91,6 +93,10 @@ struct CasRequest {
   std::uint64_t id = 0;
   std::string purpose;  // "renew", "designate", "establish", "appoint-replica", ...
   std::function<std::optional<RoleTable>(const std::optional<RoleTable>& current)> change;
+  // Instead of `change`: a compare-and-set of another register (`key`) by
+  // raw value; its result reaches on_cas_done with no table.
+  std::string key;
+  std::function<std::optional<grid::RegValue>(const std::optional<grid::RegValue>& current)> raw;
 };
 
 struct HookRun {
@@ -163,6 +169,7 @@ enum class CasOp : std::uint8_t {
   hand_back,
   vacate,
   maintenance,
+  reserve,       // the failover reservation (kFailoverKey), before `prepare`
 };
 
 class HaAgent {
@@ -247,8 +254,13 @@ class HaAgent {
                 AgentOutput& out);
   std::uint64_t issue(const std::string& purpose, CasOp op, Change change, Time now, AgentOutput& out,
                       bool role_slot = true);
+  // A compare-and-set of another register than the role table (holds the role slot).
+  std::uint64_t issue_raw(const std::string& purpose, CasOp op, const std::string& key,
+                          decltype(CasRequest::raw) change, Time now, AgentOutput& out);
   bool alive(const NodeId& id) const;
   bool eligible_self() const;
+  // This node sees a majority of members alive (itself included).
+  bool sees_majority() const;
   bool names_self_replica() const;
   void expire_cas(Time now, AgentOutput& out);
 
@@ -278,6 +290,9 @@ class HaAgent {
   Duration stagger() const;  // how long this node lets longer-alive ones go first
   bool master_restored() const;
   void start_failover(Time now, AgentOutput& out);
+  void reserve(Time now, AgentOutput& out);
+  void on_reserved(grid::CasOutcome outcome, Time now, AgentOutput& out);
+  void run_prepare(Time now, AgentOutput& out);
   void check_prepare(Time now, AgentOutput& out);
   void prepare_done(int status, Time now, AgentOutput& out);
   void designate(Time now, AgentOutput& out);

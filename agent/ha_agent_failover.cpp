@@ -1,6 +1,9 @@
 // HaAgent, the way to mastership (FIG. 2, claims 2-5 of the patent):
 //   detect     the master is not alive and its entry has not moved for
 //              failure_timeout (and no maintenance, no backoff);
+//   reserve    CAS of the failover reservation (kFailoverKey) for exactly
+//              that entry: one `prepare` at a time, and never without a
+//              majority; refused means another node holds it: yield;
 //   prepare    the `prepare` hook; aborted if the master comes back (claim 5);
 //   re-check   the master restored meanwhile? then stay replica (claim 2);
 //   designate  CAS from exactly the entry seen failing to {self, epoch+1,
@@ -40,6 +43,25 @@ decltype(CasRequest::change) designate_change(const NodeId& self, std::optional<
   };
 }
 
+// Reserves the failover of `failing` for `self`, unless another node holds
+// it for the same master entry (node and epoch): then nothing is written and
+// `held_by` tells who. `stale`: exactly the value to take over, one we saw
+// unchanged for longer than its holder's prepare may run.
+decltype(CasRequest::raw) reserve_change(const FailoverReservation& mine, std::optional<FailoverReservation> stale,
+                                         std::shared_ptr<std::optional<FailoverReservation>> held_by) {
+  return [mine, stale, held_by](const std::optional<grid::RegValue>& cur) -> std::optional<grid::RegValue> {
+    std::optional<FailoverReservation> r;
+    if (cur) r = reservation_from_register(*cur);
+    bool same_entry = r && r->failing.node == mine.failing.node && r->failing.epoch == mine.failing.epoch;
+    if (same_entry && r->candidate != mine.candidate && r != stale) {
+      *held_by = r;
+      return std::nullopt;
+    }
+    *held_by = std::nullopt;
+    return to_register(mine);
+  };
+}
+
 MasterEntry designated_entry(const NodeId& self, std::uint64_t epoch) {
   return MasterEntry{self, epoch, Phase::designated, 0, 0};
 }
@@ -52,6 +74,7 @@ bool HaAgent::failure_detected(Time now) const {
   const Impl& im = *impl_;
   if (!table_ || !table_->master) return false;
   Duration wait = config_.failure_timeout;
+  Time since = im.observed_since;
   if (!names_self_replica()) {
     // The replica fails over. Only when the replica slot is empty or its
     // holder is gone too (master and replica died together) does a data
@@ -59,13 +82,24 @@ bool HaAgent::failure_detected(Time now) const {
     // usually goes alone; the designation is a compare-and-set from the
     // exact master entry, so at most one of them can win anyway.
     if (state_ != AgentState::data || table_->master->phase != Phase::established) return false;
-    if (table_->replica && alive(table_->replica->node)) return false;
     wait += config_.heartbeat_interval + stagger();
+    // A replica that looks alive goes first, but one that cannot reach a
+    // majority must not block the failover: data nodes try a heartbeat
+    // later, and the reservation lets only one of them run `prepare`.
+    // Counted from when the replica could start too (maintenance off).
+    if (!config_.plant_no_reservation && table_->replica && alive(table_->replica->node)) {
+      wait += config_.heartbeat_interval;
+      since = std::max(since, im.maintenance_off_at);
+    } else if (table_->replica && alive(table_->replica->node))
+      return false;
   }
   const MasterEntry& m = *table_->master;
   if (m.node == config_.self || alive(m.node)) return false;
-  if (now - im.observed_since < wait) return false;
+  if (now - since < wait) return false;
   if (table_->maintenance || !eligible_self()) return false;
+  // A node cut off from the majority cannot reserve the failover, and its
+  // attempts (ever higher ballots) would only outbid the nodes that can.
+  if (!config_.plant_no_reservation && !sees_majority()) return false;
   if (im.has_attempt && im.attempt_epoch == m.epoch && now < im.attempt_at + config_.failover_backoff) return false;
   return true;
 }
@@ -116,11 +150,64 @@ void HaAgent::start_failover(Time now, AgentOutput& out) {
   im.attempt_at = now;
   last_failover_.clear();
   step("detect", im.observed_since, now, r.reason, out);
-  r.prepared = true;
-  run_hook("prepare", r.was_replica ? Role::replica : Role::data, m.epoch, m.node, out);
-  r.prepare_index = im.prepares_emitted;
   r.step_start = now;
   enter(AgentState::preparing);
+  if (config_.plant_no_reservation) return run_prepare(now, out);
+  reserve(now, out);
+}
+
+// A reservation we yielded to is stale once it has stayed the same for
+// longer than its holder's prepare may run (it aborts by then).
+void HaAgent::reserve(Time now, AgentOutput& out) {
+  Impl& im = *impl_;
+  FailoverRun& r = im.run;
+  r.reserving = true;
+  r.held_by = std::make_shared<std::optional<FailoverReservation>>();
+  std::optional<FailoverReservation> stale;
+  Duration stale_after = config_.failover_timeout + config_.failure_timeout + 2 * config_.heartbeat_interval;
+  if (im.yielded_to && now - im.yielded_since >= stale_after) stale = im.yielded_to;
+  FailoverReservation mine{config_.self, *r.failing, ++im.reservations};
+  issue_raw("reserve", CasOp::reserve, kFailoverKey, reserve_change(mine, stale, r.held_by), now, out);
+}
+
+void HaAgent::on_reserved(grid::CasOutcome outcome, Time now, AgentOutput& out) {
+  Impl& im = *impl_;
+  FailoverRun& r = im.run;
+  if (!r.active || !r.reserving || state_ != AgentState::preparing) return;  // the run ended meanwhile
+  if (outcome == grid::CasOutcome::committed) {
+    step("reserve", r.step_start, now, "ok", out);
+    im.yielded_to.reset();
+    return run_prepare(now, out);
+  }
+  std::string why;
+  if (*r.held_by) {
+    const FailoverReservation& h = **r.held_by;
+    if (im.yielded_to != h) {
+      im.yielded_to = h;
+      im.yielded_since = now;
+    }
+    why = fmt::format("{} holds the failover of {} (epoch {})", h.candidate, h.failing.node, h.failing.epoch);
+  } else {
+    why = outcome == grid::CasOutcome::no_quorum ? "no majority reached to reserve the failover"
+                                                 : "the reservation was not committed";
+  }
+  bool held = r.held_by && *r.held_by;
+  step("reserve", r.step_start, now, why, out);
+  end_failover(event::failover_yielded, why, now, out);
+  // No hook ran, so no failover backoff: a holder is given a failure
+  // timeout; a lost race (proposers outbidding each other) is retried after
+  // this node's stagger, so that the racers spread out.
+  im.attempt_at = now - config_.failover_backoff + (held ? config_.failure_timeout : stagger());
+}
+
+void HaAgent::run_prepare(Time now, AgentOutput& out) {
+  Impl& im = *impl_;
+  FailoverRun& r = im.run;
+  r.reserving = false;
+  r.prepared = true;
+  run_hook("prepare", r.was_replica ? Role::replica : Role::data, r.failing->epoch, r.failing->node, out);
+  r.prepare_index = im.prepares_emitted;
+  r.step_start = now;
 }
 
 void HaAgent::check_prepare(Time now, AgentOutput& out) {
@@ -133,8 +220,8 @@ void HaAgent::check_prepare(Time now, AgentOutput& out) {
     why = "maintenance switched on";
   else if (r.was_replica && !names_self_replica())
     why = "no longer the replica";
-  else if (!r.was_replica && table_ && table_->replica && alive(table_->replica->node))
-    why = fmt::format("{} is the replica again", table_->replica->node);
+  else if (config_.plant_no_reservation && !r.was_replica && table_ && table_->replica && alive(table_->replica->node))
+    why = fmt::format("{} is the replica again", table_->replica->node);  // without a reservation: defer to it
   else if (now >= r.step_start + config_.failover_timeout + config_.heartbeat_interval)
     why = "prepare hook exceeded failover-timeout";
   if (why.empty()) return;

@@ -49,7 +49,10 @@ struct FailoverRun {
   RunKind kind = RunKind::failover;
   std::optional<MasterEntry> failing;  // the exact entry we change from (nullopt: vacant)
   bool was_replica = false;            // give the replica slot back if this fails
+  bool reserving = false;              // the reservation CAS is out; no `prepare` yet
   bool prepared = false;               // `prepare` ran: a failure owes an `abort`
+  // The reservation the change function found held by another node.
+  std::shared_ptr<std::optional<FailoverReservation>> held_by;
   std::uint64_t prepare_index = 0;     // which emitted prepare hook is ours
   Time started{}, step_start{}, retry_at{};
   bool saw_lease_held = false;         // a later no_quorum is the lease's edge, not a minority
@@ -103,6 +106,7 @@ struct HaAgent::Impl {
   // What we observed of the master entry, and since when it is unchanged.
   std::optional<MasterEntry> observed;
   Time observed_since{};
+  Time maintenance_off_at{};  // failovers are possible again from here
   NodeId last_seen_master;
 
   // Failover and claims.
@@ -119,6 +123,11 @@ struct HaAgent::Impl {
   Time claim_not_before{};
   std::uint64_t abandoned_epoch = 0;   // a designation of ours we gave up but could not vacate
   std::uint64_t prepares_emitted = 0, prepares_done = 0;
+  // The reservation we last yielded to, and since when (our clock): after
+  // longer than a prepare can run it is stale and may be taken over.
+  std::optional<FailoverReservation> yielded_to;
+  Time yielded_since{};
+  std::uint64_t reservations = 0;  // reservations this process wrote (their `attempt`)
 
   // Members: since when each has been unfit (not alive or not synced).
   std::map<NodeId, Time> unfit_since;

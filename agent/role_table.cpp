@@ -27,4 +27,16 @@ std::optional<RoleTable> from_register(const grid::RegValue& v) {
   return t;
 }
 
+grid::RegValue to_register(const FailoverReservation& r) {
+  grid::RegValue v;
+  v.data = encode(r);
+  return v;
+}
+
+std::optional<FailoverReservation> reservation_from_register(const grid::RegValue& v) {
+  FailoverReservation r;
+  if (!decode(v.data, r)) return std::nullopt;
+  return r;
+}
+
 }  // namespace rg::agent

@@ -13,6 +13,10 @@
 namespace rg::agent {
 
 inline constexpr const char* kRoleKey = "roles/table";
+// The failover reservation: which node may run `prepare` for which failing
+// master entry. A register of its own, so reserving never touches the role
+// table (any write there would restart the failing master's lease).
+inline constexpr const char* kFailoverKey = "roles/failover";
 
 enum class Role : std::uint8_t { data = 0, replica = 1, master = 2, witness = 3 };
 const char* to_string(Role r);
@@ -69,5 +73,26 @@ struct RoleTable {
 // lease) so acceptors enforce the lease rule without knowing about roles.
 grid::RegValue to_register(const RoleTable& t);
 std::optional<RoleTable> from_register(const grid::RegValue& v);  // nullopt if undecodable
+
+// One failover operation at a time: a node runs `prepare` only once the
+// reservation names it for exactly the master entry it saw failing. It
+// holds no lease; another node may take it over only after it has stayed
+// the same for longer than a prepare can run.
+struct FailoverReservation {
+  NodeId candidate;
+  MasterEntry failing;
+  // Grows with each reservation the candidate writes, so a renewed one is
+  // never mistaken for the same, stale value.
+  std::uint64_t attempt = 0;
+  bool operator==(const FailoverReservation&) const = default;
+  template <class Ar>
+  void io(Ar& ar) {
+    rg::io(ar, candidate);
+    rg::io(ar, failing);
+    rg::io(ar, attempt);
+  }
+};
+grid::RegValue to_register(const FailoverReservation& r);
+std::optional<FailoverReservation> reservation_from_register(const grid::RegValue& v);
 
 }  // namespace rg::agent

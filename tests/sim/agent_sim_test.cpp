@@ -116,6 +116,7 @@ struct World {
   bool durable = true;
   bool nasty_network = false;  // duplicates and messages several leases late
   bool plant_lease_from_commit = false;
+  bool plant_no_reservation = false;  // prepare without reserving the failover
 };
 
 struct SimNode {
@@ -135,6 +136,8 @@ struct SimNode {
   std::deque<HookRun> hooks;
   bool hook_running = false;
   std::string running_hook;
+  std::pair<NodeId, std::uint64_t> prepare_for;  // a running prepare's failing master and epoch
+  int prepares = 0;                              // prepare hooks started, all lives
   std::uint64_t hook_gen = 0;
   struct Peer {
     bool alive = false, reach = false;
@@ -435,6 +438,7 @@ class AgentCluster {
     c.topology = topology_;
     c.witness = n.witness;
     c.plant_lease_from_commit = world_.plant_lease_from_commit;
+    c.plant_no_reservation = world_.plant_no_reservation;
     n.agent = std::make_unique<HaAgent>(c, t);
     auto last = last_role_.find(n.id);
     if (last != last_role_.end()) n.agent->set_previous_role(last->second.first, last->second.second);
@@ -592,7 +596,7 @@ class AgentCluster {
   }
 
   void apply_commit(SimNode& n, const QCommit& c) {
-    if (!n.copy.apply(c) || !n.agent) return;
+    if (!n.copy.apply(c) || !n.agent || c.key != kRoleKey) return;
     AgentOutput out;
     n.agent->on_table(from_register(c.value), n.clock.local(now()), out);
     drain(n, out);
@@ -616,7 +620,7 @@ class AgentCluster {
       if (it == n.ops.end() || !n.agent) continue;
       auto [id, purpose] = it->second;
       n.ops.erase(it);
-      std::optional<RoleTable> t = r.value ? from_register(*r.value) : std::nullopt;
+      std::optional<RoleTable> t = r.value && purpose != "reserve" ? from_register(*r.value) : std::nullopt;
       if (purpose != "renew" || r.outcome != CasOutcome::committed)
         log(n.id, fmt::format("cas {} {}: {}", purpose, to_string(r.outcome), r.reason));
       AgentOutput out;
@@ -635,7 +639,8 @@ class AgentCluster {
     for (auto& c : out.cas) {
       if (!n.proposer) break;
       QOut q;
-      std::uint64_t op = n.proposer->cas(kRoleKey, wrap(std::move(c.change)), n.clock.local(now()), q);
+      std::uint64_t op = c.raw ? n.proposer->cas(c.key, std::move(c.raw), n.clock.local(now()), q)
+                               : n.proposer->cas(kRoleKey, wrap(std::move(c.change)), n.clock.local(now()), q);
       n.ops[op] = {c.id, c.purpose};
       qdrain(n, q);
     }
@@ -658,6 +663,7 @@ class AgentCluster {
     Duration took = prepare ? uniform_duration(rng_, 5ms, kMaxPrepare) : uniform_duration(rng_, 1ms, 30ms);
     int status = prepare && !reliable_hooks_ && chance(rng_, 0.05) ? 1 : 0;
     if (prepare && slow_prepare_) took = *slow_prepare_;
+    if (prepare) check_one_prepare(n, h);
     watch_hook(n.id, n.life, gen, status, now() + took);
   }
   void watch_hook(const NodeId& id, std::uint64_t life, std::uint64_t gen, int status, Time at) {
@@ -678,7 +684,21 @@ class AgentCluster {
   }
 
   // --- checks ------------------------------------------------------------------------
+  // One failover operation at a time: no two live nodes run `prepare` for
+  // the same failing master entry at once (a paused node's hook is excused:
+  // its agent cannot stop it while paused).
+  void check_one_prepare(SimNode& n, const HookRun& h) {
+    n.prepare_for = {h.prev_master, h.epoch};
+    ++n.prepares;
+    for (const auto& [id, o] : nodes_)
+      if (id != n.id && !o.crashed && !o.paused && o.hook_running && o.running_hook == "prepare" &&
+          o.prepare_for == n.prepare_for)
+        expect(false, fmt::format("{} starts prepare for {} at epoch {} while {} runs its own", n.id, h.prev_master,
+                                  h.epoch, id));
+  }
+
   void record_commit(const QCommit& c) {
+    if (c.key != kRoleKey) return;  // the failover reservation
     auto t = from_register(c.value);
     if (!t) {
       expect(false, "undecodable role table committed");
@@ -999,6 +1019,60 @@ Violations claims(std::size_t size, std::uint64_t seed, std::string& trace, Worl
   return c.violations();
 }
 
+// One failover operation at a time (the reservation), with a slow prepare
+// (800 ms), so that overlapping runs would show:
+//   3 nodes: the master dies; the replica fails over while the data node,
+//     which now steps in a heartbeat later whatever the replica looks like,
+//     must yield to its reservation;
+//   5 nodes, even seeds: master and replica die together, so every data
+//     node detects the failure at once;
+//   5 nodes, odd seeds: nothing reaches the replica (it still sends: the
+//     others see it alive) and the master dies: the replica cannot reach a
+//     majority, so it must never run prepare, and the data nodes must not
+//     wait for it: a master acts while the fault lasts.
+// The one-prepare check runs on every hook start (check_one_prepare).
+Violations failing_together(std::size_t size, std::uint64_t seed, std::string& trace, World world) {
+  AgentCluster c(size, seed, world);
+  c.run_for(2s);
+  c.expect_single_master("after start");
+  auto acting = c.acting_masters();
+  auto replica = c.replica_of_latest();
+  if (acting.size() != 1 || !replica) {
+    c.expect(false, "no master and replica to start from");
+    trace = c.trace();
+    return c.violations();
+  }
+  NodeId master = acting[0], r = *replica;
+  c.reliable_hooks(true);
+  c.slow_prepare(800ms);
+  auto new_master = [&] {
+    auto now = c.acting_masters();
+    return now.size() == 1 && now[0] != master;
+  };
+  if (size >= 5 && seed % 2 == 1) {
+    for (const auto& id : c.ids())
+      if (id != r) c.block(id, r);
+    int before = c.node(r).prepares;
+    c.kill(master);
+    bool acted = c.run_until_true(new_master, kRecoverBound);
+    c.expect(acted, r + " cannot hear anyone and the master died: no master while the fault lasted");
+    c.run_for(2 * kTiming.failover_backoff);
+    c.expect(c.node(r).prepares == before, r + " ran prepare without reaching a majority");
+    c.mend();
+  } else {
+    c.kill(master);
+    if (size >= 5) c.kill(r);
+    bool acted = c.run_until_true(new_master, kRecoverBound);
+    c.expect(acted, "no new master after the kill");
+  }
+  c.slow_prepare(std::nullopt);
+  c.heal_all();
+  c.run_for(kRecoverBound);
+  c.expect_single_master("after the failover");
+  if (!c.violations().empty() || std::getenv("RG_TRACE")) trace = c.trace();
+  return c.violations();
+}
+
 // Quiet runs: a master within two seconds of start, and no master change at
 // all in ten seconds of loss and delay.
 Violations no_faults(std::size_t size, std::uint64_t seed, std::string& trace, World world) {
@@ -1057,6 +1131,18 @@ Violations late_then_mute(std::size_t size, std::uint64_t seed, std::string& tra
   return c.violations();
 }
 
+// Runs of `scenario` in `world` until one reports a violation containing
+// `needle`; the seed and the violation, or nothing within `limit` seeds.
+std::optional<std::string> first_violation(Scenario scenario, World world, std::size_t size, std::uint64_t limit,
+                                           const std::string& needle) {
+  for (std::uint64_t seed = 1; seed <= limit; ++seed) {
+    std::string trace;
+    for (const auto& v : scenario(size, seed, trace, world))
+      if (v.find(needle) != std::string::npos) return fmt::format("seed {}: {}", seed, v);
+  }
+  return std::nullopt;
+}
+
 // Random fault runs in `world` until one shows two masters at once; the
 // seed and the violation, or nothing within `limit` seeds. A check that
 // cannot fail proves nothing: these show this one can.
@@ -1098,6 +1184,21 @@ TEST_CASE("agent sim: the checker catches clocks outside the drift bound, and a 
   auto late = first_overlap(late_then_mute, planted, 3, 100);
   CHECK_MESSAGE(late, "a lease counted from the commit never gave two masters in 100 seeds");
   MESSAGE("lease from the commit: " << late.value_or("not caught"));
+}
+
+TEST_CASE("agent sim: one prepare at a time, none without a majority, and no waiting on a replica that is cut off") {
+  run_scenario(failing_together, 30, clean_network);
+}
+
+TEST_CASE("agent sim: without the reservation the checks catch overlapping and minority prepares") {
+  World planted = clean_network(1);
+  planted.plant_no_reservation = true;
+  auto overlap = first_violation(failing_together, planted, 5, 40, "starts prepare for");
+  CHECK_MESSAGE(overlap, "no overlapping prepares without the reservation in 40 seeds");
+  MESSAGE("prepare without a reservation: " << overlap.value_or("not caught"));
+  auto minority = first_violation(failing_together, planted, 5, 40, "without reaching a majority");
+  CHECK_MESSAGE(minority, "no minority prepare without the reservation in 40 seeds");
+  MESSAGE("minority prepare without a reservation: " << minority.value_or("not caught"));
 }
 
 TEST_CASE("agent sim: claims 3, 4 and 5 happen as the patent says and end with one master") {

@@ -27,6 +27,7 @@ struct Rig {
   std::unique_ptr<HaAgent> a;
   AgentOutput out;
   std::optional<RoleTable> reg;
+  std::optional<grid::RegValue> reservations;  // the failover reservation's register
   MemberView view;
 
   explicit Rig(const NodeId& self, std::vector<NodeId> members = {"n1", "n2", "n3"}, bool witness = false) {
@@ -45,20 +46,46 @@ struct Rig {
     a->on_members(view, now, out);
     a->on_table(reg, now, out);
     a->on_ready(now, out);
+    reserve();
   }
   void tick(Duration d = 0ms) {
     now += d;
     out.clear();
     a->tick(now, out);
+    reserve();
   }
   void members() {
     out.clear();
     a->on_members(view, now, out);
+    reserve();
   }
   void table(const RoleTable& t) {
     reg = t;
     out.clear();
     a->on_table(reg, now, out);
+    reserve();
+  }
+  // A failover reserves itself before `prepare`: the rig commits each
+  // reservation on its own register at once (refused ones fail), and adds
+  // what followed to `out`, so the tests see detect and prepare together.
+  void reserve() {
+    for (;;) {
+      auto it = std::find_if(out.cas.begin(), out.cas.end(), [](const CasRequest& c) { return c.purpose == "reserve"; });
+      if (it == out.cas.end()) return;
+      CasRequest c = *it;
+      out.cas.erase(it);
+      auto v = c.raw(reservations);
+      if (v) reservations = v;
+      AgentOutput more;
+      a->on_cas_done(c.id, v ? CasOutcome::committed : CasOutcome::precondition_failed, std::nullopt, now, now, more);
+      for (auto& x : more.cas) out.cas.push_back(std::move(x));
+      for (auto& x : more.hooks) out.hooks.push_back(std::move(x));
+      for (auto& x : more.broadcasts) out.broadcasts.push_back(std::move(x));
+      for (auto& x : more.changes) out.changes.push_back(std::move(x));
+      for (auto& x : more.steps) out.steps.push_back(std::move(x));
+      for (auto& x : more.notes) out.notes.push_back(std::move(x));
+      out.abort_hook = out.abort_hook || more.abort_hook;
+    }
   }
   void set_alive(const NodeId& id, bool alive) {
     view[id].alive = alive;
@@ -83,18 +110,22 @@ struct Rig {
     } else {
       a->on_cas_done(c.id, CasOutcome::precondition_failed, reg, started, now, out);
     }
+    reserve();
   }
   void fail(CasRequest c, CasOutcome o) {
     out.clear();
     a->on_cas_done(c.id, o, std::nullopt, now, now, out);
+    reserve();
   }
   void hook_done(const std::string& hook, int status) {
     out.clear();
     a->on_hook_done(hook, status, now, out);
+    reserve();
   }
   void ack(const NodeId& from, std::uint64_t epoch) {
     out.clear();
     a->on_broadcast_ack(from, epoch, now, out);
+    reserve();
   }
 
   std::vector<std::string> hooks() const {
@@ -430,7 +461,7 @@ TEST_CASE("agent: the replica fails over: detect, prepare, designate, broadcast,
   CHECK(r.out.hooks[0].hook == "prepare");
   CHECK(r.out.hooks[0].limit == 5000ms);
   CHECK(r.out.hooks[0].prev_master == "n2");
-  CHECK(r.steps() == Strings{"detect"});
+  CHECK(r.steps() == Strings{"detect", "reserve"});
   CHECK(r.out.cas.empty());
   r.tick(2s);  // a slow prepare hook
   CHECK(r.agent().state() == AgentState::preparing);
@@ -452,8 +483,8 @@ TEST_CASE("agent: the replica fails over: detect, prepare, designate, broadcast,
   CHECK(r.out.changes[0].epoch == 4);
   CHECK(r.hooks() == Strings{"master"});
   CHECK(r.agent().acting_master(r.now));
-  CHECK(r.steps() == Strings{"detect", "prepare", "designate", "broadcast", "establish"});
-  CHECK(r.agent().last_failover()[1].end - r.agent().last_failover()[1].start == 2s);
+  CHECK(r.steps() == Strings{"detect", "reserve", "prepare", "designate", "broadcast", "establish"});
+  CHECK(r.agent().last_failover()[2].end - r.agent().last_failover()[2].start == 2s);
   CHECK(r.cas("appoint-replica").purpose == "appoint-replica");
 }
 
@@ -517,8 +548,8 @@ TEST_CASE("agent: claim 5 - the master restored during prepare terminates the fa
   CHECK(r.agent().state() == AgentState::replica);
   CHECK(r.events() == Strings{"+failover-aborted"});
   CHECK(r.hooks() == Strings{"abort"});
-  REQUIRE(r.steps().size() == 2);
-  CHECK(r.agent().last_failover()[1].outcome.starts_with("aborted"));
+  REQUIRE(r.steps().size() == 3);
+  CHECK(r.agent().last_failover()[2].outcome.starts_with("aborted"));
   // The killed prepare's late answer changes nothing.
   r.hook_done("prepare", -9);
   CHECK(r.out.changes.empty());
@@ -574,7 +605,7 @@ TEST_CASE("agent: claim 3 - the old master restored before a quorum acknowledged
   CHECK(r.hooks() == Strings{"abort"});
   CHECK(r.agent().state() == AgentState::replica);
   CHECK(r.agent().role() == Role::replica);
-  CHECK(r.steps() == Strings{"detect", "prepare", "designate", "broadcast"});
+  CHECK(r.steps() == Strings{"detect", "reserve", "prepare", "designate", "broadcast"});
 }
 
 TEST_CASE("agent: the old master takes a handed-back role with one renewal") {
@@ -669,14 +700,46 @@ TEST_CASE("agent: no failover while the master is alive, its entry moves, mainte
     CHECK(r.out.hooks.empty());
     CHECK(r.agent().state() == AgentState::replica);
   }
-  SUBCASE("a data node never fails over") {
+  SUBCASE("a data node yields to the replica's reservation until it goes stale") {
+    Rig r("n3");
+    RoleTable t = table_with("n2", 3, Phase::established, 7, "n1");
+    r.start(t);
+    r.reservations = to_register(FailoverReservation{"n1", *t.master, 1});  // the replica reserved
+    r.set_alive("n2", false);
+    for (int i = 0; i < 5; ++i) {  // 5 s: the replica's prepare may still run (failover-timeout 5 s)
+      r.tick(1s);
+      CHECK(r.out.hooks.empty());
+      CHECK(r.agent().role() == Role::data);
+    }
+    CHECK(reservation_from_register(*r.reservations)->candidate == "n1");
+    // It first yielded at 2 s; at 9 s the reservation has stayed the same
+    // for longer than a prepare can run (failover-timeout + failure-timeout
+    // + 2 heartbeats = 6.2 s): taken over.
+    r.tick(4s);
+    CHECK(r.hooks() == Strings{"prepare"});
+    CHECK(reservation_from_register(*r.reservations)->candidate == "n3");
+  }
+  SUBCASE("a replica that sees no majority alive does not even try") {
+    Rig r("n1", {"n1", "n2", "n3", "n4", "n5"});
+    r.start(table_with("n2", 3, Phase::established, 7, "n1"));
+    for (const auto& id : {"n2", "n3", "n4"}) r.set_alive(id, false);
+    for (int i = 0; i < 10; ++i) {
+      r.tick(1s);
+      CHECK(r.out.cas.empty());
+      CHECK(r.out.hooks.empty());
+    }
+    CHECK(r.agent().state() == AgentState::replica);
+    CHECK(!r.reservations);
+  }
+  SUBCASE("a data node steps in when the live replica does not reserve") {
     Rig r("n3");
     r.start(table_with("n2", 3, Phase::established, 7, "n1"));
     r.set_alive("n2", false);
-    r.tick(10s);
+    r.tick(1000ms);  // failure timeout: the replica's turn
     CHECK(r.out.hooks.empty());
-    CHECK(r.out.cas.empty());
-    CHECK(r.agent().role() == Role::data);
+    r.tick(600ms);  // + a heartbeat, the stagger and a heartbeat more for a live replica
+    CHECK(r.hooks() == Strings{"prepare"});
+    CHECK(r.agent().state() == AgentState::preparing);
   }
   SUBCASE("a witness never takes a role") {
     Rig r("n3", {"n1", "n2", "n3"}, true);
