@@ -289,6 +289,7 @@ class HaAgent {
   bool failure_detected(Time now) const;
   Duration stagger() const;  // how long this node lets longer-alive ones go first
   bool master_restored() const;
+  bool data_node_turn(Time now) const;
   void start_failover(Time now, AgentOutput& out);
   void reserve(Time now, AgentOutput& out);
   void on_reserved(grid::CasOutcome outcome, Time now, AgentOutput& out);

@@ -73,35 +73,38 @@ MasterEntry designated_entry(const NodeId& self, std::uint64_t epoch) {
 bool HaAgent::failure_detected(Time now) const {
   const Impl& im = *impl_;
   if (!table_ || !table_->master) return false;
-  Duration wait = config_.failure_timeout;
-  Time since = im.observed_since;
-  if (!names_self_replica()) {
-    // The replica fails over. Only when the replica slot is empty or its
-    // holder is gone too (master and replica died together) does a data
-    // node step in, after a stagger (longest alive first) so that one
-    // usually goes alone; the designation is a compare-and-set from the
-    // exact master entry, so at most one of them can win anyway.
-    if (state_ != AgentState::data || table_->master->phase != Phase::established) return false;
-    wait += config_.heartbeat_interval + stagger();
-    // A replica that looks alive goes first, but one that cannot reach a
-    // majority must not block the failover: data nodes try a heartbeat
-    // later, and the reservation lets only one of them run `prepare`.
-    // Counted from when the replica could start too (maintenance off).
-    if (!config_.plant_no_reservation && table_->replica && alive(table_->replica->node)) {
-      wait += config_.heartbeat_interval;
-      since = std::max(since, im.maintenance_off_at);
-    } else if (table_->replica && alive(table_->replica->node))
-      return false;
-  }
   const MasterEntry& m = *table_->master;
   if (m.node == config_.self || alive(m.node)) return false;
-  if (now - since < wait) return false;
+  if (now - im.observed_since < config_.failure_timeout) return false;
+  if (!names_self_replica() && !data_node_turn(now)) return false;
   if (table_->maintenance || !eligible_self()) return false;
   // A node cut off from the majority cannot reserve the failover, and its
   // attempts (ever higher ballots) would only outbid the nodes that can.
   if (!config_.plant_no_reservation && !sees_majority()) return false;
   if (im.has_attempt && im.attempt_epoch == m.epoch && now < im.attempt_at + config_.failover_backoff) return false;
   return true;
+}
+
+// The replica fails over first. A data node steps in a heartbeat plus a
+// stagger (longest alive first) after the replica's turn began: when the
+// master was gone and its entry had not moved for the failure timeout (and
+// maintenance was off). While the replica looks alive it waits a heartbeat
+// more: a replica that cannot reach a majority must not block the failover,
+// and the reservation keeps a working replica's run the only one.
+bool HaAgent::data_node_turn(Time now) const {
+  const Impl& im = *impl_;
+  if (state_ != AgentState::data || table_->master->phase != Phase::established) return false;
+  bool replica_alive = table_->replica && alive(table_->replica->node);
+  if (config_.plant_no_reservation && replica_alive) return false;  // the old rule: defer to it
+  Time turn = im.observed_since + config_.failure_timeout;
+  if (auto gone = im.unfit_since.find(table_->master->node); gone != im.unfit_since.end())
+    turn = std::max(turn, gone->second);
+  Duration wait = config_.heartbeat_interval + stagger();
+  if (replica_alive) {
+    turn = std::max(turn, im.maintenance_off_at);
+    wait += config_.heartbeat_interval;
+  }
+  return now >= turn + wait;
 }
 
 // Claim 5 and claim 2's re-check: the master came back, or its entry moved
@@ -225,8 +228,8 @@ void HaAgent::check_prepare(Time now, AgentOutput& out) {
   else if (now >= r.step_start + config_.failover_timeout + config_.heartbeat_interval)
     why = "prepare hook exceeded failover-timeout";
   if (why.empty()) return;
-  out.abort_hook = true;  // claim 5: terminate the failover operation
-  step("prepare", r.step_start, now, "aborted: " + why, out);
+  out.abort_hook = r.prepared;  // claim 5: terminate the failover operation
+  step(r.reserving ? "reserve" : "prepare", r.step_start, now, "aborted: " + why, out);
   end_failover(event::failover_aborted, why, now, out);
 }
 
