@@ -195,6 +195,11 @@ void HaAgent::on_cas_done(std::uint64_t id, grid::CasOutcome outcome, const std:
     end_input(now, out);
     return;
   }
+  if (p.op == CasOp::confirm) {  // a read that wrote nothing: its value may be a minority's
+    on_confirmed(outcome, value, now, out);
+    end_input(now, out);
+    return;
+  }
   auto ours = [&](const std::optional<RoleTable>& v) {
     return v && std::any_of(p.made->begin(), p.made->end(), [&](const RoleTable& m) { return descends(*v, m); });
   };
@@ -635,8 +640,8 @@ std::string HaAgent::check_invariants(Time now) const {
   bool running = state_ == AgentState::preparing || state_ == AgentState::designating ||
                  state_ == AgentState::broadcasting || state_ == AgentState::establishing;
   if (running != im.run.active) return "failover state and run disagree";
-  if (state_ == AgentState::preparing && im.run.prepared == im.run.reserving)
-    return im.run.prepared ? "preparing and still reserving" : "preparing without a reservation or a prepare hook";
+  if (state_ == AgentState::preparing && int(im.run.confirming) + int(im.run.reserving) + int(im.run.prepared) != 1)
+    return "preparing: not exactly one of confirming, reserving, prepared";
   if (state_ == AgentState::preparing && im.run.reserving && !im.pending.contains(im.role_cas))
     return "reserving without a reservation in flight";
   if (im.role_cas && !im.pending.contains(im.role_cas)) return "role compare-and-set lost";

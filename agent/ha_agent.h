@@ -73,6 +73,8 @@ struct AgentConfig {
   bool plant_lease_from_commit = false;
   // Tests only: run `prepare` without reserving the failover first.
   bool plant_no_reservation = false;
+  // Tests only: fail over only from masters the membership sees gone.
+  bool plant_membership_only = false;
 };
 
 // What the grid says about one member (the shell builds this from membership
@@ -170,6 +172,7 @@ enum class CasOp : std::uint8_t {
   vacate,
   maintenance,
   reserve,       // the failover reservation (kFailoverKey), before `prepare`
+  confirm,       // a quorum read that writes nothing: has the master's entry stopped?
 };
 
 class HaAgent {
@@ -291,6 +294,9 @@ class HaAgent {
   bool master_restored() const;
   bool data_node_turn(Time now) const;
   void start_failover(Time now, AgentOutput& out);
+  bool failing_alive() const;
+  void confirm(Time now, AgentOutput& out);
+  void on_confirmed(grid::CasOutcome outcome, const std::optional<RoleTable>& value, Time now, AgentOutput& out);
   void reserve(Time now, AgentOutput& out);
   void on_reserved(grid::CasOutcome outcome, Time now, AgentOutput& out);
   void run_prepare(Time now, AgentOutput& out);

@@ -1,6 +1,8 @@
 // HaAgent, the way to mastership (FIG. 2, claims 2-5 of the patent):
-//   detect     the master is not alive and its entry has not moved for
-//              failure_timeout (and no maintenance, no backoff);
+//   detect     the master's entry has not moved for failure_timeout (and no
+//              maintenance, no backoff), and the master is not alive, or
+//   confirm    it looks alive (it may not reach a majority): a quorum read
+//              that writes nothing must show the entry stopped too;
 //   reserve    CAS of the failover reservation (kFailoverKey) for exactly
 //              that entry: one `prepare` at a time, and never without a
 //              majority; refused means another node holds it: yield;
@@ -74,8 +76,17 @@ bool HaAgent::failure_detected(Time now) const {
   const Impl& im = *impl_;
   if (!table_ || !table_->master) return false;
   const MasterEntry& m = *table_->master;
-  if (m.node == config_.self || alive(m.node)) return false;
-  if (now - im.observed_since < config_.failure_timeout) return false;
+  if (m.node == config_.self) return false;
+  // Claim 1 taken literally: the failure is judged from the grid's data.
+  // An established master whose entry has not moved for 1.5 failure
+  // timeouts is failed even if the membership still sees it (it may be cut
+  // off from the majority but reach us); the run confirms it first. The
+  // extra half lets the membership judge a dead or paused master first, so
+  // claims 3 and 5 can still tell when it comes back.
+  bool by_renewal = alive(m.node);
+  if (by_renewal && (m.phase != Phase::established || config_.plant_membership_only)) return false;
+  Duration unmoved = by_renewal ? config_.failure_timeout * 3 / 2 : config_.failure_timeout;
+  if (now - im.observed_since < unmoved) return false;
   if (!names_self_replica() && !data_node_turn(now)) return false;
   if (table_->maintenance || !eligible_self()) return false;
   // A node cut off from the majority cannot reserve the failover, and its
@@ -96,7 +107,8 @@ bool HaAgent::data_node_turn(Time now) const {
   if (state_ != AgentState::data || table_->master->phase != Phase::established) return false;
   bool replica_alive = table_->replica && alive(table_->replica->node);
   if (config_.plant_no_reservation && replica_alive) return false;  // the old rule: defer to it
-  Time turn = im.observed_since + config_.failure_timeout;
+  bool master_alive = alive(table_->master->node);  // judged by its entry: 1.5 failure timeouts
+  Time turn = im.observed_since + (master_alive ? config_.failure_timeout * 3 / 2 : config_.failure_timeout);
   if (auto gone = im.unfit_since.find(table_->master->node); gone != im.unfit_since.end())
     turn = std::max(turn, gone->second);
   Duration wait = config_.heartbeat_interval + stagger();
@@ -113,7 +125,7 @@ bool HaAgent::data_node_turn(Time now) const {
 bool HaAgent::master_restored() const {
   const FailoverRun& r = impl_->run;
   if (r.kind != RunKind::failover || !r.failing) return false;
-  if (alive(r.failing->node)) return true;
+  if (failing_alive()) return true;
   if (!table_ || !table_->master) return true;
   const MasterEntry& m = *table_->master;
   return m.node != r.failing->node || m.epoch != r.failing->epoch || m.phase != r.failing->phase ||
@@ -143,11 +155,12 @@ void HaAgent::start_failover(Time now, AgentOutput& out) {
   r.active = true;
   r.kind = RunKind::failover;
   r.failing = m;
+  r.by_renewal = alive(m.node);
   r.was_replica = names_self_replica();
   r.started = now;
   r.prev_master = m.node;
-  r.reason = fmt::format("master {} (epoch {}) not alive and not renewed for {}ms", m.node, m.epoch,
-                         to_ms(now - im.observed_since));
+  r.reason = fmt::format("master {} (epoch {}) {} and not renewed for {}ms", m.node, m.epoch,
+                         r.by_renewal ? "alive" : "not alive", to_ms(now - im.observed_since));
   im.has_attempt = true;
   im.attempt_epoch = m.epoch;
   im.attempt_at = now;
@@ -155,8 +168,50 @@ void HaAgent::start_failover(Time now, AgentOutput& out) {
   step("detect", im.observed_since, now, r.reason, out);
   r.step_start = now;
   enter(AgentState::preparing);
+  if (r.by_renewal) return confirm(now, out);
   if (config_.plant_no_reservation) return run_prepare(now, out);
   reserve(now, out);
+}
+
+// The failing master looks back (claims 2, 3, 5). A run started because
+// its entry stopped while it still looked alive judges it by the entry alone.
+bool HaAgent::failing_alive() const {
+  const FailoverRun& r = impl_->run;
+  return r.failing && !r.by_renewal && alive(r.failing->node);
+}
+
+// Our copy may lag behind the register: a quorum read that writes nothing
+// (a change that refuses every value) shows whether the master's entry
+// really stopped. An identity write would restart its lease.
+void HaAgent::confirm(Time now, AgentOutput& out) {
+  impl_->run.confirming = true;
+  issue("confirm", CasOp::confirm, [](const std::optional<RoleTable>&) -> std::optional<RoleTable> { return std::nullopt; },
+        now, out);
+}
+
+void HaAgent::on_confirmed(grid::CasOutcome outcome, const std::optional<RoleTable>& value, Time now,
+                           AgentOutput& out) {
+  Impl& im = *impl_;
+  FailoverRun& r = im.run;
+  if (!r.active || !r.confirming || state_ != AgentState::preparing) return;  // the run ended meanwhile
+  r.confirming = false;
+  bool read = outcome == grid::CasOutcome::precondition_failed;  // it never writes: this is the read's answer
+  const auto& m = value ? value->master : std::nullopt;
+  const MasterEntry& f = *r.failing;
+  if (read && m && m->node == f.node && m->epoch == f.epoch && m->phase == f.phase && m->renewal <= f.renewal) {
+    step("confirm", r.step_start, now, fmt::format("a majority holds renewal {} too", m->renewal), out);
+    r.step_start = now;
+    if (config_.plant_no_reservation) return run_prepare(now, out);
+    return reserve(now, out);
+  }
+  std::string why = read ? "the register's master entry moved: our copy was behind"
+                         : "no majority reached to confirm the master's failure";
+  step("confirm", r.step_start, now, why, out);
+  end_failover(event::failover_yielded, why, now, out);
+  im.attempt_at = now - config_.failover_backoff + config_.failure_timeout;
+  // The master renews (or someone moved on): refresh our copy. An identity
+  // write is harmless to a live master's lease.
+  if (read) read_soon(now);
 }
 
 // A reservation we yielded to is stale once it has stayed the same for
@@ -217,7 +272,7 @@ void HaAgent::check_prepare(Time now, AgentOutput& out) {
   FailoverRun& r = impl_->run;
   std::string why;
   if (master_restored())
-    why = alive(r.failing->node) ? fmt::format("master {} restored during prepare", r.failing->node)
+    why = failing_alive() ? fmt::format("master {} restored during prepare", r.failing->node)
                                  : std::string("the master entry changed during prepare");
   else if (table_ && table_->maintenance)
     why = "maintenance switched on";
@@ -229,7 +284,7 @@ void HaAgent::check_prepare(Time now, AgentOutput& out) {
     why = "prepare hook exceeded failover-timeout";
   if (why.empty()) return;
   out.abort_hook = r.prepared;  // claim 5: terminate the failover operation
-  step(r.reserving ? "reserve" : "prepare", r.step_start, now, "aborted: " + why, out);
+  step(r.confirming ? "confirm" : r.reserving ? "reserve" : "prepare", r.step_start, now, "aborted: " + why, out);
   end_failover(event::failover_aborted, why, now, out);
 }
 
@@ -245,7 +300,7 @@ void HaAgent::prepare_done(int status, Time now, AgentOutput& out) {
   // Claim 2: re-check before designating.
   std::string why;
   if (master_restored())
-    why = alive(r.failing->node) ? fmt::format("master {} restored (re-check)", r.failing->node)
+    why = failing_alive() ? fmt::format("master {} restored (re-check)", r.failing->node)
                                  : std::string("the master entry changed (re-check)");
   else if (table_ && table_->maintenance)
     why = "maintenance switched on";
@@ -378,7 +433,7 @@ void HaAgent::check_broadcast(Time now, AgentOutput& out) {
   std::size_t acks = r.acks.size(), quorum = config_.topology.quorum();
   // Claim 3: only an established master can be handed its role back.
   bool restored = r.kind == RunKind::failover && r.failing && r.failing->phase == Phase::established &&
-                  alive(r.failing->node);
+                  failing_alive();
   if (r.handing_back) {  // retrying after no quorum, while the old master stays
     if (now < r.retry_at) return;
     if (restored && now < r.broadcast_start + config_.broadcast_timeout + config_.failure_timeout)
@@ -555,7 +610,7 @@ void HaAgent::on_designated(CasOp op, grid::CasOutcome outcome, const std::optio
     r.retry_at = now + config_.heartbeat_interval;  // the old lease runs out soon
   } else if (op == CasOp::designate && outcome == CasOutcome::precondition_failed && value && value->master &&
              value->master->node == r.failing->node && value->master->epoch == r.failing->epoch &&
-             value->master->phase == r.failing->phase && !alive(r.failing->node) &&
+             value->master->phase == r.failing->phase && !failing_alive() &&
              now < r.started + config_.failover_timeout) {
     // Only our copy was behind (the dead master's last renewal was
     // accepted but never pushed): retry from the register's entry. Not

@@ -49,6 +49,8 @@ struct FailoverRun {
   RunKind kind = RunKind::failover;
   std::optional<MasterEntry> failing;  // the exact entry we change from (nullopt: vacant)
   bool was_replica = false;            // give the replica slot back if this fails
+  bool by_renewal = false;             // the master looked alive: judged by its entry alone
+  bool confirming = false;             // the confirming quorum read is out
   bool reserving = false;              // the reservation CAS is out; no `prepare` yet
   bool prepared = false;               // `prepare` ran: a failure owes an `abort`
   // The reservation the change function found held by another node.

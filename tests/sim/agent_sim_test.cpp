@@ -117,6 +117,7 @@ struct World {
   bool nasty_network = false;  // duplicates and messages several leases late
   bool plant_lease_from_commit = false;
   bool plant_no_reservation = false;  // prepare without reserving the failover
+  bool plant_membership_only = false;  // fail over only from masters the membership sees gone
 };
 
 struct SimNode {
@@ -439,6 +440,7 @@ class AgentCluster {
     c.witness = n.witness;
     c.plant_lease_from_commit = world_.plant_lease_from_commit;
     c.plant_no_reservation = world_.plant_no_reservation;
+    c.plant_membership_only = world_.plant_membership_only;
     n.agent = std::make_unique<HaAgent>(c, t);
     auto last = last_role_.find(n.id);
     if (last != last_role_.end()) n.agent->set_previous_role(last->second.first, last->second.second);
@@ -1073,6 +1075,36 @@ Violations failing_together(std::size_t size, std::uint64_t seed, std::string& t
   return c.violations();
 }
 
+// Claim 1 taken literally: nothing reaches the master any more, but its own
+// heartbeats still go out, so every member sees it alive. It cannot renew
+// at a majority and stops at its lease bound; a new master must act while
+// the fault lasts, judged from the stopped entry (and a quorum read that
+// confirms it), not from the membership.
+Violations master_deaf(std::size_t size, std::uint64_t seed, std::string& trace, World world) {
+  AgentCluster c(size, seed, world);
+  c.run_for(2s);
+  c.expect_single_master("after start");
+  auto acting = c.acting_masters();
+  if (acting.size() != 1) {
+    c.expect(false, "no master to start from");
+    trace = c.trace();
+    return c.violations();
+  }
+  NodeId master = acting[0];
+  for (const auto& id : c.ids())
+    if (id != master) c.block(id, master);
+  bool acted = c.run_until_true([&] {
+    auto now = c.acting_masters();
+    return now.size() == 1 && now[0] != master;
+  }, kRecoverBound);
+  c.expect(acted, master + " hears nobody: no new master while the fault lasted");
+  c.heal_all();
+  c.run_for(kRecoverBound);
+  c.expect_single_master("after the fault");
+  if (!c.violations().empty() || std::getenv("RG_TRACE")) trace = c.trace();
+  return c.violations();
+}
+
 // Quiet runs: a master within two seconds of start, and no master change at
 // all in ten seconds of loss and delay.
 Violations no_faults(std::size_t size, std::uint64_t seed, std::string& trace, World world) {
@@ -1199,6 +1231,18 @@ TEST_CASE("agent sim: without the reservation the checks catch overlapping and m
   auto minority = first_violation(failing_together, planted, 5, 40, "without reaching a majority");
   CHECK_MESSAGE(minority, "no minority prepare without the reservation in 40 seeds");
   MESSAGE("minority prepare without a reservation: " << minority.value_or("not caught"));
+}
+
+TEST_CASE("agent sim: a master the membership sees but that cannot renew at a majority is replaced") {
+  run_scenario(master_deaf, 30, clean_network);
+}
+
+TEST_CASE("agent sim: judged by the membership alone, a master that hears nobody is never replaced") {
+  World planted = clean_network(1);
+  planted.plant_membership_only = true;
+  auto stuck = first_violation(master_deaf, planted, 5, 10, "no new master while the fault lasted");
+  CHECK_MESSAGE(stuck, "the membership-only rule replaced a master that hears nobody in 10 seeds");
+  MESSAGE("membership only: " << stuck.value_or("not caught"));
 }
 
 TEST_CASE("agent sim: claims 3, 4 and 5 happen as the patent says and end with one master") {
