@@ -191,7 +191,7 @@ void HaAgent::on_cas_done(std::uint64_t id, grid::CasOutcome outcome, const std:
   bool current = id == im.role_cas;
   if (current) im.role_cas = 0;
   if (p.op == CasOp::reserve) {  // another register: no table to adopt
-    on_reserved(outcome, now, out);
+    if (p.purpose == "reserve") on_reserved(outcome, now, out);  // a release needs no answer
     end_input(now, out);
     return;
   }
@@ -367,7 +367,7 @@ std::uint64_t HaAgent::issue(const std::string& purpose, CasOp op, Change change
 }
 
 std::uint64_t HaAgent::issue_raw(const std::string& purpose, CasOp op, const std::string& key,
-                                 decltype(CasRequest::raw) change, Time now, AgentOutput& out) {
+                                 decltype(CasRequest::raw) change, Time now, AgentOutput& out, bool role_slot) {
   Impl& im = *impl_;
   std::uint64_t id = im.next_cas_id++;
   CasRequest req;
@@ -377,7 +377,7 @@ std::uint64_t HaAgent::issue_raw(const std::string& purpose, CasOp op, const std
   req.raw = std::move(change);
   im.pending[id] = PendingCas{purpose, op, now, table_, std::make_shared<std::optional<std::optional<RoleTable>>>(),
                               std::make_shared<std::vector<RoleTable>>(), std::nullopt, Time{}};
-  im.role_cas = id;
+  if (role_slot) im.role_cas = id;
   out.cas.push_back(std::move(req));
   return id;
 }

@@ -259,7 +259,8 @@ class HaAgent {
                       bool role_slot = true);
   // A compare-and-set of another register than the role table (holds the role slot).
   std::uint64_t issue_raw(const std::string& purpose, CasOp op, const std::string& key,
-                          decltype(CasRequest::raw) change, Time now, AgentOutput& out);
+                          decltype(CasRequest::raw) change, Time now, AgentOutput& out, bool role_slot = true);
+  void release_reservation(const FailoverReservation& mine, Time now, AgentOutput& out);
   bool alive(const NodeId& id) const;
   bool eligible_self() const;
   // This node sees a majority of members alive (itself included).

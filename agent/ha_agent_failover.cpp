@@ -55,7 +55,10 @@ decltype(CasRequest::raw) reserve_change(const FailoverReservation& mine, std::o
     std::optional<FailoverReservation> r;
     if (cur) r = reservation_from_register(*cur);
     bool same_entry = r && r->failing.node == mine.failing.node && r->failing.epoch == mine.failing.epoch;
-    if (same_entry && r->candidate != mine.candidate && r != stale) {
+    // One for a newer epoch means our copy of the table is behind: never
+    // overwrite it (someone fails over a master we have not even seen).
+    bool newer = r && r->failing.epoch > mine.failing.epoch;
+    if ((same_entry || newer) && !r->candidate.empty() && r->candidate != mine.candidate && r != stale) {
       *held_by = r;
       return std::nullopt;
     }
@@ -222,9 +225,15 @@ void HaAgent::reserve(Time now, AgentOutput& out) {
   r.reserving = true;
   r.held_by = std::make_shared<std::optional<FailoverReservation>>();
   std::optional<FailoverReservation> stale;
-  Duration stale_after = config_.failover_timeout + config_.failure_timeout + 2 * config_.heartbeat_interval;
+  // Its holder aborts prepare by failover-timeout + a heartbeat on its own
+  // clock (drift), and its CAS may have committed up to half a failure
+  // timeout after we first saw the value.
+  Duration holder = config_.failover_timeout + config_.heartbeat_interval;
+  Duration stale_after = holder + std::chrono::duration_cast<Duration>(holder * (2 * config_.drift)) +
+                         config_.failure_timeout + 2 * config_.heartbeat_interval;
   if (im.yielded_to && now - im.yielded_since >= stale_after) stale = im.yielded_to;
   FailoverReservation mine{config_.self, *r.failing, ++im.reservations};
+  r.reservation = mine;
   issue_raw("reserve", CasOp::reserve, kFailoverKey, reserve_change(mine, stale, r.held_by), now, out);
 }
 
@@ -558,8 +567,21 @@ void HaAgent::end_failover(const std::string& name, const std::string& reason, T
   out.notes.push_back(fmt::format("{} {}", name, reason));
   report(name, reason, epoch, out);
   if (r.prepared) run_hook("abort", im.role, epoch, r.prev_master, out);  // undo what prepare did
+  if (r.prepared && r.reservation) release_reservation(*r.reservation, now, out);
   enter(im.role == Role::replica ? AgentState::replica : AgentState::data);
   settle(now, out, reason);
+}
+
+// A run that held the reservation and failed gives it back (an empty
+// candidate), so the others need not wait for it to go stale; only if it
+// is still exactly ours.
+void HaAgent::release_reservation(const FailoverReservation& mine, Time now, AgentOutput& out) {
+  issue_raw("release-reservation", CasOp::reserve, kFailoverKey,
+            [mine](const std::optional<grid::RegValue>& cur) -> std::optional<grid::RegValue> {
+              if (!cur || reservation_from_register(*cur) != mine) return std::nullopt;
+              return to_register(FailoverReservation{NodeId{}, mine.failing, mine.attempt});
+            },
+            now, out, /*role_slot=*/false);
 }
 
 void HaAgent::step(const std::string& name, Time start, Time end, const std::string& outcome, AgentOutput& out) {

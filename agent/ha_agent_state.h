@@ -53,6 +53,7 @@ struct FailoverRun {
   bool confirming = false;             // the confirming quorum read is out
   bool reserving = false;              // the reservation CAS is out; no `prepare` yet
   bool prepared = false;               // `prepare` ran: a failure owes an `abort`
+  std::optional<FailoverReservation> reservation;  // the one we wrote
   // The reservation the change function found held by another node.
   std::shared_ptr<std::optional<FailoverReservation>> held_by;
   std::uint64_t prepare_index = 0;     // which emitted prepare hook is ours

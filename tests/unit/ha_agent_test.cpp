@@ -70,7 +70,8 @@ struct Rig {
   // what followed to `out`, so the tests see detect and prepare together.
   void reserve() {
     for (;;) {
-      auto it = std::find_if(out.cas.begin(), out.cas.end(), [](const CasRequest& c) { return c.purpose == "reserve"; });
+      // Reservations and their releases: every CAS of the other register.
+      auto it = std::find_if(out.cas.begin(), out.cas.end(), [](const CasRequest& c) { return bool(c.raw); });
       if (it == out.cas.end()) return;
       CasRequest c = *it;
       out.cas.erase(it);
@@ -567,10 +568,29 @@ TEST_CASE("agent: a failing prepare hook aborts the failover and backs off") {
   CHECK(r.events() == Strings{"+failover-aborted"});
   CHECK(r.hooks() == Strings{"abort"});
   CHECK(r.out.cas.empty());
+  // It gave its reservation back (released: no candidate), so the others
+  // need not wait for it to go stale.
+  REQUIRE(r.reservations);
+  CHECK(reservation_from_register(*r.reservations)->candidate.empty());
   r.tick(2s - 1ms);
   CHECK(r.out.hooks.empty());
   r.tick(1ms);
   CHECK(r.hooks() == Strings{"prepare"});
+  CHECK(reservation_from_register(*r.reservations)->candidate == "n1");
+}
+
+TEST_CASE("agent: a reservation for a newer epoch than our copy shows is never overwritten") {
+  Rig r("n3");
+  r.start(table_with("n2", 3, Phase::established, 7, std::nullopt));
+  // Someone fails over a master at epoch 5, which our copy has not seen.
+  MasterEntry newer{"n4", 5, Phase::established, 1000, 2};
+  r.reservations = to_register(FailoverReservation{"n1", newer, 1});
+  r.set_alive("n2", false);
+  for (int i = 0; i < 4; ++i) {
+    r.tick(1s);
+    CHECK(r.out.hooks.empty());
+  }
+  CHECK(reservation_from_register(*r.reservations)->candidate == "n1");
 }
 
 TEST_CASE("agent: a prepare hook that never answers is aborted after failover-timeout") {
