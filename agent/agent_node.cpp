@@ -294,7 +294,10 @@ void AgentNode::run_hook(const HookRun& h) {
   }
   // The start goes to the event log too: a master hook's start is when the
   // service it starts may begin (the chaos checker's service intervals).
-  req.on_start = [this, hook = h.hook](int pid) { record("hook-started", {{"hook", hook}, {"pid", pid}}); };
+  req.on_start = [this, hook = h.hook, epoch = h.epoch, prev = h.prev_master](int pid) {
+    // prepare and abort belong to a failover of `prev` at `epoch`.
+    record("hook-started", {{"hook", hook}, {"pid", pid}, {"for_master", prev}, {"for_epoch", epoch}});
+  };
   record("hook-queued", {{"hook", h.hook}, {"hook_role", to_string(h.role)}});
   hooks_.run(std::move(req), [this](const HookResult& r) {
     last_hook_ = r.hook;

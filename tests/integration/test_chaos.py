@@ -487,3 +487,44 @@ def chaos_service_check_catches_a_switchover_that_does_not_wait(c):
           f"planted early handover not caught: exit {r.returncode}\n{out[-1500:]}")
     rep = verdict(c.dir / "history")
     check(kinds(rep) in (["service"], ["liveness", "service"]), f"unexpected kinds: {[str(v) for v in rep.violations]}")
+
+
+# ---------------------------------------------------------------------------
+# The prepare check (tools/chaos/prepares.py): n2's prepare for n1's
+# failure at epoch 1 runs 5.20-5.35 s in the synthetic history.
+
+def with_prepare(s):
+    s.ev("n2", 5200, "hook-started", "replica", "preparing", 1, 21, hook="prepare", pid=300, for_master="n1",
+         for_epoch=1)
+    s.ev("n2", 5350, "hook", "replica", "preparing", 1, 21, hook="prepare", ran=True, status=0, took_ms=150)
+    return s
+
+
+@test()
+def chaos_checker_one_prepare_passes(c):
+    rep = verdict(with_prepare(synth(c)).write())
+    check(rep.ok and rep.stats.get("prepares") == 1, f"one prepare: {rep.stats} {[str(v) for v in rep.violations]}")
+
+
+@test()
+def chaos_checker_reports_two_prepares_for_one_failing_master(c):
+    s = with_prepare(synth(c))
+    s.ev("n3", 5300, "hook-started", "data", "preparing", 1, 31, hook="prepare", pid=400, for_master="n1",
+         for_epoch=1)
+    s.ev("n3", 5500, "hook", "data", "preparing", 1, 31, hook="prepare", ran=True, status=1, took_ms=200)
+    rep = check_history(History(s.write()), kinds=("prepare",))
+    expect_only(rep, "prepare", "n1 at epoch 1", "n2", "n3")
+
+
+@test()
+def chaos_checker_ends_a_killed_nodes_prepare_at_the_kill(c):
+    s = with_prepare(synth(c))
+    s.ev("n3", 4500, "hook-started", "data", "preparing", 1, 31, hook="prepare", pid=400, for_master="n1",
+         for_epoch=1)
+    s.faults.append({"t_ms": 4800.0, "kind": "kill9", "nodes": ["n3"]})
+    s.faults.append({"t_ms": 5900.0, "kind": "start", "nodes": ["n3"]})
+    rep = check_history(History(s.write()), kinds=("prepare",))
+    check(rep.ok, f"a killed node's prepare overlapped: {[str(v) for v in rep.violations]}")
+    s.faults = [f for f in s.faults if f.get("nodes") != ["n3"]]  # never killed: it runs to the end
+    rep = check_history(History(s.write()), kinds=("prepare",))
+    expect_only(rep, "prepare", "n2", "n3")

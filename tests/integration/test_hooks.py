@@ -88,13 +88,11 @@ def hooks_master_hook_killed_when_the_lease_is_lost(c):
          f"then its {after[1]} hook ran")
 
 
-@test(timeout=90)
-def hooks_switchover_orders_the_step_down_before_the_new_master(c):
-    """In a switchover the old master's step-down hook (0.5 s long here)
-    finishes before the new master's `master` hook starts: the two never
-    run at once, on different nodes."""
-    hooks = make_hooks(c, {"replica": "sleep 0.5", "data": "sleep 0.5"})
-    # Wall-clock ms in the hook log lines, to compare across nodes.
+def settled_with_slow_step_down(c, seconds):
+    """3 nodes whose step-down hooks (replica, data) take `seconds` and
+    whose hook log lines carry wall-clock ms, to compare across nodes;
+    returns (ids, master, replica) once every first hook has finished."""
+    hooks = make_hooks(c, {"replica": f"sleep {seconds}", "data": f"sleep {seconds}"})
     for h in ("master", "replica", "data"):
         p = hooks / h
         p.write_text(p.read_text().replace("$ROLEGRID_EPOCH $$", "$ROLEGRID_EPOCH $$ $(date +%s%3N)"))
@@ -104,12 +102,19 @@ def hooks_switchover_orders_the_step_down_before_the_new_master(c):
     ids = [n.id for n in nodes]
     c.start_all()
     c.wait_formed()
-
     m, rep, _ = harness.wait_until(lambda: harness.settled_roles(c, ids), 15, what="a master and a replica")
-    # Let every first hook finish.
     harness.wait_until(lambda: all(sum(ln[0] == "start" for ln in hook_lines(c, i)) ==
                                    sum(ln[0] == "end" for ln in hook_lines(c, i)) for i in ids), 10,
                        what="the first hooks to finish")
+    return ids, m, rep
+
+
+@test(timeout=90)
+def hooks_switchover_orders_the_step_down_before_the_new_master(c):
+    """In a switchover the old master's step-down hook (0.5 s long here)
+    finishes before the new master's `master` hook starts: the two never
+    run at once, on different nodes."""
+    ids, m, rep = settled_with_slow_step_down(c, 0.5)
     target = next(i for i in ids if i not in (m, rep))
     t0 = time.time() * 1000
     c.ctl(m, "switchover", "--to", target, json=False)
@@ -131,20 +136,7 @@ def hooks_graceful_stop_waits_for_the_step_down_hook(c):
     """SIGTERM to the master whose step-down hook takes 0.8 s: the node
     stops acting at once, and leaves (exits) only after that hook has
     ended, so the next master's `master` hook starts after it."""
-    hooks = make_hooks(c, {"replica": "sleep 0.8", "data": "sleep 0.8"})
-    for h in ("master", "replica", "data"):
-        p = hooks / h
-        p.write_text(p.read_text().replace("$ROLEGRID_EPOCH $$", "$ROLEGRID_EPOCH $$ $(date +%s%3N)"))
-    nodes = c.add_nodes(3)
-    for n in nodes:
-        n.extra = ["--event-log", str(c.dir / f"{n.id}.events"), "--hook-dir", str(hooks)]
-    ids = [n.id for n in nodes]
-    c.start_all()
-    c.wait_formed()
-    m, _, _ = harness.wait_until(lambda: harness.settled_roles(c, ids), 15, what="a master and a replica")
-    harness.wait_until(lambda: all(sum(ln[0] == "start" for ln in hook_lines(c, i)) ==
-                                   sum(ln[0] == "end" for ln in hook_lines(c, i)) for i in ids), 10,
-                       what="the first hooks to finish")
+    ids, m, _ = settled_with_slow_step_down(c, 0.8)
     t0 = time.time() * 1000
     c[m].term()
     rc = c[m].wait_exit(15)

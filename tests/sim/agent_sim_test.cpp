@@ -948,21 +948,39 @@ Violations random_faults(std::size_t size, std::uint64_t seed, std::string& trac
   return c.violations();
 }
 
+// Every targeted scenario starts from a settled cluster: one master (and a
+// replica, when asked for). False: the run is reported and ends there.
+bool settled(AgentCluster& c, std::string& trace, bool need_replica, NodeId& master, NodeId& replica) {
+  c.run_for(2s);
+  c.expect_single_master("after start");
+  auto acting = c.acting_masters();
+  auto r = c.replica_of_latest();
+  if (acting.size() != 1 || (need_replica && !r)) {
+    c.expect(false, need_replica ? "no master and replica to start from" : "no master to start from");
+    trace = c.trace();
+    return false;
+  }
+  master = acting[0];
+  replica = r.value_or(NodeId{});
+  return true;
+}
+
+// ... and ends healed, with one master again.
+Violations healed(AgentCluster& c, std::string& trace, const std::string& when) {
+  c.heal_all();
+  c.run_for(kRecoverBound);
+  c.expect_single_master(when);
+  if (!c.violations().empty() || std::getenv("RG_TRACE")) trace = c.trace();
+  return c.violations();
+}
+
 // The patent's claims 3, 4 and 5 on purpose, one per seed in turn: the
 // replica's prepare (claim 5) or broadcast (claims 3, 4) is held open while
 // the old master comes back or stays away.
 Violations claims(std::size_t size, std::uint64_t seed, std::string& trace, World world) {
   AgentCluster c(size, seed, world);
-  c.run_for(2s);
-  c.expect_single_master("after start");
-  auto acting = c.acting_masters();
-  auto replica = c.replica_of_latest();
-  if (acting.size() != 1 || !replica) {
-    c.expect(false, "no master and replica to start from");
-    trace = c.trace();
-    return c.violations();
-  }
-  NodeId master = acting[0], r = *replica;
+  NodeId master, r;
+  if (!settled(c, trace, true, master, r)) return c.violations();
   Time t0 = c.now();
   c.reliable_hooks(true);
   // A compare-and-set may take up to the proposer's timeout (250ms) under
@@ -1014,11 +1032,7 @@ Violations claims(std::size_t size, std::uint64_t seed, std::string& trace, Worl
       break;
     }
   }
-  c.heal_all();
-  c.run_for(kRecoverBound);
-  c.expect_single_master("after the claim");
-  if (!c.violations().empty() || std::getenv("RG_TRACE")) trace = c.trace();
-  return c.violations();
+  return healed(c, trace, "after the claim");
 }
 
 // One failover operation at a time (the reservation), with a slow prepare
@@ -1035,16 +1049,8 @@ Violations claims(std::size_t size, std::uint64_t seed, std::string& trace, Worl
 // The one-prepare check runs on every hook start (check_one_prepare).
 Violations failing_together(std::size_t size, std::uint64_t seed, std::string& trace, World world) {
   AgentCluster c(size, seed, world);
-  c.run_for(2s);
-  c.expect_single_master("after start");
-  auto acting = c.acting_masters();
-  auto replica = c.replica_of_latest();
-  if (acting.size() != 1 || !replica) {
-    c.expect(false, "no master and replica to start from");
-    trace = c.trace();
-    return c.violations();
-  }
-  NodeId master = acting[0], r = *replica;
+  NodeId master, r;
+  if (!settled(c, trace, true, master, r)) return c.violations();
   c.reliable_hooks(true);
   c.slow_prepare(800ms);
   auto new_master = [&] {
@@ -1068,11 +1074,7 @@ Violations failing_together(std::size_t size, std::uint64_t seed, std::string& t
     c.expect(acted, "no new master after the kill");
   }
   c.slow_prepare(std::nullopt);
-  c.heal_all();
-  c.run_for(kRecoverBound);
-  c.expect_single_master("after the failover");
-  if (!c.violations().empty() || std::getenv("RG_TRACE")) trace = c.trace();
-  return c.violations();
+  return healed(c, trace, "after the failover");
 }
 
 // Claim 1 taken literally: nothing reaches the master any more, but its own
@@ -1082,15 +1084,8 @@ Violations failing_together(std::size_t size, std::uint64_t seed, std::string& t
 // confirms it), not from the membership.
 Violations master_deaf(std::size_t size, std::uint64_t seed, std::string& trace, World world) {
   AgentCluster c(size, seed, world);
-  c.run_for(2s);
-  c.expect_single_master("after start");
-  auto acting = c.acting_masters();
-  if (acting.size() != 1) {
-    c.expect(false, "no master to start from");
-    trace = c.trace();
-    return c.violations();
-  }
-  NodeId master = acting[0];
+  NodeId master, replica;
+  if (!settled(c, trace, false, master, replica)) return c.violations();
   for (const auto& id : c.ids())
     if (id != master) c.block(id, master);
   bool acted = c.run_until_true([&] {
@@ -1098,11 +1093,7 @@ Violations master_deaf(std::size_t size, std::uint64_t seed, std::string& trace,
     return now.size() == 1 && now[0] != master;
   }, kRecoverBound);
   c.expect(acted, master + " hears nobody: no new master while the fault lasted");
-  c.heal_all();
-  c.run_for(kRecoverBound);
-  c.expect_single_master("after the fault");
-  if (!c.violations().empty() || std::getenv("RG_TRACE")) trace = c.trace();
-  return c.violations();
+  return healed(c, trace, "after the fault");
 }
 
 // Quiet runs: a master within two seconds of start, and no master change at

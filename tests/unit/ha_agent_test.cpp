@@ -733,8 +733,8 @@ TEST_CASE("agent: no failover while the master is alive, its entry moves, mainte
     }
     CHECK(reservation_from_register(*r.reservations)->candidate == "n1");
     // It first yielded at 2 s; at 9 s the reservation has stayed the same
-    // for longer than a prepare can run (failover-timeout + failure-timeout
-    // + 2 heartbeats = 6.2 s): taken over.
+    // for longer than a prepare can run ((failover-timeout + a heartbeat)
+    // x 1.1 for drift + failure-timeout + 2 heartbeats = 6.81 s): taken over.
     r.tick(4s);
     CHECK(r.hooks() == Strings{"prepare"});
     CHECK(reservation_from_register(*r.reservations)->candidate == "n3");

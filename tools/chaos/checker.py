@@ -34,6 +34,8 @@ What it checks (each violation names the nodes, epochs and times):
                newer master acts reports a non-master role within the
                promised time (+startup allowance after a restart).
   crash        a node exited without being told to.
+  prepare      never two nodes running `prepare` for the same failing
+               master and epoch at once (tools/chaos/prepares.py).
   service      never two nodes running the master's service at once: from
                a node's `master` hook start to its next step-down hook's
                end or its (fake) watchdog's expiry (tools/chaos/service.py).
@@ -45,6 +47,7 @@ import bisect
 from dataclasses import dataclass, field
 
 from .history import parse_key
+from .prepares import check_prepares
 from .service import check_service
 
 ROLE_EVENTS_NONMASTER = ("replica", "data", "witness")
@@ -608,7 +611,7 @@ def check(h, snapshots=None, kinds=None):
     fs = FaultState(h)
     stats = {}
     violations = []
-    wanted = kinds or ("overlap", "epoch", "liveness", "demotion", "lost-write", "crash", "service")
+    wanted = kinds or ("overlap", "epoch", "liveness", "demotion", "lost-write", "crash", "service", "prepare")
     if "overlap" in wanted:
         violations += check_overlap(h, intervals)
     if "epoch" in wanted:
@@ -625,6 +628,10 @@ def check(h, snapshots=None, kinds=None):
         found, services = check_service(h, Violation)
         violations += found
         stats["services"] = len(services)
+    if "prepare" in wanted:
+        found, prepares = check_prepares(h, Violation)
+        violations += found
+        stats["prepares"] = len(prepares)
     stats["intervals"] = len(intervals)
     stats["epochs"] = len({e for iv in intervals for e in iv.epochs})
     stats["acked"] = sum(1 for w in h.workload if w.get("outcome") == "ok")

@@ -341,7 +341,8 @@ class Soak:
         s = rep.stats
         lines.append(f"writes: {s['acked']} acknowledged, {s['unknown']} unknown, {s['refused']} refused; "
                      f"{s['snapshots']} snapshots checked; {s.get('services', 0)} service intervals (master hook "
-                     f"to step-down hook or watchdog expiry) checked for overlap")
+                     f"to step-down hook or watchdog expiry) and {s.get('prepares', 0)} prepare runs checked "
+                     f"for overlap")
         kinds = {}
         for v in rep.violations:
             kinds[v.kind] = kinds.get(v.kind, 0) + 1
