@@ -38,6 +38,9 @@ std::optional<std::uint64_t> write_epoch(const AdminRequest& r, std::size_t n, c
 
 }  // namespace
 
+// Over 80 lines on purpose: one flat list of the fields `status` answers,
+// in the order the README documents them; splitting it would only scatter
+// that list.
 std::string Node::status_json() const {
   auto now = Clock::now();
   json j;
@@ -150,6 +153,8 @@ std::string Node::members_json() const {
   return arr.dump();
 }
 
+// Over 80 lines on purpose: the table of admin commands, one short handler
+// each, kept in one place so the protocol's whole surface reads at a glance.
 void Node::register_admin() {
   auto& a = *admin_;
   a.handle("status", [this](const AdminRequest&, Reply r) { r.ok(status_json()); });
