@@ -38,9 +38,8 @@ std::optional<std::uint64_t> write_epoch(const AdminRequest& r, std::size_t n, c
 
 }  // namespace
 
-// Over 80 lines on purpose: one flat list of the fields `status` answers,
-// in the order the README documents them; splitting it would only scatter
-// that list.
+// Over 80 lines on purpose: one flat list of the fields `status` answers;
+// splitting it would only scatter that list.
 std::string Node::status_json() const {
   auto now = Clock::now();
   json j;
