@@ -47,6 +47,7 @@ import bisect
 from dataclasses import dataclass, field
 
 from .history import parse_key
+from .intervals import concurrent_pairs
 from .prepares import check_prepares
 from .service import check_service
 
@@ -142,21 +143,14 @@ def acting_intervals(h):
 
 def check_overlap(h, intervals):
     out = []
-    active = []  # intervals that may still overlap later ones
-    for iv in intervals:
-        active = [a for a in active if a.end > iv.start]
-        for a in active:
-            if a.node == iv.node:
-                continue
-            lo, hi = max(a.start, iv.start), min(a.end, iv.end)
-            if hi > lo:
-                out.append(Violation(
-                    "overlap",
-                    f"two masters for {hi - lo:.0f} ms: {a.node} (epoch {a.epoch}) acted from {h.rel(a.start):.3f} s "
-                    f"until {h.rel(a.end):.3f} s ({a.end_reason}) and {iv.node} (epoch {iv.epoch}) from "
-                    f"{h.rel(iv.start):.3f} s until {h.rel(iv.end):.3f} s ({iv.end_reason})",
-                    (a.node, iv.node), (a.epoch, iv.epoch), (lo, hi)))
-        active.append(iv)
+    for a, iv, lo, hi in concurrent_pairs(intervals):
+        if hi > lo:
+            out.append(Violation(
+                "overlap",
+                f"two masters for {hi - lo:.0f} ms: {a.node} (epoch {a.epoch}) acted from {h.rel(a.start):.3f} s "
+                f"until {h.rel(a.end):.3f} s ({a.end_reason}) and {iv.node} (epoch {iv.epoch}) from "
+                f"{h.rel(iv.start):.3f} s until {h.rel(iv.end):.3f} s ({iv.end_reason})",
+                (a.node, iv.node), (a.epoch, iv.epoch), (lo, hi)))
     return out
 
 
@@ -629,7 +623,7 @@ def check(h, snapshots=None, kinds=None):
         violations += found
         stats["services"] = len(services)
     if "prepare" in wanted:
-        found, prepares = check_prepares(h, Violation)
+        found, prepares = check_prepares(h, Violation, fs.deaths)
         violations += found
         stats["prepares"] = len(prepares)
     stats["intervals"] = len(intervals)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .intervals import concurrent_pairs
+
 
 @dataclass
 class PrepareRun:
@@ -20,17 +22,8 @@ class PrepareRun:
     end: float = 0.0
 
 
-def _deaths(h):
-    out = {}
-    for rec in h.faults:
-        if rec["kind"] in ("kill9", "stop", "exited"):
-            for n in rec.get("nodes") or [rec.get("node")]:
-                out.setdefault(n, []).append(rec["t_ms"])
-    return out
-
-
-def prepare_runs(h):
-    deaths = _deaths(h)
+def prepare_runs(h, deaths):
+    """`deaths`: node -> times it was killed, stopped or exited (FaultState)."""
     runs = []
     for nid, events in h.events.items():
         cur = None
@@ -51,17 +44,14 @@ def prepare_runs(h):
     return runs
 
 
-def check_prepares(h, Violation):
+def check_prepares(h, Violation, deaths):
     out = []
-    runs = prepare_runs(h)
-    for i, a in enumerate(runs):
-        for b in runs[i + 1:]:
-            if b.start >= a.end:
-                continue
-            if a.node != b.node and a.failing == b.failing:
-                out.append(Violation(
-                    "prepare",
-                    f"two prepares for {a.failing[0]} at epoch {a.failing[1]}: {a.node} from {h.rel(a.start):.3f} s "
-                    f"to {h.rel(a.end):.3f} s and {b.node} from {h.rel(b.start):.3f} s to {h.rel(b.end):.3f} s",
-                    (a.node, b.node), (a.failing[1],), (max(a.start, b.start), min(a.end, b.end))))
+    runs = prepare_runs(h, deaths)
+    for a, b, lo, hi in concurrent_pairs(runs):
+        if a.failing == b.failing:  # b started before a ended: both ran at once
+            out.append(Violation(
+                "prepare",
+                f"two prepares for {a.failing[0]} at epoch {a.failing[1]}: {a.node} from {h.rel(a.start):.3f} s "
+                f"to {h.rel(a.end):.3f} s and {b.node} from {h.rel(b.start):.3f} s to {h.rel(b.end):.3f} s",
+                (a.node, b.node), (a.failing[1],), (lo, hi)))
     return out, runs
