@@ -190,8 +190,8 @@ void HaAgent::on_cas_done(std::uint64_t id, grid::CasOutcome outcome, const std:
   im.pending.erase(it);
   bool current = id == im.role_cas;
   if (current) im.role_cas = 0;
-  if (p.op == CasOp::reserve) {  // another register: no table to adopt
-    if (p.purpose == "reserve") on_reserved(outcome, now, out);  // a release needs no answer
+  if (p.op == CasOp::reserve || p.op == CasOp::unreserve) {  // another register: no table to adopt
+    if (p.op == CasOp::reserve) on_reserved(outcome, now, out);  // a release needs no answer
     end_input(now, out);
     return;
   }
@@ -341,12 +341,9 @@ void HaAgent::expire_cas(Time now, AgentOutput& out) {
 
 std::uint64_t HaAgent::issue(const std::string& purpose, CasOp op, Change change, Time now, AgentOutput& out,
                              bool role_slot) {
-  Impl& im = *impl_;
-  std::uint64_t id = im.next_cas_id++;
   auto saw = std::make_shared<std::optional<std::optional<RoleTable>>>();
   auto made = std::make_shared<std::vector<RoleTable>>();
   CasRequest req;
-  req.id = id;
   req.purpose = purpose;
   // Captures values only: the shell may run it after we are gone.
   // Idempotent: a current value that is one we made (an earlier attempt,
@@ -360,23 +357,28 @@ std::uint64_t HaAgent::issue(const std::string& purpose, CasOp op, Change change
     if (next && made->size() < 64) made->push_back(*next);
     return next;
   };
-  im.pending[id] = PendingCas{purpose, op, now, table_, saw, made, std::nullopt, Time{}};
-  if (role_slot) im.role_cas = id;
-  out.cas.push_back(std::move(req));
-  return id;
+  return submit(std::move(req), op, now, out, role_slot, std::move(saw), std::move(made));
 }
 
 std::uint64_t HaAgent::issue_raw(const std::string& purpose, CasOp op, const std::string& key,
                                  decltype(CasRequest::raw) change, Time now, AgentOutput& out, bool role_slot) {
-  Impl& im = *impl_;
-  std::uint64_t id = im.next_cas_id++;
   CasRequest req;
-  req.id = id;
   req.purpose = purpose;
   req.key = key;
   req.raw = std::move(change);
-  im.pending[id] = PendingCas{purpose, op, now, table_, std::make_shared<std::optional<std::optional<RoleTable>>>(),
-                              std::make_shared<std::vector<RoleTable>>(), std::nullopt, Time{}};
+  return submit(std::move(req), op, now, out, role_slot, std::make_shared<std::optional<std::optional<RoleTable>>>(),
+                std::make_shared<std::vector<RoleTable>>());
+}
+
+// Numbers the request, remembers it as pending (and in the role slot) and
+// hands it to the shell.
+std::uint64_t HaAgent::submit(CasRequest req, CasOp op, Time now, AgentOutput& out, bool role_slot,
+                              std::shared_ptr<std::optional<std::optional<RoleTable>>> saw,
+                              std::shared_ptr<std::vector<RoleTable>> made) {
+  Impl& im = *impl_;
+  std::uint64_t id = im.next_cas_id++;
+  req.id = id;
+  im.pending[id] = PendingCas{req.purpose, op, now, table_, std::move(saw), std::move(made), std::nullopt, Time{}};
   if (role_slot) im.role_cas = id;
   out.cas.push_back(std::move(req));
   return id;

@@ -172,6 +172,7 @@ enum class CasOp : std::uint8_t {
   vacate,
   maintenance,
   reserve,       // the failover reservation (kFailoverKey), before `prepare`
+  unreserve,     // a failed run gives its reservation back
   confirm,       // a quorum read that writes nothing: has the master's entry stopped?
 };
 
@@ -260,6 +261,9 @@ class HaAgent {
   // A compare-and-set of another register than the role table (holds the role slot).
   std::uint64_t issue_raw(const std::string& purpose, CasOp op, const std::string& key,
                           decltype(CasRequest::raw) change, Time now, AgentOutput& out, bool role_slot = true);
+  std::uint64_t submit(CasRequest req, CasOp op, Time now, AgentOutput& out, bool role_slot,
+                       std::shared_ptr<std::optional<std::optional<RoleTable>>> saw,
+                       std::shared_ptr<std::vector<RoleTable>> made);
   void release_reservation(const FailoverReservation& mine, Time now, AgentOutput& out);
   bool alive(const NodeId& id) const;
   bool eligible_self() const;
@@ -294,6 +298,8 @@ class HaAgent {
   Duration stagger() const;  // how long this node lets longer-alive ones go first
   bool master_restored() const;
   bool data_node_turn(Time now) const;
+  // How long a master's entry must stand still to count as failed.
+  Duration failed_after(const NodeId& master) const;
   void start_failover(Time now, AgentOutput& out);
   bool failing_alive() const;
   void confirm(Time now, AgentOutput& out);

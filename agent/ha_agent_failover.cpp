@@ -86,10 +86,8 @@ bool HaAgent::failure_detected(Time now) const {
   // off from the majority but reach us); the run confirms it first. The
   // extra half lets the membership judge a dead or paused master first, so
   // claims 3 and 5 can still tell when it comes back.
-  bool by_renewal = alive(m.node);
-  if (by_renewal && (m.phase != Phase::established || config_.plant_membership_only)) return false;
-  Duration unmoved = by_renewal ? config_.failure_timeout * 3 / 2 : config_.failure_timeout;
-  if (now - im.observed_since < unmoved) return false;
+  if (alive(m.node) && (m.phase != Phase::established || config_.plant_membership_only)) return false;
+  if (now - im.observed_since < failed_after(m.node)) return false;
   if (!names_self_replica() && !data_node_turn(now)) return false;
   if (table_->maintenance || !eligible_self()) return false;
   // A node cut off from the majority cannot reserve the failover, and its
@@ -97,6 +95,10 @@ bool HaAgent::failure_detected(Time now) const {
   if (!config_.plant_no_reservation && !sees_majority()) return false;
   if (im.has_attempt && im.attempt_epoch == m.epoch && now < im.attempt_at + config_.failover_backoff) return false;
   return true;
+}
+
+Duration HaAgent::failed_after(const NodeId& master) const {
+  return alive(master) ? config_.failure_timeout * 3 / 2 : config_.failure_timeout;
 }
 
 // The replica fails over first. A data node steps in a heartbeat plus a
@@ -110,8 +112,7 @@ bool HaAgent::data_node_turn(Time now) const {
   if (state_ != AgentState::data || table_->master->phase != Phase::established) return false;
   bool replica_alive = table_->replica && alive(table_->replica->node);
   if (config_.plant_no_reservation && replica_alive) return false;  // the old rule: defer to it
-  bool master_alive = alive(table_->master->node);  // judged by its entry: 1.5 failure timeouts
-  Time turn = im.observed_since + (master_alive ? config_.failure_timeout * 3 / 2 : config_.failure_timeout);
+  Time turn = im.observed_since + failed_after(table_->master->node);
   if (auto gone = im.unfit_since.find(table_->master->node); gone != im.unfit_since.end())
     turn = std::max(turn, gone->second);
   Duration wait = config_.heartbeat_interval + stagger();
@@ -246,8 +247,9 @@ void HaAgent::on_reserved(grid::CasOutcome outcome, Time now, AgentOutput& out) 
     im.yielded_to.reset();
     return run_prepare(now, out);
   }
+  bool held = r.held_by && *r.held_by;
   std::string why;
-  if (*r.held_by) {
+  if (held) {
     const FailoverReservation& h = **r.held_by;
     if (im.yielded_to != h) {
       im.yielded_to = h;
@@ -258,7 +260,6 @@ void HaAgent::on_reserved(grid::CasOutcome outcome, Time now, AgentOutput& out) 
     why = outcome == grid::CasOutcome::no_quorum ? "no majority reached to reserve the failover"
                                                  : "the reservation was not committed";
   }
-  bool held = r.held_by && *r.held_by;
   step("reserve", r.step_start, now, why, out);
   end_failover(event::failover_yielded, why, now, out);
   // No hook ran, so no failover backoff: a holder is given a failure
@@ -576,7 +577,7 @@ void HaAgent::end_failover(const std::string& name, const std::string& reason, T
 // candidate), so the others need not wait for it to go stale; only if it
 // is still exactly ours.
 void HaAgent::release_reservation(const FailoverReservation& mine, Time now, AgentOutput& out) {
-  issue_raw("release-reservation", CasOp::reserve, kFailoverKey,
+  issue_raw("release-reservation", CasOp::unreserve, kFailoverKey,
             [mine](const std::optional<grid::RegValue>& cur) -> std::optional<grid::RegValue> {
               if (!cur || reservation_from_register(*cur) != mine) return std::nullopt;
               return to_register(FailoverReservation{NodeId{}, mine.failing, mine.attempt});
