@@ -1179,6 +1179,13 @@ std::optional<std::string> first_overlap(Scenario scenario, World world, std::si
   return std::nullopt;
 }
 
+// A planted bug's run: `found` is the first violation it gave (reported
+// either way), `missed` the failure when it gave none.
+void expect_caught(const std::optional<std::string>& found, const std::string& plant, const std::string& missed) {
+  CHECK_MESSAGE(found, missed);
+  MESSAGE(plant << ": " << found.value_or("not caught"));
+}
+
 }  // namespace
 
 TEST_CASE("agent sim: a fresh cluster elects one master and keeps it without faults") {
@@ -1197,16 +1204,14 @@ TEST_CASE("agent sim: the checker catches clocks outside the drift bound, and a 
   skewed.skew = 0.25;
   skewed.one_slow = true;
   auto caught = first_overlap(random_faults, skewed, 3, 100);
-  CHECK_MESSAGE(caught, "clocks outside the drift bound never gave two masters in 100 seeds");
-  MESSAGE("clocks outside the bound: " << caught.value_or("not caught"));
+  expect_caught(caught, "clocks outside the bound", "clocks outside the drift bound never gave two masters in 100 seeds");
   // The planted bug: the master counts its lease from the commit, so a
   // renewal whose answers came back late lets it act past the acceptors' lease.
   World planted;
   planted.nasty_network = true;
   planted.plant_lease_from_commit = true;
   auto late = first_overlap(late_then_mute, planted, 3, 100);
-  CHECK_MESSAGE(late, "a lease counted from the commit never gave two masters in 100 seeds");
-  MESSAGE("lease from the commit: " << late.value_or("not caught"));
+  expect_caught(late, "lease from the commit", "a lease counted from the commit never gave two masters in 100 seeds");
 }
 
 TEST_CASE("agent sim: one prepare at a time, none without a majority, and no waiting on a replica that is cut off") {
@@ -1217,11 +1222,9 @@ TEST_CASE("agent sim: without the reservation the checks catch overlapping and m
   World planted = clean_network(1);
   planted.plant_no_reservation = true;
   auto overlap = first_violation(failing_together, planted, 5, 40, "starts prepare for");
-  CHECK_MESSAGE(overlap, "no overlapping prepares without the reservation in 40 seeds");
-  MESSAGE("prepare without a reservation: " << overlap.value_or("not caught"));
+  expect_caught(overlap, "prepare without a reservation", "no overlapping prepares without the reservation in 40 seeds");
   auto minority = first_violation(failing_together, planted, 5, 40, "without reaching a majority");
-  CHECK_MESSAGE(minority, "no minority prepare without the reservation in 40 seeds");
-  MESSAGE("minority prepare without a reservation: " << minority.value_or("not caught"));
+  expect_caught(minority, "minority prepare without a reservation", "no minority prepare without the reservation in 40 seeds");
 }
 
 TEST_CASE("agent sim: a master the membership sees but that cannot renew at a majority is replaced") {
@@ -1232,8 +1235,7 @@ TEST_CASE("agent sim: judged by the membership alone, a master that hears nobody
   World planted = clean_network(1);
   planted.plant_membership_only = true;
   auto stuck = first_violation(master_deaf, planted, 5, 10, "no new master while the fault lasted");
-  CHECK_MESSAGE(stuck, "the membership-only rule replaced a master that hears nobody in 10 seeds");
-  MESSAGE("membership only: " << stuck.value_or("not caught"));
+  expect_caught(stuck, "membership only", "the membership-only rule replaced a master that hears nobody in 10 seeds");
 }
 
 TEST_CASE("agent sim: claims 3, 4 and 5 happen as the patent says and end with one master") {
