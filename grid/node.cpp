@@ -228,9 +228,12 @@ void Node::on_event(const MembershipEvent& e, Time now) {
       break;
     }
     case MemberEvent::restored: {
-      // It missed writes that completed without it: restart its stream and
-      // reconcile what each side wrote meanwhile.
-      writes_.add_peer(e.id, now);
+      // Back from failed, it missed writes that completed without it: restart
+      // its stream and reconcile what each side wrote meanwhile. Back from
+      // suspected, writes still waited for it: its stream goes on (restarting
+      // it lost an acknowledged write in a soak: the receiver skipped to the
+      // new start over a write it never got).
+      writes_.restore_peer(e.id, now);
       if (links_.restored(e.id, e.address)) writes_.restate(e.id);
       sync_.send_digests(e.id);
       quorum_.push_commits(e.id);

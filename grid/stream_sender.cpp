@@ -19,6 +19,11 @@ std::uint64_t StreamSender::add_peer(const NodeId& peer, Time now) {
   return p.start;
 }
 
+std::uint64_t StreamSender::restore_peer(const NodeId& peer, Time now) {
+  if (auto it = peers_.find(peer); it != peers_.end()) return it->second.start;
+  return add_peer(peer, now);
+}
+
 void StreamSender::remove_peer(const NodeId& peer) {
   peers_.erase(peer);
   advance();

@@ -35,6 +35,11 @@ class StreamSender {
 
   // Registers (or re-registers) a receiver; returns the seq its stream starts at.
   std::uint64_t add_peer(const NodeId& peer, Time now);
+  // A member heard again. Still registered (it was only suspected, never
+  // dropped): its stream goes on, and the writes in flight still wait for
+  // its acknowledgement; a new start would count writes it may have lost as
+  // acknowledged. Dropped (it had failed): a new stream, as add_peer.
+  std::uint64_t restore_peer(const NodeId& peer, Time now);
   void remove_peer(const NodeId& peer);
   std::optional<std::uint64_t> peer_start(const NodeId& peer) const;
   bool has_peer(const NodeId& peer) const { return peers_.count(peer) > 0; }

@@ -36,8 +36,10 @@ class WritePath {
   // Sends what is queued now (also before the node leaves).
   void flush();
 
-  // A member joined or was restored (its stream restarts); failed or left.
+  // A member joined (its stream restarts), was restored (its stream goes on
+  // if it was only suspected), failed or left.
   void add_peer(const NodeId& peer, Time now) { sender_.add_peer(peer, now); }
+  void restore_peer(const NodeId& peer, Time now) { sender_.restore_peer(peer, now); }
   void remove_peer(const NodeId& peer);
   // Where our stream to `peer` starts, for a hello after a (re)connection.
   void restate(const NodeId& peer);

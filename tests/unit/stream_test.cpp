@@ -71,6 +71,38 @@ TEST_CASE("stream sender: a peer added later is not required for earlier writes"
   CHECK(s.completed() == 2);
 }
 
+TEST_CASE("stream sender: a peer restored from suspicion keeps its stream; one restored after failing restarts") {
+  StreamSender s;
+  s.add_peer("b", t0);
+  s.push(w("k1"));
+  std::uint64_t first = 0;
+  REQUIRE(s.take_sendable(first).size() == 1);  // lost on the way to b
+  s.settle();
+  CHECK(s.restore_peer("b", t0) == 0);  // only suspected: still starts at 0
+  s.settle();
+  CHECK(s.completed() == 0);            // k1 still waits for b
+  s.on_ack("b", 1, t0);
+  CHECK(s.completed() == 1);
+
+  s.push(w("k2"));
+  REQUIRE(s.take_sendable(first).size() == 1);
+  s.settle();
+  s.remove_peer("b");  // failed: k2 completes without it
+  CHECK(s.completed() == 2);
+  CHECK(s.restore_peer("b", t0) == 2);  // a new stream from the first unsent write
+
+  // The earlier rule, add_peer on every restore, counted the lost write as
+  // acknowledged: the check above would see it complete.
+  StreamSender planted;
+  planted.add_peer("b", t0);
+  planted.push(w("k1"));
+  REQUIRE(planted.take_sendable(first).size() == 1);
+  planted.settle();
+  planted.add_peer("b", t0);
+  planted.settle();
+  CHECK(planted.completed() == 1);
+}
+
 TEST_CASE("stream sender: the window holds writes back until acks open it") {
   StreamSenderConfig cfg;
   cfg.window_bytes = 1000;
