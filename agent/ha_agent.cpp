@@ -39,8 +39,9 @@
 //     accepted but never pushed) and the master is still not alive, the
 //     designation is retried at once from the entry the register reported,
 //     within failover_timeout: the acceptors' lease rule still keeps it out
-//     until that renewal's lease has run out. Not via a read: re-accepting
-//     the dead master's entry would restart its lease at the acceptors.
+//     until that renewal's lease has run out. Not via a read: writing the
+//     dead master's entry to acceptors that held an older one would start
+//     its lease afresh there.
 //   - The register's answers are ambiguous (CASPaxos): a value refused or
 //     not committed may have been accepted by a few acceptors and finished
 //     later by another node's read. So every change function commits a

@@ -186,7 +186,8 @@ bool HaAgent::failing_alive() const {
 
 // Our copy may lag behind the register: a quorum read that writes nothing
 // (a change that refuses every value) shows whether the master's entry
-// really stopped. An identity write would restart its lease.
+// really stopped. An identity write would start its lease afresh at the
+// acceptors that held an older entry.
 void HaAgent::confirm(Time now, AgentOutput& out) {
   impl_->run.confirming = true;
   issue("confirm", CasOp::confirm, [](const std::optional<RoleTable>&) -> std::optional<RoleTable> { return std::nullopt; },
@@ -637,7 +638,8 @@ void HaAgent::on_designated(CasOp op, grid::CasOutcome outcome, const std::optio
              now < r.started + config_.failover_timeout) {
     // Only our copy was behind (the dead master's last renewal was
     // accepted but never pushed): retry from the register's entry. Not
-    // with a read: re-accepting that entry would restart its lease.
+    // with a read: acceptors that held an older entry would start its lease
+    // afresh.
     out.notes.push_back(fmt::format("designate: our copy had renewal {} of {}, the register {}; retrying",
                                     r.failing->renewal, r.failing->node, value->master->renewal));
     r.failing = *value->master;

@@ -79,10 +79,13 @@ struct AcceptorHostConfig {
   // How often to ask peers that have not answered, and to retry a failed save.
   Duration retry_interval = milliseconds(100);
   // Tests only: planted bugs the simulations must catch (never set in the
-  // product). count_recovering_peers breaks rule 2, skip_recovery_wait rule 1.
+  // product). count_recovering_peers breaks rule 2, skip_recovery_wait rule 1,
+  // reads_restart_lease brings back the earlier lease rule (any accept
+  // restarts the lease clock).
   struct Plants {
     bool count_recovering_peers = false;
     bool skip_recovery_wait = false;
+    bool reads_restart_lease = false;
   } plant;
 };
 

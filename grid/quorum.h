@@ -17,6 +17,12 @@
 // (holder, epoch, lease). Until `lease` has run out on the acceptor's own
 // clock since it accepted that value, it refuses to accept a value naming a
 // different holder or a different epoch. A value with lease 0 holds nothing.
+// The clock starts when the acceptor first takes a value, and again on every
+// accept the holder's own node sends (its renewals and their retries). Another
+// node writing back exactly the value held (a read) leaves the clock alone:
+// the holder counts its lease from its own operation's start, which came
+// before those accepts, so that write cannot matter to the holder; restarting
+// the clock would only keep a dead holder's lease alive at the acceptors.
 //
 // All classes are pure protocol cores: (message, now) in, messages and
 // results out; no sockets, no clocks, no threads. The node's shell routes
@@ -114,6 +120,7 @@ struct QAccept {
   Ballot next;  // also promise this ballot to the same proposer (fast path)
   std::uint64_t op = 0;
   RegValue value;
+  bool from_holder = false;  // sent by the node the value's lease names
   template <class Ar>
   void io(Ar& ar) {
     rg::io(ar, key);
@@ -121,6 +128,7 @@ struct QAccept {
     rg::io(ar, next);
     rg::io(ar, op);
     rg::io(ar, value);
+    rg::io(ar, from_holder);
   }
 };
 
@@ -219,6 +227,9 @@ class QuorumAcceptor {
   // Grows with every change of a promise or an accepted value: what must be
   // made durable before an answer leaves.
   std::uint64_t changes() const { return changes_; }
+  // A planted bug for the checks: the earlier rule, where every accept
+  // (reads by other nodes too) restarts the lease clock.
+  void plant_every_accept_restarts_lease(bool on) { plant_every_accept_restarts_ = on; }
 
   struct Slot {
     Ballot promised;
@@ -233,6 +244,7 @@ class QuorumAcceptor {
  private:
   std::map<std::string, Slot> slots_;
   std::uint64_t changes_ = 0;
+  bool plant_every_accept_restarts_ = false;
 };
 
 // Every member's local copy of committed values (write-through target).

@@ -79,13 +79,18 @@ QAccepted QuorumAcceptor::on_accept(const QAccept& m, Time now) {
       return a;
     }
   }
-  // Every accept restarts the lease clock, even for a value that keeps the
-  // same holder, epoch and lease: two attempts at one renewal can carry equal
-  // tags, and the holder counts its lease from the attempt that committed.
+  // The holder's own accepts always restart the lease clock: two attempts at
+  // one renewal carry equal values, and the holder counts its lease from the
+  // start of the operation that committed, so every acceptor of that
+  // operation must count from its own accept. Anyone else writing back the
+  // very value we hold (a read, a completion) leaves the clock alone: the
+  // holder cannot count on that write, and restarting the clock would keep a
+  // dead holder's lease alive for as long as others keep reading.
+  bool same_value = s.has_value && s.value == m.value;
+  if (!same_value || m.from_holder || plant_every_accept_restarts_) s.accepted_at = now;
   s.has_value = true;
   s.accepted = m.ballot;
   s.value = m.value;
-  s.accepted_at = now;
   s.promised = std::max({s.promised, m.ballot, m.next});
   ++changes_;
   a.verdict = AcceptVerdict::ok;

@@ -146,7 +146,11 @@ struct QuorumProposer::Impl {
     op.leased.clear();
     op.highest_refusal = {};
     op.resend_at = now + resend_interval;
-    out.sends.push_back({"", QAccept{op.key, op.ballot, op.next, op.id, op.proposal}});
+    out.sends.push_back({"", accept_of(op)});
+  }
+
+  QAccept accept_of(const Op& op) const {
+    return QAccept{op.key, op.ballot, op.next, op.id, op.proposal, op.proposal.lease.holder == self};
   }
 
   void resend(Op& op, Time now, QOut& out) {
@@ -157,7 +161,7 @@ struct QuorumProposer::Impl {
         out.sends.push_back({id, QPrepare{op.key, op.ballot, op.id}});
       } else {
         if (op.accepted.contains(id) || op.outbid.contains(id) || op.leased.contains(id)) continue;
-        out.sends.push_back({id, QAccept{op.key, op.ballot, op.next, op.id, op.proposal}});
+        out.sends.push_back({id, accept_of(op)});
       }
     }
   }

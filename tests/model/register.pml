@@ -24,7 +24,9 @@
  *    operation ends with no_quorum at that tick.
  *  - Acceptor (grid/quorum_acceptor.cpp): promise if b >= promised; accept
  *    if b >= promised and the lease rule allows; accepting sets promised =
- *    max(promised, b, next) and restarts its lease clock; an exact
+ *    max(promised, b, next) and restarts its lease clock, except when
+ *    another node than the value's holder writes back the value held (a
+ *    read): then the clock runs on; an exact
  *    duplicate of the held (ballot, value) is answered ok, state untouched.
  *    Lease rule: while the held value's lease (LEASE on the acceptor's
  *    own clock since IT accepted) runs, refuse a value naming another
@@ -53,6 +55,8 @@
  *              failure detector is abstracted away: any node may try at
  *              any time) -> {self, e+1, designated}.
  *      ESTAB   {self,e,des} -> {self,e,est}; committed: acts from S.
+ *      READ    -DAGENT_READS: any node not acting: identity (writes back the
+ *              value it finds; refuses an empty register).
  *      HANDB   claim 3: {self,e,des} -> {old,e,est,hand-back}, old = the
  *              established master it designated from; old takes it with
  *              RESUME.
@@ -112,7 +116,7 @@
  *    (except the hand-back flag). Designate may start from any entry of
  *    another node (only adds behaviours). Not modelled: QCommit and local
  *    copies, broadcasts (claim 4, vacate), hooks, switchover / release,
- *    appoint-replica, replica-self, reads (except in -DLIVE), witnesses,
+ *    appoint-replica, replica-self, reads (except with -DAGENT_READS and in -DLIVE), witnesses,
  *    disk write failures, membership and failure detection.
  *  - Liveness (-DLIVE): a step "stable" ends faults: no restarts, delays
  *    or duplicates after it; time advances only when no request is in
@@ -145,12 +149,16 @@
  *  PLANT_LEASE_FROM_COMMIT bug: the master counts its lease from the
  *                          commit instead of the operation's start
  *  PLANT_NO_WAIT           bug: no recovery wait (rule 1 off)
+ *  PLANT_SAME_VALUE_KEEPS_CLOCK bug: an acceptor keeps its lease clock for
+ *                          any accept of the value it holds, the holder's
+ *                          own renewals (equal values here) included
  *  PLANT_STUCK_LEASE       bug: acceptor leases never run out (a lease
  *                          clock that stops); breaks liveness only
  *  CHECK_FENCING           also assert the process-level fencing claim
  *  LIVE                    liveness build ("stable", urgency, ltl live)
  *  MEMORY_ONLY DURABLE_ONLY NO_DOUBLE_LOSS   kinds of restart (above)
  *  NOHANDBACK              no hand-back operation
+ *  AGENT_READS             nodes also read (identity CAS) at any time
  *  NOFASTPATH              proposers never use the fast path
  */
 
@@ -274,6 +282,7 @@
 #define K_ESTAB 4
 #define K_HANDB 5
 #define K_AUTO 6
+#define K_READ 7
 #define PH_PREP 1
 #define PH_ACC 2
 #define PH_BACKOFF 3
@@ -330,7 +339,7 @@ ltl live { (<> stable) -> <> (stable && ACTING) }
 
 /* ------------------------------------------------------------- helpers */
 /* trail narration (spin -t): printf is not executed during verification */
-mtype = { RENEW, RESUME, DESIGNATE, ESTABLISH, HANDBACK, AUTO, COMMITTED, PRECONDITION_FAILED, LEASE_HELD,
+mtype = { RENEW, RESUME, DESIGNATE, ESTABLISH, HANDBACK, AUTO, READ, COMMITTED, PRECONDITION_FAILED, LEASE_HELD,
           NO_QUORUM, ESTABLISHED, DESIGNATED, HAND_BACK, NONE, INTACT, LOST, READY, RECOVERING, ANSWER_LOST, ANSWERED }
 #define PV(v) printf("{node %d epoch %d %e handed-back=%d}", VM(v), VE(v), (v == 0 -> NONE : (VPH(v) == EST -> ESTABLISHED : DESIGNATED)), VH(v))
 #define PB(b) printf("%d.%d", BC(b), BN(b))
@@ -399,6 +408,7 @@ inline change(p, k, cur) {
      :: dese[p] > 0 && deso[p] != p && cur == V(p, dese[p], DES, 0) -> chg = V(deso[p], dese[p], EST, 1)
      :: else
      fi
+  :: k == K_READ -> chg = cur                        /* identity: writes back what it finds */
   :: k == K_AUTO && !(cur != 0 && VM(cur) == p) ->   /* the single candidate claims the role */
      if
      :: cur == 0 -> chg = V(p, 1, DES, 0)
@@ -510,7 +520,7 @@ inline full_round(p) {
 
 inline begin(p, k) {
   printf("node %d starts %e\n", p, (k == K_RENEW -> RENEW : (k == K_RESUME -> RESUME : (k == K_DESIG -> DESIGNATE :
-         (k == K_ESTAB -> ESTABLISH : (k == K_HANDB -> HANDBACK : AUTO))))));
+         (k == K_ESTAB -> ESTABLISH : (k == K_HANDB -> HANDBACK : (k == K_READ -> READ : AUTO)))))));
 #ifdef OPMAX
   if
   :: !stable -> nops++              /* operations started before "stable" */
@@ -691,7 +701,18 @@ inline acc_handle() {
               printf("  acceptor %d refuses ", ha); PB(mb); printf(": lease of "); PV(aval[ha]); printf(" (%d left)\n", alr[ha])
            :: else ->
               printf("  acceptor %d accepts ", ha); PB(mb); printf(" "); PV(mv); printf(" from node %d, %e\n", hp, (reply -> ANSWERED : ANSWER_LOST));
-              aacc[ha] = mb; aval[ha] = mv; alr[ha] = VLEASE(mv);
+              /* the clock restarts for a new value and for every accept
+                 the holder sends; the held value written back by another
+                 node (a read) leaves it running */
+              if
+#ifdef PLANT_SAME_VALUE_KEEPS_CLOCK
+              :: aval[ha] == mv -> skip
+#else
+              :: aval[ha] == mv && VM(mv) != hp -> skip
+#endif
+              :: else -> alr[ha] = VLEASE(mv)
+              fi;
+              aacc[ha] = mb; aval[ha] = mv;
               if
               :: mn > aprom[ha] -> aprom[ha] = mn
               :: else
@@ -900,6 +921,12 @@ inline tick() {
 #define OPS_LEFT true
 #endif
 #define IDLE(p) (p < PROPOSERS && pk[p] == 0 && !stable && NBUSY < MAXOPS && OPS_LEFT)
+#ifdef AGENT_READS
+#define AGENT_READ(p) \
+  :: d_step { IDLE(p) && act[p] == 0 -> begin(p, K_READ) }
+#else
+#define AGENT_READ(p)
+#endif
 #ifdef NOHANDBACK
 #define HANDBACK(p)
 #else
@@ -913,6 +940,7 @@ inline tick() {
   :: d_step { IDLE(p) && act[p] == 0 && dese[p] != 0 -> begin(p, K_ESTAB) } \
   HANDBACK(p) \
   :: d_step { pph[p] == PH_BACKOFF -> full_round(p) } \
+  AGENT_READ(p) \
   READ_ALL(p)
 
 #ifdef LIVE

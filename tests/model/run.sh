@@ -97,6 +97,7 @@ E="-DN=5 -DMEMORY_ONLY -DMAXRESTART=1 -DMAXROUNDS=1 -DNOHANDBACK -DPROPOSERS=2 -
 # collision at these sizes, which a safety verdict should not rest on.
 check durable-one-restart          safe   400 "" "" $A
 check durable-lease-from-commit    caught 200 "" "" $A -DPLANT_LEASE_FROM_COMMIT
+check durable-same-value-keeps-clock caught 200 "" "" $A -DPLANT_SAME_VALUE_KEEPS_CLOCK
 check lost-one-restart-fencing     safe   300 "" "" $B -DCHECK_FENCING
 check lost-no-recovery-wait        caught 200 "" "" $B -DPLANT_NO_WAIT
 check lost-two-restarts            safe   900 "" "-w26" $C
@@ -110,6 +111,9 @@ L="-DLIVE -DMEMORY_ONLY -DMAXRESTART=1 -DMAXROUNDS=1 -DNOHANDBACK -DPROPOSERS=2 
 check live-lost-one-restart         live   300 "" "" $L
 check live-stuck-lease              stuck  120 "" "" $L -DPLANT_STUCK_LEASE
 if ((deep)); then
+  # A, with nodes that also read (identity CAS) at any time, 4 operations:
+  # the held value written back by a non-holder leaves the lease clock alone.
+  check durable-agent-reads        safe   900 "" "" $A -DAGENT_READS -DOPMAX=4
   # Too large to store exactly here (over 140 million states): bitstate
   # search, a partial check that reports its coverage in pan.log.
   check five-lost-one-restart      safe   3600 "-DBITSTATE" "-w33" $E

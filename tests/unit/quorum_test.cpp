@@ -533,9 +533,9 @@ TEST_CASE("quorum acceptor: a recovering acceptor adopts the highest promise and
   CHECK(exported[0].value.data == "new");
 }
 
-TEST_CASE("quorum acceptor: every accept restarts the lease, even with an unchanged tag") {
-  // Two attempts at one renewal can carry equal tags; the holder counts its
-  // lease from the one that committed, so the acceptor must too.
+TEST_CASE("quorum acceptor: every accept of a new value restarts the lease, even with an unchanged tag") {
+  // Renewals keep the tag; the holder counts its lease from the one that
+  // committed, so the acceptor must too.
   QuorumAcceptor a;
   REQUIRE(a.on_accept(accept_msg("k", {1, 0}, {2, 0}, val("a1", "a", 1, 1000)), at(0)).verdict ==
           AcceptVerdict::ok);
@@ -544,6 +544,64 @@ TEST_CASE("quorum acceptor: every accept restarts the lease, even with an unchan
   CHECK(a.find("k")->accepted_at == at(800));
   CHECK(a.on_accept(accept_msg("k", {5, 1}, {6, 1}, val("b1", "b", 2, 1000)), at(1000)).verdict ==
         AcceptVerdict::lease_held);
+}
+
+TEST_CASE("quorum acceptor: the value held, written back by another node, leaves the lease clock alone") {
+  // A read by a non-holder must not keep a dead holder's lease alive; the
+  // holder's own retry of the same value must restart it (it counts from
+  // its operation's start).
+  QuorumAcceptor a;
+  REQUIRE(a.on_accept(accept_msg("k", {1, 0}, {2, 0}, val("a1", "a", 1, 1000)), at(0)).verdict ==
+          AcceptVerdict::ok);
+  REQUIRE(a.on_accept(accept_msg("k", {3, 1}, {4, 1}, val("a1", "a", 1, 1000)), at(600)).verdict ==
+          AcceptVerdict::ok);
+  CHECK(a.find("k")->accepted == Ballot{3, 1});
+  CHECK(a.find("k")->accepted_at == at(0));
+  CHECK(a.on_accept(accept_msg("k", {5, 2}, {6, 2}, val("b1", "b", 2, 1000)), at(1000)).verdict ==
+        AcceptVerdict::ok);
+
+  QAccept retry = accept_msg("k", {7, 0}, {8, 0}, val("a2", "a", 1, 1000));
+  QuorumAcceptor h;
+  REQUIRE(h.on_accept(retry, at(0)).verdict == AcceptVerdict::ok);
+  retry.ballot = {9, 0};
+  retry.from_holder = true;
+  REQUIRE(h.on_accept(retry, at(600)).verdict == AcceptVerdict::ok);
+  CHECK(h.find("k")->accepted_at == at(600));
+
+  // The planted earlier rule: the read restarts the clock too.
+  QuorumAcceptor p;
+  p.plant_every_accept_restarts_lease(true);
+  REQUIRE(p.on_accept(accept_msg("k", {1, 0}, {2, 0}, val("a1", "a", 1, 1000)), at(0)).verdict ==
+          AcceptVerdict::ok);
+  REQUIRE(p.on_accept(accept_msg("k", {3, 1}, {4, 1}, val("a1", "a", 1, 1000)), at(600)).verdict ==
+          AcceptVerdict::ok);
+  CHECK(p.on_accept(accept_msg("k", {5, 2}, {6, 2}, val("b1", "b", 2, 1000)), at(1000)).verdict ==
+        AcceptVerdict::lease_held);
+}
+
+TEST_CASE("quorum proposer: its accepts say whether it is the holder the value names") {
+  Cluster c;
+  c.proposer.cas("k", [](const std::optional<RegValue>&) { return val("mine", "n1", 1, 1000); }, at(0), c.out);
+  auto prepares = sent<QPrepare>(c.out);
+  c.out.clear();
+  c.prepare(prepares[0], {"n1", "n2"}, 1);
+  auto accepts = sent<QAccept>(c.out);
+  REQUIRE(accepts.size() == 1);
+  CHECK(accepts[0].from_holder);
+  c.accept(accepts[0], {"n1", "n2"}, 2);
+  REQUIRE(c.out.results.size() == 1);
+  CasResult other = c.run([](const std::optional<RegValue>&) { return val("theirs", "n2", 2, 0); }, 3000);
+  REQUIRE(other.outcome == CasOutcome::committed);
+  c.out.clear();
+  c.proposer.cas("k", [](const std::optional<RegValue>& cur) { return cur; }, at(3100), c.out);
+  for (int guard = 0; guard < 5 && sent<QAccept>(c.out).empty(); ++guard) {
+    QOut step = std::move(c.out);
+    c.out.clear();
+    for (const auto& m : sent<QPrepare>(step)) c.prepare(m, c.topology.members(), 3100);
+  }
+  accepts = sent<QAccept>(c.out);
+  REQUIRE(accepts.size() == 1);
+  CHECK_FALSE(accepts[0].from_holder);  // a read of n2's value by n1
 }
 
 TEST_CASE("quorum proposer: a reply at or after the deadline never counts, even before the next tick") {
