@@ -172,6 +172,12 @@ void HaAgent::on_members(const MemberView& view, Time now, AgentOutput& out) {
     else
       impl_->unfit_since.emplace(id, now);  // keeps the earliest
   }
+  // A run begun while the failing master looked alive judges it by its entry
+  // alone. Once the membership sees it gone, its return counts as a restore
+  // again (claims 3 and 5), as in a run begun after that verdict: a paused
+  // master resumed during our broadcast gets its role back.
+  FailoverRun& r = impl_->run;
+  if (r.active && r.by_renewal && r.failing && !alive(r.failing->node)) r.by_renewal = false;
   end_input(now, out);
 }
 
