@@ -1124,7 +1124,7 @@ Violations master_back_quickly(std::size_t size, std::uint64_t seed, std::string
   AgentCluster c(size, seed, world);
   NodeId master, replica;
   if (!settled(c, trace, false, master, replica)) return c.violations();
-  NodeId reader = replica.empty() || replica == master ? NodeId{} : replica;
+  NodeId reader = replica != master ? replica : NodeId{};  // the replica, else any other node
   for (const auto& id : c.ids())
     if (reader.empty() && id != master) reader = id;
   // Its last renewals reach the acceptors, but not their commit pushes.
@@ -1132,8 +1132,9 @@ Violations master_back_quickly(std::size_t size, std::uint64_t seed, std::string
   c.run_for(kTiming.heartbeat_interval * (1 + static_cast<int>(seed % 3)));
   c.kill(master);
   c.drop_commits_from(std::nullopt);
-  Time deadline = c.now() + kTiming.failure_timeout * (4 + static_cast<int>(seed % 5)) / 10 + kRecoverBound;
-  c.run_for(kTiming.failure_timeout * (4 + static_cast<int>(seed % 5)) / 10);
+  Duration down = kTiming.failure_timeout * (4 + static_cast<int>(seed % 5)) / 10;
+  Time deadline = c.now() + down + kRecoverBound;
+  c.run_for(down);
   c.restart(master);
   auto one = [&] { return c.acting_masters().size() == 1; };
   bool acted = false;

@@ -47,7 +47,7 @@ import bisect
 from dataclasses import dataclass, field
 
 from .history import parse_key
-from .intervals import concurrent_pairs
+from .intervals import overlap_violations
 from .prepares import check_prepares
 from .service import check_service
 
@@ -142,16 +142,10 @@ def acting_intervals(h):
 
 
 def check_overlap(h, intervals):
-    out = []
-    for a, iv, lo, hi in concurrent_pairs(intervals):
-        if hi > lo:
-            out.append(Violation(
-                "overlap",
-                f"two masters for {hi - lo:.0f} ms: {a.node} (epoch {a.epoch}) acted from {h.rel(a.start):.3f} s "
-                f"until {h.rel(a.end):.3f} s ({a.end_reason}) and {iv.node} (epoch {iv.epoch}) from "
-                f"{h.rel(iv.start):.3f} s until {h.rel(iv.end):.3f} s ({iv.end_reason})",
-                (a.node, iv.node), (a.epoch, iv.epoch), (lo, hi)))
-    return out
+    return overlap_violations(intervals, Violation, "overlap", lambda a, iv, ms: (
+        f"two masters for {ms:.0f} ms: {a.node} (epoch {a.epoch}) acted from {h.rel(a.start):.3f} s "
+        f"until {h.rel(a.end):.3f} s ({a.end_reason}) and {iv.node} (epoch {iv.epoch}) from "
+        f"{h.rel(iv.start):.3f} s until {h.rel(iv.end):.3f} s ({iv.end_reason})"))
 
 
 # ---------------------------------------------------------------------------

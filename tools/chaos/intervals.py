@@ -15,3 +15,10 @@ def concurrent_pairs(intervals):
             if a.node != iv.node:
                 yield a, iv, max(a.start, iv.start), min(a.end, iv.end)
         active.append(iv)
+
+
+def overlap_violations(intervals, Violation, kind, describe):
+    """A Violation of `kind` for every two nodes' intervals (with .epoch)
+    that have a common part; describe(a, b, ms) words it."""
+    return [Violation(kind, describe(a, b, hi - lo), (a.node, b.node), (a.epoch, b.epoch), (lo, hi))
+            for a, b, lo, hi in concurrent_pairs(intervals) if hi > lo]

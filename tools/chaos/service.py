@@ -20,7 +20,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
-from .intervals import concurrent_pairs
+from .intervals import overlap_violations
 
 STEP_DOWN_HOOKS = ("replica", "data")
 
@@ -92,14 +92,8 @@ def service_intervals(h):
 
 def check_service(h, Violation):
     """[Violation] for every two nodes' service intervals that overlap."""
-    out = []
     ivs = service_intervals(h)
-    for a, iv, lo, hi in concurrent_pairs(ivs):
-        if hi > lo:
-            out.append(Violation(
-                "service",
-                f"two services for {hi - lo:.0f} ms: {a.node}'s (master hook at epoch {a.epoch}) ran from "
-                f"{h.rel(a.start):.3f} s until {h.rel(a.end):.3f} s ({a.end_reason}) and {iv.node}'s "
-                f"(epoch {iv.epoch}) from {h.rel(iv.start):.3f} s until {h.rel(iv.end):.3f} s ({iv.end_reason})",
-                (a.node, iv.node), (a.epoch, iv.epoch), (lo, hi)))
-    return out, ivs
+    return overlap_violations(ivs, Violation, "service", lambda a, iv, ms: (
+        f"two services for {ms:.0f} ms: {a.node}'s (master hook at epoch {a.epoch}) ran from "
+        f"{h.rel(a.start):.3f} s until {h.rel(a.end):.3f} s ({a.end_reason}) and {iv.node}'s "
+        f"(epoch {iv.epoch}) from {h.rel(iv.start):.3f} s until {h.rel(iv.end):.3f} s ({iv.end_reason})")), ivs
