@@ -233,9 +233,14 @@ void Node::on_event(const MembershipEvent& e, Time now) {
       // suspected, writes still waited for it: its stream goes on (restarting
       // it lost an acknowledged write in a soak: the receiver skipped to the
       // new start over a write it never got).
+      bool was_dropped = !writes_.sender().peer_start(e.id);
       writes_.restore_peer(e.id, now);
       if (links_.restored(e.id, e.address)) writes_.restate(e.id);
-      sync_.send_digests(e.id);
+      if (was_dropped) {
+        sync_.restored(e.id, now);
+      } else {
+        sync_.send_digests(e.id);
+      }
       quorum_.push_commits(e.id);
       break;
     }

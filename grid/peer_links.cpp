@@ -5,6 +5,8 @@
 #include <boost/asio/read.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 
 namespace rg::grid {
 
@@ -19,6 +21,18 @@ constexpr std::size_t kMaxInbound = 512;
 
 PeerLinks::PeerLinks(NodeContext& ctx, ConnCounters& conn_counters, FrameFn on_frame)
     : ctx_(ctx), conn_counters_(conn_counters), on_frame_(std::move(on_frame)) {}
+
+// A peer connection whose sent data stays unacknowledged for two failure
+// timeouts is dead: the kernel aborts it (TCP_USER_TIMEOUT) instead of
+// backing off for minutes. Without this, a link cut one way (or both,
+// while the other side closed it) stays "open" across the heal, and frames
+// written to it vanish when the peer's reset finally arrives: a soak lost a
+// reconciliation reply that way (tests/chaos/master-reaches-replica.chaos).
+void PeerLinks::bound_unacked_time(tcp::socket& sock) const {
+  using UserTimeout = asio::detail::socket_option::integer<IPPROTO_TCP, TCP_USER_TIMEOUT>;
+  boost::system::error_code ec;
+  sock.set_option(UserTimeout(static_cast<int>(to_ms(2 * ctx_.config.failure_timeout))), ec);
+}
 
 Conn* PeerLinks::route(const NodeId& peer) {
   auto it = links_.find(peer);
@@ -106,6 +120,7 @@ void PeerLinks::connect(const NodeId& peer) {
       l.retry_at = Clock::now() + milliseconds(100);
       return;
     }
+    bound_unacked_time(*sock);
     l.conn = std::make_shared<Conn>(std::move(*sock), ctx_.crypto, true, conn_counters_, kMaxStreamBody);
     l.conn->tag = peer;
     l.conn->start(on_frame_, [this, peer](Conn& c) {
@@ -139,6 +154,7 @@ void PeerLinks::adopt(tcp::socket socket) {
     ++conn_counters_.refused_connections;
     return;  // the socket closes as it goes out of scope
   }
+  bound_unacked_time(socket);
   start_inbound(std::make_shared<Conn>(std::move(socket), ctx_.crypto, false, conn_counters_, kMaxStreamBody));
 }
 

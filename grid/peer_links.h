@@ -88,6 +88,7 @@ class PeerLinks {
   void connect(const NodeId& peer);
   void close(const NodeId& peer);
   void start_inbound(std::shared_ptr<Conn> c);
+  void bound_unacked_time(boost::asio::ip::tcp::socket& sock) const;
 
   NodeContext& ctx_;
   ConnCounters& conn_counters_;

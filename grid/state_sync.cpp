@@ -79,8 +79,14 @@ void StateSync::heard(const NodeId& peer, bool holds_full_copy) {
   if (donors_.insert(peer).second && transfer_.synced) send_digests(peer);
 }
 
+void StateSync::restored(const NodeId& peer, Time now) {
+  send_digests(peer);
+  follow_ups_[peer] = FollowUp{now + 2 * ctx_.config.failure_timeout, 2};
+}
+
 void StateSync::lost(const NodeId& peer) {
   donors_.erase(peer);
+  follow_ups_.erase(peer);
   if (!transfer_.copying || transfer_.donor != peer) return;
   log::warn("state transfer donor {} is gone; choosing another", peer);
   transfer_.copying = false;
@@ -111,6 +117,18 @@ void StateSync::tick(Time now, Time last_write) {
       log::info("+synced (no member with data found: starting empty)");
       for (const auto& id : donors_) send_digests(id);
     }
+  }
+  for (auto it = follow_ups_.begin(); it != follow_ups_.end();) {
+    auto& f = it->second;
+    if (now >= f.at && transfer_.synced) {
+      send_digests(it->first);
+      f.at = now + 4 * ctx_.config.failure_timeout;  // the second one after the link's own timeout twice over
+      if (--f.left == 0) {
+        it = follow_ups_.erase(it);
+        continue;
+      }
+    }
+    ++it;
   }
   if (now < next_anti_entropy_) return;
   next_anti_entropy_ = now + ctx_.config.anti_entropy_interval;

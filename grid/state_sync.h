@@ -7,6 +7,7 @@
 // one io_context thread.
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <set>
 #include <string>
 #include <utility>
@@ -46,6 +47,12 @@ class StateSync {
   void lost(const NodeId& peer);
   void on_message(MsgType type, const Sender& from, std::string_view body);
   void send_digests(const NodeId& peer);
+  // A member back from failed (dropped from the view, so writes completed
+  // without it): reconcile now, and again twice later,
+  // whether writes are quiet or not. One round is a few fire-and-forget
+  // frames; a link that died during the fault can lose them (its reset
+  // arrives after the heal), and under load the periodic round never runs.
+  void restored(const NodeId& peer, Time now);
 
   const TransferProgress& transfer() const { return transfer_; }
   bool holds_full_copy(const NodeId& peer) const { return donors_.contains(peer); }
@@ -70,6 +77,11 @@ class StateSync {
   Time deadline_{};  // nobody with data answered by then: an empty grid is the full copy
   Time next_anti_entropy_{};
   std::size_t anti_entropy_turn_ = 0;
+  struct FollowUp {
+    Time at{};
+    int left = 0;
+  };
+  std::map<NodeId, FollowUp> follow_ups_;  // rounds still owed to restored members
 };
 
 }  // namespace rg::grid
