@@ -270,7 +270,8 @@ void AgentNode::run_cas(CasRequest req) {
         if (r.outcome != grid::CasOutcome::committed && purpose != "renew")
           log::debug("cas {} {}: {}", purpose, to_string(r.outcome), r.reason);
         feed([&](HaAgent& a, Time now, AgentOutput& out) { a.on_cas_done(id, r.outcome, value, r.started, now, out); });
-      });
+      },
+      req.takeover);
 }
 
 void AgentNode::run_hook(const HookRun& h) {

@@ -352,6 +352,7 @@ std::uint64_t HaAgent::issue(const std::string& purpose, CasOp op, Change change
   auto made = std::make_shared<std::vector<RoleTable>>();
   CasRequest req;
   req.purpose = purpose;
+  req.takeover = op == CasOp::designate || op == CasOp::claim;
   // Captures values only: the shell may run it after we are gone.
   // Idempotent: a current value that is one we made (an earlier attempt,
   // accepted by a few and surfacing now) is committed as it is, which is how
@@ -406,6 +407,8 @@ void HaAgent::set_table(const std::optional<RoleTable>& table, Time now) {
   if (m != im.observed) {  // "renewed" means this entry moved, as seen here
     im.observed = m;
     im.observed_since = now;
+    if (im.read_ahead && !(m && same_entry(*m, *im.read_ahead) && m->renewal < im.read_ahead->renewal))
+      im.read_ahead.reset();  // our copy caught up, or the entry moved on
   }
   if (table_ && table_->maintenance && !(table && table->maintenance)) im.maintenance_off_at = now;
   table_ = table;
@@ -649,8 +652,10 @@ std::string HaAgent::check_invariants(Time now) const {
   bool running = state_ == AgentState::preparing || state_ == AgentState::designating ||
                  state_ == AgentState::broadcasting || state_ == AgentState::establishing;
   if (running != im.run.active) return "failover state and run disagree";
-  if (state_ == AgentState::preparing && int(im.run.confirming) + int(im.run.reserving) + int(im.run.prepared) != 1)
-    return "preparing: not exactly one of confirming, reserving, prepared";
+  bool confirm_due = im.run.confirm_again != Time{};  // between two confirming reads
+  if (state_ == AgentState::preparing &&
+      int(im.run.confirming || confirm_due) + int(im.run.reserving) + int(im.run.prepared) != 1)
+    return "preparing: not exactly one of confirming (or about to again), reserving, prepared";
   if (state_ == AgentState::preparing && im.run.reserving && !im.pending.contains(im.role_cas))
     return "reserving without a reservation in flight";
   if (im.role_cas && !im.pending.contains(im.role_cas)) return "role compare-and-set lost";

@@ -75,6 +75,9 @@ struct AgentConfig {
   bool plant_no_reservation = false;
   // Tests only: fail over only from masters the membership sees gone.
   bool plant_membership_only = false;
+  // Planted for the simulation's check: a confirm read that finds a later
+  // renewal writes it back and detection starts over (the earlier rule).
+  bool plant_read_back_moved = false;
 };
 
 // What the grid says about one member (the shell builds this from membership
@@ -99,6 +102,9 @@ struct CasRequest {
   // raw value; its result reaches on_cas_done with no table.
   std::string key;
   std::function<std::optional<grid::RegValue>(const std::optional<grid::RegValue>& current)> raw;
+  // A designation or a claim: it takes the master's role over, so acceptors
+  // holding another node's live lease refuse even its prepares.
+  bool takeover = false;
 };
 
 struct HookRun {
@@ -300,6 +306,8 @@ class HaAgent {
   bool data_node_turn(Time now) const;
   // How long a master's entry must stand still to count as failed.
   Duration failed_after(const NodeId& master) const;
+  std::pair<MasterEntry, Time> judged_entry() const;
+  bool our_designation_committed() const;
   void start_failover(Time now, AgentOutput& out);
   bool failing_alive() const;
   void confirm(Time now, AgentOutput& out);

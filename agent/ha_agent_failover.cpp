@@ -36,7 +36,9 @@ decltype(CasRequest::change) designate_change(const NodeId& self, std::optional<
                                   const std::string& reason) {
   return [self, from, clear_replica, reason](const std::optional<RoleTable>& cur) -> std::optional<RoleTable> {
     RoleTable t = cur.value_or(RoleTable{});
-    if (t.master != from) return std::nullopt;
+    // Maintenance also holds in the register itself: our copy may have
+    // missed it being switched on (a cut link that hides commits from us).
+    if (t.master != from || t.maintenance) return std::nullopt;
     ++t.epoch;
     t.master = MasterEntry{self, t.epoch, Phase::designated, 0, 0};
     if (clear_replica || (t.replica && t.replica->node == self)) t.replica.reset();
@@ -75,6 +77,16 @@ MasterEntry designated_entry(const NodeId& self, std::uint64_t epoch) {
 
 // --- detect and prepare -----------------------------------------------------------------
 
+// The entry detection judges: our copy's, or a later renewal of it that a
+// confirm read found (Impl::read_ahead), with when it was first seen.
+std::pair<MasterEntry, Time> HaAgent::judged_entry() const {
+  const Impl& im = *impl_;
+  const MasterEntry& m = *table_->master;
+  if (im.read_ahead && same_entry(*im.read_ahead, m) && im.read_ahead->renewal > m.renewal)
+    return {*im.read_ahead, im.read_ahead_since};
+  return {m, im.observed_since};
+}
+
 bool HaAgent::failure_detected(Time now) const {
   const Impl& im = *impl_;
   if (!table_ || !table_->master) return false;
@@ -87,7 +99,11 @@ bool HaAgent::failure_detected(Time now) const {
   // extra half lets the membership judge a dead or paused master first, so
   // claims 3 and 5 can still tell when it comes back.
   if (alive(m.node) && (m.phase != Phase::established || config_.plant_membership_only)) return false;
-  if (now - im.observed_since < failed_after(m.node)) return false;
+  auto [judged, since] = judged_entry();
+  // After a read found a later renewal, one failure timeout from then: the
+  // membership has had its extra half already, before that first attempt.
+  Duration wait = judged == m ? failed_after(m.node) : config_.failure_timeout;
+  if (now - since < wait) return false;
   if (!names_self_replica() && !data_node_turn(now)) return false;
   if (table_->maintenance || !eligible_self()) return false;
   // A node cut off from the majority cannot reserve the failover, and its
@@ -112,7 +128,8 @@ bool HaAgent::data_node_turn(Time now) const {
   if (state_ != AgentState::data || table_->master->phase != Phase::established) return false;
   bool replica_alive = table_->replica && alive(table_->replica->node);
   if (config_.plant_no_reservation && replica_alive) return false;  // the old rule: defer to it
-  Time turn = im.observed_since + failed_after(table_->master->node);
+  auto [judged, since] = judged_entry();
+  Time turn = since + (judged == *table_->master ? failed_after(judged.node) : config_.failure_timeout);
   if (auto gone = im.unfit_since.find(table_->master->node); gone != im.unfit_since.end())
     turn = std::max(turn, gone->second);
   Duration wait = config_.heartbeat_interval + stagger();
@@ -153,7 +170,7 @@ Duration HaAgent::stagger() const {
 
 void HaAgent::start_failover(Time now, AgentOutput& out) {
   Impl& im = *impl_;
-  const MasterEntry m = *table_->master;
+  const auto [m, since] = judged_entry();
   FailoverRun& r = im.run;
   r = FailoverRun{};
   r.active = true;
@@ -164,12 +181,12 @@ void HaAgent::start_failover(Time now, AgentOutput& out) {
   r.started = now;
   r.prev_master = m.node;
   r.reason = fmt::format("master {} (epoch {}) {} and not renewed for {}ms", m.node, m.epoch,
-                         r.by_renewal ? "alive" : "not alive", to_ms(now - im.observed_since));
+                         r.by_renewal ? "alive" : "not alive", to_ms(now - since));
   im.has_attempt = true;
   im.attempt_epoch = m.epoch;
   im.attempt_at = now;
   last_failover_.clear();
-  step("detect", im.observed_since, now, r.reason, out);
+  step("detect", since, now, r.reason, out);
   r.step_start = now;
   enter(AgentState::preparing);
   if (r.by_renewal) return confirm(now, out);
@@ -202,20 +219,42 @@ void HaAgent::on_confirmed(grid::CasOutcome outcome, const std::optional<RoleTab
   r.confirming = false;
   bool read = outcome == grid::CasOutcome::precondition_failed;  // it never writes: this is the read's answer
   const auto& m = value ? value->master : std::nullopt;
-  const MasterEntry& f = *r.failing;
-  if (read && m && m->node == f.node && m->epoch == f.epoch && m->phase == f.phase && m->renewal <= f.renewal) {
+  const MasterEntry f = *r.failing;  // a copy: the run ends below
+  if (read && m && same_entry(*m, f) && m->renewal <= f.renewal) {
     step("confirm", r.step_start, now, fmt::format("a majority holds renewal {} too", m->renewal), out);
     r.step_start = now;
     if (config_.plant_no_reservation) return run_prepare(now, out);
     return reserve(now, out);
+  }
+  if (!read && outcome == grid::CasOutcome::no_quorum && sees_majority() &&
+      now < r.started + config_.failover_timeout) {
+    // A majority is alive: rival ballots (a cut-off master's own reads
+    // keep outbidding ours) or lost answers, not a minority. Read again.
+    out.notes.push_back("confirm: no quorum while a majority is alive; reading again");
+    r.confirm_again = now + config_.heartbeat_interval;
+    return;
   }
   std::string why = read ? "the register's master entry moved: our copy was behind"
                          : "no majority reached to confirm the master's failure";
   step("confirm", r.step_start, now, why, out);
   end_failover(event::failover_yielded, why, now, out);
   im.attempt_at = now - config_.failover_backoff + config_.failure_timeout;
-  // The master renews (or someone moved on): refresh our copy. An identity
-  // write is harmless to a live master's lease.
+  bool moved_again = m && im.read_ahead && same_entry(*m, *im.read_ahead) && m->renewal > im.read_ahead->renewal;
+  if (read && m && same_entry(*m, f) && m->renewal > f.renewal && !moved_again && !config_.plant_read_back_moved) {
+    // A later renewal of the same entry: judge that one from now on, and do
+    // not write it back. It may be a renewal attempt that reached a few
+    // acceptors only (its master cut off from the majority); committing it
+    // would make every node's copy move and abort a failover under way.
+    im.read_ahead = *m;
+    im.read_ahead_since = now;
+    return;
+  }
+  // Moved again since the last read: the master renews, but its commits do
+  // not reach us (a cut link). Refresh our copy, or it would hide
+  // maintenance and replica changes for as long as that lasts.
+  im.read_ahead.reset();
+  // Someone moved on: refresh our copy. An identity write is harmless to a
+  // live master's lease.
   if (read) read_soon(now);
 }
 
@@ -281,6 +320,10 @@ void HaAgent::run_prepare(Time now, AgentOutput& out) {
 
 void HaAgent::check_prepare(Time now, AgentOutput& out) {
   FailoverRun& r = impl_->run;
+  if (r.confirm_again != Time{} && now >= r.confirm_again && !r.confirming && !impl_->role_cas) {
+    r.confirm_again = Time{};
+    confirm(now, out);
+  }
   std::string why;
   if (master_restored())
     why = failing_alive() ? fmt::format("master {} restored during prepare", r.failing->node)
@@ -469,6 +512,14 @@ void HaAgent::check_broadcast(Time now, AgentOutput& out) {
   }
 }
 
+bool HaAgent::our_designation_committed() const {
+  const FailoverRun& r = impl_->run;
+  if (state_ != AgentState::designating || !r.made || !table_ || !table_->master) return false;
+  const MasterEntry& m = *table_->master;
+  return m.node == config_.self && m.phase == Phase::designated &&
+         std::any_of(r.made->begin(), r.made->end(), [&](const RoleTable& t) { return t.master == m; });
+}
+
 // After a lease_held or no_quorum answer: designate (or claim) and establish
 // are retried every heartbeat within their bounds.
 void HaAgent::retry_designate(Time now, AgentOutput& out) {
@@ -482,7 +533,12 @@ void HaAgent::retry_designate(Time now, AgentOutput& out) {
       establish(now, out);
     return;
   }
-  if (master_restored()) {
+  if (our_designation_committed()) {
+    // Between two attempts another node's read committed one of ours.
+    r.epoch = table_->master->epoch;
+    step("designate", r.step_start, now, fmt::format("designated at epoch {} (committed by a read)", r.epoch), out);
+    begin_broadcast(now, out);
+  } else if (master_restored()) {
     step("designate", r.step_start, now, "abandoned: the master came back", out);
     end_failover(event::failover_aborted, "the master came back while its lease was still held", now, out);
   } else if (now >= r.started + config_.failover_timeout) {
@@ -632,6 +688,13 @@ void HaAgent::on_designated(CasOp op, grid::CasOutcome outcome, const std::optio
              (outcome == CasOutcome::no_quorum && r.saw_lease_held && now < r.started + config_.failover_timeout)) {
     r.saw_lease_held = true;
     r.retry_at = now + config_.heartbeat_interval;  // the old lease runs out soon
+  } else if (outcome == CasOutcome::no_quorum && sees_majority() && now < r.started + config_.failover_timeout) {
+    // We hold the reservation and see a majority alive: no quorum within
+    // the operation's timeout was rival ballots (other nodes' reads and
+    // reservations) or lost answers, not a minority. Abandoning here left
+    // a 5-node cluster without a master in the simulation.
+    out.notes.push_back("designate: no quorum while a majority is alive; retrying");
+    r.retry_at = now + config_.heartbeat_interval;
   } else if (op == CasOp::designate && outcome == CasOutcome::precondition_failed && value && value->master &&
              value->master->node == r.failing->node && value->master->epoch == r.failing->epoch &&
              value->master->phase == r.failing->phase && !failing_alive() &&

@@ -51,6 +51,7 @@ struct FailoverRun {
   bool was_replica = false;            // give the replica slot back if this fails
   bool by_renewal = false;             // the master looked alive: judged by its entry alone
   bool confirming = false;             // the confirming quorum read is out
+  Time confirm_again{};                // a confirm lost to rival ballots: read again then
   bool reserving = false;              // the reservation CAS is out; no `prepare` yet
   bool prepared = false;               // `prepare` ran: a failure owes an `abort`
   std::optional<FailoverReservation> reservation;  // the one we wrote
@@ -109,6 +110,13 @@ struct HaAgent::Impl {
   // What we observed of the master entry, and since when it is unchanged.
   std::optional<MasterEntry> observed;
   Time observed_since{};
+  // A later renewal of the same entry that a confirm read found in the
+  // register but our copy lacks (a partial renewal of a master cut off from
+  // the majority, or one not pushed to us yet), and when. Detection then
+  // judges this entry from then on, without writing it back: a write-back
+  // would commit a renewal that may never have counted.
+  std::optional<MasterEntry> read_ahead;
+  Time read_ahead_since{};
   Time maintenance_off_at{};  // failovers are possible again from here
   NodeId last_seen_master;
 

@@ -41,6 +41,11 @@ struct MasterEntry {
   }
 };
 
+// One master entry, renewals aside: the same node, epoch and phase.
+inline bool same_entry(const MasterEntry& a, const MasterEntry& b) {
+  return a.node == b.node && a.epoch == b.epoch && a.phase == b.phase;
+}
+
 struct ReplicaEntry {
   NodeId node;
   std::uint64_t epoch = 0;  // the master epoch that appointed it

@@ -84,11 +84,16 @@ struct QPrepare {
   std::string key;
   Ballot ballot;
   std::uint64_t op = 0;  // proposer's operation id, echoed back
+  // Set (to the proposer's node) by an operation that takes the role over
+  // (a designation or a claim): an acceptor holding another node's live
+  // lease refuses it without promising anything (see QuorumAcceptor).
+  NodeId takeover_by;
   template <class Ar>
   void io(Ar& ar) {
     rg::io(ar, key);
     rg::io(ar, ballot);
     rg::io(ar, op);
+    rg::io(ar, takeover_by);
   }
 };
 
@@ -101,6 +106,9 @@ struct QPromise {
   bool has_value = false;
   Ballot accepted;  // ballot of `value`
   RegValue value;
+  bool lease_held = false;  // !ok because a takeover met another node's live lease
+  std::string holder;       // lease_held: who holds it
+  std::int64_t lease_left_ms = 0;
   template <class Ar>
   void io(Ar& ar) {
     rg::io(ar, key);
@@ -111,6 +119,9 @@ struct QPromise {
     rg::io(ar, has_value);
     rg::io(ar, accepted);
     rg::io(ar, value);
+    rg::io(ar, lease_held);
+    rg::io(ar, holder);
+    rg::io(ar, lease_left_ms);
   }
 };
 
@@ -230,6 +241,10 @@ class QuorumAcceptor {
   // A planted bug for the checks: the earlier rule, where every accept
   // (reads by other nodes too) restarts the lease clock.
   void plant_every_accept_restarts_lease(bool on) { plant_every_accept_restarts_ = on; }
+  // A planted bug for the checks: takeover prepares promised during a live
+  // lease, as before the guard (a renewing master could then be outbid
+  // until its lease ran out).
+  void plant_takeovers_outbid_lease(bool on) { plant_takeovers_outbid_ = on; }
 
   struct Slot {
     Ballot promised;
@@ -245,6 +260,7 @@ class QuorumAcceptor {
   std::map<std::string, Slot> slots_;
   std::uint64_t changes_ = 0;
   bool plant_every_accept_restarts_ = false;
+  bool plant_takeovers_outbid_ = false;
 };
 
 // Every member's local copy of committed values (write-through target).
@@ -314,7 +330,10 @@ class QuorumProposer {
   QuorumProposer(Topology topology, NodeId self, QuorumProposerConfig config = {});
 
   // Starts a compare-and-set; operations on one key run one at a time in order.
-  std::uint64_t cas(const std::string& key, Change change, Time now, QOut& out);
+  // `takeover`: the change takes the lease-holding role over (a designation
+  // or a claim), so acceptors holding a live lease of another node refuse
+  // its prepares outright and it ends lease_held.
+  std::uint64_t cas(const std::string& key, Change change, Time now, QOut& out, bool takeover = false);
   void on_promise(const NodeId& from, const QPromise& m, Time now, QOut& out);
   void on_accepted(const NodeId& from, const QAccepted& m, Time now, QOut& out);
   // Timeouts and retries; call every few milliseconds.

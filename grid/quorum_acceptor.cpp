@@ -24,12 +24,34 @@ const char* to_string(CasOutcome o) {
 // durable (changes() tells it when). Losing this state would break the
 // promises it made: a restart either loads it intact or recovers it.
 
-QPromise QuorumAcceptor::on_prepare(const QPrepare& m, Time /*now*/) {
+QPromise QuorumAcceptor::on_prepare(const QPrepare& m, Time now) {
   Slot& s = slots_[m.key];
   QPromise p;
   p.key = m.key;
   p.ballot = m.ballot;
   p.op = m.op;
+  // A takeover would be refused at accept while another node's lease runs,
+  // but its promise alone would outbid the holder's next renewal: rivals
+  // retrying their designations every heartbeat starved a master that
+  // renewed through a bridge node until its lease ran out (chaos
+  // bridge.chaos). So refuse it here and promise nothing. Safe: to the
+  // protocol, a refused prepare is a lost one.
+  if (!m.takeover_by.empty() && !plant_takeovers_outbid_ && s.has_value && s.value.lease.lease_ms > 0 &&
+      s.value.lease.holder != m.takeover_by) {
+    Time until = s.accepted_at + milliseconds(s.value.lease.lease_ms);
+    if (now < until) {
+      p.lease_held = true;
+      p.holder = s.value.lease.holder;
+      p.lease_left_ms = std::chrono::ceil<milliseconds>(until - now).count();
+      p.promised = s.promised;
+      // What we hold, so the proposer can still tell a takeover whose
+      // precondition no longer holds (promising nothing, this binds nothing).
+      p.has_value = true;
+      p.accepted = s.accepted;
+      p.value = s.value;
+      return p;
+    }
+  }
   // Equal is fine: a ballot names its proposer, so an equal one is that
   // proposer asking again (a resend or a duplicate), not a rival.
   if (m.ballot >= s.promised) {

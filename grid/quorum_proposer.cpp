@@ -49,6 +49,8 @@ struct QuorumProposer::Impl {
     std::set<NodeId> refused;
     std::set<NodeId> accepted, outbid;
     std::map<NodeId, QAccepted> leased;
+    bool takeover = false;                      // prepares carry takeover_by (QPrepare)
+    std::map<NodeId, QPromise> leased_promises;  // prepares refused for another node's lease
     Ballot highest_refusal;
     Time resend_at{}, retry_at{};
     std::string last_failure;
@@ -129,9 +131,14 @@ struct QuorumProposer::Impl {
     op.phase = Phase::preparing;
     op.promises.clear();
     op.refused.clear();
+    op.leased_promises.clear();
     op.highest_refusal = {};
     op.resend_at = now + resend_interval;
-    out.sends.push_back({"", QPrepare{op.key, op.ballot, op.id}});
+    out.sends.push_back({"", prepare_of(op)});
+  }
+
+  QPrepare prepare_of(const Op& op) const {
+    return QPrepare{op.key, op.ballot, op.id, op.takeover ? self : NodeId{}};
   }
 
   void send_accept(Op& op, RegValue value, Time now, QOut& out) {
@@ -158,7 +165,7 @@ struct QuorumProposer::Impl {
     for (const auto& id : topology.members()) {
       if (op.phase == Phase::preparing) {
         if (op.promises.contains(id) || op.refused.contains(id)) continue;
-        out.sends.push_back({id, QPrepare{op.key, op.ballot, op.id}});
+        out.sends.push_back({id, prepare_of(op)});
       } else {
         if (op.accepted.contains(id) || op.outbid.contains(id) || op.leased.contains(id)) continue;
         out.sends.push_back({id, accept_of(op)});
@@ -202,15 +209,40 @@ struct QuorumProposer::Impl {
     op.retry_at = now + jittered(config.retry_backoff * (1LL << std::min(op.rounds - 1, 20)));
   }
 
-  void lease_refused(Op& op, Time now, QOut& out) {
-    // Name the longest lease reported: no retry can succeed before it ends.
-    const QAccepted* longest = nullptr;
-    for (const auto& [id, a] : op.leased)
+  // Names the longest lease reported: no retry can succeed before it ends.
+  template <class Answers>
+  void lease_refused(Op& op, const Answers& leased, const char* phase, Time now, QOut& out) {
+    const typename Answers::mapped_type* longest = nullptr;
+    for (const auto& [id, a] : leased)
       if (!longest || longest->lease_left_ms < a.lease_left_ms) longest = &a;
-    std::string why = fmt::format("lease held by {} for {} ms more ({} of {} members refused)",
+    std::string why = fmt::format("lease held by {} for {} ms more ({} of {} members refused the {})",
                                   longest->holder.empty() ? "(nobody)" : longest->holder,
-                                  longest->lease_left_ms, op.leased.size(), n());
+                                  longest->lease_left_ms, leased.size(), n(), phase);
     finish(op.key, CasOutcome::lease_held, op.current, why, now, out);
+  }
+
+  // A takeover's prepare lost to leases alone. If a majority answered
+  // (promises and lease refusals carry what each acceptor holds), the
+  // highest value among them is what a promised majority would have shown:
+  // a change that refuses it fails the precondition now, as it would after
+  // promises (a claim of a role taken meanwhile stops at once instead of
+  // waiting out the lease). Otherwise, or if the change would write: the lease.
+  void lease_refused_prepare(Op& op, Time now, QOut& out) {
+    if (op.promises.size() + op.leased_promises.size() >= topology.quorum()) {
+      const QPromise* best = nullptr;
+      for (const auto* answers : {&op.promises, &op.leased_promises})
+        for (const auto& [id, p] : *answers)
+          if (p.has_value && (!best || best->accepted < p.accepted)) best = &p;
+      if (!best || !op.proposed.contains(best->accepted)) {
+        std::optional<RegValue> cur = best ? std::optional<RegValue>(best->value) : std::nullopt;
+        if (!op.change(cur)) {
+          std::string why = best ? fmt::format("the change refused the value of ballot {}", str(best->accepted))
+                                 : std::string("the change refused the empty register");
+          return finish(op.key, CasOutcome::precondition_failed, cur, why, now, out);
+        }
+      }
+    }
+    lease_refused(op, op.leased_promises, "prepare", now, out);
   }
 
   // Ends the operation at the front of `key`'s queue and starts the next one.
@@ -252,7 +284,10 @@ struct QuorumProposer::Impl {
   // it can hold a lease a little longer than the others).
   void timed_out(Op& op, const char* more, Time now, QOut& out) {
     std::string why = fmt::format("no majority within {} ms ({}){}", to_ms(config.timeout), progress(op), more);
-    if (op.phase == Phase::accepting && !op.leased.empty() && op.outbid.empty())
+    bool lease_only = op.phase == Phase::accepting ? !op.leased.empty() && op.outbid.empty()
+                                                   : !op.leased_promises.empty() &&
+                                                         op.refused.size() == op.leased_promises.size();
+    if (op.phase != Phase::backoff && lease_only)
       return finish(op.key, CasOutcome::lease_held, op.current, why + "; a lease is held", now, out);
     finish(op.key, CasOutcome::no_quorum, std::nullopt, why, now, out);
   }
@@ -275,10 +310,11 @@ struct QuorumProposer::Impl {
 QuorumProposer::QuorumProposer(Topology topology, NodeId self, QuorumProposerConfig config)
     : impl_(std::make_shared<Impl>(std::move(topology), std::move(self), config)) {}
 
-std::uint64_t QuorumProposer::cas(const std::string& key, Change change, Time now, QOut& out) {
+std::uint64_t QuorumProposer::cas(const std::string& key, Change change, Time now, QOut& out, bool takeover) {
   Impl::Op op;
   op.id = impl_->next_op++;
   op.key = key;
+  op.takeover = takeover;
   op.change = std::move(change);
   op.started = now;
   op.deadline = now + impl_->config.timeout;
@@ -301,11 +337,18 @@ void QuorumProposer::on_promise(const NodeId& from, const QPromise& m, Time now,
     op->promises.emplace(from, m);
   } else {
     op->refused.insert(from);
-    op->highest_refusal = std::max(op->highest_refusal, m.promised);
+    if (m.lease_held)
+      op->leased_promises.emplace(from, m);
+    else
+      op->highest_refusal = std::max(op->highest_refusal, m.promised);
   }
   switch (quorum::tally(d.n(), op->promises.size(), op->refused.size())) {
     case quorum::Tally::won: return d.promised_by_majority(*op, now, out);
     case quorum::Tally::lost:
+      // A lease alone (enough refusals for it to lose without any outbid)
+      // ends the operation: no retry can win before the lease runs out.
+      if (quorum::tally(d.n(), 0, op->leased_promises.size()) == quorum::Tally::lost)
+        return d.lease_refused_prepare(*op, now, out);
       return d.lost_round(*op, fmt::format("prepare {} outbid by {}", str(op->ballot), str(op->highest_refusal)),
                           now, out);
     case quorum::Tally::pending: return;
@@ -334,7 +377,7 @@ void QuorumProposer::on_accepted(const NodeId& from, const QAccepted& m, Time no
   // Lost. A lease alone (refusals enough to lose without any outbid) ends a
   // full round; anything else is retried.
   bool lease_alone = quorum::tally(d.n(), 0, op->leased.size()) == quorum::Tally::lost;
-  if (lease_alone && !op->fast) return d.lease_refused(*op, now, out);
+  if (lease_alone && !op->fast) return d.lease_refused(*op, op->leased, "accept", now, out);
   std::string why = lease_alone
                         ? fmt::format("fast accept {} refused by a lease", str(op->ballot))
                         : fmt::format("accept {} outbid by {}", str(op->ballot), str(op->highest_refusal));

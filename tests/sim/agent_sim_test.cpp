@@ -118,7 +118,9 @@ struct World {
   bool plant_lease_from_commit = false;
   bool plant_no_reservation = false;  // prepare without reserving the failover
   bool plant_membership_only = false;  // fail over only from masters the membership sees gone
+  bool plant_read_back_moved = false;  // a confirm read's later renewal is written back
   bool plant_reads_restart_lease = false;  // acceptors: any accept restarts the lease clock
+  bool plant_takeovers_outbid_lease = false;  // designations' prepares promised during a live lease
 };
 
 struct SimNode {
@@ -455,6 +457,7 @@ class AgentCluster {
     c.plant_lease_from_commit = world_.plant_lease_from_commit;
     c.plant_no_reservation = world_.plant_no_reservation;
     c.plant_membership_only = world_.plant_membership_only;
+    c.plant_read_back_moved = world_.plant_read_back_moved;
     n.agent = std::make_unique<HaAgent>(c, t);
     auto last = last_role_.find(n.id);
     if (last != last_role_.end()) n.agent->set_previous_role(last->second.first, last->second.second);
@@ -658,7 +661,8 @@ class AgentCluster {
       if (!n.proposer) break;
       QOut q;
       std::uint64_t op = c.raw ? n.proposer->cas(c.key, std::move(c.raw), n.clock.local(now()), q)
-                               : n.proposer->cas(kRoleKey, wrap(std::move(c.change)), n.clock.local(now()), q);
+                               : n.proposer->cas(kRoleKey, wrap(std::move(c.change)), n.clock.local(now()), q,
+                                                 c.takeover && !world_.plant_takeovers_outbid_lease);
       n.ops[op] = {c.id, c.purpose};
       qdrain(n, q);
     }
@@ -1113,6 +1117,59 @@ Violations master_deaf(std::size_t size, std::uint64_t seed, std::string& trace,
   return healed(c, trace, "after the fault");
 }
 
+// A partial partition on 5 nodes: the master reaches only the replica (both
+// ways cut to every other node). Its last renewal attempts reach the
+// replica's acceptor, so the replica's confirm read finds a later renewal
+// and yields; the data nodes see the master gone and step in. A master must
+// act within two failure timeouts, prepare, broadcast and a few heartbeats.
+// (When the replica wrote that renewal back, every copy moved, the data
+// nodes' runs aborted, and the median was 3.4 failure timeouts.)
+const Duration kPartialBound = 2 * kTiming.failure_timeout + kMaxPrepare + kTiming.broadcast_timeout +
+                               4 * kTiming.heartbeat_interval;
+
+Violations master_reaches_replica(std::size_t size, std::uint64_t seed, std::string& trace, World world) {
+  AgentCluster c(size, seed, world);
+  NodeId master, replica;
+  if (!settled(c, trace, true, master, replica)) return c.violations();
+  for (const auto& id : c.ids())
+    if (id != master && id != replica) {
+      c.block(id, master);
+      c.block(master, id);
+    }
+  Time cut = c.now();
+  bool acted = c.run_until_true([&] {
+    auto now = c.acting_masters();
+    return now.size() == 1 && now[0] != master;
+  }, kPartialBound);
+  c.expect(acted, fmt::format("{} reaches only {}: no new master within {} ms", master, replica,
+                              to_ms(kPartialBound)));
+  if (acted && std::getenv("RG_TRACE")) fmt::print("new master {} ms after the cut\n", to_ms(c.now() - cut));
+  return healed(c, trace, "after the cut");
+}
+
+// A bridge on 5 nodes: the master and the replica on one side, two data
+// nodes on the other, the sides cut both ways, the fifth node reaching
+// everyone. The master keeps a majority (itself, the replica, the bridge)
+// and renews; the far side sees it gone and tries to fail over through the
+// bridge. A master that renews must never be replaced.
+Violations bridge(std::size_t size, std::uint64_t seed, std::string& trace, World world) {
+  AgentCluster c(size, seed, world);
+  NodeId master, replica;
+  if (!settled(c, trace, true, master, replica)) return c.violations();
+  std::vector<NodeId> far;
+  for (const auto& id : c.ids())
+    if (id != master && id != replica && far.size() < 2) far.push_back(id);
+  for (const auto& a : {master, replica})
+    for (const auto& b : far) {
+      c.block(a, b);
+      c.block(b, a);
+    }
+  auto before = c.acting_masters();
+  c.run_for(6 * kTiming.failure_timeout);
+  c.expect(c.acting_masters() == before, fmt::format("{} renews through the bridge but was replaced", master));
+  return healed(c, trace, "after the bridge");
+}
+
 // Claim 3 after a failover begun by the renewal rule: nothing reaches the
 // master (it still sends, so it looks alive) and the replica fails over from
 // its stopped entry; the master is then paused until the membership declares
@@ -1317,6 +1374,28 @@ TEST_CASE("agent sim: without the reservation the checks catch overlapping and m
 
 TEST_CASE("agent sim: a master the membership sees but that cannot renew at a majority is replaced") {
   run_scenario(master_deaf, 30, clean_network);
+}
+
+TEST_CASE("agent sim: a master that reaches only the replica is replaced within the partial-fault bound") {
+  run_scenario(master_reaches_replica, 30, clean_network, {5});  // on 3, master and replica are a majority
+}
+
+TEST_CASE("agent sim: when a confirm read's later renewal is written back, a master reaching only the replica is replaced late") {
+  World planted = clean_network(1);
+  planted.plant_read_back_moved = true;
+  auto late = first_violation(master_reaches_replica, planted, 5, 30, "no new master within");
+  expect_caught(late, "read back the later renewal", "writing the later renewal back was never late in 30 seeds");
+}
+
+TEST_CASE("agent sim: a master that renews through a bridge node is never replaced") {
+  run_scenario(bridge, 30, clean_network, {5});
+}
+
+TEST_CASE("agent sim: when takeovers' prepares outbid a live lease, the far side of a bridge replaces its master") {
+  World planted = clean_network(1);
+  planted.plant_takeovers_outbid_lease = true;
+  auto replaced = first_violation(bridge, planted, 5, 30, "renews through the bridge but was replaced");
+  expect_caught(replaced, "takeovers outbid the lease", "no master was replaced through a bridge in 30 seeds");
 }
 
 TEST_CASE("agent sim: judged by the membership alone, a master that hears nobody is never replaced") {

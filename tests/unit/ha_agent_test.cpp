@@ -521,11 +521,21 @@ TEST_CASE("agent: the designation changes from exactly the entry seen failing") 
     CHECK(r.events() == Strings{"+failover-aborted"});
     CHECK(r.hooks() == Strings{"abort"});
   }
+  SUBCASE("no quorum while a majority is alive: rival ballots or lost answers, retried") {
+    r.fail(designate, CasOutcome::no_quorum);
+    CHECK(r.agent().state() == AgentState::designating);
+    CHECK(r.noted("no quorum while a majority is alive"));
+    r.tick(kHb);
+    r.commit(r.cas("designate"));
+    CHECK(r.agent().state() == AgentState::broadcasting);
+  }
   SUBCASE("no quorum: a minority never promotes, and backs off") {
+    r.set_alive("n3", false);  // n1 alone of three
     r.fail(designate, CasOutcome::no_quorum);
     CHECK(r.agent().state() == AgentState::replica);
     CHECK(r.events() == Strings{"+failover-aborted"});
     CHECK(r.hooks() == Strings{"abort"});
+    r.set_alive("n3", true);
     r.tick(1s);  // still failing, but within failover_backoff of the attempt
     CHECK(r.out.hooks.empty());
     r.tick(1s);
@@ -1007,6 +1017,27 @@ TEST_CASE("agent: a change function commits our own earlier value as it is (idem
   CHECK(designate.change(reworded) == reworded);
 }
 
+TEST_CASE("agent: a confirm read that finds a later renewal judges that one, without writing it back") {
+  Rig r("n1", {"n1", "n2", "n3", "n4", "n5"});
+  make_replica(r);  // n2 masters at renewal 7; it stays alive in our view
+  r.tick(1500ms);   // 1.5 failure timeouts unchanged: the renewal rule
+  // The register holds renewal 8: an attempt of n2's that reached a few
+  // acceptors (it is cut off from the majority), never pushed to us.
+  r.reg = table_with("n2", 3, Phase::established, 8, "n1");
+  r.commit(r.cas("confirm"));
+  CHECK(r.events() == Strings{"+failover-yielded"});
+  CHECK(r.out.cas.empty());  // no read: writing renewal 8 back would commit it
+  r.tick(1000ms - 1ms);      // one failure timeout from the read, not 1.5 from our copy
+  CHECK(r.out.cas.empty());
+  r.tick(1ms);
+  r.commit(r.cas("confirm"));  // renewal 8 still: stopped
+  CHECK(r.hooks() == Strings{"prepare"});  // reserved (the rig answers reservations)
+  r.hook_done("prepare", 0);
+  r.commit(r.cas("designate"));  // from exactly the register's entry (renewal 8)
+  CHECK(r.agent().state() == AgentState::broadcasting);
+  CHECK(r.reg->master == MasterEntry{"n1", 4, Phase::designated, 0, 0});
+}
+
 TEST_CASE("agent: a designation refused only because our copy missed the last renewal is retried") {
   Rig r("n1");
   make_replica(r);
@@ -1066,9 +1097,13 @@ TEST_CASE("agent: a designation that surfaces after its CAS failed carries on as
   r.hook_done("prepare", 0);
   auto designate = r.cas("designate");
   auto mine = designate.change(r.reg);  // accepted by one acceptor only
+  r.set_alive("n3", false);  // on a minority side for a moment: the failover is given up
+  r.set_alive("n4", false);
   r.fail(designate, CasOutcome::no_quorum);
   CHECK(r.events() == Strings{"+failover-aborted"});
   CHECK(r.hooks() == Strings{"abort"});
+  r.set_alive("n3", true);
+  r.set_alive("n4", true);
   // Another node's read finishes it: the table now designates us.
   r.reg = mine;
   r.table(*mine);

@@ -165,6 +165,37 @@ TEST_CASE("quorum acceptor: a lease refuses other holders and epochs until it ru
   CHECK(a.find("k")->value.lease.holder == "b");
 }
 
+TEST_CASE("quorum acceptor: a takeover's prepare is refused, unpromised, while another node's lease runs") {
+  for (bool planted : {false, true}) {
+    CAPTURE(planted);
+    QuorumAcceptor a;
+    a.plant_takeovers_outbid_lease(planted);
+    REQUIRE(a.on_accept(accept_msg("k", {1, 0}, {2, 0}, val("a1", "a", 1, 1000)), at(0)).verdict ==
+            AcceptVerdict::ok);
+    QPromise p = a.on_prepare(QPrepare{"k", {5, 1}, 3, "b"}, at(400));
+    if (planted) {  // the earlier rule: promised, so the holder's next renewal is outbid
+      CHECK(p.ok);
+      CHECK(a.on_accept(accept_msg("k", {2, 0}, {3, 0}, val("a2", "a", 1, 1000)), at(450)).verdict ==
+            AcceptVerdict::outbid);
+      continue;
+    }
+    CHECK_FALSE(p.ok);
+    CHECK(p.lease_held);
+    CHECK(p.holder == "a");
+    CHECK(p.lease_left_ms == 600);
+    CHECK(a.find("k")->promised == Ballot{2, 0});  // nothing promised
+    // So the holder's fast-path renewal still goes through.
+    CHECK(a.on_accept(accept_msg("k", {2, 0}, {3, 0}, val("a2", "a", 1, 1000)), at(450)).verdict ==
+          AcceptVerdict::ok);
+    // Other prepares (reads, the holder's own) are promised as before.
+    CHECK(a.on_prepare(QPrepare{"k", {6, 1}, 4}, at(500)).ok);
+    CHECK(a.on_prepare(QPrepare{"k", {7, 0}, 5, "a"}, at(510)).ok);
+    // The lease runs from the renewal at 450: refused until 1450, then promised.
+    CHECK(a.on_prepare(QPrepare{"k", {8, 1}, 6, "b"}, at(1449)).lease_held);
+    CHECK(a.on_prepare(QPrepare{"k", {8, 1}, 6, "b"}, at(1450)).ok);
+  }
+}
+
 TEST_CASE("quorum acceptor: a lease of 0 holds nothing, and a value without a lease neither") {
   QuorumAcceptor a;
   REQUIRE(a.on_accept(accept_msg("k", {1, 0}, {2, 0}, val("x", "a", 1, 0)), at(0)).verdict ==
@@ -480,6 +511,30 @@ TEST_CASE("quorum proposer: a majority honouring another holder's lease gives le
   CasResult later = c.run(take, 1200);
   CHECK(later.outcome == CasOutcome::committed);
   CHECK(later.value == val("3", "n1", 5, 1000));
+}
+
+TEST_CASE("quorum proposer: a takeover refused at prepare by a majority's lease ends lease_held") {
+  Cluster c;
+  c.seed({"n1", "n2", "n3"}, {1, 2}, val("3", "n9", 4, 1000), 0);
+  auto take = [](const std::optional<RegValue>& cur) { return val(cur->data); };
+  c.proposer.cas("k", take, at(100), c.out, true);
+  auto prepares = sent<QPrepare>(c.out);
+  REQUIRE(prepares.size() == 1);
+  CHECK(prepares[0].takeover_by == "n1");
+  c.out.clear();
+  c.prepare(prepares[0], {"n2"}, 100);
+  CHECK(c.out.results.empty());
+  c.prepare(prepares[0], {"n3"}, 110);
+  REQUIRE(c.out.results.size() == 1);
+  CHECK(c.out.results[0].outcome == CasOutcome::lease_held);
+  CHECK(c.out.results[0].reason.find("n9") != std::string::npos);
+  CHECK(c.out.results[0].reason.find("refused the prepare") != std::string::npos);
+  for (const auto& id : {"n1", "n2", "n3"}) CHECK(c.acceptors[id].find("k")->promised == Ballot{1, 2});
+  // Not marked a takeover: promised as before, refused only at accept, and
+  // the promises it got outbid the holder's next fast-path renewal.
+  CasResult plain = c.run(take, 200);
+  CHECK(plain.outcome == CasOutcome::lease_held);
+  CHECK(c.acceptors["n2"].find("k")->promised > Ballot{1, 2});
 }
 
 TEST_CASE("quorum proposer: answers from non-members and for unknown operations are ignored") {
