@@ -15,7 +15,7 @@ packages=(
   g++ meson ninja-build pkg-config
   libboost-dev libboost-serialization-dev libfmt-dev libspdlog-dev libcli11-dev nlohmann-json3-dev libsodium-dev
   doctest-dev
-  iproute2 util-linux python3 procps
+  iproute2 util-linux python3 procps nftables
   spin
   haproxy
   iputils-arping

@@ -286,6 +286,52 @@ def chaos_checker_reports_no_master_while_faults_are_quiet(c):
     expect_only(rep, "liveness", "from 3.000 s to 6.000 s", "n1", "n2")
 
 
+def _cut_off_n1(s, fault):
+    """n1 is cut off at 4 s (rel. 3 s) by `fault` instead of killed; n2
+    promotes only at 7 s (rel. 6 s): 3 s without a master on the connected
+    side, where 2 s is promised."""
+    s.faults = [f for f in s.faults if f["kind"] != "kill9" and f["t_ms"] != 6000.0] + fault
+    s.faults.append({"t_ms": 8500.0, "kind": "heal"})
+    s.faults.sort(key=lambda f: f["t_ms"])
+    s.events["n2"] = [e for e in s.events["n2"] if e["t_ms"] < 5400]
+    s.ev("n2", 7000, "+promoted", "master", "master", 2, 21, True, 7475)
+    s.leases("n2", 21, 2, 7100, 9000)
+    return check_history(History(s.write()), kinds=("liveness",))
+
+
+@test()
+def chaos_checker_reports_no_master_on_the_connected_side_of_a_partition(c):
+    rep = _cut_off_n1(synth(c), [{"t_ms": 4000.0, "kind": "partition", "groups": [["n2", "n3"], ["n1"]]}])
+    expect_only(rep, "liveness", "from 3.000 s to 6.000 s", "majority was connected (n2,n3)")
+
+
+@test()
+def chaos_checker_reports_no_master_on_the_connected_side_of_cuts(c):
+    both = [[a, b, 100] for a in ("n1",) for b in ("n2", "n3")] + [[b, "n1", 100] for b in ("n2", "n3")]
+    rep = _cut_off_n1(synth(c), [{"t_ms": 4000.0, "kind": "cuts", "cuts": both}])
+    expect_only(rep, "liveness", "from 3.000 s to 6.000 s", "majority was connected (n2,n3)")
+    # one way only (n1 deaf): n1 and the others are not connected either
+    rep = _cut_off_n1(synth(c), [{"t_ms": 4000.0, "kind": "cuts", "cuts": [["n2", "n1", 100], ["n3", "n1", 100]]}])
+    expect_only(rep, "liveness", "from 3.000 s to 6.000 s", "(n2,n3)")
+
+
+@test()
+def chaos_checker_does_not_judge_liveness_under_partial_loss(c):
+    # 50% loss each way, or message faults: connectivity is luck, the promise does not apply
+    lossy = [[a, b, 50] for a in ("n1", "n2", "n3") for b in ("n1", "n2", "n3") if a != b]
+    rep = _cut_off_n1(synth(c), [{"t_ms": 4000.0, "kind": "cuts", "cuts": lossy}])
+    check(rep.ok, f"liveness judged under partial loss: {[str(v) for v in rep.violations]}")
+    rep = _cut_off_n1(synth(c), [{"t_ms": 4000.0, "kind": "fault", "nodes": ["n2"], "args": ["delay", "n3", "50"]}])
+    check(rep.ok, f"liveness judged under a message fault: {[str(v) for v in rep.violations]}")
+
+
+@test()
+def chaos_checker_judges_liveness_under_duplicates(c):
+    rep = _cut_off_n1(synth(c), [{"t_ms": 4000.0, "kind": "partition", "groups": [["n2", "n3"], ["n1"]]},
+                                 {"t_ms": 4000.0, "kind": "dups", "dups": {"n2": 20, "n3": 20}}])
+    expect_only(rep, "liveness", "from 3.000 s to 6.000 s", "(n2,n3)")
+
+
 @test()
 def chaos_checker_short_pause_keeps_the_master_serving(c):
     s = synth(c)
@@ -528,3 +574,33 @@ def chaos_checker_ends_a_killed_nodes_prepare_at_the_kill(c):
     s.faults = [f for f in s.faults if f.get("nodes") != ["n3"]]  # never killed: it runs to the end
     rep = check_history(History(s.write()), kinds=("prepare",))
     expect_only(rep, "prepare", "n2", "n3")
+
+
+# ---------------------------------------------------------------------------
+# The partial-fault verbs of the scenario language: good lines parse to the
+# steps the runner expects; bad ones fail with a one-line reason and the line.
+
+@test()
+def chaos_scenario_partial_fault_verbs_parse_and_refuse_bad_lines(c):
+    from chaos.scenario import ParseError, parse
+    sc = parse("t.chaos", "nodes 5\nwait master within 8s as OLD\ncut OLD -> others 30%\ncut others <-> OLD\n"
+                          "reach OLD only replica\nring n2,n1\ndup any 20%\nheal\n")
+    steps = [(s.cmd, s.args) for s in sc.steps]
+    check(steps[1] == ("cut", {"src": ["OLD"], "dst": "others", "both": False, "percent": 30.0}), f"cut: {steps[1]}")
+    check(steps[2][1]["both"] and steps[2][1]["percent"] == 100.0, f"cut both ways: {steps[2]}")
+    check(steps[3] == ("reach", {"target": ["OLD"], "only": ["replica"]}), f"reach: {steps[3]}")
+    check(steps[4] == ("ring", {"order": ["n2", "n1"]}), f"ring: {steps[4]}")
+    check(steps[5] == ("dup", {"targets": ["any"], "percent": 20.0}), f"dup: {steps[5]}")
+    for line, words in (("cut n1 => n2", "usage: cut"), ("cut n1 -> n2 150%", "not a percentage"),
+                        ("cut others -> others", "'others' on one side only"), ("dup n1 0%", "not a percentage"),
+                        ("reach n1,n2 only n3", "one node"), ("cut n7 -> n1", "not a node of this scenario")):
+        try:
+            parse("t.chaos", f"nodes 5\n{line}\n")
+            check(False, f"'{line}' parsed")
+        except ParseError as e:
+            check(words in str(e) and ":2:" in str(e), f"'{line}': {e}")
+    try:
+        parse("t.chaos", "nodes 3\nring\n")
+        check(False, "a ring of 3 parsed")
+    except ParseError as e:
+        check("at least 4 nodes" in str(e), str(e))

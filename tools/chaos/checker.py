@@ -25,11 +25,16 @@ What it checks (each violation names the nodes, epochs and times):
                snapshot taken after healing (writes acknowledged before a
                moment with every node down are exempt: the grid is memory;
                a kill of every node counts from when the last one was reaped).
-  liveness     while no fault is active (no pause, partition or message
-               fault; a majority of members running) the cluster is never
-               without an acting master for longer than the promised time
-               (default 2 x failure-timeout + 1 s; +startup allowance after a
-               majority (re)starts). A killed master stops counting at once.
+  liveness     while a majority of members is connected (running, not
+               paused, every pair of them on one side of any partition and
+               not cut either way; no partial fault anywhere: no lossy cut
+               or message fault; duplicates do not count) the cluster is
+               never without a
+               master acting among such a majority for longer than the
+               promised time (default 2 x failure-timeout + 1 s; +startup
+               allowance after a majority (re)starts). With no fault at all
+               that majority is every running member. A killed, paused or
+               cut-off master stops counting at once.
   demotion     an old master restored (resumed, healed, restarted) while a
                newer master acts reports a non-master role within the
                promised time (+startup allowance after a restart).
@@ -44,6 +49,7 @@ What it checks (each violation names the nodes, epochs and times):
 from __future__ import annotations
 
 import bisect
+import itertools
 from dataclasses import dataclass, field
 
 from .history import parse_key
@@ -224,8 +230,8 @@ def _epochs_grow(h, intervals, outages):
 # What the tool did: node states over time
 
 class FaultState:
-    """Replays faults.jsonl: which nodes run, are paused, partitioned or
-    under message faults, after each record."""
+    """Replays faults.jsonl: which nodes run, are paused, partitioned, cut
+    or under message faults, after each record."""
 
     def __init__(self, h):
         self.h = h
@@ -234,14 +240,17 @@ class FaultState:
         self.up = set()
         self.paused = set()
         self.partitioned = False
+        self.side = {}  # node -> bridge (absent: 0)
+        self.cuts = {}  # (from, to) -> percent dropped
+        self.dups = {}  # node -> percent of packets to it duplicated
         self.msg_faults = set()
-        self.steps = []  # (t, kind, record, quiet, up_count)
+        self.steps = []  # (t, kind, record, quiet, up_count, connected majorities)
         self.deaths = {}  # node -> [t of kill/stop/exit]
         self.starts = {}  # node -> [t of start]
         self.outages = []  # t when no node was running
         for rec in h.faults:
             self._apply(rec)
-            self.steps.append((rec["t_ms"], rec["kind"], rec, self.quiet(), len(self.up)))
+            self.steps.append((rec["t_ms"], rec["kind"], rec, self.quiet(), len(self.up), self.majorities()))
 
     def _nodes(self, rec):
         if "nodes" in rec:
@@ -279,8 +288,16 @@ class FaultState:
             self.paused.difference_update(ns)
         elif k == "partition":
             self.partitioned = True
+            for side, group in enumerate(rec.get("groups") or []):
+                for n in group:
+                    self.side[n] = side
         elif k == "heal":
             self.partitioned = False
+            self.side, self.cuts, self.dups = {}, {}, {}
+        elif k == "cuts":
+            self.cuts = {(a, b): float(p) for a, b, p in rec.get("cuts") or []}
+        elif k == "dups":
+            self.dups = dict(rec.get("dups") or {})
         elif k == "fault":
             self.msg_faults.update(ns)
         elif k == "fault-clear":
@@ -288,22 +305,48 @@ class FaultState:
 
     def quiet(self):
         working = len(self.up - self.paused)
-        return not self.paused and not self.partitioned and not self.msg_faults and working >= self.majority
+        return (not self.paused and not self.partitioned and not self.cuts and not self.dups
+                and not self.msg_faults and working >= self.majority)
 
-    def quiet_periods(self, end):
-        """[(start, stop, cold)] maximal quiet periods; cold: it began with a
-        majority (re)starting (or the run starting)."""
+    def connected(self, a, b):
+        return (self.side.get(a, 0) == self.side.get(b, 0) and (a, b) not in self.cuts
+                and (b, a) not in self.cuts)
+
+    def majorities(self):
+        """The maximal sets of at least a majority of members that run, are
+        not paused and are pairwise connected both ways, as a frozenset of
+        frozensets; empty when there is none or a partial fault (a lossy
+        cut, a message fault) makes connectivity a matter of luck;
+        duplicates leave it as it is."""
+        if self.msg_faults or any(p < 100 for p in self.cuts.values()):
+            return frozenset()
+        working = sorted(n for n in self.up - self.paused if n in self.members)
+        found = []
+        for size in range(len(working), self.majority - 1, -1):
+            for group in itertools.combinations(working, size):
+                g = frozenset(group)
+                if any(g <= f for f in found):
+                    continue
+                if all(self.connected(a, b) for a, b in itertools.combinations(group, 2)):
+                    found.append(g)
+        return frozenset(found)
+
+    def connected_periods(self, end):
+        """[(start, stop, cold, majorities, quiet)]: maximal periods with the
+        same non-empty set of connected majorities; cold: it began with a
+        majority (re)starting (or the run starting); quiet: no fault at its
+        start."""
         periods = []
         cur = None
         prev_up = 0
-        for t, kind, rec, quiet, up in self.steps:
-            if quiet and cur is None:
-                cold = prev_up < self.majority or kind == "start"
-                cur = [t, None, cold and prev_up < self.majority]
-            elif not quiet and cur is not None:
+        for t, kind, rec, quiet, up, groups in self.steps:
+            if cur is not None and groups != cur[3]:
                 cur[1] = t
                 periods.append(tuple(cur))
                 cur = None
+            if groups and cur is None:
+                cold = prev_up < self.majority or kind == "start"
+                cur = [t, None, cold and prev_up < self.majority, groups, quiet]
             prev_up = up
         if cur is not None:
             cur[1] = max(end, cur[0])
@@ -330,7 +373,7 @@ def _serving_intervals(intervals, fs):
     out = []
     off = {}  # node -> [(from, to)] when it could not serve
     since = {}
-    for t, kind, rec, _q, _u in fs.steps:
+    for t, kind, rec, _q, _u, _g in fs.steps:
         for n in fs._nodes(rec):
             if kind in ("kill9", "stop", "exited", "pause") and n not in since:
                 since[n] = t
@@ -356,35 +399,57 @@ def _serving_intervals(intervals, fs):
     return out
 
 
+def _gaps(serving, start, stop, members):
+    """Stretches of [start, stop) with none of `members` serving."""
+    cursor, gaps = start, []
+    for s, e, n in serving:
+        if n not in members or e <= cursor or s >= stop:
+            continue
+        if s > cursor:
+            gaps.append((cursor, s))
+        cursor = max(cursor, e)
+        if cursor >= stop:
+            break
+    if cursor < stop:
+        gaps.append((cursor, stop))
+    return gaps
+
+
+def _judged_gaps(h, fs, serving):
+    """[(from, to, cold, where)]: stretches without a master acting among a
+    connected majority, over consecutive connected periods (a gap that
+    runs into the next period goes on there, so a node killed or started
+    during it does not restart its clock)."""
+    merged = []
+    for start, stop, cold, groups, quiet in fs.connected_periods(h.end):
+        members = set().union(*groups)
+        where = ("while no fault was active" if quiet else
+                 "while a majority was connected (" + " / ".join(",".join(sorted(g)) for g in sorted(groups, key=sorted))
+                 + ")")
+        for a, b in _gaps(serving, start, stop, members):
+            if merged and merged[-1][1] == a:
+                merged[-1][1] = b
+            else:
+                merged.append([a, b, cold and a == start, where])
+    return merged
+
+
 def check_liveness(h, intervals, fs):
     promise, _ = _promise(h)
     out = []
     serving = _serving_intervals(intervals, fs)
-    for start, stop, cold in fs.quiet_periods(h.end):
-        cursor = start
-        gaps = []
-        for s, e, _n in serving:
-            if e <= cursor or s >= stop:
-                continue
-            if s > cursor:
-                gaps.append((cursor, s))
-            cursor = max(cursor, e)
-            if cursor >= stop:
-                break
-        if cursor < stop:
-            gaps.append((cursor, stop))
-        for a, b in gaps:
-            # a cluster (re)starting from below a majority gets a start-up allowance for its first master
-            allowance = promise + (STARTUP_ALLOWANCE_MS if cold and a == start else 0)
-            if b - a > allowance:
-                before = [n for s, e, n in serving if e <= a + 1]
-                after = [n for s, e, n in serving if s >= b - 1]
-                out.append(Violation(
-                    "liveness",
-                    f"no acting master from {h.rel(a):.3f} s to {h.rel(b):.3f} s ({b - a:.0f} ms) while no fault "
-                    f"was active (quiet since {h.rel(start):.3f} s; promised at most {allowance:.0f} ms); "
-                    f"last master before: {before[-1] if before else 'none'}, next: {after[0] if after else 'none'}",
-                    tuple(x for x in (before[-1:] + after[:1])), (), (a, b)))
+    for a, b, cold, where in _judged_gaps(h, fs, serving):
+        # a cluster (re)starting from below a majority gets a start-up allowance for its first master
+        allowance = promise + (STARTUP_ALLOWANCE_MS if cold else 0)
+        if b - a > allowance:
+            before = [n for s, e, n in serving if e <= a + 1]
+            after = [n for s, e, n in serving if s >= b - 1]
+            out.append(Violation(
+                "liveness",
+                f"no acting master from {h.rel(a):.3f} s to {h.rel(b):.3f} s ({b - a:.0f} ms) {where} "
+                f"(promised at most {allowance:.0f} ms); "
+                f"last master before: {before[-1] if before else 'none'}, next: {after[0] if after else 'none'}",
+                tuple(x for x in (before[-1:] + after[:1])), (), (a, b)))
     return out
 
 
@@ -408,7 +473,7 @@ def check_demotion(h, intervals, fs, stats=None):
         by_node.setdefault(iv.node, []).append(iv)
     procs = {nid: _by_incarnation(evs) for nid, evs in h.events.items()}
     cut = {"pause": {}, "partition": {}, "death": {}}  # cause -> node -> t of the fault that cut it off
-    for t, kind, rec, _q, _u in fs.steps:
+    for t, kind, rec, _q, _u, _g in fs.steps:
         nodes = fs._nodes(rec)
         if kind == "pause":
             for n in nodes:

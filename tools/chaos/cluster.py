@@ -237,8 +237,11 @@ class ChaosNode:
 
 # The stand-in service's role hooks: the master hook "starts" it, a step-down
 # hook "stops" it. They take a little time, so a step-down still running
-# when another node's master hook starts shows up as an overlap.
+# when another node's master hook starts shows up as an overlap. `prepare`
+# takes a little time too, so two nodes preparing one failover at once show
+# up in the prepare check.
 SERVICE_HOOKS = {
+    "prepare": "#!/bin/sh\nsleep 0.02\n",
     "master": "#!/bin/sh\nsleep 0.02\n",
     "replica": "#!/bin/sh\nsleep 0.05\n",
     "data": "#!/bin/sh\nsleep 0.05\n",
@@ -370,9 +373,22 @@ class ChaosCluster:
             self.record("partition", groups=[list(g) for g in groups])
 
     def heal(self):
+        """Ends partitions, cuts and duplicates."""
         with self.lock:
             self.net.heal()
             self.record("heal")
+
+    def cut(self, cuts):
+        """Replaces the cuts: {(from, to): percent of packets dropped}."""
+        with self.lock:
+            self.net.set_cuts(cuts)
+            self.record("cuts", cuts=[[a, b, p] for (a, b), p in sorted(cuts.items())])
+
+    def dup(self, dups):
+        """Replaces the duplicates: {node: percent of the packets to it sent twice}."""
+        with self.lock:
+            self.net.set_dups(dups)
+            self.record("dups", dups=dict(dups))
 
     def fault(self, nid, args):
         """A message fault through the node's admin port (`rolegridctl fault`)."""

@@ -18,8 +18,18 @@ Then, per cluster (class Network):
     | adm0 10.78.0.<i>/24  ---+--- a<i> ----  bridge rgc-adm  10.78.0.254/24
     +-------------------------+               (admin ports only, never cut)
 
-A partition moves v<i> ends to other bridges; heal moves them back. The
-admin network is separate, so the tool (and rolegridctl) always reach every
+A partition moves v<i> ends to other bridges; heal moves them back.
+Partial faults stay on one bridge:
+  - cuts (one-way loss between chosen nodes, any share up to 100%) are
+    rules in an nftables table `bridge rgc`, hook forward: a frame from
+    v<a> out through v<b> is an IPv4 packet from a to b (flooded multicast
+    is judged per output port, so a cut drops b's copy only). ARP passes,
+    as it does when a real link loses IP traffic one way;
+  - duplicates: an nftables table `netdev rgc`, `dup` on the egress of
+    v<i> (packets to node i). tc netem (delay, reordering) would be the
+    tool for more, but this machine's kernel has no sch_netem; delay is
+    the nodes' own fault injection (`fault ... delay`).
+The admin network is separate, so the tool (and rolegridctl) always reach every
 node's admin port; nodes talk to each other only over the 10.77 network.
 Multicast stays on each bridge (snooping off: a bridge floods it to every
 port on its side).
@@ -38,6 +48,7 @@ PEER_NET = "10.77.0"
 ADMIN_NET = "10.78.0"
 TOOL_ADMIN_IP = f"{ADMIN_NET}.254"
 MAX_SIDES = 3  # bridges for partitions: at most three sides
+NFT_TABLE = "rgc"  # bridge-family table holding the cuts
 
 
 class NetError(Exception):
@@ -101,6 +112,17 @@ def _ip_batch(lines):
         raise NetError(f"ip -batch failed: {(r.stderr or r.stdout).strip()}")
 
 
+def _nft(script):
+    """Runs an nftables script (one transaction)."""
+    if shutil.which("nft") is None:
+        raise NetError("'nft' is needed for cuts and duplicates (Debian package nftables; tools/setup.sh "
+                       "installs it)")
+    r = subprocess.run(["nft", "-f", "-"], input="\n".join(script) + "\n", capture_output=True, text=True,
+                       timeout=20)
+    if r.returncode != 0:
+        raise NetError(f"nft failed: {(r.stderr or r.stdout).strip()}")
+
+
 class Network:
     """Namespaces, veth pairs and bridges for the nodes `ids` (n-th id gets
     10.77.0.n and 10.78.0.n)."""
@@ -111,6 +133,8 @@ class Network:
         self.ids = list(ids)
         self.index = {nid: i + 1 for i, nid in enumerate(self.ids)}
         self.side = {nid: 0 for nid in self.ids}
+        self.cuts = {}  # (from, to) -> percent dropped
+        self.dups = {}  # node -> percent of packets to it sent twice
         self._created_ns = []
         self._created_links = []
         try:
@@ -189,15 +213,80 @@ class Network:
             _ip_batch(lines)
 
     def heal(self):
+        """Every node back on bridge 0, every cut and duplicate rule removed."""
         self.partition([self.ids])
+        self.set_cuts({})
+        self.set_dups({})
 
     def partitioned(self):
         return any(s != 0 for s in self.side.values())
+
+    def faulted(self):
+        return self.partitioned() or bool(self.cuts) or bool(self.dups)
+
+    def set_cuts(self, cuts):
+        """cuts: {(from_id, to_id): percent}: that share of IPv4 packets
+        from one node to the other is dropped. Replaces every earlier cut
+        (one `nft -f` transaction: the rules change atomically)."""
+        if not cuts and not self.cuts:
+            return
+        rules = []
+        for (a, b), pct in sorted(cuts.items()):
+            if not 0 < pct <= 100:
+                raise NetError(f"a cut drops 1-100% of packets, got {pct}")
+            share = "" if pct >= 100 else f"numgen random mod 100 < {int(round(pct))} "
+            rules.append(f'    iifname "{self._veth(a)}" oifname "{self._veth(b)}" ether type ip {share}drop')
+        script = [f"table bridge {NFT_TABLE} {{}}", f"delete table bridge {NFT_TABLE}"]
+        if rules:
+            script += [f"table bridge {NFT_TABLE} {{", "  chain cuts {",
+                       "    type filter hook forward priority 0; policy accept;"] + rules + ["  }", "}"]
+        _nft(script)
+        self.cuts = dict(cuts)
+
+    def dup_count(self):
+        """Packets duplicated by the current rules (their nftables counters)."""
+        if not self.dups:
+            return 0
+        r = _run(["nft", "-j", "list", "table", "netdev", NFT_TABLE], check=False)
+        if r.returncode != 0:
+            return 0
+        import json
+        total = 0
+        for item in json.loads(r.stdout).get("nftables", []):
+            for e in (item.get("rule") or {}).get("expr", []):
+                if "counter" in e:
+                    total += e["counter"].get("packets", 0)
+        return total
+
+    def set_dups(self, dups):
+        """dups: {node: percent}: that share of the IPv4 packets to the node
+        is sent to it twice (an nftables netdev table, `dup` on the egress
+        of its bridge-side veth). Replaces every earlier rule."""
+        if not dups and not self.dups:
+            return
+        script = [f"table netdev {NFT_TABLE} {{}}", f"delete table netdev {NFT_TABLE}"]
+        if dups:
+            script.append(f"table netdev {NFT_TABLE} {{")
+            for nid, pct in sorted(dups.items()):
+                if not 0 < pct <= 100:
+                    raise NetError(f"a duplicate share is 1-100%, got {pct}")
+                v = self._veth(nid)
+                share = "" if pct >= 100 else f"numgen random mod 100 < {int(round(pct))} "
+                script += [f"  chain dup_{v} {{", f'    type filter hook egress device "{v}" priority 0;',
+                           f'    ether type ip {share}counter dup to "{v}"', "  }"]
+            script.append("}")
+        _nft(script)
+        self.dups = dict(dups)
 
     def teardown(self):
         """Deletes what this Network created (the processes in its namespaces
         must already be gone)."""
         errors = []
+        try:
+            self.set_cuts({})
+            self.set_dups({})
+        except (NetError, OSError, subprocess.TimeoutExpired) as e:
+            errors.append(str(e))
         for link in reversed(self._created_links):
             r = _run(["ip", "link", "del", link], check=False)
             if r.returncode != 0 and "Cannot find device" not in r.stderr:

@@ -349,8 +349,56 @@ class Runner:
         self.say("partition " + " | ".join(self.label(g) for g in groups))
 
     def s_heal(self, st):
+        duplicated = self.cluster.net.dup_count()
         self.cluster.heal()
-        self.say("heal")
+        self.say("heal" + (f" ({duplicated} packets were duplicated)" if duplicated else ""))
+
+    def _add_cuts(self, pairs, pct):
+        cuts = dict(self.cluster.net.cuts)
+        for a, b in pairs:
+            if a != b:
+                cuts[(a, b)] = pct
+        self.cluster.cut(cuts)
+        return cuts
+
+    def s_cut(self, st):
+        a = st.args
+        src = None if a["src"] == "others" else self.resolve(a["src"])
+        dst = None if a["dst"] == "others" else self.resolve(a["dst"])
+        src = src if src is not None else [i for i in self.cluster.ids if i not in dst]
+        dst = dst if dst is not None else [i for i in self.cluster.ids if i not in src]
+        pairs = [(x, y) for x in src for y in dst]
+        if a["both"]:
+            pairs += [(y, x) for x, y in pairs]
+        cuts = self._add_cuts(pairs, a["percent"])
+        arrow = "<->" if a["both"] else "->"
+        self.say(f"cut {self.label(src)} {arrow} {self.label(dst)} {a['percent']:g}% ({len(cuts)} one-way cuts active)")
+
+    def s_reach(self, st):
+        a = st.args
+        node = self.resolve(a["target"])[0]
+        keep = set(self.resolve(a["only"])) | {node}
+        others = [i for i in self.cluster.ids if i not in keep]
+        self._add_cuts([(node, o) for o in others] + [(o, node) for o in others], 100.0)
+        self.say(f"{self.label([node])} reaches only {self.label(sorted(keep - {node}))}")
+
+    def s_ring(self, st):
+        order = []
+        for i in self.resolve(st.args["order"]) if st.args["order"] else []:
+            if i not in order:
+                order.append(i)
+        order += [i for i in self.cluster.ids if i not in order]
+        n = len(order)
+        near = {(order[k], order[(k + d) % n]) for k in range(n) for d in (1, n - 1)}
+        self._add_cuts([(x, y) for x in order for y in order if x != y and (x, y) not in near], 100.0)
+        self.say("ring " + " - ".join(self.label([i]) for i in order) + " - (back to the first)")
+
+    def s_dup(self, st):
+        ids = self.resolve(st.args["targets"])
+        dups = dict(self.cluster.net.dups)
+        dups.update({i: st.args["percent"] for i in ids})
+        self.cluster.dup(dups)
+        self.say(f"{st.args['percent']:g}% of the packets to {self.label(ids)} duplicated")
 
     def s_fault(self, st):
         a = st.args
@@ -549,8 +597,8 @@ class Runner:
 
     def s_expect_writes(self, st):
         from .workload import snapshot
-        if self.cluster.net.partitioned():
-            raise StepFailed("a partition is active: heal before expecting acked writes everywhere")
+        if self.cluster.net.faulted():
+            raise StepFailed("a partition, cut or duplicate rule is active: heal before expecting acked writes everywhere")
         missing, n = snapshot(self.cluster, self.workload, f"line {st.line}", wait_s=st.args["within"],
                               after=self.cluster.last_outage_ms)
         if missing:
@@ -570,7 +618,7 @@ class Runner:
         if paused:
             c.resume(paused)
             self.say(f"end: resume {', '.join(paused)}")
-        if c.net.partitioned():
+        if c.net.faulted():
             c.heal()
             self.say("end: heal")
         if c.active_fault_nodes:

@@ -29,7 +29,14 @@ One command per line, `#` starts a comment. Durations: 500ms, 1.5s, 2s.
   resume TARGETS
   pick TARGETS as NAMES             bind names to the nodes the targets name now
   partition GROUP | GROUP [| GROUP] GROUP: TARGETS or `rest`; each side on its own bridge
-  heal
+  heal                              ends partitions, cuts and duplicates
+  cut FROM -> TO [PERCENT%]         drop that share (default 100%) of IPv4 packets from FROM to TO, one way
+  cut FROM <-> TO [PERCENT%]        both ways. FROM, TO: TARGETS or `others` (every node not on the
+                                    other side). Cuts add up until `heal`; nodes stay on one bridge
+  reach TARGET only TARGETS         TARGET and every node not in TARGETS are cut both ways
+  ring [TARGETS]                    each node reaches only its two neighbours, in the order given
+                                    (unnamed nodes follow by id; default n1..nN)
+  dup TARGETS PERCENT%              that share of the IPv4 packets to the nodes arrives twice (nftables)
   fault TARGETS drop PEERS PERCENT [in|out|both]   message loss (PEERS: TARGETS or `others`)
   fault TARGETS delay PEERS MS
   fault TARGETS drop-app CHANNEL [in|out]          e.g. agent.ack (broadcast acknowledgements)
@@ -71,7 +78,7 @@ NODE_OPTIONS = ("failure-timeout", "heartbeat-interval", "probe-timeout", "broad
                 "failover-backoff", "eviction-delay", "hook-timeout", "anti-entropy-interval")
 HOOKS = ("prepare", "master", "replica", "data", "abort")
 ACTIONS = ("start", "kill9", "stop", "restart", "restart9", "pause", "resume", "partition", "heal", "fault", "switchover",
-           "wipe")
+           "wipe", "cut", "reach", "ring", "dup")
 NAME_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 RESERVED = set(ROLE_WORDS) | {"rest", "others", "all", "as", "on", "within", "for", "to"}
 
@@ -376,6 +383,51 @@ class _Parser:
         if a:
             self.err("usage: heal")
         self.add(line, "heal")
+
+    def percent(self, tok, default=None):
+        """'30%' or '30' -> 30.0 (0 < p <= 100)."""
+        if tok is None:
+            return default
+        try:
+            p = float(tok.rstrip("%"))
+        except ValueError:
+            p = -1
+        if not 0 < p <= 100:
+            self.err(f"'{tok}' is not a percentage above 0, at most 100")
+        return p
+
+    def side(self, tok):
+        return "others" if tok == "others" else self.targets(tok)
+
+    def p_cut(self, a, line):
+        usage = "usage: cut FROM -> TO [PERCENT%] | cut FROM <-> TO [PERCENT%]"
+        if len(a) not in (3, 4) or a[1] not in ("->", "<->"):
+            self.err(usage)
+        src, dst = self.side(a[0]), self.side(a[2])
+        if src == "others" and dst == "others":
+            self.err("'others' on one side only")
+        self.add(line, "cut", src=src, dst=dst, both=a[1] == "<->",
+                 percent=self.percent(a[3] if len(a) == 4 else None, 100.0))
+
+    def p_reach(self, a, line):
+        if len(a) != 3 or a[1] != "only":
+            self.err("usage: reach TARGET only TARGETS")
+        t = self.targets(a[0])
+        if len(t) != 1:
+            self.err("reach: one node reaches only the others named")
+        self.add(line, "reach", target=t, only=self.targets(a[2]))
+
+    def p_ring(self, a, line):
+        if len(a) > 1:
+            self.err("usage: ring [TARGETS]")
+        if self.sc.nodes < 4:
+            self.err("a ring needs at least 4 nodes (on 3, every node is a neighbour)")
+        self.add(line, "ring", order=self.targets(a[0]) if a else [])
+
+    def p_dup(self, a, line):
+        if len(a) != 2:
+            self.err("usage: dup TARGETS PERCENT%")
+        self.add(line, "dup", targets=self.targets(a[0]), percent=self.percent(a[1]))
 
     def p_fault(self, a, line):
         usage = ("usage: fault TARGETS drop PEERS PERCENT [in|out|both] | delay PEERS MS | "

@@ -18,6 +18,15 @@ undone within its round:
   partition-master  the master alone on one side, then heal
   partition-minority  a random minority on one side, then heal
   loss            one node drops a share of its messages to and from every peer
+  deaf-master     every packet to the master dropped at the bridge (nftables)
+  mute-master     every packet from the master dropped
+  reach-replica   the master reaches only the replica (both ways cut to the rest)
+  deaf-replica    every packet to the replica dropped
+  ring            each node reaches only its two neighbours (5+ nodes)
+  bridge          master and replica | two data nodes, cut both ways; the
+                  last node reaches everyone (5+ nodes)
+  oneway-loss     a share of the packets from one random node to another dropped
+  duplicates      a share of the packets to every node sent twice
 
 Each round starts from a healthy cluster (a master with a replica, every
 node formed and voting). After each round: a master within the promised
@@ -50,7 +59,17 @@ KINDS = (  # (name, weight)
     ("kill-two", 1),
     ("full-restart", 1),
     ("lost-state", 1),
+    ("deaf-master", 1),
+    ("mute-master", 1),
+    ("reach-replica", 1),
+    ("deaf-replica", 1),
+    ("ring", 1),
+    ("bridge", 1),
+    ("oneway-loss", 1),
+    ("duplicates", 1),
 )
+NET_KINDS = ("deaf-master", "mute-master", "reach-replica", "deaf-replica", "ring", "bridge", "oneway-loss",
+             "duplicates")
 
 
 def schedule(seed, rounds, n, ft_s):
@@ -93,6 +112,11 @@ def schedule(seed, rounds, n, ft_s):
             spec["target"] = rng.choice(["master", "replica", "data"])
             spec["percent"] = rng.choice([20, 40, 60, 80])
             spec["seconds"] = round(rng.uniform(1.0, 3.0) * ft_s + 0.5, 3)
+        elif kind in NET_KINDS:
+            spec["seconds"] = round(rng.uniform(1.5, 3.5) * ft_s, 3)
+            spec["pick"] = rng.random()  # orders, pairs: resolved with the live roles
+            if kind in ("oneway-loss", "duplicates"):
+                spec["percent"] = rng.choice([20, 50, 80] if kind == "oneway-loss" else [10, 20, 30])
         out.append(spec)
     return out
 
@@ -242,7 +266,50 @@ class Soak:
             time.sleep(spec["seconds"])
             c.fault(target, ["clear"])
             desc = f"{target} drops {spec['percent']}% for {spec['seconds']} s"
+        elif kind in NET_KINDS:
+            desc = self.net_fault(spec, answers, master)
+            time.sleep(spec["seconds"])
+            c.heal()
+            desc += f" for {spec['seconds']} s"
         return master, desc
+
+    def net_fault(self, spec, answers, master):
+        """Applies one of NET_KINDS (undone by the caller's heal); returns its description."""
+        c = self.cluster
+        ids = list(c.ids)
+        r = random.Random(spec["pick"])
+        m = master[0] if master else r.choice(ids)
+        rep = c.current_replica(answers) or r.choice([i for i in ids if i != m])
+        rest = [i for i in ids if i not in (m, rep)]
+        kind = spec["kind"]
+        if kind in ("deaf-master", "mute-master", "deaf-replica"):
+            who = rep if kind == "deaf-replica" else m
+            others = [i for i in ids if i != who]
+            deaf = kind != "mute-master"
+            c.cut({(o, who) if deaf else (who, o): 100.0 for o in others})
+            return f"{'nobody reaches' if deaf else 'nobody hears'} {who}"
+        if kind == "reach-replica":
+            c.cut({pair: 100.0 for o in rest for pair in ((m, o), (o, m))})
+            return f"{m} reaches only {rep}"
+        if kind == "ring" and len(ids) >= 4:
+            order = ids[:]
+            r.shuffle(order)
+            n = len(order)
+            near = {(order[k], order[(k + d) % n]) for k in range(n) for d in (1, n - 1)}
+            c.cut({(a, b): 100.0 for a in ids for b in ids if a != b and (a, b) not in near})
+            return "ring " + "-".join(order)
+        if kind == "bridge" and len(rest) >= 3:
+            far, bridge = rest[:-1], rest[-1]
+            c.cut({pair: 100.0 for a in (m, rep) for b in far for pair in ((a, b), (b, a))})
+            return f"{m},{rep} | {','.join(far)} cut, {bridge} bridges"
+        if kind == "oneway-loss":
+            a, b = r.sample(ids, 2)
+            c.cut({(a, b): float(spec["percent"])})
+            return f"{spec['percent']}% of {a}->{b} dropped"
+        if kind == "duplicates":
+            c.dup({i: float(spec["percent"]) for i in ids})
+            return f"{spec['percent']}% of the packets to every node duplicated"
+        return "no network fault (too few nodes)"
 
     def run(self):
         from .workload import snapshot

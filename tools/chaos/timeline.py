@@ -23,7 +23,7 @@ STYLE = {
 }
 SIDE_COLOURS = ("#ffffff", "#17becf", "#bcbd22")
 FAULT_KINDS = ("kill9", "stop", "exited", "start", "pause", "resume", "partition", "heal", "fault", "fault-clear",
-               "switchover", "hook")
+               "switchover", "hook", "cuts", "dups")
 
 
 def describe_fault(rec):
@@ -51,6 +51,12 @@ def describe_fault(rec):
         return f"fault {nodes}: clear"
     if k == "switchover":
         return f"switchover to {rec.get('to')}"
+    if k == "cuts":
+        cuts = rec.get("cuts") or []
+        shown = ", ".join(f"{a}->{b}" + ("" if p >= 100 else f" {p:g}%") for a, b, p in cuts[:6])
+        return f"cuts: {shown}" + (f" (+{len(cuts) - 6} more)" if len(cuts) > 6 else "") if cuts else "cuts: none"
+    if k == "dups":
+        return "duplicates: " + (", ".join(f"{n} {p:g}%" for n, p in sorted((rec.get("dups") or {}).items())) or "none")
     if k == "hook":
         return f"hook {rec.get('hook')} {'removed' if rec.get('script') is None else 'installed'} on {nodes}"
     return k
@@ -165,6 +171,8 @@ class Timeline:
                         hit = True
                     if rec["kind"] == "fault" and prev.node in ns:
                         hit = True
+                    if rec["kind"] == "cuts":  # a cut to or from the master
+                        hit = any(prev.node in (a, b) for a, b, _p in rec.get("cuts") or [])
                     if hit and rec["t_ms"] >= prev.start:
                         cause = rec
                 took = (iv.start - cause["t_ms"]) / 1000.0 if cause else None
