@@ -71,7 +71,7 @@ TEST_CASE("acceptor host: state loaded intact votes at once, and every change is
   CHECK(h.voting());
   CHECK(has_event(h, "+quorum-ready: acceptor state loaded intact"));
   CHECK(h.note("agent") == "x");
-  auto p = h.on_prepare(QPrepare{"k", {5, 1}, 1}, at(1));
+  auto p = h.on_prepare(QPrepare{"k", {5, 1}, 1, {}}, at(1));
   REQUIRE(p);
   CHECK(p->ok);
   REQUIRE(store.saved);
@@ -79,7 +79,7 @@ TEST_CASE("acceptor host: state loaded intact votes at once, and every change is
   CHECK(store.saved->notes.at("agent") == "x");
   int calls = store.calls;
   // The same prepare again changes nothing: nothing to save.
-  CHECK(h.on_prepare(QPrepare{"k", {5, 1}, 1}, at(2)));
+  CHECK(h.on_prepare(QPrepare{"k", {5, 1}, 1, {}}, at(2)));
   CHECK(store.calls == calls);
   auto a = h.on_accept(accept({5, 1}, "v"), at(3));
   REQUIRE(a);
@@ -98,7 +98,7 @@ TEST_CASE("acceptor host: a failed save undoes the change, stops the votes, and 
   // Memory holds what the disk holds: the unsaved accept is gone.
   CHECK(h.acceptor().find("k")->value.data == "old");
   CHECK(h.acceptor().find("k")->promised == Ballot{2, 1});
-  CHECK_FALSE(h.on_prepare(QPrepare{"k", {9, 2}, 2}, at(3)));  // no answers at all meanwhile
+  CHECK_FALSE(h.on_prepare(QPrepare{"k", {9, 2}, 2, {}}, at(3)));  // no answers at all meanwhile
   h.tick(at(50));
   CHECK_FALSE(h.voting());
   store.fail.clear();
@@ -115,7 +115,7 @@ TEST_CASE("acceptor host: a failed save undoes the change, stops the votes, and 
 TEST_CASE("acceptor host: without state it waits, then recovers only from ready peers answering its nonce") {
   AcceptorHost h(config(5), nullptr, std::nullopt, at(0), 42);
   CHECK_FALSE(h.ready());
-  CHECK_FALSE(h.on_prepare(QPrepare{"k", {1, 0}, 1}, at(1)));
+  CHECK_FALSE(h.on_prepare(QPrepare{"k", {1, 0}, 1, {}}, at(1)));
   // Rule 1: nothing asked, and nobody's recovery answered, before the wait.
   CHECK(h.requests_due(at(999)).empty());
   CHECK_FALSE(h.on_recover_request(QRecoverRequest{9}, at(999)));

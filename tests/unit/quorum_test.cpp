@@ -66,7 +66,7 @@ struct Cluster {
   // Writes `v` at `b` straight into the acceptors, as another proposer would.
   void seed(const std::vector<NodeId>& ids, Ballot b, const RegValue& v, int ms) {
     for (const auto& id : ids) {
-      REQUIRE(acceptors[id].on_prepare(QPrepare{"k", b, 0}, at(ms)).ok);
+      REQUIRE(acceptors[id].on_prepare(QPrepare{"k", b, 0, {}}, at(ms)).ok);
       REQUIRE(acceptors[id].on_accept(accept_msg("k", b, b, v), at(ms)).verdict == AcceptVerdict::ok);
     }
   }
@@ -94,17 +94,17 @@ struct Cluster {
 
 TEST_CASE("quorum acceptor: promises only ballots at least as high as any promised") {
   QuorumAcceptor a;
-  QPromise p = a.on_prepare(QPrepare{"k", {2, 1}, 7}, at(0));
+  QPromise p = a.on_prepare(QPrepare{"k", {2, 1}, 7, {}}, at(0));
   CHECK(p.ok);
   CHECK(p.op == 7);
   CHECK(p.ballot == Ballot{2, 1});
   CHECK_FALSE(p.has_value);
 
-  p = a.on_prepare(QPrepare{"k", {1, 2}, 8}, at(1));
+  p = a.on_prepare(QPrepare{"k", {1, 2}, 8, {}}, at(1));
   CHECK_FALSE(p.ok);
   CHECK(p.promised == Ballot{2, 1});
 
-  CHECK(a.on_prepare(QPrepare{"k", {2, 1}, 7}, at(2)).ok);  // the same proposer asking again
+  CHECK(a.on_prepare(QPrepare{"k", {2, 1}, 7, {}}, at(2)).ok);  // the same proposer asking again
 
   QAccepted r = a.on_accept(accept_msg("k", {1, 5}, {2, 5}, val("x")), at(3));
   CHECK(r.verdict == AcceptVerdict::outbid);
@@ -119,8 +119,8 @@ TEST_CASE("quorum acceptor: promises only ballots at least as high as any promis
   CHECK(slot->value == val("y"));
   CHECK(slot->accepted_at == at(4));
 
-  CHECK_FALSE(a.on_prepare(QPrepare{"k", {3, 0}, 9}, at(5)).ok);  // below the fast-path promise
-  p = a.on_prepare(QPrepare{"k", {3, 2}, 9}, at(6));
+  CHECK_FALSE(a.on_prepare(QPrepare{"k", {3, 0}, 9, {}}, at(5)).ok);  // below the fast-path promise
+  p = a.on_prepare(QPrepare{"k", {3, 2}, 9, {}}, at(6));
   CHECK(p.ok);
   CHECK(p.has_value);
   CHECK(p.accepted == Ballot{2, 1});
@@ -188,7 +188,7 @@ TEST_CASE("quorum acceptor: a takeover's prepare is refused, unpromised, while a
     CHECK(a.on_accept(accept_msg("k", {2, 0}, {3, 0}, val("a2", "a", 1, 1000)), at(450)).verdict ==
           AcceptVerdict::ok);
     // Other prepares (reads, the holder's own) are promised as before.
-    CHECK(a.on_prepare(QPrepare{"k", {6, 1}, 4}, at(500)).ok);
+    CHECK(a.on_prepare(QPrepare{"k", {6, 1}, 4, {}}, at(500)).ok);
     CHECK(a.on_prepare(QPrepare{"k", {7, 0}, 5, "a"}, at(510)).ok);
     // The lease runs from the renewal at 450: refused until 1450, then promised.
     CHECK(a.on_prepare(QPrepare{"k", {8, 1}, 6, "b"}, at(1449)).lease_held);
@@ -360,7 +360,7 @@ TEST_CASE("quorum proposer: outbid at prepare retries with a higher ballot after
   c.proposer.cas("k", increment, at(0), c.out);
   auto prepares = sent<QPrepare>(c.out);
   // n2's proposer got in first at n2 and n3.
-  for (const char* id : {"n2", "n3"}) REQUIRE(c.acceptors[id].on_prepare(QPrepare{"k", {1, 1}, 0}, at(0)).ok);
+  for (const char* id : {"n2", "n3"}) REQUIRE(c.acceptors[id].on_prepare(QPrepare{"k", {1, 1}, 0, {}}, at(0)).ok);
   c.out.clear();
   c.prepare(prepares[0], {"n2"}, 1);
   CHECK(c.out.sends.empty());
@@ -397,7 +397,7 @@ TEST_CASE("quorum proposer: after an outbid accept, its own partly accepted valu
   auto accepts = sent<QAccept>(c.out);
   REQUIRE(accepts.size() == 1);
   // n1 accepts; n2 and n3 promised a rival's higher ballot meanwhile.
-  for (const char* id : {"n2", "n3"}) REQUIRE(c.acceptors[id].on_prepare(QPrepare{"k", {1, 2}, 0}, at(1)).ok);
+  for (const char* id : {"n2", "n3"}) REQUIRE(c.acceptors[id].on_prepare(QPrepare{"k", {1, 2}, 0, {}}, at(1)).ok);
   c.out.clear();
   c.accept(accepts[0], {"n1", "n2", "n3"}, 2);
   CHECK(c.out.results.empty());
@@ -421,7 +421,7 @@ TEST_CASE("quorum proposer: outbid in every round gives up after max_rounds") {
     auto prepares = sent<QPrepare>(c.out);
     REQUIRE(prepares.size() == 1);
     Ballot rival{prepares[0].ballot.counter, 2};
-    for (const char* id : {"n2", "n3"}) REQUIRE(c.acceptors[id].on_prepare(QPrepare{"k", rival, 0}, at(0)).ok);
+    for (const char* id : {"n2", "n3"}) REQUIRE(c.acceptors[id].on_prepare(QPrepare{"k", rival, 0, {}}, at(0)).ok);
     c.out.clear();
     c.prepare(prepares[0], {"n2", "n3"}, round * 20 + 1);
     c.proposer.tick(at(round * 20 + 19), c.out);
@@ -580,7 +580,7 @@ TEST_CASE("quorum acceptor: a recovering acceptor adopts the highest promise and
   CHECK(s->value.data == "new");
   CHECK(s->accepted_at == t1);  // the adopted lease runs from recovery: only ever longer
   // A ballot below the adopted promise is refused; the adopted lease holds.
-  CHECK_FALSE(a.on_prepare(QPrepare{"k", {8, 0}, 1}, t1).ok);
+  CHECK_FALSE(a.on_prepare(QPrepare{"k", {8, 0}, 1, {}}, t1).ok);
   auto r = a.on_accept(QAccept{"k", {10, 0}, {11, 0}, 2, RegValue{"x", {"n3", 3, 1000}}}, t1 + std::chrono::milliseconds(10));
   CHECK(r.verdict == AcceptVerdict::lease_held);
   auto exported = a.export_state();
