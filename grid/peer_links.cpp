@@ -5,6 +5,7 @@
 #include <boost/asio/read.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
+#include <algorithm>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
@@ -23,15 +24,18 @@ PeerLinks::PeerLinks(NodeContext& ctx, ConnCounters& conn_counters, FrameFn on_f
     : ctx_(ctx), conn_counters_(conn_counters), on_frame_(std::move(on_frame)) {}
 
 // A peer connection whose sent data stays unacknowledged for two failure
-// timeouts is dead: the kernel aborts it (TCP_USER_TIMEOUT) instead of
-// backing off for minutes. Without this, a link cut one way (or both,
+// timeouts (at least 2 s) is dead: the kernel aborts it (TCP_USER_TIMEOUT)
+// instead of backing off for minutes. The floor keeps it well above TCP's
+// own retransmission timeouts (200 ms and doubling): at a 50 ms failure
+// timeout, 100 ms aborted busy links and cost the master its lease. Without this, a link cut one way (or both,
 // while the other side closed it) stays "open" across the heal, and frames
 // written to it vanish when the peer's reset finally arrives: a soak lost a
 // reconciliation reply that way (tests/chaos/master-reaches-replica.chaos).
 void PeerLinks::bound_unacked_time(tcp::socket& sock) const {
   using UserTimeout = asio::detail::socket_option::integer<IPPROTO_TCP, TCP_USER_TIMEOUT>;
   boost::system::error_code ec;
-  sock.set_option(UserTimeout(static_cast<int>(to_ms(2 * ctx_.config.failure_timeout))), ec);
+  auto ms = std::max<std::int64_t>(to_ms(2 * ctx_.config.failure_timeout), 2000);
+  sock.set_option(UserTimeout(static_cast<int>(ms)), ec);
 }
 
 Conn* PeerLinks::route(const NodeId& peer) {
