@@ -306,7 +306,12 @@ class HaAgent {
   bool data_node_turn(Time now) const;
   // How long a master's entry must stand still to count as failed.
   Duration failed_after(const NodeId& master) const;
-  std::pair<MasterEntry, Time> judged_entry() const;
+  struct Judged {
+    MasterEntry entry;
+    Time since;      // unchanged from then on
+    Time failed_at;  // failed for failover from then on
+  };
+  Judged judged_entry() const;
   bool our_designation_committed() const;
   void start_failover(Time now, AgentOutput& out);
   bool failing_alive() const;

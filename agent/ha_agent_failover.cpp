@@ -78,13 +78,16 @@ MasterEntry designated_entry(const NodeId& self, std::uint64_t epoch) {
 // --- detect and prepare -----------------------------------------------------------------
 
 // The entry detection judges: our copy's, or a later renewal of it that a
-// confirm read found (Impl::read_ahead), with when it was first seen.
-std::pair<MasterEntry, Time> HaAgent::judged_entry() const {
+// confirm read found (Impl::read_ahead), with when it was first seen and
+// when it counts as failed if it stays the same. After a read found a later
+// renewal, one failure timeout from then: the membership has had its extra
+// half already, before that first attempt.
+HaAgent::Judged HaAgent::judged_entry() const {
   const Impl& im = *impl_;
   const MasterEntry& m = *table_->master;
   if (im.read_ahead && same_entry(*im.read_ahead, m) && im.read_ahead->renewal > m.renewal)
-    return {*im.read_ahead, im.read_ahead_since};
-  return {m, im.observed_since};
+    return {*im.read_ahead, im.read_ahead_since, im.read_ahead_since + config_.failure_timeout};
+  return {m, im.observed_since, im.observed_since + failed_after(m.node)};
 }
 
 bool HaAgent::failure_detected(Time now) const {
@@ -99,11 +102,7 @@ bool HaAgent::failure_detected(Time now) const {
   // extra half lets the membership judge a dead or paused master first, so
   // claims 3 and 5 can still tell when it comes back.
   if (alive(m.node) && (m.phase != Phase::established || config_.plant_membership_only)) return false;
-  auto [judged, since] = judged_entry();
-  // After a read found a later renewal, one failure timeout from then: the
-  // membership has had its extra half already, before that first attempt.
-  Duration wait = judged == m ? failed_after(m.node) : config_.failure_timeout;
-  if (now - since < wait) return false;
+  if (now < judged_entry().failed_at) return false;
   if (!names_self_replica() && !data_node_turn(now)) return false;
   if (table_->maintenance || !eligible_self()) return false;
   // A node cut off from the majority cannot reserve the failover, and its
@@ -128,8 +127,7 @@ bool HaAgent::data_node_turn(Time now) const {
   if (state_ != AgentState::data || table_->master->phase != Phase::established) return false;
   bool replica_alive = table_->replica && alive(table_->replica->node);
   if (config_.plant_no_reservation && replica_alive) return false;  // the old rule: defer to it
-  auto [judged, since] = judged_entry();
-  Time turn = since + (judged == *table_->master ? failed_after(judged.node) : config_.failure_timeout);
+  Time turn = judged_entry().failed_at;
   if (auto gone = im.unfit_since.find(table_->master->node); gone != im.unfit_since.end())
     turn = std::max(turn, gone->second);
   Duration wait = config_.heartbeat_interval + stagger();
@@ -170,7 +168,7 @@ Duration HaAgent::stagger() const {
 
 void HaAgent::start_failover(Time now, AgentOutput& out) {
   Impl& im = *impl_;
-  const auto [m, since] = judged_entry();
+  const auto [m, since, failed_at] = judged_entry();
   FailoverRun& r = im.run;
   r = FailoverRun{};
   r.active = true;

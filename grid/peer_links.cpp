@@ -25,12 +25,13 @@ PeerLinks::PeerLinks(NodeContext& ctx, ConnCounters& conn_counters, FrameFn on_f
 
 // A peer connection whose sent data stays unacknowledged for two failure
 // timeouts (at least 2 s) is dead: the kernel aborts it (TCP_USER_TIMEOUT)
-// instead of backing off for minutes. The floor keeps it well above TCP's
-// own retransmission timeouts (200 ms and doubling): at a 50 ms failure
-// timeout, 100 ms aborted busy links and cost the master its lease. Without this, a link cut one way (or both,
-// while the other side closed it) stays "open" across the heal, and frames
-// written to it vanish when the peer's reset finally arrives: a soak lost a
-// reconciliation reply that way (tests/chaos/master-reaches-replica.chaos).
+// instead of backing off for minutes. Without this, a link cut one way (or
+// both, while the other side closed it) stays "open" across the heal, and
+// frames written to it vanish when the peer's reset finally arrives: a chaos
+// run lost a reconciliation reply that way (master-reaches-replica.chaos).
+// The floor keeps it well above TCP's own retransmission timeouts (200 ms
+// and doubling): at a 50 ms failure timeout, 100 ms aborted busy links and
+// cost the master its lease.
 void PeerLinks::bound_unacked_time(tcp::socket& sock) const {
   using UserTimeout = asio::detail::socket_option::integer<IPPROTO_TCP, TCP_USER_TIMEOUT>;
   boost::system::error_code ec;

@@ -257,6 +257,8 @@ class QuorumAcceptor {
   const std::map<std::string, Slot>& slots() const { return slots_; }
 
  private:
+  static std::optional<std::int64_t> lease_left(const Slot& s, Time now);
+
   std::map<std::string, Slot> slots_;
   std::uint64_t changes_ = 0;
   bool plant_every_accept_restarts_ = false;

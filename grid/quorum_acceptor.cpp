@@ -24,6 +24,15 @@ const char* to_string(CasOutcome o) {
 // durable (changes() tells it when). Losing this state would break the
 // promises it made: a restart either loads it intact or recovers it.
 
+// The lease the slot's value holds, if it still runs on our clock: the ms
+// left (counted from when we accepted it, see on_accept).
+std::optional<std::int64_t> QuorumAcceptor::lease_left(const Slot& s, Time now) {
+  if (!s.has_value || s.value.lease.lease_ms <= 0) return std::nullopt;
+  Time until = s.accepted_at + milliseconds(s.value.lease.lease_ms);
+  if (now >= until) return std::nullopt;
+  return std::chrono::ceil<milliseconds>(until - now).count();
+}
+
 QPromise QuorumAcceptor::on_prepare(const QPrepare& m, Time now) {
   Slot& s = slots_[m.key];
   QPromise p;
@@ -36,21 +45,18 @@ QPromise QuorumAcceptor::on_prepare(const QPrepare& m, Time now) {
   // renewed through a bridge node until its lease ran out (chaos
   // bridge.chaos). So refuse it here and promise nothing. Safe: to the
   // protocol, a refused prepare is a lost one.
-  if (!m.takeover_by.empty() && !plant_takeovers_outbid_ && s.has_value && s.value.lease.lease_ms > 0 &&
-      s.value.lease.holder != m.takeover_by) {
-    Time until = s.accepted_at + milliseconds(s.value.lease.lease_ms);
-    if (now < until) {
-      p.lease_held = true;
-      p.holder = s.value.lease.holder;
-      p.lease_left_ms = std::chrono::ceil<milliseconds>(until - now).count();
-      p.promised = s.promised;
-      // What we hold, so the proposer can still tell a takeover whose
-      // precondition no longer holds (promising nothing, this binds nothing).
-      p.has_value = true;
-      p.accepted = s.accepted;
-      p.value = s.value;
-      return p;
-    }
+  auto left = lease_left(s, now);
+  if (!m.takeover_by.empty() && !plant_takeovers_outbid_ && left && s.value.lease.holder != m.takeover_by) {
+    p.lease_held = true;
+    p.holder = s.value.lease.holder;
+    p.lease_left_ms = *left;
+    p.promised = s.promised;
+    // What we hold, so the proposer can still tell a takeover whose
+    // precondition no longer holds (promising nothing, this binds nothing).
+    p.has_value = true;
+    p.accepted = s.accepted;
+    p.value = s.value;
+    return p;
   }
   // Equal is fine: a ballot names its proposer, so an equal one is that
   // proposer asking again (a resend or a duplicate), not a rival.
@@ -90,16 +96,13 @@ QAccepted QuorumAcceptor::on_accept(const QAccept& m, Time now) {
   // any majority that later accepts another holder contains one of us who
   // waited the whole lease, so the old holder has stopped acting by then.
   const LeaseTag& held = s.value.lease;
-  if (s.has_value && held.lease_ms > 0) {
-    Time until = s.accepted_at + milliseconds(held.lease_ms);
-    bool same_holder = m.value.lease.holder == held.holder && m.value.lease.epoch == held.epoch;
-    if (now < until && !same_holder) {
-      a.verdict = AcceptVerdict::lease_held;
-      a.promised = s.promised;
-      a.holder = held.holder;
-      a.lease_left_ms = std::chrono::ceil<milliseconds>(until - now).count();
-      return a;
-    }
+  bool same_holder = m.value.lease.holder == held.holder && m.value.lease.epoch == held.epoch;
+  if (auto left = lease_left(s, now); left && !same_holder) {
+    a.verdict = AcceptVerdict::lease_held;
+    a.promised = s.promised;
+    a.holder = held.holder;
+    a.lease_left_ms = *left;
+    return a;
   }
   // The holder's own accepts always restart the lease clock: two attempts at
   // one renewal carry equal values, and the holder counts its lease from the

@@ -173,20 +173,31 @@ struct QuorumProposer::Impl {
     }
   }
 
-  void promised_by_majority(Op& op, Time now, QOut& out) {
-    const QPromise* best = nullptr;
-    for (const auto& [id, p] : op.promises)
+  // The answer holding the value with the highest ballot (null: none holds one).
+  static const QPromise* highest(const QPromise* best, const std::map<NodeId, QPromise>& answers) {
+    for (const auto& [id, p] : answers)
       if (p.has_value && (!best || best->accepted < p.accepted)) best = &p;
+    return best;
+  }
+
+  static std::optional<RegValue> value_of(const QPromise* best) {
+    return best ? std::optional<RegValue>(best->value) : std::nullopt;
+  }
+
+  void refused_by_change(Op& op, const QPromise* best, Time now, QOut& out) {
+    std::string why = best ? fmt::format("the change refused the value of ballot {}", str(best->accepted))
+                           : std::string("the change refused the empty register");
+    finish(op.key, CasOutcome::precondition_failed, value_of(best), why, now, out);
+  }
+
+  void promised_by_majority(Op& op, Time now, QOut& out) {
+    const QPromise* best = highest(nullptr, op.promises);
     // Our own earlier attempt is the latest value: it may already count, so
     // finish it instead of applying the change twice (a +1 would become +2).
     if (best && op.proposed.contains(best->accepted)) return send_accept(op, best->value, now, out);
-    op.current = best ? std::optional<RegValue>(best->value) : std::nullopt;
+    op.current = value_of(best);
     auto v = op.change(op.current);
-    if (!v) {
-      std::string why = best ? fmt::format("the change refused the value of ballot {}", str(best->accepted))
-                             : std::string("the change refused the empty register");
-      return finish(op.key, CasOutcome::precondition_failed, op.current, why, now, out);
-    }
+    if (!v) return refused_by_change(op, best, now, out);
     send_accept(op, std::move(*v), now, out);
   }
 
@@ -229,18 +240,9 @@ struct QuorumProposer::Impl {
   // waiting out the lease). Otherwise, or if the change would write: the lease.
   void lease_refused_prepare(Op& op, Time now, QOut& out) {
     if (op.promises.size() + op.leased_promises.size() >= topology.quorum()) {
-      const QPromise* best = nullptr;
-      for (const auto* answers : {&op.promises, &op.leased_promises})
-        for (const auto& [id, p] : *answers)
-          if (p.has_value && (!best || best->accepted < p.accepted)) best = &p;
-      if (!best || !op.proposed.contains(best->accepted)) {
-        std::optional<RegValue> cur = best ? std::optional<RegValue>(best->value) : std::nullopt;
-        if (!op.change(cur)) {
-          std::string why = best ? fmt::format("the change refused the value of ballot {}", str(best->accepted))
-                                 : std::string("the change refused the empty register");
-          return finish(op.key, CasOutcome::precondition_failed, cur, why, now, out);
-        }
-      }
+      const QPromise* best = highest(highest(nullptr, op.promises), op.leased_promises);
+      if ((!best || !op.proposed.contains(best->accepted)) && !op.change(value_of(best)))
+        return refused_by_change(op, best, now, out);
     }
     lease_refused(op, op.leased_promises, "prepare", now, out);
   }

@@ -48,10 +48,10 @@ class StateSync {
   void on_message(MsgType type, const Sender& from, std::string_view body);
   void send_digests(const NodeId& peer);
   // A member back from failed (dropped from the view, so writes completed
-  // without it): reconcile now, and again twice later,
-  // whether writes are quiet or not. One round is a few fire-and-forget
-  // frames; a link that died during the fault can lose them (its reset
-  // arrives after the heal), and under load the periodic round never runs.
+  // without it): reconcile now, and again twice later, whether writes are
+  // quiet or not. One round is a few fire-and-forget frames; a link that
+  // died during the fault can lose them (its reset arrives after the heal),
+  // and under load the periodic round never runs.
   void restored(const NodeId& peer, Time now);
 
   const TransferProgress& transfer() const { return transfer_; }

@@ -112,6 +112,26 @@ def _ip_batch(lines):
         raise NetError(f"ip -batch failed: {(r.stderr or r.stdout).strip()}")
 
 
+def both_ways(pairs):
+    """Each (a, b) pair and its reverse: a cut both ways."""
+    return [p for a, b in pairs for p in ((a, b), (b, a))]
+
+
+def ring_pairs(order):
+    """The (a, b) pairs to cut so that each node reaches only its two
+    neighbours in `order` (the last one's neighbour is the first)."""
+    n = len(order)
+    near = {(order[k], order[(k + d) % n]) for k in range(n) for d in (1, n - 1)}
+    return [(a, b) for a in order for b in order if a != b and (a, b) not in near]
+
+
+def _share(pct, what):
+    """The nftables words that pick `pct` percent of packets ("" for all)."""
+    if not 0 < pct <= 100:
+        raise NetError(f"{what} is 1-100% of packets, got {pct}")
+    return "" if pct >= 100 else f"numgen random mod 100 < {int(round(pct))} "
+
+
 def _nft(script):
     """Runs an nftables script (one transaction)."""
     if shutil.which("nft") is None:
@@ -232,9 +252,7 @@ class Network:
             return
         rules = []
         for (a, b), pct in sorted(cuts.items()):
-            if not 0 < pct <= 100:
-                raise NetError(f"a cut drops 1-100% of packets, got {pct}")
-            share = "" if pct >= 100 else f"numgen random mod 100 < {int(round(pct))} "
+            share = _share(pct, "a cut")
             rules.append(f'    iifname "{self._veth(a)}" oifname "{self._veth(b)}" ether type ip {share}drop')
         script = [f"table bridge {NFT_TABLE} {{}}", f"delete table bridge {NFT_TABLE}"]
         if rules:
@@ -268,10 +286,8 @@ class Network:
         if dups:
             script.append(f"table netdev {NFT_TABLE} {{")
             for nid, pct in sorted(dups.items()):
-                if not 0 < pct <= 100:
-                    raise NetError(f"a duplicate share is 1-100%, got {pct}")
                 v = self._veth(nid)
-                share = "" if pct >= 100 else f"numgen random mod 100 < {int(round(pct))} "
+                share = _share(pct, "a duplicate share")
                 script += [f"  chain dup_{v} {{", f'    type filter hook egress device "{v}" priority 0;',
                            f'    ether type ip {share}counter dup to "{v}"', "  }"]
             script.append("}")

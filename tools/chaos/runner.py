@@ -15,6 +15,7 @@ import re
 import time
 
 from .history import now_ms
+from .netns import both_ways, ring_pairs
 from .scenario import ACTIONS, parse, parse_duration
 
 
@@ -369,7 +370,7 @@ class Runner:
         dst = dst if dst is not None else [i for i in self.cluster.ids if i not in src]
         pairs = [(x, y) for x in src for y in dst]
         if a["both"]:
-            pairs += [(y, x) for x, y in pairs]
+            pairs = both_ways(pairs)
         cuts = self._add_cuts(pairs, a["percent"])
         arrow = "<->" if a["both"] else "->"
         self.say(f"cut {self.label(src)} {arrow} {self.label(dst)} {a['percent']:g}% ({len(cuts)} one-way cuts active)")
@@ -379,7 +380,7 @@ class Runner:
         node = self.resolve(a["target"])[0]
         keep = set(self.resolve(a["only"])) | {node}
         others = [i for i in self.cluster.ids if i not in keep]
-        self._add_cuts([(node, o) for o in others] + [(o, node) for o in others], 100.0)
+        self._add_cuts(both_ways((node, o) for o in others), 100.0)
         self.say(f"{self.label([node])} reaches only {self.label(sorted(keep - {node}))}")
 
     def s_ring(self, st):
@@ -388,9 +389,7 @@ class Runner:
             if i not in order:
                 order.append(i)
         order += [i for i in self.cluster.ids if i not in order]
-        n = len(order)
-        near = {(order[k], order[(k + d) % n]) for k in range(n) for d in (1, n - 1)}
-        self._add_cuts([(x, y) for x in order for y in order if x != y and (x, y) not in near], 100.0)
+        self._add_cuts(ring_pairs(order), 100.0)
         self.say("ring " + " - ".join(self.label([i]) for i in order) + " - (back to the first)")
 
     def s_dup(self, st):

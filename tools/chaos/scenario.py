@@ -409,12 +409,16 @@ class _Parser:
         self.add(line, "cut", src=src, dst=dst, both=a[1] == "<->",
                  percent=self.percent(a[3] if len(a) == 4 else None, 100.0))
 
+    def one_target(self, tok, why):
+        t = self.targets(tok)
+        if len(t) != 1:
+            self.err(why)
+        return t
+
     def p_reach(self, a, line):
         if len(a) != 3 or a[1] != "only":
             self.err("usage: reach TARGET only TARGETS")
-        t = self.targets(a[0])
-        if len(t) != 1:
-            self.err("reach: one node reaches only the others named")
+        t = self.one_target(a[0], "reach: one node reaches only the others named")
         self.add(line, "reach", target=t, only=self.targets(a[2]))
 
     def p_ring(self, a, line):
@@ -492,9 +496,7 @@ class _Parser:
     def p_switchover(self, a, line):
         if len(a) != 2 or a[0] != "to":
             self.err("usage: switchover to TARGET")
-        t = self.targets(a[1])
-        if len(t) != 1:
-            self.err("switchover to one node")
+        t = self.one_target(a[1], "switchover to one node")
         self.add(line, "switchover", targets=t)
 
     def p_workload(self, a, line):

@@ -44,6 +44,7 @@ import time
 
 from .checker import check
 from .history import History, now_ms
+from .netns import both_ways, ring_pairs
 from .timeline import Timeline
 
 ROUND_CONVERGENCE_S = 5.0  # how long a round waits for every acknowledged write to be everywhere
@@ -289,18 +290,16 @@ class Soak:
             c.cut({(o, who) if deaf else (who, o): 100.0 for o in others})
             return f"{'nobody reaches' if deaf else 'nobody hears'} {who}"
         if kind == "reach-replica":
-            c.cut({pair: 100.0 for o in rest for pair in ((m, o), (o, m))})
+            c.cut({pair: 100.0 for pair in both_ways((m, o) for o in rest)})
             return f"{m} reaches only {rep}"
         if kind == "ring" and len(ids) >= 4:
             order = ids[:]
             r.shuffle(order)
-            n = len(order)
-            near = {(order[k], order[(k + d) % n]) for k in range(n) for d in (1, n - 1)}
-            c.cut({(a, b): 100.0 for a in ids for b in ids if a != b and (a, b) not in near})
+            c.cut({pair: 100.0 for pair in ring_pairs(order)})
             return "ring " + "-".join(order)
         if kind == "bridge" and len(rest) >= 3:
             far, bridge = rest[:-1], rest[-1]
-            c.cut({pair: 100.0 for a in (m, rep) for b in far for pair in ((a, b), (b, a))})
+            c.cut({pair: 100.0 for pair in both_ways((a, b) for a in (m, rep) for b in far)})
             return f"{m},{rep} | {','.join(far)} cut, {bridge} bridges"
         if kind == "oneway-loss":
             a, b = r.sample(ids, 2)
