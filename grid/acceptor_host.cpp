@@ -48,10 +48,12 @@ std::optional<QAccepted> AcceptorHost::on_accept(const QAccept& m, Time now) {
   return vote<QAccepted>([&](QuorumAcceptor& a) { return a.on_accept(m, now); });
 }
 
-std::optional<QRecoverState> AcceptorHost::on_recover_request(const QRecoverRequest& m, Time now) const {
+std::optional<QRecoverState> AcceptorHost::on_recover_request(const NodeId& from, const QRecoverRequest& m,
+                                                              Time now) {
   // Rule 1 for answers: "recovering" also vouches that our own earlier
   // life's votes can no longer be counted. A ready acceptor's state already
   // holds everything it voted.
+  if (!ready_ && from != config_.self && config_.topology.contains(from)) owed_[from] = m.nonce;
   if (!ready_ && waiting(now)) return std::nullopt;
   QRecoverState s;
   s.nonce = m.nonce;
@@ -93,6 +95,15 @@ std::vector<NodeId> AcceptorHost::requests_due(Time now) {
   for (const auto& id : config_.topology.members())
     if (id != config_.self && !counted_.contains(id)) ask.push_back(id);
   return ask;
+}
+
+std::vector<std::pair<NodeId, QRecoverState>> AcceptorHost::answers_due() {
+  std::vector<std::pair<NodeId, QRecoverState>> out;
+  if (!ready_) return out;
+  if (config_.plant.no_late_answers) owed_.clear();
+  for (const auto& [id, nonce] : std::exchange(owed_, {}))
+    out.emplace_back(id, QRecoverState{nonce, false, acceptor_.export_state()});
+  return out;
 }
 
 void AcceptorHost::tick(Time now) {

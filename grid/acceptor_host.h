@@ -81,11 +81,12 @@ struct AcceptorHostConfig {
   // Tests only: planted bugs the simulations must catch (never set in the
   // product). count_recovering_peers breaks rule 2, skip_recovery_wait rule 1,
   // reads_restart_lease brings back the earlier lease rule (any accept
-  // restarts the lease clock).
+  // restarts the lease clock), no_late_answers drops answers_due.
   struct Plants {
     bool count_recovering_peers = false;
     bool skip_recovery_wait = false;
     bool reads_restart_lease = false;
+    bool no_late_answers = false;
   } plant;
 };
 
@@ -100,11 +101,19 @@ class AcceptorHost {
   // nullopt: no answer (recovering, or the change could not be made durable).
   std::optional<QPromise> on_prepare(const QPrepare& m, Time now);
   std::optional<QAccepted> on_accept(const QAccept& m, Time now);
-  // nullopt while this life is younger than recovery_wait (rule 1).
-  std::optional<QRecoverState> on_recover_request(const QRecoverRequest& m, Time now) const;
+  // nullopt while this life is younger than recovery_wait (rule 1). Until
+  // ready, the asker is also owed our state (answers_due).
+  std::optional<QRecoverState> on_recover_request(const NodeId& from, const QRecoverRequest& m, Time now);
   void on_recover_state(const NodeId& from, const QRecoverState& m, Time now);
   // Members to send a recovery request to now (nothing once ready).
   std::vector<NodeId> requests_due(Time now);
+  // Once ready: our state for each peer that asked while we could not give
+  // it, echoing that peer's nonce, each once. Without it a peer's recovery
+  // waits for its next retry, and a fault landing first (its last holder
+  // cut off) keeps it from voting for as long as the fault lasts. An answer
+  // sent late is only a delayed answer: the peer's nonce check (rule 3)
+  // drops it if that peer has restarted since.
+  std::vector<std::pair<NodeId, QRecoverState>> answers_due();
   QRecoverRequest request() const { return QRecoverRequest{nonce_}; }
   // Retries a failed save.
   void tick(Time now);
@@ -148,6 +157,7 @@ class AcceptorHost {
   enum class Answer { recovering, blank, holding };  // blank: ready, no accepted value
   std::map<NodeId, Answer> latest_;  // each peer's latest answer
   std::set<NodeId> counted_;         // rule 2: peers whose ready answer we adopted
+  std::map<NodeId, std::uint64_t> owed_;  // askers (their latest nonce) owed our state
   std::vector<std::string> events_;
 };
 

@@ -196,7 +196,7 @@ void QuorumHost::on_acceptor_message(MsgType type, const Sender& from, std::stri
     case MsgType::q_recover_request: {
       Envelope<QRecoverRequest> e;
       if (!decode(body, e)) return bad();
-      if (auto answer = acceptors_.on_recover_request(e.msg, now))
+      if (auto answer = acceptors_.on_recover_request(from.node, e.msg, now))
         links_.send(from.node, MsgType::q_recover_state, *answer);
       return;
     }
@@ -215,6 +215,7 @@ void QuorumHost::tick(Time now) {
   acceptors_.tick(now);
   for (const auto& id : acceptors_.requests_due(now))
     if (membership_.is_alive(id)) links_.send(id, MsgType::q_recover_request, acceptors_.request());
+  for (const auto& [id, answer] : acceptors_.answers_due()) links_.send(id, MsgType::q_recover_state, answer);
   log_events();
   proposer_.tick(now, out_);
   if (out_.sends.empty() && out_.results.empty()) return;

@@ -210,6 +210,7 @@ class QuorumCluster {
       if (!n.paused) {
         n.host->tick(local(n));
         for (const auto& to : n.host->requests_due(local(n))) net_.send(n.id, to, n.host->request());
+        for (auto& [to, a] : n.host->answers_due()) net_.send(n.id, to, std::move(a));
         n.proposer->tick(local(n), out_);
         route(n);
       }
@@ -405,7 +406,7 @@ class QuorumCluster {
     } else if (const auto* m = std::get_if<QCommit>(&w)) {
       commit_arrived(n, *m);
     } else if (const auto* m = std::get_if<QRecoverRequest>(&w)) {
-      if (auto a = n.host->on_recover_request(*m, t)) net_.send(to, from, *a);
+      if (auto a = n.host->on_recover_request(from, *m, t)) net_.send(to, from, *a);
     } else if (const auto* m = std::get_if<QRecoverState>(&w)) {
       n.host->on_recover_state(from, *m, t);
     }

@@ -126,6 +126,7 @@ class Trace {
     Node& n = nodes_.at(node);
     n.host->tick(now_);
     for (const auto& to : n.host->requests_due(now_)) pool_.push_back(Msg{node, to, n.host->request()});
+    for (auto& [to, a] : n.host->answers_due()) pool_.push_back(Msg{node, to, std::move(a)});
     QOut out;
     n.proposer->tick(now_, out);
     route(n, out);
@@ -206,7 +207,7 @@ class Trace {
     } else if (const auto* p = std::get_if<QAccepted>(&m.w)) {
       n.proposer->on_accepted(m.from, *p, now_, out);
     } else if (const auto* p = std::get_if<QRecoverRequest>(&m.w)) {
-      if (auto a = n.host->on_recover_request(*p, now_)) pool_.push_back(Msg{m.to, m.from, *a});
+      if (auto a = n.host->on_recover_request(m.from, *p, now_)) pool_.push_back(Msg{m.to, m.from, *a});
     } else if (const auto* p = std::get_if<QRecoverState>(&m.w)) {
       n.host->on_recover_state(m.from, *p, now_);
     }

@@ -118,8 +118,8 @@ TEST_CASE("acceptor host: without state it waits, then recovers only from ready 
   CHECK_FALSE(h.on_prepare(QPrepare{"k", {1, 0}, 1, {}}, at(1)));
   // Rule 1: nothing asked, and nobody's recovery answered, before the wait.
   CHECK(h.requests_due(at(999)).empty());
-  CHECK_FALSE(h.on_recover_request(QRecoverRequest{9}, at(999)));
-  auto mine = h.on_recover_request(QRecoverRequest{9}, at(1000));
+  CHECK_FALSE(h.on_recover_request("n3", QRecoverRequest{9}, at(999)));
+  auto mine = h.on_recover_request("n3", QRecoverRequest{9}, at(1000));
   REQUIRE(mine);
   CHECK(mine->recovering);
   CHECK(mine->nonce == 9);
@@ -135,6 +135,7 @@ TEST_CASE("acceptor host: without state it waits, then recovers only from ready 
   CHECK_FALSE(h.ready());  // 2 of 3 ready answers
   CHECK(h.progress(at(1004)).find("2 of 3") != std::string::npos);
   CHECK(h.requests_due(at(1100)) == std::vector<NodeId>{"n2", "n3"});
+  CHECK(h.answers_due().empty());  // nothing to give while recovering
   h.on_recover_state("n2", ready_answer(42, {6, 2}, std::nullopt), at(1101));
   CHECK(h.voting());
   CHECK(has_event(h, "+quorum-ready: acceptor state recovered from n2,n4,n5"));
@@ -142,6 +143,19 @@ TEST_CASE("acceptor host: without state it waits, then recovers only from ready 
   CHECK(slot->promised == Ballot{7, 4});
   CHECK(slot->value.data == "b");
   CHECK(h.requests_due(at(2000)).empty());
+  // n3 asked while we could not answer: it gets our state now, once, with
+  // its nonce, without asking again.
+  auto owed = h.answers_due();
+  REQUIRE(owed.size() == 1);
+  CHECK(owed[0].first == "n3");
+  CHECK(owed[0].second.nonce == 9);
+  CHECK_FALSE(owed[0].second.recovering);
+  REQUIRE(owed[0].second.slots.size() == 1);
+  CHECK(owed[0].second.slots[0].value.data == "b");
+  CHECK(h.answers_due().empty());
+  // Once ready, an ask is answered at once and owes nothing later.
+  CHECK_FALSE(h.on_recover_request("n4", QRecoverRequest{11}, at(2001))->recovering);
+  CHECK(h.answers_due().empty());
 }
 
 TEST_CASE("acceptor host: bootstrap only when no member holds an accepted value") {
