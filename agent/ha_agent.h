@@ -78,6 +78,9 @@ struct AgentConfig {
   // Planted for the simulation's check: a confirm read that finds a later
   // renewal writes it back and detection starts over (the earlier rule).
   bool plant_read_back_moved = false;
+  // Planted for the simulation's check: a later renewal a confirm read found
+  // is judged a whole failure timeout later, whatever its lease left.
+  bool plant_read_ahead_full_wait = false;
 };
 
 // What the grid says about one member (the shell builds this from membership
@@ -197,8 +200,11 @@ class HaAgent {
   // The local copy of the role table changed (a commit was pushed to us).
   void on_table(const std::optional<RoleTable>& table, Time now, AgentOutput& out);
   void on_members(const MemberView& view, Time now, AgentOutput& out);
+  // `value_lease_left`: the register's hint (CasResult::value_lease_left_ms)
+  // of how long the acceptors still hold `value`'s lease, when it gave one.
   void on_cas_done(std::uint64_t id, grid::CasOutcome outcome, const std::optional<RoleTable>& value,
-                   Time started, Time now, AgentOutput& out);
+                   Time started, Time now, AgentOutput& out,
+                   std::optional<Duration> value_lease_left = std::nullopt);
   void on_hook_done(const std::string& hook, int exit_status, Time now, AgentOutput& out);
   // A broadcast from `master` for `epoch`; returns whether to acknowledge it
   // (refused when this node has seen a newer epoch).
@@ -316,7 +322,9 @@ class HaAgent {
   void start_failover(Time now, AgentOutput& out);
   bool failing_alive() const;
   void confirm(Time now, AgentOutput& out);
-  void on_confirmed(grid::CasOutcome outcome, const std::optional<RoleTable>& value, Time now, AgentOutput& out);
+  void on_confirmed(grid::CasOutcome outcome, const std::optional<RoleTable>& value,
+                    std::optional<Duration> lease_left, Time now, AgentOutput& out);
+  Duration read_ahead_wait(std::optional<Duration> lease_left) const;
   void reserve(Time now, AgentOutput& out);
   void on_reserved(grid::CasOutcome outcome, Time now, AgentOutput& out);
   void run_prepare(Time now, AgentOutput& out);

@@ -80,13 +80,13 @@ MasterEntry designated_entry(const NodeId& self, std::uint64_t epoch) {
 // The entry detection judges: our copy's, or a later renewal of it that a
 // confirm read found (Impl::read_ahead), with when it was first seen and
 // when it counts as failed if it stays the same. After a read found a later
-// renewal, one failure timeout from then: the membership has had its extra
-// half already, before that first attempt.
+// renewal: read_ahead_wait from then (the membership has had its extra half
+// already, before that first attempt).
 HaAgent::Judged HaAgent::judged_entry() const {
   const Impl& im = *impl_;
   const MasterEntry& m = *table_->master;
   if (im.read_ahead && same_entry(*im.read_ahead, m) && im.read_ahead->renewal > m.renewal)
-    return {*im.read_ahead, im.read_ahead_since, im.read_ahead_since + config_.failure_timeout};
+    return {*im.read_ahead, im.read_ahead_since, im.read_ahead_since + im.read_ahead_wait};
   return {m, im.observed_since, im.observed_since + failed_after(m.node)};
 }
 
@@ -110,6 +110,23 @@ bool HaAgent::failure_detected(Time now) const {
   if (!config_.plant_no_reservation && !sees_majority()) return false;
   if (im.has_attempt && im.attempt_epoch == m.epoch && now < im.attempt_at + config_.failover_backoff) return false;
   return true;
+}
+
+// How long after the read a later renewal it found is judged failed if it
+// stays the same: as long as the answering acceptors still hold that
+// renewal's lease (its master cannot act longer on it, and they hold any
+// takeover off until then anyway), plus a heartbeat, and at least two, so
+// that a live master shows a renewal after it; at most one failure timeout,
+// which is also the rule when the register gave no hint. A deaf master's
+// last renewal attempt has usually run out by the first read: judged one
+// failure timeout later, it was replaced after 2.5 failure timeouts. The
+// replica only: the data nodes, a turn behind it, keep the whole failure
+// timeout, or their confirm reads outbid its designation (seen in the
+// simulation).
+Duration HaAgent::read_ahead_wait(std::optional<Duration> lease_left) const {
+  if (!lease_left || !names_self_replica() || config_.plant_read_ahead_full_wait) return config_.failure_timeout;
+  const Duration hb = config_.heartbeat_interval;
+  return std::clamp(*lease_left + hb, 2 * hb, std::max(2 * hb, config_.failure_timeout));
 }
 
 Duration HaAgent::failed_after(const NodeId& master) const {
@@ -209,8 +226,8 @@ void HaAgent::confirm(Time now, AgentOutput& out) {
         now, out);
 }
 
-void HaAgent::on_confirmed(grid::CasOutcome outcome, const std::optional<RoleTable>& value, Time now,
-                           AgentOutput& out) {
+void HaAgent::on_confirmed(grid::CasOutcome outcome, const std::optional<RoleTable>& value,
+                           std::optional<Duration> lease_left, Time now, AgentOutput& out) {
   Impl& im = *impl_;
   FailoverRun& r = im.run;
   if (!r.active || !r.confirming || state_ != AgentState::preparing) return;  // the run ended meanwhile
@@ -245,6 +262,8 @@ void HaAgent::on_confirmed(grid::CasOutcome outcome, const std::optional<RoleTab
     // would make every node's copy move and abort a failover under way.
     im.read_ahead = *m;
     im.read_ahead_since = now;
+    im.read_ahead_wait = read_ahead_wait(lease_left);
+    im.attempt_at = now - config_.failover_backoff + im.read_ahead_wait;
     return;
   }
   // Moved again since the last read: the master renews, but its commits do
@@ -558,11 +577,18 @@ void HaAgent::establish(Time now, AgentOutput& out) {
       "establish", CasOp::establish,
       [mine = designated_entry(config_.self, r.epoch),
        lease = to_ms(config_.failure_timeout)](const std::optional<RoleTable>& cur) -> std::optional<RoleTable> {
+        MasterEntry done = mine;
+        done.phase = Phase::established;
+        done.lease_ms = lease;
+        ++done.renewal;
+        // An earlier attempt of ours, accepted by a few and then committed
+        // by another node's read: finish it as it is (our accepts restart
+        // its lease clock at each acceptor, as they do for any value of
+        // ours). Refusing it left the node held off by its own lease.
+        if (cur && cur->master == done) return cur;
         if (!cur || cur->master != mine) return std::nullopt;
         RoleTable t = *cur;
-        t.master->phase = Phase::established;
-        t.master->lease_ms = lease;
-        ++t.master->renewal;
+        t.master = done;
         return t;
       },
       now, out);

@@ -117,6 +117,7 @@ struct HaAgent::Impl {
   // would commit a renewal that may never have counted.
   std::optional<MasterEntry> read_ahead;
   Time read_ahead_since{};
+  Duration read_ahead_wait{};  // judged failed this long after read_ahead_since
   Time maintenance_off_at{};  // failovers are possible again from here
   NodeId last_seen_master;
 

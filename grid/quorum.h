@@ -108,7 +108,7 @@ struct QPromise {
   RegValue value;
   bool lease_held = false;  // !ok because a takeover met another node's live lease
   std::string holder;       // lease_held: who holds it
-  std::int64_t lease_left_ms = 0;
+  std::int64_t lease_left_ms = 0;  // of `value`'s lease on our clock (0: none runs)
   template <class Ar>
   void io(Ar& ar) {
     rg::io(ar, key);
@@ -292,6 +292,10 @@ struct CasResult {
   std::optional<RegValue> value;
   std::string reason;   // one line for logs and the operator
   Time started{};       // when cas() was called: a lower bound of every acceptance
+  // precondition_failed after promises: the longest lease the answering
+  // acceptors still hold for `value`, in ms (0: none runs). A reader's
+  // hint; nullopt when not known.
+  std::optional<std::int64_t> value_lease_left_ms;
 };
 
 struct QuorumProposerConfig {

@@ -67,6 +67,9 @@ QPromise QuorumAcceptor::on_prepare(const QPrepare& m, Time now) {
     p.has_value = s.has_value;
     p.accepted = s.accepted;
     p.value = s.value;
+    // How long that value's holder may still act, as far as we know: a
+    // reader uses it to judge a renewal it finds (HaAgent::on_confirmed).
+    p.lease_left_ms = left.value_or(0);
   }
   p.promised = s.promised;
   return p;

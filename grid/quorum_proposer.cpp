@@ -184,10 +184,20 @@ struct QuorumProposer::Impl {
     return best ? std::optional<RegValue>(best->value) : std::nullopt;
   }
 
+  // The longest lease still running for the value of ballot `b` at the
+  // acceptors that answered.
+  static std::int64_t lease_left_of(const Ballot& b, const std::map<NodeId, QPromise>& answers, std::int64_t longest) {
+    for (const auto& [id, p] : answers)
+      if (p.has_value && p.accepted == b) longest = std::max(longest, p.lease_left_ms);
+    return longest;
+  }
+
   void refused_by_change(Op& op, const QPromise* best, Time now, QOut& out) {
     std::string why = best ? fmt::format("the change refused the value of ballot {}", str(best->accepted))
                            : std::string("the change refused the empty register");
-    finish(op.key, CasOutcome::precondition_failed, value_of(best), why, now, out);
+    std::optional<std::int64_t> left;
+    if (best) left = lease_left_of(best->accepted, op.leased_promises, lease_left_of(best->accepted, op.promises, 0));
+    finish(op.key, CasOutcome::precondition_failed, value_of(best), why, now, out, left);
   }
 
   void promised_by_majority(Op& op, Time now, QOut& out) {
@@ -249,11 +259,11 @@ struct QuorumProposer::Impl {
 
   // Ends the operation at the front of `key`'s queue and starts the next one.
   // `key` is a copy: the operation holding the caller's string is destroyed here.
-  void finish(std::string key, CasOutcome outcome, std::optional<RegValue> value,
-              std::string reason, Time now, QOut& out) {
+  void finish(std::string key, CasOutcome outcome, std::optional<RegValue> value, std::string reason, Time now,
+              QOut& out, std::optional<std::int64_t> lease_left = std::nullopt) {
     auto& queue = ops.at(key);
     const Op& op = queue.front();
-    out.results.push_back(CasResult{op.id, outcome, std::move(value), std::move(reason), op.started});
+    out.results.push_back(CasResult{op.id, outcome, std::move(value), std::move(reason), op.started, lease_left});
     queue.pop_front();
     while (!queue.empty() && now >= queue.front().deadline) {
       const Op& late = queue.front();

@@ -99,7 +99,9 @@ struct Rig {
     return out.cas[0];
   }
   // Runs it on the register as the shell does: copy first, then the result.
-  void commit(CasRequest c, Duration latency = 0ms) {
+  // `lease_left`: the register's hint on a refused change (how long the
+  // acceptors still hold the value's lease).
+  void commit(CasRequest c, Duration latency = 0ms, std::optional<Duration> lease_left = std::nullopt) {
     Time started = now;
     now += latency;
     auto v = c.change(reg);
@@ -109,7 +111,7 @@ struct Rig {
       a->on_table(reg, now, out);
       a->on_cas_done(c.id, CasOutcome::committed, reg, started, now, out);
     } else {
-      a->on_cas_done(c.id, CasOutcome::precondition_failed, reg, started, now, out);
+      a->on_cas_done(c.id, CasOutcome::precondition_failed, reg, started, now, out, lease_left);
     }
     reserve();
   }
@@ -1036,6 +1038,35 @@ TEST_CASE("agent: a confirm read that finds a later renewal judges that one, wit
   r.commit(r.cas("designate"));  // from exactly the register's entry (renewal 8)
   CHECK(r.agent().state() == AgentState::broadcasting);
   CHECK(r.reg->master == MasterEntry{"n1", 4, Phase::designated, 0, 0});
+}
+
+TEST_CASE("agent: a later renewal whose lease the acceptors hold no longer is judged two heartbeats after the read") {
+  Rig r("n1", {"n1", "n2", "n3", "n4", "n5"});
+  make_replica(r);
+  r.tick(1500ms);
+  // n2's last renewal attempt (it hears nobody) reached the acceptors
+  // long ago: none of the answering acceptors holds its lease any more.
+  r.reg = table_with("n2", 3, Phase::established, 8, "n1");
+  r.commit(r.cas("confirm"), 0ms, 0ms);
+  CHECK(r.events() == Strings{"+failover-yielded"});
+  r.tick(2 * kHb - 1ms);
+  CHECK(r.out.cas.empty());
+  r.tick(1ms);  // not a whole failure timeout: it cannot act on that renewal
+  r.commit(r.cas("confirm"));
+  CHECK(r.hooks() == Strings{"prepare"});
+}
+
+TEST_CASE("agent: a later renewal whose lease still runs is judged that lease and a heartbeat after the read") {
+  Rig r("n1", {"n1", "n2", "n3", "n4", "n5"});
+  make_replica(r);
+  r.tick(1500ms);
+  r.reg = table_with("n2", 3, Phase::established, 8, "n1");
+  r.commit(r.cas("confirm"), 0ms, 600ms);
+  r.tick(600ms + kHb - 1ms);
+  CHECK(r.out.cas.empty());
+  r.tick(1ms);
+  r.commit(r.cas("confirm"), 0ms, 0ms);
+  CHECK(r.hooks() == Strings{"prepare"});
 }
 
 TEST_CASE("agent: a designation refused only because our copy missed the last renewal is retried") {

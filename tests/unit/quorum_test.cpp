@@ -27,6 +27,9 @@ QAccept accept_msg(const std::string& key, Ballot b, Ballot next, RegValue v) {
 }
 
 // Reads the register as a counter and adds one; no lease.
+// Replaces whatever is held (a lease included) with "x".
+std::optional<RegValue> increment_leaseless(const std::optional<RegValue>&) { return val("x"); }
+
 std::optional<RegValue> increment(const std::optional<RegValue>& cur) {
   int n = cur ? std::stoi(cur->data) : 0;
   return val(std::to_string(n + 1));
@@ -291,6 +294,24 @@ TEST_CASE("quorum proposer: a refusing change fails the precondition and writes 
   CHECK(seen == val("5"));
   CHECK(c.out.sends.empty());  // no accept, no commit
   for (const auto& [id, a] : c.acceptors) CHECK(a.find("k")->value == val("5"));
+}
+
+TEST_CASE("quorum proposer: a refused change tells the longest lease the answering acceptors hold for the value") {
+  Cluster c;
+  c.seed({"n2", "n3"}, {1, 1}, val("5", "a", 1, 1000), 0);
+  c.seed({"n1"}, {1, 1}, val("5", "a", 1, 1000), 300);  // accepted later: its lease runs longer
+  // n1 and n2 answer first and make the majority: the longest of theirs.
+  auto refuse = [](const std::optional<RegValue>&) { return std::optional<RegValue>(); };
+  CasResult r = c.run(refuse, 500);
+  CHECK(r.outcome == CasOutcome::precondition_failed);
+  REQUIRE(r.value_lease_left_ms);
+  CHECK(*r.value_lease_left_ms > 500);  // n1's, not n2's (the prepare went out a few ms after 500)
+  CHECK(*r.value_lease_left_ms <= 800);
+  r = c.run(refuse, 2000);  // run out everywhere
+  CHECK(r.value_lease_left_ms == 0);
+  r = c.run(increment_leaseless, 2001);  // a write says nothing of leases
+  CHECK(r.outcome == CasOutcome::committed);
+  CHECK_FALSE(r.value_lease_left_ms);
 }
 
 TEST_CASE("quorum proposer: a second cas on the key takes the fast path") {
