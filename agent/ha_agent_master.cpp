@@ -75,12 +75,19 @@ void HaAgent::renew(Time now, AgentOutput& out) {
   lease_.renewal_sent(now);
   issue(
       "renew", CasOp::renew,
-      [self = config_.self, epoch = im.my_epoch,
+      [self = config_.self, epoch = im.my_epoch, last = im.last_renewal,
        lease = to_ms(config_.failure_timeout)](const std::optional<RoleTable>& cur) -> std::optional<RoleTable> {
         if (!is_master(cur, self, epoch, Phase::established)) return std::nullopt;
         RoleTable t = *cur;
-        ++t.master->renewal;
+        // Never equal to an earlier attempt that reached only a few
+        // acceptors: their lease clocks run from that attempt, older than
+        // this operation's start, and a reader finding the value there
+        // would take the lease as shorter than we count it (its hint,
+        // CasResult::value_lease_left_ms, would be short).
+        std::uint64_t floor = last->first == epoch ? last->second : 0;
+        t.master->renewal = std::max(t.master->renewal, floor) + 1;
         t.master->lease_ms = lease;
+        *last = {epoch, t.master->renewal};
         return t;
       },
       now, out);

@@ -90,6 +90,10 @@ struct HaAgent::Impl {
 
   // Master.
   std::uint64_t my_epoch = 0;          // epoch of our own master entry
+  // (epoch, renewal) of the last renewal we proposed: the next one goes
+  // above it even if that one reached a few acceptors only.
+  std::shared_ptr<std::pair<std::uint64_t, std::uint64_t>> last_renewal =
+      std::make_shared<std::pair<std::uint64_t, std::uint64_t>>();
   std::uint64_t last_master_epoch = 0; // highest epoch we acted as master at
   std::uint64_t life_master_epoch = 0; // ... in this process's life (0: none yet)
   // The table this process proposed to take over its earlier process's entry

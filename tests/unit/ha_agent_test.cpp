@@ -281,6 +281,25 @@ TEST_CASE("agent: the master renews every heartbeat and its lease follows the re
   CHECK(r.cas("renew").purpose == "renew");
 }
 
+TEST_CASE("agent: a renewal after one that reached only a few acceptors never proposes an equal value") {
+  Rig r("n1");
+  make_master(r);
+  r.commit(r.cas("appoint-replica"));
+  r.tick(kHb);
+  auto first = r.cas("renew");
+  auto attempt = first.change(r.reg);  // accepted by a few acceptors only
+  REQUIRE(attempt);
+  CHECK(attempt->master->renewal == 2);
+  r.fail(first, CasOutcome::no_quorum);
+  r.tick(kHb);
+  // The majority still holds renewal 1: the next renewal goes above the
+  // attempt (its acceptors' lease clocks run from the earlier attempt).
+  auto second = r.cas("renew");
+  r.commit(second);
+  CHECK(r.reg->master->renewal == 3);
+  CHECK(r.agent().acting_master(r.now));
+}
+
 TEST_CASE("agent: a master that cannot renew stops at its lease bound and reads the table (FIG. 3)") {
   Rig r("n1");
   make_master(r);
