@@ -269,10 +269,8 @@ void AgentNode::run_cas(CasRequest req) {
         if (r.value) value = from_register(*r.value);
         if (r.outcome != grid::CasOutcome::committed && purpose != "renew")
           log::debug("cas {} {}: {}", purpose, to_string(r.outcome), r.reason);
-        std::optional<Duration> left;
-        if (r.value_lease_left_ms) left = milliseconds(*r.value_lease_left_ms);
         feed([&](HaAgent& a, Time now, AgentOutput& out) {
-          a.on_cas_done(id, r.outcome, value, r.started, now, out, left);
+          a.on_cas_done(id, r.outcome, value, r.started, now, out, r.value_lease_left_ms);
         });
       },
       req.takeover);

@@ -182,7 +182,7 @@ void HaAgent::on_members(const MemberView& view, Time now, AgentOutput& out) {
 }
 
 void HaAgent::on_cas_done(std::uint64_t id, grid::CasOutcome outcome, const std::optional<RoleTable>& value,
-                          Time started, Time now, AgentOutput& out, std::optional<Duration> value_lease_left) {
+                          Time started, Time now, AgentOutput& out, std::optional<std::int64_t> value_lease_left_ms) {
   // `started` stays a lower bound of every acceptance of our value, even
   // when another proposer finished it: it could not accept what we had not
   // yet proposed.
@@ -203,7 +203,7 @@ void HaAgent::on_cas_done(std::uint64_t id, grid::CasOutcome outcome, const std:
     return;
   }
   if (p.op == CasOp::confirm) {  // a read that wrote nothing: its value may be a minority's
-    on_confirmed(outcome, value, value_lease_left, now, out);
+    on_confirmed(outcome, value, value_lease_left_ms, now, out);
     end_input(now, out);
     return;
   }

@@ -200,11 +200,11 @@ class HaAgent {
   // The local copy of the role table changed (a commit was pushed to us).
   void on_table(const std::optional<RoleTable>& table, Time now, AgentOutput& out);
   void on_members(const MemberView& view, Time now, AgentOutput& out);
-  // `value_lease_left`: the register's hint (CasResult::value_lease_left_ms)
-  // of how long the acceptors still hold `value`'s lease, when it gave one.
+  // `value_lease_left_ms`: the register's hint (CasResult's) of how long
+  // the acceptors still hold `value`'s lease, when it gave one.
   void on_cas_done(std::uint64_t id, grid::CasOutcome outcome, const std::optional<RoleTable>& value,
                    Time started, Time now, AgentOutput& out,
-                   std::optional<Duration> value_lease_left = std::nullopt);
+                   std::optional<std::int64_t> value_lease_left_ms = std::nullopt);
   void on_hook_done(const std::string& hook, int exit_status, Time now, AgentOutput& out);
   // A broadcast from `master` for `epoch`; returns whether to acknowledge it
   // (refused when this node has seen a newer epoch).
@@ -323,8 +323,8 @@ class HaAgent {
   bool failing_alive() const;
   void confirm(Time now, AgentOutput& out);
   void on_confirmed(grid::CasOutcome outcome, const std::optional<RoleTable>& value,
-                    std::optional<Duration> lease_left, Time now, AgentOutput& out);
-  Duration read_ahead_wait(std::optional<Duration> lease_left) const;
+                    std::optional<std::int64_t> lease_left_ms, Time now, AgentOutput& out);
+  Duration read_ahead_wait(std::optional<std::int64_t> lease_left_ms) const;
   void reserve(Time now, AgentOutput& out);
   void on_reserved(grid::CasOutcome outcome, Time now, AgentOutput& out);
   void run_prepare(Time now, AgentOutput& out);

@@ -123,10 +123,11 @@ bool HaAgent::failure_detected(Time now) const {
 // replica only: the data nodes, a turn behind it, keep the whole failure
 // timeout, or their confirm reads outbid its designation (seen in the
 // simulation).
-Duration HaAgent::read_ahead_wait(std::optional<Duration> lease_left) const {
-  if (!lease_left || !names_self_replica() || config_.plant_read_ahead_full_wait) return config_.failure_timeout;
+Duration HaAgent::read_ahead_wait(std::optional<std::int64_t> lease_left_ms) const {
+  if (!lease_left_ms || !names_self_replica() || config_.plant_read_ahead_full_wait) return config_.failure_timeout;
   const Duration hb = config_.heartbeat_interval;
-  return std::clamp(*lease_left + hb, 2 * hb, std::max(2 * hb, config_.failure_timeout));
+  Duration left = milliseconds(*lease_left_ms);
+  return std::clamp(left + hb, 2 * hb, std::max(2 * hb, config_.failure_timeout));
 }
 
 Duration HaAgent::failed_after(const NodeId& master) const {
@@ -227,7 +228,7 @@ void HaAgent::confirm(Time now, AgentOutput& out) {
 }
 
 void HaAgent::on_confirmed(grid::CasOutcome outcome, const std::optional<RoleTable>& value,
-                           std::optional<Duration> lease_left, Time now, AgentOutput& out) {
+                           std::optional<std::int64_t> lease_left_ms, Time now, AgentOutput& out) {
   Impl& im = *impl_;
   FailoverRun& r = im.run;
   if (!r.active || !r.confirming || state_ != AgentState::preparing) return;  // the run ended meanwhile
@@ -262,7 +263,7 @@ void HaAgent::on_confirmed(grid::CasOutcome outcome, const std::optional<RoleTab
     // would make every node's copy move and abort a failover under way.
     im.read_ahead = *m;
     im.read_ahead_since = now;
-    im.read_ahead_wait = read_ahead_wait(lease_left);
+    im.read_ahead_wait = read_ahead_wait(lease_left_ms);
     im.attempt_at = now - config_.failover_backoff + im.read_ahead_wait;
     return;
   }

@@ -681,9 +681,7 @@ class AgentCluster {
       if (purpose != "renew" || r.outcome != CasOutcome::committed)
         log(n.id, fmt::format("cas {} {}: {}", purpose, to_string(r.outcome), r.reason));
       AgentOutput out;
-      std::optional<Duration> left;
-      if (r.value_lease_left_ms) left = milliseconds(*r.value_lease_left_ms);
-      n.agent->on_cas_done(id, r.outcome, t, r.started, n.clock.local(now()), out, left);
+      n.agent->on_cas_done(id, r.outcome, t, r.started, n.clock.local(now()), out, r.value_lease_left_ms);
       drain(n, out);
     }
   }

@@ -99,9 +99,9 @@ struct Rig {
     return out.cas[0];
   }
   // Runs it on the register as the shell does: copy first, then the result.
-  // `lease_left`: the register's hint on a refused change (how long the
+  // `lease_left_ms`: the register's hint on a refused change (how long the
   // acceptors still hold the value's lease).
-  void commit(CasRequest c, Duration latency = 0ms, std::optional<Duration> lease_left = std::nullopt) {
+  void commit(CasRequest c, Duration latency = 0ms, std::optional<std::int64_t> lease_left_ms = std::nullopt) {
     Time started = now;
     now += latency;
     auto v = c.change(reg);
@@ -111,7 +111,7 @@ struct Rig {
       a->on_table(reg, now, out);
       a->on_cas_done(c.id, CasOutcome::committed, reg, started, now, out);
     } else {
-      a->on_cas_done(c.id, CasOutcome::precondition_failed, reg, started, now, out, lease_left);
+      a->on_cas_done(c.id, CasOutcome::precondition_failed, reg, started, now, out, lease_left_ms);
     }
     reserve();
   }
@@ -1068,12 +1068,12 @@ TEST_CASE("agent: a later renewal a read found is judged its remaining lease and
     make_replica(r);
     r.tick(1500ms);
     r.reg = table_with("n2", 3, Phase::established, 8, "n1");
-    r.commit(r.cas("confirm"), 0ms, Duration(left));
+    r.commit(r.cas("confirm"), 0ms, to_ms(left));
     CHECK(r.events() == Strings{"+failover-yielded"});
     r.tick(wait - 1ms);
     CHECK(r.out.cas.empty());
     r.tick(1ms);  // not a whole failure timeout: it cannot act longer on that renewal
-    r.commit(r.cas("confirm"), 0ms, 0ms);
+    r.commit(r.cas("confirm"), 0ms, 0);
     CHECK(r.hooks() == Strings{"prepare"});
   }
 }
