@@ -33,7 +33,7 @@ std::optional<Answer> AcceptorHost::vote(F&& step) {
   if (!store_) return step(acceptor_);
   QuorumAcceptor before = acceptor_;  // a key or two: cheap to copy
   Answer answer = step(acceptor_);
-  if (acceptor_.changes() != before.changes() && !persist()) {
+  if (acceptor_.changes() != before.changes() && !persist() && !config_.plant.vote_unsaved) {
     acceptor_ = std::move(before);
     return std::nullopt;
   }

@@ -8,13 +8,25 @@
 // Nodes crash and restart: with durable state (the data dir, simulated in
 // memory) the acceptor comes back intact; in in-memory mode it forgets
 // everything and recovers under AcceptorHost's rules (at most a minority is
-// recovering at once; more would leave nothing to recover from).
+// recovering at once; more would leave nothing to recover from). With
+// durable state, one crash in four also loses the data dir (the node then
+// recovers the same way), and a data dir refuses writes for a while (a
+// disk fault), the node perhaps crashing meanwhile.
 //
 // The register's value is "<count> <tag>": the tag names the attempt that
 // made it and records which value it was made from, so the history can be
 // rebuilt after the run. An oracle watches every acceptance and knows which
 // (ballot, value) a majority of acceptors accepted and still remember
 // ("chosen"), independent of what the proposers report.
+//
+// Checked after every event at a node: its acceptor's promise never goes
+// below its accepted ballot, and neither goes back within a life; its data
+// dir never goes back across lives; every vote comes from a voting
+// acceptor and, with durable state, leaves only once the data dir holds it.
+// A planted bug (an acceptor voting from state it could not save) shows
+// that these checks fail when they should. (The recovery rules' own planted
+// bugs are caught by tests/unit/acceptor_host_test.cpp: here the rules'
+// margins make them almost never matter.)
 //
 // A failure prints the seed and the cluster size; RG_SEED=<seed> runs that
 // seed alone (RG_SEEDS=<count> changes how many seeds run), e.g.
@@ -100,6 +112,17 @@ struct SimStats {
 };
 SimStats stats;
 
+// The highest promise and acceptance of one key seen so far.
+struct Seen {
+  Ballot promised, accepted;
+};
+
+// A planted bug for the checks to catch (never set in the product):
+// AcceptorHostConfig::plant.vote_unsaved.
+struct SimPlants {
+  bool vote_unsaved = false;
+};
+
 struct SimNode {
   NodeId id;
   NodeClock clock;
@@ -108,16 +131,20 @@ struct SimNode {
   std::unique_ptr<QuorumProposer> proposer;
   QuorumCopy copy;
   bool paused = false, crashed = false;
+  bool forgot = false;  // the last crash lost the acceptor's state (in memory, or the data dir lost)
   std::uint64_t life = 0;  // timers of an earlier life do nothing
   std::map<std::uint64_t, std::uint64_t> client_of;  // proposer op id -> ClientOp
+  std::map<std::string, Seen> seen_memory;  // this life's acceptor
+  std::map<std::string, Seen> seen_disk;    // the data dir, over every life
+  Time disk_fault_until{};
 };
 
 // A cluster of SimNodes on one SimNetwork, with the workload, the faults and
 // the checks. `leases`: the workload takes, renews and releases leases.
 class QuorumCluster {
  public:
-  QuorumCluster(std::size_t size, std::uint64_t seed, bool leases, bool durable)
-      : leases_(leases), durable_(durable), rng_(seed), net_(clock_, rng_) {
+  QuorumCluster(std::size_t size, std::uint64_t seed, bool leases, bool durable, SimPlants plants = {})
+      : leases_(leases), durable_(durable), plants_(plants), rng_(seed), net_(clock_, rng_) {
     std::vector<NodeId> ids;
     for (std::size_t i = 1; i <= size; ++i) ids.push_back("n" + std::to_string(i));
     topology_ = Topology(ids);
@@ -125,11 +152,14 @@ class QuorumCluster {
     net_.set_loss(uniform01(rng_) * 0.15);
     net_.set_delay(0ms, uniform_duration(rng_, 1ms, 20ms));
     // Half the runs also duplicate datagrams and deliver some of them up to
-    // several lease lengths late.
+    // several lease lengths late, and some up to 1.5 recovery waits late:
+    // past every proposer's deadline and past a restarted acceptor's
+    // recovery.
     crash_after_accept_ = chance(rng_, 0.5) ? uniform01(rng_) * 0.05 : 0.0;
     if (chance(rng_, 0.5)) {
       net_.set_duplicate(uniform01(rng_) * 0.1);
-      net_.set_long_delay(uniform01(rng_) * 0.03, uniform_duration(rng_, 100ms, 5 * milliseconds(kLeaseMs)));
+      Duration longest = chance(rng_, 0.5) ? 5 * milliseconds(kLeaseMs) : kRecoveryWait * 3 / 2;
+      net_.set_long_delay(uniform01(rng_) * 0.03, uniform_duration(rng_, 100ms, longest));
     }
     for (std::size_t i = 0; i < size; ++i) {
       SimNode& n = nodes_[ids[i]];
@@ -150,6 +180,7 @@ class QuorumCluster {
     net_.heal();
     net_.unblock_all();
     for (auto& [id, n] : nodes_) {
+      n.disk.failing = false;
       if (n.paused) resume(id);
       if (n.crashed) restart(id);
     }
@@ -190,6 +221,7 @@ class QuorumCluster {
     hc.self = n.id;
     hc.recovery_wait = kRecoveryWait;
     hc.retry_interval = 50ms;
+    hc.plant.vote_unsaved = plants_.vote_unsaved;
     n.host = std::make_unique<AcceptorHost>(hc, durable_ ? &n.disk : nullptr, std::move(loaded), local(n), rng_());
     QuorumProposerConfig config;
     config.timeout = kProposerTimeout;
@@ -198,6 +230,7 @@ class QuorumCluster {
     n.proposer = std::make_unique<QuorumProposer>(topology_, n.id, config);
     n.copy = QuorumCopy{};
     n.client_of.clear();
+    n.seen_memory.clear();
     loop(n.id, n.life, now() + uniform_duration(rng_, 0ms, kTick));
   }
 
@@ -213,6 +246,7 @@ class QuorumCluster {
         for (auto& [to, a] : n.host->answers_due()) net_.send(n.id, to, std::move(a));
         n.proposer->tick(local(n), out_);
         route(n);
+        check_acceptor(n);
       }
       loop(id, life, now() + kTick);
     });
@@ -267,8 +301,8 @@ class QuorumCluster {
 
   // Faults, one every 100-500 ms while the workload runs: pause a node (in
   // the lease runs, half the time the latest lease holder), split the
-  // cluster in two, lose one direction of a link, or crash a node and
-  // restart it later.
+  // cluster in two, lose one direction of a link, fail a node's data dir
+  // for a while (durable state), or crash a node and restart it later.
   void chaos() {
     if (stopped_) return;
     double roll = uniform01(rng_);
@@ -291,38 +325,60 @@ class QuorumCluster {
       timers_.at(now() + uniform_duration(rng_, 100ms, 1000ms), [this, generation] {
         if (generation == partition_generation_) net_.heal();
       });
-    } else if (roll < 0.75) {
+    } else if (roll < 0.7) {
       NodeId other = topology_.members()[uniform(rng_, 0, topology_.size() - 1)];
       if (other != victim) net_.block(victim, other);
       timers_.at(now() + uniform_duration(rng_, 100ms, 1000ms), [this] { net_.unblock_all(); });
-    } else if (can_crash(victim)) {
-      crash(victim);
-      timers_.at(now() + uniform_duration(rng_, 10ms, 800ms), [this, victim] { restart(victim); });
+    } else if (durable_ && roll < 0.85) {
+      disk_fault(victim, uniform_duration(rng_, 20ms, 400ms));
+    } else {
+      // With durable state, one crash in four also loses the data dir.
+      bool forgets = !durable_ || chance(rng_, 0.25);
+      if (can_crash(victim, forgets)) {
+        crash(victim, forgets);
+        timers_.at(now() + uniform_duration(rng_, 10ms, 800ms), [this, victim] { restart(victim); });
+      }
     }
     timers_.at(now() + uniform_duration(rng_, 100ms, 500ms), [this] { chaos(); });
   }
 
-  // Durable state survives anything; in memory, more than a minority
-  // recovering at once would leave nothing to recover from.
-  bool can_crash(const NodeId& id) const {
+  // The data dir refuses every save until `length` has passed (the node may
+  // crash and restart meanwhile: the disk stays faulty).
+  void disk_fault(const NodeId& id, Duration length) {
+    SimNode& n = nodes_.at(id);
+    n.disk.failing = true;
+    n.disk_fault_until = std::max(n.disk_fault_until, now() + length);
+    timers_.at(now() + length, [this, id] {
+      SimNode& n = nodes_.at(id);
+      if (now() >= n.disk_fault_until) n.disk.failing = false;
+    });
+  }
+
+  // Durable state survives a crash; an acceptor that forgets (in memory, or
+  // its data dir lost) recovers, and more than a minority recovering at
+  // once would leave nothing to recover from.
+  bool can_crash(const NodeId& id, bool forgets) const {
     const SimNode& n = nodes_.at(id);
     if (n.crashed || n.paused) return false;
-    if (durable_) return true;
+    if (!forgets) return true;
     std::size_t out = 1;
     for (const auto& [other, o] : nodes_)
-      if (other != id && (o.crashed || !o.host->ready())) ++out;
+      if (other != id && ((o.crashed && o.forgot) || (!o.crashed && !o.host->ready()))) ++out;
     return out <= topology_.size() - topology_.quorum();
   }
 
-  void crash(const NodeId& id) {
+  void crash(const NodeId& id, bool forgets) {
     SimNode& n = nodes_.at(id);
     n.crashed = true;
+    n.forgot = forgets;
     ++n.life;
     net_.set_down(id, true);
-    // Its proposer's operations are lost with it; an in-memory acceptor
-    // forgets what it accepted, so the oracle no longer counts it.
-    if (!durable_)
-      for (auto& [b, a] : oracle_) a.by.erase(id);
+    // Its proposer's operations are lost with it; an acceptor that forgets
+    // what it accepted no longer counts for the oracle.
+    if (!forgets) return;
+    for (auto& [b, a] : oracle_) a.by.erase(id);
+    n.disk.saved.reset();
+    n.seen_disk.clear();
   }
 
   void restart(const NodeId& id) {
@@ -384,17 +440,25 @@ class QuorumCluster {
   void deliver(const NodeId& to, const NodeId& from, Wire& w) {
     SimNode& n = nodes_.at(to);
     Time t = local(n);
+    const bool was_voting = n.host->voting();
     if (const auto* m = std::get_if<QPrepare>(&w)) {
-      if (auto p = n.host->on_prepare(*m, t)) net_.send(to, from, *p);
+      auto p = n.host->on_prepare(*m, t);
+      check_acceptor(n);
+      if (!p) return;
+      check_vote(n, was_voting, m->key, m->ballot, p->ok, false);
+      net_.send(to, from, *p);
     } else if (const auto* m = std::get_if<QAccept>(&w)) {
       auto a = n.host->on_accept(*m, t);
+      check_acceptor(n);
       if (!a) return;
+      check_vote(n, was_voting, m->key, m->ballot, a->verdict == AcceptVerdict::ok, true);
       if (a->verdict == AcceptVerdict::ok) accepted(to, *m);
       net_.send(to, from, *a);
       // The worst moment to crash: its vote is on its way and may still be
       // counted, and (in memory) the acceptor forgets it.
-      if (a->verdict == AcceptVerdict::ok && !stopped_ && chance(rng_, crash_after_accept_) && can_crash(to)) {
-        crash(to);
+      if (a->verdict == AcceptVerdict::ok && !stopped_ && chance(rng_, crash_after_accept_) &&
+          can_crash(to, !durable_)) {
+        crash(to, !durable_);
         timers_.at(now() + uniform_duration(rng_, 1ms, 100ms), [this, to] { restart(to); });
       }
     } else if (const auto* m = std::get_if<QPromise>(&w)) {
@@ -409,7 +473,47 @@ class QuorumCluster {
       if (auto a = n.host->on_recover_request(from, *m, t)) net_.send(to, from, *a);
     } else if (const auto* m = std::get_if<QRecoverState>(&w)) {
       n.host->on_recover_state(from, *m, t);
+      check_acceptor(n);
     }
+  }
+
+  // An answer only from a voting acceptor; a vote (an ok promise or accept
+  // for ballot `b`) only once the data dir holds it, so that a crash cannot
+  // take it back.
+  void check_vote(const SimNode& n, bool was_voting, const std::string& key, const Ballot& b, bool ok,
+                  bool accept) {
+    if (!was_voting) violation(fmt::format("{}: answered for {}.{} while not voting", n.id, b.counter, b.node));
+    if (!ok || !durable_) return;
+    const QSlotState* saved = nullptr;
+    if (n.disk.saved)
+      for (const auto& s : n.disk.saved->slots)
+        if (s.key == key) saved = &s;
+    bool held = saved && (accept ? saved->has_value && saved->accepted >= b : saved->promised >= b);
+    if (!held)
+      violation(fmt::format("{}: {} {}.{} which its data dir does not hold", n.id, accept ? "accepted" : "promised",
+                            b.counter, b.node));
+  }
+
+  // A node's acceptor after an event: promised >= accepted, and neither
+  // goes back within this life; the data dir never goes back at all.
+  void check_acceptor(SimNode& n) {
+    for (const auto& [key, slot] : n.host->acceptor().slots()) {
+      if (slot.has_value && slot.accepted > slot.promised)
+        violation(fmt::format("{}: accepted {}.{} above its promise", n.id, slot.accepted.counter, slot.accepted.node));
+      step_up(n, "acceptor", n.seen_memory[key], slot.promised, slot.has_value ? slot.accepted : Ballot{});
+    }
+    if (!n.disk.saved) return;
+    for (const auto& s : n.disk.saved->slots)
+      step_up(n, "data dir", n.seen_disk[s.key], s.promised, s.has_value ? s.accepted : Ballot{});
+  }
+
+  void step_up(const SimNode& n, const char* where, Seen& seen, const Ballot& promised, const Ballot& accepted) {
+    if (promised < seen.promised || accepted < seen.accepted)
+      violation(fmt::format("{}: {} went back from {}.{}/{}.{} to {}.{}/{}.{}", n.id, where, seen.promised.counter,
+                            seen.promised.node, seen.accepted.counter, seen.accepted.node, promised.counter,
+                            promised.node, accepted.counter, accepted.node));
+    seen.promised = std::max(seen.promised, promised);
+    seen.accepted = std::max(seen.accepted, accepted);
   }
 
   // The oracle: one value per ballot; a majority makes it chosen.
@@ -517,6 +621,7 @@ class QuorumCluster {
 
   bool leases_;
   bool durable_;
+  SimPlants plants_;
   double crash_after_accept_ = 0;
   double max_rate_ = 1.0;
   std::mt19937_64 rng_;
@@ -566,4 +671,19 @@ TEST_CASE("quorum sim: concurrent increments under loss, partitions, pauses, res
 
 TEST_CASE("quorum sim: leases keep other holders out until they run out") {
   run_scenario(true, kSeeds);
+}
+
+// The per-event checks can fail: an acceptor that answers from a change
+// its data dir refused is caught in most runs (the rest had no disk fault
+// under a vote).
+TEST_CASE("quorum sim: the checks catch an acceptor voting from state it could not save") {
+  std::size_t runs = 0, caught = 0;
+  for (auto seed : rg::sim::seeds(20))
+    for (std::size_t size : {3, 5}) {
+      ++runs;
+      if (!QuorumCluster(size, seed, false, true, SimPlants{true}).run().empty()) ++caught;
+    }
+  MESSAGE("vote_unsaved: caught in " << caught << " of " << runs << " runs");
+  CHECK_MESSAGE(caught * 2 >= runs, "the planted unsaved vote went unnoticed in " << runs - caught << " of " << runs
+                                                                              << " runs");
 }
