@@ -177,7 +177,7 @@ void HaAgent::on_members(const MemberView& view, Time now, AgentOutput& out) {
   // again (claims 3 and 5), as in a run begun after that verdict: a paused
   // master resumed during our broadcast gets its role back.
   FailoverRun& r = impl_->run;
-  if (r.active && r.by_renewal && r.failing && !alive(r.failing->node)) r.by_renewal = false;
+  if (r.running() && r.by_renewal && r.failing && !alive(r.failing->node)) r.by_renewal = false;
   end_input(now, out);
 }
 
@@ -272,7 +272,7 @@ void HaAgent::on_hook_done(const std::string& hook, int exit_status, Time now, A
     ++im.prepares_done;
     // Only the answer to our own, still running prepare counts; the shell
     // answers killed ones too, in order.
-    if (state_ == AgentState::preparing && im.run.prepared && im.prepares_done == im.run.prepare_index)
+    if (im.run.stage() == RunStage::prepare_hook && im.prepares_done == im.run.prepare_index)
       prepare_done(exit_status, now, out);
   } else if (exit_status != 0) {
     out.notes.push_back(fmt::format("hook {} exited with status {}", hook, exit_status));
@@ -477,12 +477,36 @@ bool legal(AgentState from, AgentState to) {
   return false;
 }
 
+// The agent state each stage of a running failover belongs to.
+std::optional<AgentState> state_for(RunStage s) {
+  switch (s) {
+    case RunStage::idle: return std::nullopt;
+    case RunStage::confirming:
+    case RunStage::confirm_wait:
+    case RunStage::reserving:
+    case RunStage::prepare_hook: return AgentState::preparing;
+    case RunStage::designating: return AgentState::designating;
+    case RunStage::broadcasting:
+    case RunStage::handing_back: return AgentState::broadcasting;
+    case RunStage::establishing: return AgentState::establishing;
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 void HaAgent::enter(AgentState to) {
   if (!legal(state_, to) && impl_->broken.empty())
     impl_->broken = fmt::format("invalid state change {} -> {}", to_string(state_), to_string(to));
   state_ = to;
+}
+
+void HaAgent::run_to(RunStage to) {
+  Impl& im = *impl_;
+  RunStage from = im.run.stage();
+  if (!im.run.advance(to) && im.broken.empty())
+    im.broken = fmt::format("invalid failover run change {} -> {}", to_string(from), to_string(to));
+  if (auto state = state_for(to); state && *state != state_) enter(*state);
 }
 
 
@@ -537,7 +561,7 @@ void HaAgent::settle(Time, AgentOutput& out, const std::string& reason) {
 void HaAgent::evaluate(Time now, AgentOutput& out) {
   Impl& im = *impl_;
   for (int pass = 0; pass < 4; ++pass) {
-    auto before = std::make_tuple(state_, im.role_cas, im.run.active, im.recovering, im.need_read, im.role);
+    auto before = std::make_tuple(state_, im.role_cas, im.run.running(), im.recovering, im.need_read, im.role);
     if (state_ == AgentState::starting && !im.recovering) {
       if (!im.ready || !im.have_table) return;
       if (config_.witness) {
@@ -572,7 +596,7 @@ void HaAgent::evaluate(Time now, AgentOutput& out) {
       case AgentState::broadcasting: check_broadcast(now, out); break;
       default: idle(now, out);
     }
-    if (before == std::make_tuple(state_, im.role_cas, im.run.active, im.recovering, im.need_read, im.role)) return;
+    if (before == std::make_tuple(state_, im.role_cas, im.run.running(), im.recovering, im.need_read, im.role)) return;
   }
 }
 
@@ -647,17 +671,20 @@ std::string HaAgent::check_invariants(Time now) const {
   if (epoch_seen_ < im.my_epoch) return "epoch seen below our own";
   if (table_ && table_->master && table_->master->epoch != table_->epoch)
     return fmt::format("table names a master at epoch {} but its epoch is {}", table_->master->epoch, table_->epoch);
-  if (config_.witness && state_ != AgentState::starting && (im.role != Role::witness || im.run.active))
+  if (config_.witness && state_ != AgentState::starting && (im.role != Role::witness || im.run.running()))
     return "a witness took a role";
   bool running = state_ == AgentState::preparing || state_ == AgentState::designating ||
                  state_ == AgentState::broadcasting || state_ == AgentState::establishing;
-  if (running != im.run.active) return "failover state and run disagree";
-  bool confirm_due = im.run.confirm_again != Time{};  // between two confirming reads
-  if (state_ == AgentState::preparing &&
-      int(im.run.confirming || confirm_due) + int(im.run.reserving) + int(im.run.prepared) != 1)
-    return "preparing: not exactly one of confirming (or about to again), reserving, prepared";
-  if (state_ == AgentState::preparing && im.run.reserving && !im.pending.contains(im.role_cas))
-    return "reserving without a reservation in flight";
+  const RunStage stage = im.run.stage();
+  if (running != im.run.running() || (running && state_for(stage) != state_))
+    return fmt::format("agent state {} and failover run stage {} disagree", to_string(state_), to_string(stage));
+  bool before_prepare = stage == RunStage::confirming || stage == RunStage::confirm_wait || stage == RunStage::reserving;
+  if (before_prepare && im.run.owes_abort) return fmt::format("{}: an abort owed before prepare ran", to_string(stage));
+  if (stage == RunStage::prepare_hook && !im.run.owes_abort) return "prepare runs but no abort is owed";
+  if ((stage == RunStage::confirm_wait) != (im.run.confirm_again != Time{}))
+    return "a confirm due again outside confirm-wait";
+  if ((stage == RunStage::reserving || stage == RunStage::confirming) && !im.pending.contains(im.role_cas))
+    return fmt::format("{} without its compare-and-set in flight", to_string(stage));
   if (im.role_cas && !im.pending.contains(im.role_cas)) return "role compare-and-set lost";
   return {};
 }

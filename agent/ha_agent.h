@@ -9,7 +9,9 @@
 // No sockets, no clocks, no processes, no threads inside.
 //
 // Every state change goes through one enter(...) that checks the transition
-// is one the protocol makes, and every role change through become(...),
+// is one the protocol makes; a failover run's stage (failover_run.h) moves
+// only through run_to(...), which checks it the same way and enters the
+// agent state the stage belongs to; every role change goes through become(...),
 // which reports a RoleChange with a stable event name (events.h).
 //
 // Behaviour where DESIGN.md and issue 3 are silent (details in
@@ -185,6 +187,8 @@ enum class CasOp : std::uint8_t {
   confirm,       // a quorum read that writes nothing: has the master's entry stopped?
 };
 
+enum class RunStage;  // failover_run.h
+
 class HaAgent {
  public:
   HaAgent(AgentConfig config, Time now);
@@ -262,6 +266,10 @@ class HaAgent {
   // Every change of state_ goes through here; an invalid transition is an
   // invariant broken (check_invariants reports it; debug builds abort).
   void enter(AgentState to);
+  // Every change of the failover run's stage goes through here: it checks
+  // the move (FailoverRun::legal) and enters the agent state that stage
+  // belongs to.
+  void run_to(RunStage to);
   void become(Role to, const std::string& name, const std::string& reason, std::uint64_t epoch,
               const NodeId& prev_master, AgentOutput& out);
   void report(const std::string& name, const std::string& reason, std::uint64_t epoch,

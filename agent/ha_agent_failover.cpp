@@ -73,6 +73,17 @@ MasterEntry designated_entry(const NodeId& self, std::uint64_t epoch) {
   return MasterEntry{self, epoch, Phase::designated, 0, 0};
 }
 
+// The step a run aborted before designating reports. A run waiting to
+// confirm again never ran `prepare`, so it reports the confirm step.
+const char* preparing_step_name(RunStage s) {
+  switch (s) {
+    case RunStage::confirming:
+    case RunStage::confirm_wait: return "confirm";
+    case RunStage::reserving: return "reserve";
+    default: return "prepare";
+  }
+}
+
 }  // namespace
 
 // --- detect and prepare -----------------------------------------------------------------
@@ -189,7 +200,6 @@ void HaAgent::start_failover(Time now, AgentOutput& out) {
   const auto [m, since, failed_at] = judged_entry();
   FailoverRun& r = im.run;
   r = FailoverRun{};
-  r.active = true;
   r.kind = RunKind::failover;
   r.failing = m;
   r.by_renewal = alive(m.node);
@@ -204,7 +214,6 @@ void HaAgent::start_failover(Time now, AgentOutput& out) {
   last_failover_.clear();
   step("detect", since, now, r.reason, out);
   r.step_start = now;
-  enter(AgentState::preparing);
   if (r.by_renewal) return confirm(now, out);
   if (config_.plant_no_reservation) return run_prepare(now, out);
   reserve(now, out);
@@ -222,7 +231,7 @@ bool HaAgent::failing_alive() const {
 // really stopped. An identity write would start its lease afresh at the
 // acceptors that held an older entry.
 void HaAgent::confirm(Time now, AgentOutput& out) {
-  impl_->run.confirming = true;
+  run_to(RunStage::confirming);
   issue("confirm", CasOp::confirm, [](const std::optional<RoleTable>&) -> std::optional<RoleTable> { return std::nullopt; },
         now, out);
 }
@@ -231,8 +240,7 @@ void HaAgent::on_confirmed(grid::CasOutcome outcome, const std::optional<RoleTab
                            std::optional<std::int64_t> lease_left_ms, Time now, AgentOutput& out) {
   Impl& im = *impl_;
   FailoverRun& r = im.run;
-  if (!r.active || !r.confirming || state_ != AgentState::preparing) return;  // the run ended meanwhile
-  r.confirming = false;
+  if (r.stage() != RunStage::confirming) return;  // the run ended meanwhile
   bool read = outcome == grid::CasOutcome::precondition_failed;  // it never writes: this is the read's answer
   const auto& m = value ? value->master : std::nullopt;
   const MasterEntry f = *r.failing;  // a copy: the run ends below
@@ -247,6 +255,7 @@ void HaAgent::on_confirmed(grid::CasOutcome outcome, const std::optional<RoleTab
     // A majority is alive: rival ballots (a cut-off master's own reads
     // keep outbidding ours) or lost answers, not a minority. Read again.
     out.notes.push_back("confirm: no quorum while a majority is alive; reading again");
+    run_to(RunStage::confirm_wait);
     r.confirm_again = now + config_.heartbeat_interval;
     return;
   }
@@ -281,7 +290,7 @@ void HaAgent::on_confirmed(grid::CasOutcome outcome, const std::optional<RoleTab
 void HaAgent::reserve(Time now, AgentOutput& out) {
   Impl& im = *impl_;
   FailoverRun& r = im.run;
-  r.reserving = true;
+  run_to(RunStage::reserving);
   r.held_by = std::make_shared<std::optional<FailoverReservation>>();
   std::optional<FailoverReservation> stale;
   // Its holder aborts prepare by failover-timeout + a heartbeat on its own
@@ -299,7 +308,7 @@ void HaAgent::reserve(Time now, AgentOutput& out) {
 void HaAgent::on_reserved(grid::CasOutcome outcome, Time now, AgentOutput& out) {
   Impl& im = *impl_;
   FailoverRun& r = im.run;
-  if (!r.active || !r.reserving || state_ != AgentState::preparing) return;  // the run ended meanwhile
+  if (r.stage() != RunStage::reserving) return;  // the run ended meanwhile
   if (outcome == grid::CasOutcome::committed) {
     step("reserve", r.step_start, now, "ok", out);
     im.yielded_to.reset();
@@ -329,8 +338,8 @@ void HaAgent::on_reserved(grid::CasOutcome outcome, Time now, AgentOutput& out) 
 void HaAgent::run_prepare(Time now, AgentOutput& out) {
   Impl& im = *impl_;
   FailoverRun& r = im.run;
-  r.reserving = false;
-  r.prepared = true;
+  run_to(RunStage::prepare_hook);
+  r.owes_abort = true;
   run_hook("prepare", r.was_replica ? Role::replica : Role::data, r.failing->epoch, r.failing->node, out);
   r.prepare_index = im.prepares_emitted;
   r.step_start = now;
@@ -338,7 +347,7 @@ void HaAgent::run_prepare(Time now, AgentOutput& out) {
 
 void HaAgent::check_prepare(Time now, AgentOutput& out) {
   FailoverRun& r = impl_->run;
-  if (r.confirm_again != Time{} && now >= r.confirm_again && !r.confirming && !impl_->role_cas) {
+  if (r.stage() == RunStage::confirm_wait && now >= r.confirm_again && !impl_->role_cas) {
     r.confirm_again = Time{};
     confirm(now, out);
   }
@@ -355,8 +364,8 @@ void HaAgent::check_prepare(Time now, AgentOutput& out) {
   else if (now >= r.step_start + config_.failover_timeout + config_.heartbeat_interval)
     why = "prepare hook exceeded failover-timeout";
   if (why.empty()) return;
-  out.abort_hook = r.prepared;  // claim 5: terminate the failover operation
-  step(r.confirming ? "confirm" : r.reserving ? "reserve" : "prepare", r.step_start, now, "aborted: " + why, out);
+  out.abort_hook = r.owes_abort;  // claim 5: terminate the failover operation
+  step(preparing_step_name(r.stage()), r.step_start, now, "aborted: " + why, out);
   end_failover(event::failover_aborted, why, now, out);
 }
 
@@ -386,7 +395,7 @@ void HaAgent::prepare_done(int status, Time now, AgentOutput& out) {
 
 void HaAgent::designate(Time now, AgentOutput& out) {
   FailoverRun& r = impl_->run;
-  enter(AgentState::designating);
+  run_to(RunStage::designating);
   track_designation(issue("designate", CasOp::designate,
                         designate_change(config_.self, r.failing, true, "failover: " + r.reason), now, out));
 }
@@ -424,7 +433,6 @@ void HaAgent::maybe_claim(Time now, AgentOutput& out) {
 
   FailoverRun& r = im.run;
   r = FailoverRun{};
-  r.active = true;
   r.kind = RunKind::claim;
   r.failing = from;
   r.was_replica = names_self_replica();
@@ -435,7 +443,7 @@ void HaAgent::maybe_claim(Time now, AgentOutput& out) {
                   : std::string("the master role is vacant");
   last_failover_.clear();
   step("detect", since, now, r.reason, out);
-  enter(AgentState::designating);
+  run_to(RunStage::designating);
   track_designation(issue("claim", CasOp::claim, designate_change(config_.self, from, false, "claim: " + r.reason), now, out));
 }
 
@@ -448,8 +456,7 @@ void HaAgent::start_target(Time now, AgentOutput& out) {
   if (im.orphan_made && std::any_of(im.orphan_made->begin(), im.orphan_made->end(),
                                     [&](const RoleTable& t) { return t.master == m; })) {
     r = im.orphan;  // our own designation surfaced after all: carry on with it
-    r.active = true;
-    r.prepared = false;  // its abort hook already ran
+    r.owes_abort = false;  // its abort hook already ran
     r.epoch = m.epoch;
     r.started = now;
     im.orphan_made.reset();
@@ -459,7 +466,6 @@ void HaAgent::start_target(Time now, AgentOutput& out) {
     return;
   }
   r = FailoverRun{};
-  r.active = true;
   r.kind = RunKind::target;
   r.was_replica = im.role == Role::replica;
   r.started = now;
@@ -477,7 +483,7 @@ void HaAgent::start_target(Time now, AgentOutput& out) {
 void HaAgent::begin_broadcast(Time now, AgentOutput& out) {
   Impl& im = *impl_;
   FailoverRun& r = im.run;
-  enter(AgentState::broadcasting);
+  run_to(RunStage::broadcasting);
   im.my_epoch = r.epoch;
   epoch_seen_ = std::max(epoch_seen_, r.epoch);
   r.acks = {config_.self};
@@ -506,7 +512,7 @@ void HaAgent::check_broadcast(Time now, AgentOutput& out) {
   // Claim 3: only an established master can be handed its role back.
   bool restored = r.kind == RunKind::failover && r.failing && r.failing->phase == Phase::established &&
                   failing_alive();
-  if (r.handing_back) {  // retrying after no quorum, while the old master stays
+  if (r.stage() == RunStage::handing_back) {  // retrying after no quorum, while the old master stays
     if (now < r.retry_at) return;
     if (restored && now < r.broadcast_start + config_.broadcast_timeout + config_.failure_timeout)
       hand_back(now, out);
@@ -515,7 +521,7 @@ void HaAgent::check_broadcast(Time now, AgentOutput& out) {
   } else if (restored) {
     step("broadcast", r.broadcast_start, now,
          fmt::format("old master {} restored after {} of {} acknowledgements", r.failing->node, acks, quorum), out);
-    r.handing_back = true;
+    run_to(RunStage::handing_back);
     hand_back(now, out);
   } else if (acks >= quorum) {
     step("broadcast", r.broadcast_start, now, fmt::format("{} of {} members acknowledged", acks, config_.topology.size()),
@@ -532,7 +538,7 @@ void HaAgent::check_broadcast(Time now, AgentOutput& out) {
 
 bool HaAgent::our_designation_committed() const {
   const FailoverRun& r = impl_->run;
-  if (state_ != AgentState::designating || !r.made || !table_ || !table_->master) return false;
+  if (r.stage() != RunStage::designating || !r.made || !table_ || !table_->master) return false;
   const MasterEntry& m = *table_->master;
   return m.node == config_.self && m.phase == Phase::designated &&
          std::any_of(r.made->begin(), r.made->end(), [&](const RoleTable& t) { return t.master == m; });
@@ -544,7 +550,7 @@ void HaAgent::retry_designate(Time now, AgentOutput& out) {
   Impl& im = *impl_;
   FailoverRun& r = im.run;
   if (im.role_cas || now < r.retry_at) return;
-  if (state_ == AgentState::establishing) {
+  if (r.stage() == RunStage::establishing) {
     if (now >= r.broadcast_start + config_.broadcast_timeout + config_.failure_timeout)
       vacate(now, out);
     else
@@ -572,8 +578,8 @@ void HaAgent::retry_designate(Time now, AgentOutput& out) {
 
 void HaAgent::establish(Time now, AgentOutput& out) {
   FailoverRun& r = impl_->run;
-  if (state_ != AgentState::establishing) r.step_start = now;
-  enter(AgentState::establishing);
+  if (r.stage() != RunStage::establishing) r.step_start = now;
+  run_to(RunStage::establishing);
   issue(
       "establish", CasOp::establish,
       [mine = designated_entry(config_.self, r.epoch),
@@ -626,11 +632,11 @@ void HaAgent::hand_back(Time now, AgentOutput& out) {
 void HaAgent::vacate(Time now, AgentOutput& out) {
   Impl& im = *impl_;
   FailoverRun& r = im.run;
-  std::uint64_t epoch = r.active ? r.epoch : im.my_epoch;
+  std::uint64_t epoch = r.running() ? r.epoch : im.my_epoch;
   issue(
       "vacate", CasOp::vacate,
       [self = config_.self, mine = designated_entry(config_.self, epoch),
-       keep_replica = r.active && r.was_replica](const std::optional<RoleTable>& cur) -> std::optional<RoleTable> {
+       keep_replica = r.running() && r.was_replica](const std::optional<RoleTable>& cur) -> std::optional<RoleTable> {
         if (!cur || cur->master != mine) return std::nullopt;
         RoleTable t = *cur;
         t.master.reset();
@@ -649,8 +655,8 @@ void HaAgent::end_failover(const std::string& name, const std::string& reason, T
   std::uint64_t epoch = r.epoch ? r.epoch : (r.failing ? r.failing->epoch : (table_ ? table_->epoch : 0));
   out.notes.push_back(fmt::format("{} {}", name, reason));
   report(name, reason, epoch, out);
-  if (r.prepared) run_hook("abort", im.role, epoch, r.prev_master, out);  // undo what prepare did
-  if (r.prepared && r.reservation) release_reservation(*r.reservation, now, out);
+  if (r.owes_abort) run_hook("abort", im.role, epoch, r.prev_master, out);  // undo what prepare did
+  if (r.owes_abort && r.reservation) release_reservation(*r.reservation, now, out);
   enter(im.role == Role::replica ? AgentState::replica : AgentState::data);
   settle(now, out, reason);
 }
@@ -684,7 +690,7 @@ void HaAgent::read_soon(Time now) {
 void HaAgent::on_failover_cas(CasOp op, grid::CasOutcome outcome, const std::optional<RoleTable>& value, Time started,
                               Time now, AgentOutput& out) {
   Impl& im = *impl_;
-  if (!im.run.active) {  // a lone vacate of a designation we had given up
+  if (!im.run.running()) {  // a lone vacate of a designation we had given up
     if (op == CasOp::vacate && outcome == grid::CasOutcome::committed) im.abandoned_epoch = 0;
     if (outcome == grid::CasOutcome::precondition_failed) read_soon(now);
     return;
@@ -739,7 +745,7 @@ void HaAgent::on_designated(CasOp op, grid::CasOutcome outcome, const std::optio
     bool minority = outcome == CasOutcome::no_quorum;
     step("designate", r.step_start, now, minority ? "no quorum" : "refused: the table changed", out);
     // Not committed is not "not written": keep what we proposed.
-    im.orphan = r;
+    im.orphan = r.parked();
     im.orphan_made = r.made;
     if (!minority) read_soon(now);
     if (r.kind == RunKind::claim)

@@ -105,14 +105,14 @@ void HaAgent::recover(Time now, AgentOutput& out) {
       return;
     }
     maybe_claim(now, out);
-    if (im.run.active) return;
+    if (im.run.running()) return;
     im.need_read = true;  // wait for it to establish or hand back
     im.next_read = now + config_.heartbeat_interval;
     return;
   }
   if (eligible_self()) {
     maybe_claim(now, out);
-    if (im.run.active) return;
+    if (im.run.running()) return;
   }
   im.recovering = false;
   settle(now, out, "the master role is vacant");

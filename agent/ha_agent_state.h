@@ -5,6 +5,7 @@
 //                          (a restored master), switchover, shutdown;
 //   ha_agent_failover.cpp  FIG. 2 (the replica's failover, claims 2-5), the
 //                          claim of a vacant role, broadcast and establish.
+// The run itself (its stages and their legal moves) is failover_run.h.
 // Not part of the agent's interface; only those files include it.
 #include <cstdint>
 #include <map>
@@ -14,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/failover_run.h"
 #include "agent/ha_agent.h"
 
 namespace rg::agent {
@@ -34,40 +36,6 @@ struct PendingCas {
   std::shared_ptr<std::vector<RoleTable>> made;
   std::optional<CasOp> settles;  // a read settling this op's ambiguous result
   Time settles_started{};
-};
-
-// How a run towards mastership started.
-enum class RunKind {
-  failover,  // FIG. 2: the replica, from the master entry it saw failing
-  claim,     // the role is vacant (or held by a dead designated node)
-  target,    // the table designates us (switchover, or our own designation before a restart)
-};
-
-// One attempt to become master: failover, claim or switchover target.
-struct FailoverRun {
-  bool active = false;
-  RunKind kind = RunKind::failover;
-  std::optional<MasterEntry> failing;  // the exact entry we change from (nullopt: vacant)
-  bool was_replica = false;            // give the replica slot back if this fails
-  bool by_renewal = false;             // the master looked alive: judged by its entry alone
-  bool confirming = false;             // the confirming quorum read is out
-  Time confirm_again{};                // a confirm lost to rival ballots: read again then
-  bool reserving = false;              // the reservation CAS is out; no `prepare` yet
-  bool prepared = false;               // `prepare` ran: a failure owes an `abort`
-  std::optional<FailoverReservation> reservation;  // the one we wrote
-  // The reservation the change function found held by another node.
-  std::shared_ptr<std::optional<FailoverReservation>> held_by;
-  std::uint64_t prepare_index = 0;     // which emitted prepare hook is ours
-  Time started{}, step_start{}, retry_at{};
-  bool saw_lease_held = false;         // a later no_quorum is the lease's edge, not a minority
-  std::shared_ptr<std::vector<RoleTable>> made;  // every value our designations proposed
-  std::shared_ptr<std::vector<RoleTable>> back_made;  // every hand-back we proposed (claim 3)
-  bool handing_back = false;
-  std::uint64_t epoch = 0;             // our designated epoch
-  std::set<NodeId> acks;
-  Time broadcast_start{}, next_broadcast{};
-  std::string reason;
-  NodeId prev_master;
 };
 
 struct HaAgent::Impl {
