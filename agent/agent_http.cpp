@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "agent/agent_node.h"
+#include "agent/events.h"
 
 namespace rg::agent {
 
@@ -60,7 +61,6 @@ constexpr std::array<Role, 4> kRoles = {Role::master, Role::replica, Role::data,
 constexpr std::array<grid::MemberState, 5> kMemberStates = {grid::MemberState::alive, grid::MemberState::suspected,
                                                            grid::MemberState::failed, grid::MemberState::left,
                                                            grid::MemberState::unknown};
-constexpr std::array<const char*, 5> kHooks = {"prepare", "master", "replica", "data", "abort"};
 
 std::string_view path_of(std::string_view target) {
   auto q = target.find('?');
@@ -213,12 +213,12 @@ std::string AgentNode::metrics_text() const {
     m.sample("rolegrid_role_changes_total", n, {{"event", event.starts_with('+') ? event.substr(1) : event}});
 
   m.family("rolegrid_hook_runs_total", "counter", "Hook runs (a missing hook does not run).");
-  for (const auto* h : kHooks) {
+  for (const auto* h : hook::all) {
     auto it = hook_counts_.find(h);
     m.sample("rolegrid_hook_runs_total", it == hook_counts_.end() ? 0 : it->second.runs, {{"hook", h}});
   }
   m.family("rolegrid_hook_failures_total", "counter", "Hook runs that exited non-zero, timed out or were killed.");
-  for (const auto* h : kHooks) {
+  for (const auto* h : hook::all) {
     auto it = hook_counts_.find(h);
     m.sample("rolegrid_hook_failures_total", it == hook_counts_.end() ? 0 : it->second.failures, {{"hook", h}});
   }

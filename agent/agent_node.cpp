@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "agent/events.h"
 #include "common/log.h"
 
 namespace rg::agent {
@@ -236,7 +237,7 @@ void AgentNode::carry_out(AgentOutput& out) {
     record(c.event, {{"from", to_string(c.from)}, {"to", to_string(c.to)}, {"reason", c.reason}});
   }
   if (!out.changes.empty()) write_node_entry();
-  if (out.abort_hook) hooks_.abort("prepare");
+  if (out.abort_hook) hooks_.abort(hook::prepare);
   for (const auto& h : out.hooks) run_hook(h);
   for (const auto& b : out.broadcasts) {
     record("broadcast", {{"master", b.master}, {"for_epoch", b.epoch}});
@@ -285,7 +286,7 @@ void AgentNode::run_hook(const HookRun& h) {
              {"ROLEGRID_EPOCH", std::to_string(h.epoch)},
              {"ROLEGRID_PREV_MASTER", h.prev_master},
              {"ROLEGRID_HOOK", h.hook}};
-  if (h.hook == "master" || h.hook == "replica" || h.hook == "data") {
+  if (h.hook == hook::master || h.hook == hook::replica || h.hook == hook::data) {
     // A role's hook is dropped if, when its turn comes, a later role change
     // has queued its own or the role is no longer held (prepare and abort
     // belong to a failover in progress and always run).

@@ -1,7 +1,9 @@
 #pragma once
-// The stable event names of role changes and failover outcomes: operators'
-// scripts, the event log, the chaos checker and the tests match on them,
-// so each is spelled once, here.
+// The stable event names of role changes and failover outcomes, and the
+// hook names: operators' scripts, the event log, the chaos checker and the
+// tests match on them, so each is spelled once, here.
+#include <array>
+
 namespace rg::agent::event {
 
 inline constexpr const char* promoted = "+promoted";          // became master by a failover or claim
@@ -19,3 +21,16 @@ inline constexpr const char* data = "+data";
 inline constexpr const char* witness = "+witness";
 
 }  // namespace rg::agent::event
+
+// The hooks an operator attaches (hooks/<name>, ROLEGRID_HOOK): one per
+// role, and the failover operation with its undo.
+namespace rg::agent::hook {
+
+inline constexpr const char* prepare = "prepare";  // FIG. 2's failover operation (claim 5 aborts it)
+inline constexpr const char* abort = "abort";      // undoes a prepare whose failover failed
+inline constexpr const char* master = "master";
+inline constexpr const char* replica = "replica";
+inline constexpr const char* data = "data";
+inline constexpr std::array<const char*, 5> all = {prepare, master, replica, data, abort};
+
+}  // namespace rg::agent::hook

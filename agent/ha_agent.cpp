@@ -100,9 +100,9 @@ namespace {
 
 const char* hook_for(Role r) {
   switch (r) {
-    case Role::master: return "master";
-    case Role::replica: return "replica";
-    case Role::data: return "data";
+    case Role::master: return hook::master;
+    case Role::replica: return hook::replica;
+    case Role::data: return hook::data;
     case Role::witness: return "";
   }
   return "";
@@ -257,25 +257,25 @@ void HaAgent::on_cas_done(std::uint64_t id, grid::CasOutcome outcome, const std:
   end_input(now, out);
 }
 
-void HaAgent::on_hook_done(const std::string& hook, int exit_status, Time now, AgentOutput& out) {
+void HaAgent::on_hook_done(const std::string& name, int exit_status, Time now, AgentOutput& out) {
   begin_input(now, out);
   Impl& im = *impl_;
-  if (!im.stepdown_hook.empty() && hook == im.stepdown_hook) {
+  if (!im.stepdown_hook.empty() && name == im.stepdown_hook) {
     im.stepdown_hook.clear();
     if (im.release_committed && im.switch_to) {
       im.release_committed = false;
-      out.notes.push_back(fmt::format("step-down hook {} done: handing over to {}", hook, *im.switch_to));
+      out.notes.push_back(fmt::format("step-down hook {} done: handing over to {}", name, *im.switch_to));
       handover(now, out);
     }
   }
-  if (hook == "prepare") {
+  if (name == hook::prepare) {
     ++im.prepares_done;
     // Only the answer to our own, still running prepare counts; the shell
     // answers killed ones too, in order.
     if (im.run.stage() == RunStage::prepare_hook && im.prepares_done == im.run.prepare_index)
       prepare_done(exit_status, now, out);
   } else if (exit_status != 0) {
-    out.notes.push_back(fmt::format("hook {} exited with status {}", hook, exit_status));
+    out.notes.push_back(fmt::format("hook {} exited with status {}", name, exit_status));
   }
   end_input(now, out);
 }
@@ -534,13 +534,13 @@ void HaAgent::report(const std::string& name, const std::string& reason, std::ui
   out.changes.push_back(RoleChange{impl_->role, impl_->role, epoch, name, reason});
 }
 
-void HaAgent::run_hook(const std::string& hook, Role role, std::uint64_t epoch, const NodeId& prev_master,
+void HaAgent::run_hook(const std::string& name, Role role, std::uint64_t epoch, const NodeId& prev_master,
                        AgentOutput& out) {
   // prepare is bounded by failover_timeout; every other hook by the
   // shell's --hook-timeout (limit 0).
-  out.hooks.push_back(HookRun{hook, role, epoch, prev_master, hook == "prepare" ? config_.failover_timeout : Duration{}});
+  out.hooks.push_back(HookRun{name, role, epoch, prev_master, name == hook::prepare ? config_.failover_timeout : Duration{}});
   impl_->last_hook_role = role;
-  if (hook == "prepare") ++impl_->prepares_emitted;
+  if (name == hook::prepare) ++impl_->prepares_emitted;
 }
 
 // Data or replica, as the table says.

@@ -209,7 +209,7 @@ class HaAgent {
   void on_cas_done(std::uint64_t id, grid::CasOutcome outcome, const std::optional<RoleTable>& value,
                    Time started, Time now, AgentOutput& out,
                    std::optional<std::int64_t> value_lease_left_ms = std::nullopt);
-  void on_hook_done(const std::string& hook, int exit_status, Time now, AgentOutput& out);
+  void on_hook_done(const std::string& name, int exit_status, Time now, AgentOutput& out);
   // A broadcast from `master` for `epoch`; returns whether to acknowledge it
   // (refused when this node has seen a newer epoch).
   bool on_broadcast(const NodeId& master, std::uint64_t epoch, Time now, AgentOutput& out);
@@ -274,7 +274,7 @@ class HaAgent {
               const NodeId& prev_master, AgentOutput& out);
   void report(const std::string& name, const std::string& reason, std::uint64_t epoch,
               AgentOutput& out);
-  void run_hook(const std::string& hook, Role role, std::uint64_t epoch, const NodeId& prev_master,
+  void run_hook(const std::string& name, Role role, std::uint64_t epoch, const NodeId& prev_master,
                 AgentOutput& out);
   std::uint64_t issue(const std::string& purpose, CasOp op, Change change, Time now, AgentOutput& out,
                       bool role_slot = true);

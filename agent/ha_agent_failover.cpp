@@ -340,7 +340,7 @@ void HaAgent::run_prepare(Time now, AgentOutput& out) {
   FailoverRun& r = im.run;
   run_to(RunStage::prepare_hook);
   r.owes_abort = true;
-  run_hook("prepare", r.was_replica ? Role::replica : Role::data, r.failing->epoch, r.failing->node, out);
+  run_hook(hook::prepare, r.was_replica ? Role::replica : Role::data, r.failing->epoch, r.failing->node, out);
   r.prepare_index = im.prepares_emitted;
   r.step_start = now;
 }
@@ -655,7 +655,7 @@ void HaAgent::end_failover(const std::string& name, const std::string& reason, T
   std::uint64_t epoch = r.epoch ? r.epoch : (r.failing ? r.failing->epoch : (table_ ? table_->epoch : 0));
   out.notes.push_back(fmt::format("{} {}", name, reason));
   report(name, reason, epoch, out);
-  if (r.owes_abort) run_hook("abort", im.role, epoch, r.prev_master, out);  // undo what prepare did
+  if (r.owes_abort) run_hook(hook::abort, im.role, epoch, r.prev_master, out);  // undo what prepare did
   if (r.owes_abort && r.reservation) release_reservation(*r.reservation, now, out);
   enter(im.role == Role::replica ? AgentState::replica : AgentState::data);
   settle(now, out, reason);
