@@ -284,7 +284,6 @@ class HaAgent {
   std::uint64_t submit(CasRequest req, CasOp op, Time now, AgentOutput& out, bool role_slot,
                        std::shared_ptr<std::optional<std::optional<RoleTable>>> saw,
                        std::shared_ptr<std::vector<RoleTable>> made);
-  void release_reservation(const FailoverReservation& mine, Time now, AgentOutput& out);
   bool alive(const NodeId& id) const;
   bool eligible_self() const;
   // This node sees a majority of members alive (itself included).
@@ -314,6 +313,7 @@ class HaAgent {
 
   // ha_agent_failover.cpp: FIG. 2 (claims 2-5), claims of a vacant role,
   // switchover targets, broadcast and establish.
+  void release_reservation(const FailoverReservation& mine, Time now, AgentOutput& out);
   bool failure_detected(Time now) const;
   Duration stagger() const;  // how long this node lets longer-alive ones go first
   bool master_restored() const;
