@@ -355,13 +355,20 @@ void AgentNode::count_master_change() {
 
 MemberView AgentNode::member_view() const {
   MemberView view;
+  const Time now = Clock::now();
   const auto* nodes = node_.store().find(kNodesRegion);
   for (const auto& id : node_.membership().topology().members()) {
     if (id == node_.config().node) continue;
     MemberStatus st;
     st.alive = node_.membership().is_alive(id);
     st.synced = node_.member_synced(id);
-    if (const auto* m = node_.membership().find(id)) st.alive_since = m->alive_since;
+    if (const auto* m = node_.membership().find(id)) {
+      st.alive_since = m->alive_since;
+      // Half a failure timeout without a word is several heartbeats lost in
+      // a row: a pause or a cut, rarely loss alone.
+      st.silent = m->state == grid::MemberState::suspected ||
+                  now - m->last_heard > node_.config().failure_timeout / 2;
+    }
     if (nodes) {
       if (auto v = nodes->get(id)) {
         json j = json::parse(v->value, nullptr, false);

@@ -172,12 +172,13 @@ void HaAgent::on_members(const MemberView& view, Time now, AgentOutput& out) {
     else
       impl_->unfit_since.emplace(id, now);  // keeps the earliest
   }
-  // A run begun while the failing master looked alive judges it by its entry
-  // alone. Once the membership sees it gone, its return counts as a restore
-  // again (claims 3 and 5), as in a run begun after that verdict: a paused
-  // master resumed during our broadcast gets its role back.
+  // A run begun while the failing master was heard judges it by its entry
+  // alone. Once the membership stops hearing it (silent, or failed), its
+  // return counts as a restore again (claims 3 and 5), as in a run begun
+  // after that: a paused master resumed during our broadcast gets its role
+  // back.
   FailoverRun& r = impl_->run;
-  if (r.running() && r.by_renewal && r.failing && !alive(r.failing->node)) r.by_renewal = false;
+  if (r.running() && r.by_renewal && r.failing && !heard(r.failing->node)) r.by_renewal = false;
   end_input(now, out);
 }
 
@@ -417,6 +418,11 @@ void HaAgent::set_table(const std::optional<RoleTable>& table, Time now) {
 bool HaAgent::alive(const NodeId& id) const {
   auto it = members_.find(id);
   return it != members_.end() && it->second.alive;
+}
+
+bool HaAgent::heard(const NodeId& id) const {
+  auto it = members_.find(id);
+  return it != members_.end() && it->second.alive && !it->second.silent;
 }
 
 bool HaAgent::sees_majority() const {

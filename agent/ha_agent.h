@@ -94,6 +94,11 @@ struct MemberStatus {
   Time alive_since{};
   std::optional<Role> last_role;     // from its nodes/<id> entry
   std::uint64_t last_role_epoch = 0;
+  // Alive, but not heard from for half a failure timeout or more (or the
+  // membership is probing it). A master seen silent has been seen gone for
+  // claims 3 and 5: hearing it again is its return. A deaf master, or one
+  // cut off from the majority but reaching us, is never silent.
+  bool silent = false;
 };
 using MemberView = std::map<NodeId, MemberStatus>;  // every member but self
 
@@ -285,6 +290,7 @@ class HaAgent {
                        std::shared_ptr<std::optional<std::optional<RoleTable>>> saw,
                        std::shared_ptr<std::vector<RoleTable>> made);
   bool alive(const NodeId& id) const;
+  bool heard(const NodeId& id) const;  // alive and not silent
   bool eligible_self() const;
   // This node sees a majority of members alive (itself included).
   bool sees_majority() const;
@@ -319,7 +325,6 @@ class HaAgent {
   bool master_restored() const;
   bool data_node_turn(Time now) const;
   // How long a master's entry must stand still to count as failed.
-  Duration failed_after(const NodeId& master) const;
   struct Judged {
     MasterEntry entry;
     Time since;      // unchanged from then on

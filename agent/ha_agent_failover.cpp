@@ -98,7 +98,7 @@ HaAgent::Judged HaAgent::judged_entry() const {
   const MasterEntry& m = *table_->master;
   if (im.read_ahead && same_entry(*im.read_ahead, m) && im.read_ahead->renewal > m.renewal)
     return {*im.read_ahead, im.read_ahead_since, im.read_ahead_since + im.read_ahead_wait};
-  return {m, im.observed_since, im.observed_since + failed_after(m.node)};
+  return {m, im.observed_since, im.observed_since + config_.failure_timeout};
 }
 
 bool HaAgent::failure_detected(Time now) const {
@@ -107,11 +107,16 @@ bool HaAgent::failure_detected(Time now) const {
   const MasterEntry& m = *table_->master;
   if (m.node == config_.self) return false;
   // Claim 1 taken literally: the failure is judged from the grid's data.
-  // An established master whose entry has not moved for 1.5 failure
-  // timeouts is failed even if the membership still sees it (it may be cut
-  // off from the majority but reach us); the run confirms it first. The
-  // extra half lets the membership judge a dead or paused master first, so
-  // claims 3 and 5 can still tell when it comes back.
+  // An established master whose entry has not moved for the failure
+  // timeout is failed even if the membership still sees it (paused, cut
+  // off from the majority but reaching us, deaf); the run confirms it with
+  // a read first. Its lease ran from before we saw that entry, so it has
+  // stopped acting by then. The membership usually judges a paused or cut
+  // off master a probe or two later than this: waiting for it cost a third
+  // of a failure timeout. A run judged by the entry alone learns of the
+  // master's return from its entry moving (claim 5), and, once the
+  // membership has seen the master gone, from the membership too (claims
+  // 3 and 5, see on_members).
   if (alive(m.node) && (m.phase != Phase::established || config_.plant_membership_only)) return false;
   if (now < judged_entry().failed_at) return false;
   if (!names_self_replica() && !data_node_turn(now)) return false;
@@ -141,9 +146,6 @@ Duration HaAgent::read_ahead_wait(std::optional<std::int64_t> lease_left_ms) con
   return std::clamp(left + hb, 2 * hb, std::max(2 * hb, config_.failure_timeout));
 }
 
-Duration HaAgent::failed_after(const NodeId& master) const {
-  return alive(master) ? config_.failure_timeout * 3 / 2 : config_.failure_timeout;
-}
 
 // The replica fails over first. A data node steps in a heartbeat plus a
 // stagger (longest alive first) after the replica's turn began: when the
@@ -202,28 +204,31 @@ void HaAgent::start_failover(Time now, AgentOutput& out) {
   r = FailoverRun{};
   r.kind = RunKind::failover;
   r.failing = m;
-  r.by_renewal = alive(m.node);
+  r.by_renewal = heard(m.node);
   r.was_replica = names_self_replica();
   r.started = now;
   r.prev_master = m.node;
   r.reason = fmt::format("master {} (epoch {}) {} and not renewed for {}ms", m.node, m.epoch,
-                         r.by_renewal ? "alive" : "not alive", to_ms(now - since));
+                         r.by_renewal ? "alive" : alive(m.node) ? "silent" : "not alive", to_ms(now - since));
   im.has_attempt = true;
   im.attempt_epoch = m.epoch;
   im.attempt_at = now;
   last_failover_.clear();
   step("detect", since, now, r.reason, out);
   r.step_start = now;
-  if (r.by_renewal) return confirm(now, out);
+  // A silent master may still renew at a majority (only its messages to
+  // us are lost, and with them the commits): confirm as for a heard one.
+  if (alive(m.node)) return confirm(now, out);
   if (config_.plant_no_reservation) return run_prepare(now, out);
   reserve(now, out);
 }
 
-// The failing master looks back (claims 2, 3, 5). A run started because
-// its entry stopped while it still looked alive judges it by the entry alone.
+// The failing master is heard again (claims 2, 3, 5). A run started
+// because its entry stopped while it was still heard judges it by the entry
+// alone.
 bool HaAgent::failing_alive() const {
   const FailoverRun& r = impl_->run;
-  return r.failing && !r.by_renewal && alive(r.failing->node);
+  return r.failing && !r.by_renewal && heard(r.failing->node);
 }
 
 // Our copy may lag behind the register: a quorum read that writes nothing

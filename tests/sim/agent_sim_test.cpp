@@ -1047,8 +1047,11 @@ Violations claims(std::size_t size, std::uint64_t seed, std::string& trace, Worl
     case 0: {  // claim 5: the master is back while prepare runs
       c.slow_prepare(1s);
       c.pause(master);
-      bool preparing = c.run_until_true([&] { return c.state_of(r) == AgentState::preparing; }, 3s);
-      c.expect(preparing, r + " never started a failover");
+      // The hook itself: a run judged by the renewal alone may still be at
+      // its confirm read, which a master back in time simply answers.
+      bool preparing = c.run_until_true(
+          [&] { return c.node(r).hook_running && c.node(r).running_hook == "prepare"; }, 3s);
+      c.expect(preparing, r + " never started prepare");
       c.resume(master);
       bool aborted = c.run_until_true([&] { return c.reported(r, "+failover-aborted", t0); }, 500ms);
       c.expect(aborted, r + " did not abort its failover when the master came back (claim 5)");
@@ -1174,22 +1177,24 @@ std::int64_t deaf_median(World world, std::uint64_t runs) {
   return g_deaf_ms[g_deaf_ms.size() / 2];
 }
 
-// A deaf master's one renewal attempt has run out at the acceptors by the
-// first confirm read (1.5 failure timeouts), so the entry is judged two
-// heartbeats later; then reserve, prepare, designate, broadcast. Judged a
-// failure timeout after the read instead (the earlier rule), the median
-// was 2.9 failure timeouts here.
-const Duration kDeafMedian = 2 * kTiming.failure_timeout + 4 * kTiming.heartbeat_interval;
+// A deaf master's renewal attempt is at the acceptors by the first confirm
+// read (a failure timeout), so the entry is judged as long as the lease
+// they hold for it and a heartbeat later; then reserve, prepare, designate,
+// broadcast. Median over 60 runs: 1.67 failure timeouts (2.09 when an alive
+// master was judged after 1.5). Judged a failure timeout after the read
+// instead (the earlier rule), 2.45.
+const Duration kDeafMedian = 3 * kTiming.failure_timeout / 2 + 4 * kTiming.heartbeat_interval;
 
 // A partial partition on 5 nodes: the master reaches only the replica (both
 // ways cut to every other node). Its last renewal attempts reach the
 // replica's acceptor, so the replica's confirm read finds a later renewal
 // and yields; the data nodes see the master gone and step in. A master must
-// act within two failure timeouts, prepare, broadcast and a few heartbeats.
-// (When the replica wrote that renewal back, every copy moved, the data
-// nodes' runs aborted, and the median was 3.4 failure timeouts.)
-const Duration kPartialBound = 2 * kTiming.failure_timeout + kMaxPrepare + kTiming.broadcast_timeout +
-                               4 * kTiming.heartbeat_interval;
+// act within two failure timeouts, prepare and two heartbeats: over 30
+// seeds the median was 1.5 failure timeouts and the slowest 2.1. When the
+// replica writes that renewal back, every copy moves and the data nodes'
+// runs abort: its median was 2.3, its slowest 3.3 (and 3.4 when an alive
+// master was judged after 1.5 failure timeouts).
+const Duration kPartialBound = 2 * kTiming.failure_timeout + kMaxPrepare + 2 * kTiming.heartbeat_interval;
 
 Violations master_reaches_replica(std::size_t size, std::uint64_t seed, std::string& trace, World world) {
   AgentCluster c(size, seed, world);
@@ -1464,7 +1469,7 @@ TEST_CASE("agent sim: a master the membership sees but that cannot renew at a ma
   run_scenario(master_deaf, 30, clean_network);
 }
 
-TEST_CASE("agent sim: a deaf master is replaced within two failure timeouts and four heartbeats (median)") {
+TEST_CASE("agent sim: a deaf master is replaced within 1.5 failure timeouts and four heartbeats (median)") {
   std::int64_t median = deaf_median(clean_network(0), 30);
   MESSAGE("deaf master: median " << median << " ms from the cut to a new master");
   CHECK(median <= to_ms(kDeafMedian));

@@ -589,6 +589,42 @@ TEST_CASE("agent: claim 5 - the master restored during prepare terminates the fa
   CHECK(r.agent().role() == Role::replica);
 }
 
+// Claim 1 taken literally: a master the membership still sees is judged
+// failed once its entry has stood still for one failure timeout (not
+// later), and the run confirms it with a read first.
+TEST_CASE("agent: a master still seen alive is judged failed after one failure timeout of a still entry") {
+  Rig r("n1");
+  make_replica(r);
+  r.tick(1000ms - 1ms);
+  CHECK(r.out.cas.empty());
+  r.tick(1ms);
+  r.commit(r.cas("confirm"));
+  CHECK(r.hooks() == Strings{"prepare"});
+  CHECK(r.agent().last_failover()[0].outcome.find("alive and not renewed for 1000ms") != std::string::npos);
+}
+
+// A run that began while the master was still heard judges its return by
+// its entry alone (a deaf master keeps sending heartbeats); one that has
+// seen it silent (a pause) takes hearing it again as its return.
+TEST_CASE("agent: claim 5 - a master heard again after a silence is restored, one heard throughout is not") {
+  for (bool silent : {true, false}) {
+    CAPTURE(silent);
+    Rig r("n1");
+    make_replica(r);
+    r.view["n2"].silent = silent;
+    r.members();
+    r.tick(1s);
+    r.commit(r.cas("confirm"));
+    REQUIRE(r.hooks() == Strings{"prepare"});
+    CHECK(r.agent().last_failover()[0].outcome.find(silent ? "silent" : "alive") != std::string::npos);
+    r.view["n2"].silent = false;  // heard again (or still)
+    r.members();
+    CHECK(r.out.abort_hook == silent);
+    CHECK(r.events() == (silent ? Strings{"+failover-aborted"} : Strings{}));
+    CHECK(r.agent().state() == (silent ? AgentState::replica : AgentState::preparing));
+  }
+}
+
 TEST_CASE("agent: a failing prepare hook aborts the failover and backs off") {
   Rig r("n1");
   make_replica(r);
