@@ -216,9 +216,10 @@ void HaAgent::start_failover(Time now, AgentOutput& out) {
   last_failover_.clear();
   step("detect", since, now, r.reason, out);
   r.step_start = now;
-  // A silent master may still renew at a majority (only its messages to
-  // us are lost, and with them the commits): confirm as for a heard one.
-  if (alive(m.node)) return confirm(now, out);
+  // A heard master may be renewing at a majority while its commits do not
+  // reach us: confirm. A silent one is as good as failed in the membership,
+  // which declares it so a probe later: as after that verdict, no read.
+  if (r.by_renewal) return confirm(now, out);
   if (config_.plant_no_reservation) return run_prepare(now, out);
   reserve(now, out);
 }

@@ -219,8 +219,10 @@ bool HaAgent::replica_needs_replacing(Time now, std::string& why) const {
 std::optional<NodeId> HaAgent::choose_replica() const {
   auto fit = [&](const NodeId& id) {
     auto it = members_.find(id);
+    // Not a silent one: a master just replaced by its stopped entry may
+    // not be declared failed yet, and would be appointed its own replica.
     return id != config_.self && config_.topology.contains(id) && it != members_.end() && it->second.alive &&
-           it->second.synced && !it->second.witness;
+           !it->second.silent && it->second.synced && !it->second.witness;
   };
   for (const auto& p : config_.preferred_replicas)
     if (fit(p)) return p;

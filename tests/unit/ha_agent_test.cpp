@@ -614,7 +614,7 @@ TEST_CASE("agent: claim 5 - a master heard again after a silence is restored, on
     r.view["n2"].silent = silent;
     r.members();
     r.tick(1s);
-    r.commit(r.cas("confirm"));
+    if (!silent) r.commit(r.cas("confirm"));  // a silent master is as good as failed: no read
     REQUIRE(r.hooks() == Strings{"prepare"});
     CHECK(r.agent().last_failover()[0].outcome.find(silent ? "silent" : "alive") != std::string::npos);
     r.view["n2"].silent = false;  // heard again (or still)
