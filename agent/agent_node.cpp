@@ -364,10 +364,11 @@ MemberView AgentNode::member_view() const {
     st.synced = node_.member_synced(id);
     if (const auto* m = node_.membership().find(id)) {
       st.alive_since = m->alive_since;
-      // Half a failure timeout without a word is several heartbeats lost in
-      // a row: a pause or a cut, rarely loss alone.
+      // Three quarters of a failure timeout without a word is many
+      // heartbeats lost in a row: a pause or a cut, rarely loss alone (a
+      // flap here can abort a run for a master that only seemed back).
       st.silent = m->state == grid::MemberState::suspected ||
-                  now - m->last_heard > node_.config().failure_timeout / 2;
+                  now - m->last_heard > node_.config().failure_timeout * 3 / 4;
     }
     if (nodes) {
       if (auto v = nodes->get(id)) {

@@ -406,6 +406,8 @@ void HaAgent::set_table(const std::optional<RoleTable>& table, Time now) {
     }
   }
   if (m != im.observed) {  // "renewed" means this entry moved, as seen here
+    if (m && im.observed && same_entry(*m, *im.observed) && m->renewal > im.observed->renewal)
+      im.renewal_seen_at = now;
     im.observed = m;
     im.observed_since = now;
     if (im.read_ahead && !(m && same_entry(*m, *im.read_ahead) && m->renewal < im.read_ahead->renewal))

@@ -94,8 +94,8 @@ struct MemberStatus {
   Time alive_since{};
   std::optional<Role> last_role;     // from its nodes/<id> entry
   std::uint64_t last_role_epoch = 0;
-  // Alive, but not heard from for half a failure timeout or more (or the
-  // membership is probing it). A master seen silent has been seen gone for
+  // Alive, but not heard from for three quarters of a failure timeout or
+  // more (or the membership is probing it). A master seen silent has been seen gone for
   // claims 3 and 5: hearing it again is its return. A deaf master, or one
   // cut off from the majority but reaching us, is never silent.
   bool silent = false;
@@ -331,6 +331,7 @@ class HaAgent {
     Time failed_at;  // failed for failover from then on
   };
   Judged judged_entry() const;
+  Duration entry_wait(const NodeId& master) const;
   bool our_designation_committed() const;
   void start_failover(Time now, AgentOutput& out);
   bool failing_alive() const;

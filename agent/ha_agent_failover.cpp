@@ -91,14 +91,26 @@ const char* preparing_step_name(RunStage s) {
 // The entry detection judges: our copy's, or a later renewal of it that a
 // confirm read found (Impl::read_ahead), with when it was first seen and
 // when it counts as failed if it stays the same. After a read found a later
-// renewal: read_ahead_wait from then (the membership has had its extra half
-// already, before that first attempt).
+// renewal: read_ahead_wait from then.
 HaAgent::Judged HaAgent::judged_entry() const {
   const Impl& im = *impl_;
   const MasterEntry& m = *table_->master;
   if (im.read_ahead && same_entry(*im.read_ahead, m) && im.read_ahead->renewal > m.renewal)
     return {*im.read_ahead, im.read_ahead_since, im.read_ahead_since + im.read_ahead_wait};
-  return {m, im.observed_since, im.observed_since + config_.failure_timeout};
+  return {m, im.observed_since, im.observed_since + entry_wait(m.node)};
+}
+
+// How long an entry may stand still. A heard master that we have not seen
+// renew since its current process began is in FIG. 3 (restarted): it
+// resumes at a new epoch only once its earlier life's lease has run out at
+// the acceptors, a lease its own first read restarted, at the moment we saw
+// that read. Judged one failure timeout after it, the others took over in
+// the same instant as it resumed (a full cluster restart lost its master to
+// that race); half a timeout more lets it resume first.
+Duration HaAgent::entry_wait(const NodeId& master) const {
+  auto it = members_.find(master);
+  bool restarting = it != members_.end() && heard(master) && impl_->renewal_seen_at <= it->second.alive_since;
+  return restarting ? config_.failure_timeout * 3 / 2 : config_.failure_timeout;
 }
 
 bool HaAgent::failure_detected(Time now) const {
@@ -216,10 +228,12 @@ void HaAgent::start_failover(Time now, AgentOutput& out) {
   last_failover_.clear();
   step("detect", since, now, r.reason, out);
   r.step_start = now;
-  // A heard master may be renewing at a majority while its commits do not
-  // reach us: confirm. A silent one is as good as failed in the membership,
-  // which declares it so a probe later: as after that verdict, no read.
-  if (r.by_renewal) return confirm(now, out);
+  // A master the membership still counts (heard or silent) may be renewing
+  // at a majority while its messages, commits included, do not reach us
+  // (one-way loss): confirm, or `prepare` would run against an acting
+  // master, again after every backoff. After a kill the read costs a round
+  // trip.
+  if (alive(m.node)) return confirm(now, out);
   if (config_.plant_no_reservation) return run_prepare(now, out);
   reserve(now, out);
 }

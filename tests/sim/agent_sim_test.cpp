@@ -582,6 +582,8 @@ class AgentCluster {
       if (!reach && p.alive && t - p.reach_changed >= kTiming.failure_timeout) p.alive = false;
       const SimNode& o = nodes_.at(id);
       view[id] = MemberStatus{p.alive, p.alive && o.synced, o.witness, p.alive_since, std::nullopt, 0};
+      // As the shell marks it: unheard for three quarters of the timeout.
+      view[id].silent = p.alive && !reach && t - p.reach_changed >= kTiming.failure_timeout * 3 / 4;
     }
     if (!same_view(view, n.view)) {
       n.view = view;

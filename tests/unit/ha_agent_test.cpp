@@ -594,13 +594,32 @@ TEST_CASE("agent: claim 5 - the master restored during prepare terminates the fa
 // later), and the run confirms it with a read first.
 TEST_CASE("agent: a master still seen alive is judged failed after one failure timeout of a still entry") {
   Rig r("n1");
+  r.view["n2"].alive_since = r.now - 1h;
   make_replica(r);
+  r.table(table_with("n2", 3, Phase::established, 8, "n1"));  // seen renewing: past FIG. 3
   r.tick(1000ms - 1ms);
   CHECK(r.out.cas.empty());
   r.tick(1ms);
   r.commit(r.cas("confirm"));
   CHECK(r.hooks() == Strings{"prepare"});
   CHECK(r.agent().last_failover()[0].outcome.find("alive and not renewed for 1000ms") != std::string::npos);
+}
+
+// FIG. 3: a master restarted lately resumes once its earlier life's lease
+// has run out, one failure timeout after its first read; the others give
+// it half a timeout more than that, until they see it renew.
+TEST_CASE("agent: a master not seen renewing since its restart is judged after 1.5 failure timeouts") {
+  Rig r("n1");
+  r.view["n2"].alive_since = r.now - 1h;
+  make_replica(r);
+  r.table(table_with("n2", 3, Phase::established, 8, "n1"));  // a renewal of its earlier life
+  r.view["n2"].alive_since = r.now;                            // then it restarted
+  r.members();
+  r.tick(1500ms - 1ms);
+  CHECK(r.out.cas.empty());
+  r.tick(1ms);
+  r.commit(r.cas("confirm"));
+  CHECK(r.hooks() == Strings{"prepare"});
 }
 
 // A run that began while the master was still heard judges its return by
@@ -610,11 +629,13 @@ TEST_CASE("agent: claim 5 - a master heard again after a silence is restored, on
   for (bool silent : {true, false}) {
     CAPTURE(silent);
     Rig r("n1");
+    r.view["n2"].alive_since = r.now - 1h;
     make_replica(r);
+    r.table(table_with("n2", 3, Phase::established, 8, "n1"));  // seen renewing
     r.view["n2"].silent = silent;
     r.members();
     r.tick(1s);
-    if (!silent) r.commit(r.cas("confirm"));  // a silent master is as good as failed: no read
+    r.commit(r.cas("confirm"));  // the membership still counts it: read first
     REQUIRE(r.hooks() == Strings{"prepare"});
     CHECK(r.agent().last_failover()[0].outcome.find(silent ? "silent" : "alive") != std::string::npos);
     r.view["n2"].silent = false;  // heard again (or still)
