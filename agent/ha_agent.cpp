@@ -517,7 +517,6 @@ void HaAgent::run_to(RunStage to) {
   if (auto state = state_for(to); state && *state != state_) enter(*state);
 }
 
-
 void HaAgent::become(Role to, const std::string& name, const std::string& reason, std::uint64_t epoch,
                      const NodeId& prev_master, AgentOutput& out) {
   Impl& im = *impl_;

@@ -95,9 +95,10 @@ struct MemberStatus {
   std::optional<Role> last_role;     // from its nodes/<id> entry
   std::uint64_t last_role_epoch = 0;
   // Alive, but not heard from for three quarters of a failure timeout or
-  // more (or the membership is probing it). A master seen silent has been seen gone for
-  // claims 3 and 5: hearing it again is its return. A deaf master, or one
-  // cut off from the majority but reaching us, is never silent.
+  // more (or the membership is probing it). A master seen silent has been
+  // seen gone for claims 3 and 5: hearing it again is its return. A deaf
+  // master, or one cut off from the majority but reaching us, is never
+  // silent.
   bool silent = false;
 };
 using MemberView = std::map<NodeId, MemberStatus>;  // every member but self
@@ -324,13 +325,13 @@ class HaAgent {
   Duration stagger() const;  // how long this node lets longer-alive ones go first
   bool master_restored() const;
   bool data_node_turn(Time now) const;
-  // How long a master's entry must stand still to count as failed.
   struct Judged {
     MasterEntry entry;
     Time since;      // unchanged from then on
     Time failed_at;  // failed for failover from then on
   };
   Judged judged_entry() const;
+  // How long a master's entry must stand still to count as failed.
   Duration entry_wait(const NodeId& master) const;
   bool our_designation_committed() const;
   void start_failover(Time now, AgentOutput& out);

@@ -122,13 +122,14 @@ bool HaAgent::failure_detected(Time now) const {
   // An established master whose entry has not moved for the failure
   // timeout is failed even if the membership still sees it (paused, cut
   // off from the majority but reaching us, deaf); the run confirms it with
-  // a read first. Its lease ran from before we saw that entry, so it has
-  // stopped acting by then. The membership usually judges a paused or cut
-  // off master a probe or two later than this: waiting for it cost a third
-  // of a failure timeout. A run judged by the entry alone learns of the
-  // master's return from its entry moving (claim 5), and, once the
-  // membership has seen the master gone, from the membership too (claims
-  // 3 and 5, see on_members).
+  // a read first. If our copy is current, the master's lease ran from
+  // before we saw that entry, so it has stopped acting by then; the read
+  // shows whether the copy is current. The membership usually judges a
+  // paused or cut off master a probe or two later than this: waiting for
+  // it cost a third of a failure timeout. A run judged by the entry alone
+  // learns of the master's return from its entry moving (claim 5), and,
+  // once the master has been silent or declared failed, from hearing it
+  // again too (claims 3 and 5, see on_members).
   if (alive(m.node) && (m.phase != Phase::established || config_.plant_membership_only)) return false;
   if (now < judged_entry().failed_at) return false;
   if (!names_self_replica() && !data_node_turn(now)) return false;
@@ -157,7 +158,6 @@ Duration HaAgent::read_ahead_wait(std::optional<std::int64_t> lease_left_ms) con
   Duration left = milliseconds(*lease_left_ms);
   return std::clamp(left + hb, 2 * hb, std::max(2 * hb, config_.failure_timeout));
 }
-
 
 // The replica fails over first. A data node steps in a heartbeat plus a
 // stagger (longest alive first) after the replica's turn began: when the
