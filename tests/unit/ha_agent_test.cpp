@@ -175,6 +175,12 @@ void make_master(Rig& r) {
   REQUIRE(r.agent().acting_master(r.now));
 }
 
+// make_master, then its first replica appointed (committed).
+void make_master_with_replica(Rig& r) {
+  make_master(r);
+  r.commit(r.cas("appoint-replica"));
+}
+
 // A replica n1 of master n2 (epoch 3, renewal 7).
 void make_replica(Rig& r) {
   r.start(table_with("n2", 3, Phase::established, 7, "n1"));
@@ -267,8 +273,7 @@ TEST_CASE("agent: a claim refused because someone else got there first stays dat
 
 TEST_CASE("agent: the master renews every heartbeat and its lease follows the renewal's start") {
   Rig r("n1");
-  make_master(r);
-  r.commit(r.cas("appoint-replica"));
+  make_master_with_replica(r);
   CHECK(r.out.cas.empty());
   r.tick(kHb);
   auto renew = r.cas("renew");
@@ -283,8 +288,7 @@ TEST_CASE("agent: the master renews every heartbeat and its lease follows the re
 
 TEST_CASE("agent: a renewal after one that reached only a few acceptors never proposes an equal value") {
   Rig r("n1");
-  make_master(r);
-  r.commit(r.cas("appoint-replica"));
+  make_master_with_replica(r);
   r.tick(kHb);
   auto first = r.cas("renew");
   auto attempt = first.change(r.reg);  // accepted by a few acceptors only
@@ -302,8 +306,7 @@ TEST_CASE("agent: a renewal after one that reached only a few acceptors never pr
 
 TEST_CASE("agent: a master that cannot renew stops at its lease bound and reads the table (FIG. 3)") {
   Rig r("n1");
-  make_master(r);
-  r.commit(r.cas("appoint-replica"));
+  make_master_with_replica(r);
   Time bound = r.agent().lease_bound();
   // Renewals go out but never commit (a partition).
   for (Time t = r.now + kHb; t < bound; t += kHb) {
@@ -356,8 +359,7 @@ TEST_CASE("agent: a master that cannot renew stops at its lease bound and reads 
 
 TEST_CASE("agent: a renewal refused by a newer master demotes at once") {
   Rig r("n1");
-  make_master(r);
-  r.commit(r.cas("appoint-replica"));
+  make_master_with_replica(r);
   r.tick(kHb);
   auto renew = r.cas("renew");
   r.reg = table_with("n3", 2, Phase::established, 1, "n2");
@@ -378,8 +380,7 @@ TEST_CASE("agent: a renewal refused by a newer master demotes at once") {
 
 TEST_CASE("agent: a table naming another master stops an acting master at once") {
   Rig r("n1");
-  make_master(r);
-  r.commit(r.cas("appoint-replica"));
+  make_master_with_replica(r);
   r.table(table_with("n2", 2, Phase::established, 1, std::nullopt));
   CHECK(!r.agent().acting_master(r.now));
   CHECK(r.events() == Strings{"+demoted"});
@@ -896,8 +897,7 @@ TEST_CASE("agent: the master appoints its replica: preference, then the longest 
   r.view["n3"].alive_since = r.now + 1s;
   r.view["n4"].alive_since = r.now + 2s;
   SUBCASE("longest alive") {
-    make_master(r);
-    r.commit(r.cas("appoint-replica"));
+    make_master_with_replica(r);
     CHECK(r.reg->replica == ReplicaEntry{"n3", 1});
     // The replica fails: it keeps its slot for eviction_delay.
     r.set_alive("n3", false);
@@ -917,8 +917,7 @@ TEST_CASE("agent: the master appoints its replica: preference, then the longest 
     r.cfg.preferred_replicas = {"n4", "n2"};
     r.view["n4"].synced = false;
     r.a = std::make_unique<HaAgent>(r.cfg, r.now);
-    make_master(r);
-    r.commit(r.cas("appoint-replica"));
+    make_master_with_replica(r);
     CHECK(r.reg->replica == ReplicaEntry{"n2", 1});
   }
   SUBCASE("witnesses are never appointed") {
@@ -945,8 +944,7 @@ TEST_CASE("agent: a node follows the replica slot with +replica and +data") {
 
 TEST_CASE("agent: switchover - release, stop, hand over; the target broadcasts and establishes") {
   Rig r("n1");
-  make_master(r);
-  r.commit(r.cas("appoint-replica"));
+  make_master_with_replica(r);
   r.out.clear();
   CHECK(r.a->switchover("n1", r.now, r.out) == "already the master");
   CHECK(r.a->switchover("n9", r.now, r.out) == "n9 is not a member");
@@ -999,8 +997,7 @@ TEST_CASE("agent: switchover is refused by anyone but the acting master") {
 
 TEST_CASE("agent: a graceful stop releases the master's lease") {
   Rig r("n1");
-  make_master(r);
-  r.commit(r.cas("appoint-replica"));
+  make_master_with_replica(r);
   r.out.clear();
   r.a->on_shutdown(r.now, r.out);
   CHECK(!r.agent().acting_master(r.now));
@@ -1044,8 +1041,7 @@ TEST_CASE("agent: a dead node's designation is claimed after failure + broadcast
 
 TEST_CASE("agent: a paused master stops acting in the first input after the pause") {
   Rig r("n1");
-  make_master(r);
-  r.commit(r.cas("appoint-replica"));
+  make_master_with_replica(r);
   r.table(*r.reg);
   r.tick(3s);  // no inputs for three seconds
   CHECK(r.events() == Strings{"+lease-lost"});
@@ -1243,8 +1239,7 @@ TEST_CASE("agent: the replica re-reads a designation of a live node that does no
 
 TEST_CASE("agent: a switchover hands over after its step-down hook, even one that failed or was killed") {
   Rig r("n1");
-  make_master(r);
-  r.commit(r.cas("appoint-replica"));
+  make_master_with_replica(r);
   r.out.clear();
   REQUIRE(r.a->switchover("n2", r.now, r.out).empty());
   CHECK(r.hooks() == Strings{"replica"});
