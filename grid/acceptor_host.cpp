@@ -84,8 +84,15 @@ void AcceptorHost::on_recover_state(const NodeId& from, const QRecoverState& m, 
   if (latest_.size() < n - 1) return;
   for (const auto& [id, answer] : latest_)
     if (answer == Answer::holding) return;
+  if (other_list_near(now)) return;
   become_ready("bootstrap: no other member holds an accepted value (each is recovering or holds none), so "
                "there is nothing to recover; starting empty");
+}
+
+void AcceptorHost::heard_other_list(const NodeId& who, Time now) { other_list_ = std::make_pair(who, now); }
+
+bool AcceptorHost::other_list_near(Time now) const {
+  return other_list_ && now - other_list_->second < config_.recovery_wait;
 }
 
 std::vector<NodeId> AcceptorHost::requests_due(Time now) {
@@ -139,9 +146,12 @@ std::string AcceptorHost::progress(Time now) const {
     if (answer == Answer::recovering) recovering.push_back(id);
     if (answer == Answer::holding) holding.push_back(id);
   }
-  return fmt::format("recovering: {} of {} ready members answered [{}]; recovering too [{}]; holding values [{}]",
+  std::string held;
+  if (other_list_near(now))
+    held = fmt::format("; no bootstrap while {} of this cluster runs on another member list", other_list_->first);
+  return fmt::format("recovering: {} of {} ready members answered [{}]; recovering too [{}]; holding values [{}]{}",
                      counted_.size(), quorum::recovery_threshold(config_.topology.size()), fmt::join(counted_, ","),
-                     fmt::join(recovering, ","), fmt::join(holding, ","));
+                     fmt::join(recovering, ","), fmt::join(holding, ","), held);
 }
 
 bool AcceptorHost::waiting(Time now) const {

@@ -7,11 +7,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "common/codec.h"
 
@@ -72,10 +74,16 @@ bool write_all(int fd, const std::string& bytes) {
   return true;
 }
 
+std::string sorted_list(std::vector<NodeId> ids) {
+  std::sort(ids.begin(), ids.end());
+  return fmt::format("{}", fmt::join(ids, ","));
+}
+
 }  // namespace
 
-DataDir::DataDir(std::string path, NodeId node, std::string cluster)
-    : path_(std::move(path)), node_(std::move(node)), cluster_(std::move(cluster)) {
+DataDir::DataDir(std::string path, NodeId node, std::string cluster, std::vector<NodeId> members)
+    : path_(std::move(path)), node_(std::move(node)), cluster_(std::move(cluster)),
+      members_(sorted_list(std::move(members))) {
   if (sodium_init() < 0) throw std::runtime_error("libsodium failed to initialize");
   if (::mkdir(path_.c_str(), 0700) != 0 && errno != EEXIST)
     throw std::runtime_error(fmt::format("--data-dir {}: {}", path_, errno_text("cannot create it")));
@@ -141,10 +149,23 @@ DataDir::Loaded DataDir::load() {
   if (p.node != node_ || p.cluster != cluster_)
     throw std::invalid_argument(fmt::format("--data-dir {} belongs to node '{}' of cluster '{}', not to '{}' of '{}'",
                                          path_, p.node, p.cluster, node_, cluster_));
+  check_members(p.state);
   sequence_ = get_le<std::uint64_t>(bytes, 8);
   out.found = Found::intact;
   out.state = std::move(p.state);
   return out;
+}
+
+// Takes the member list out of `state`, refusing a start under another one.
+void DataDir::check_members(DurableState& state) const {
+  auto it = state.notes.find(kMembersNote);
+  if (it == state.notes.end()) return;  // saved before the list was kept
+  if (it->second != members_)
+    throw std::invalid_argument(fmt::format(
+        "--members {} differs from the list in --data-dir {} ({}): a running cluster's members do not change by "
+        "restarting nodes with a new list (see README, \"Changing the members\")",
+        members_, path_, it->second));
+  state.notes.erase(it);
 }
 
 bool DataDir::save(const DurableState& state, std::string& why) {
@@ -152,7 +173,9 @@ bool DataDir::save(const DurableState& state, std::string& why) {
     why = fault_();
     if (!why.empty()) return false;
   }
-  std::string payload = encode(Payload{node_, cluster_, state});
+  Payload p{node_, cluster_, state};
+  p.state.notes[kMembersNote] = members_;
+  std::string payload = encode(p);
   if (payload.size() > kMaxPayload) {
     why = fmt::format("state of {} bytes is over the {} byte cap", payload.size(), kMaxPayload);
     return false;

@@ -21,10 +21,19 @@
 // sound whatever the damage; an older copy would not be (it may predate a
 // vote). A file of another node or cluster, or of another format version,
 // is refused: that is an operator's mistake, not damage.
+//
+// The member list the dir was first saved under travels in the state's
+// notes (kMembersNote, added by save() and taken out by load()). A start
+// with another list is refused: members of a running cluster must not
+// change by restarting nodes with a new list, since the nodes on the old
+// list and those on the new one could each be a majority of their own list
+// and each elect a master (README, "Changing the members"). A file saved
+// before the list was kept has none and takes the list of its next save.
 #include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "grid/acceptor_host.h"
 
@@ -34,6 +43,7 @@ class DataDir : public StateStore {
  public:
   static constexpr std::uint32_t kFormatVersion = 1;
   static constexpr std::uint32_t kMaxPayload = 16 * 1024 * 1024;
+  static constexpr const char* kMembersNote = "grid.members";
 
   enum class Found { nothing, intact, corrupt };
   struct Loaded {
@@ -45,14 +55,15 @@ class DataDir : public StateStore {
   // Creates the dir (mode 0700) if missing and locks it; throws
   // std::invalid_argument (not a directory) or std::runtime_error (cannot
   // create or write it, in use by another process) with a one-line reason.
-  DataDir(std::string path, NodeId node, std::string cluster);
+  // `members`: the cluster's member list, in any order.
+  DataDir(std::string path, NodeId node, std::string cluster, std::vector<NodeId> members);
   ~DataDir() override;
   DataDir(const DataDir&) = delete;
   DataDir& operator=(const DataDir&) = delete;
 
   // What the dir holds. Throws std::invalid_argument (one line) for a file
-  // of another node, cluster or format version; std::runtime_error if it
-  // cannot be read.
+  // of another node, cluster, member list or format version;
+  // std::runtime_error if it cannot be read.
   Loaded load();
   bool save(const DurableState& state, std::string& why) override;
 
@@ -62,9 +73,12 @@ class DataDir : public StateStore {
   std::string file() const;
 
  private:
+  void check_members(DurableState& state) const;
+
   std::string path_;
   NodeId node_;
   std::string cluster_;
+  std::string members_;  // sorted, comma-separated: the kMembersNote value
   int lock_fd_ = -1;
   int fd_ = -1;
   std::uint64_t sequence_ = 0;

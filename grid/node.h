@@ -186,6 +186,7 @@ class Node {
   Store store_;
   NodeCounters counters_;
   ConnCounters conn_counters_;
+  std::set<NodeId> refusal_ignored_logged_;  // refusers already logged as ignored (on_refuse)
   Time started_;
 
   boost::asio::ip::udp::socket udp_;

@@ -229,6 +229,7 @@ void Node::on_heartbeat(std::string_view body, Time now) {
     return;
   }
   if (verdict != Heard::accepted && verdict != Heard::self) ++counters_.refused_messages;
+  if (verdict == Heard::not_a_member || verdict == Heard::wrong_topology) quorum_.heard_other_list(e.from.node, now);
   if (verdict == Heard::accepted) sync_.heard(e.from.node, e.msg.synced);
   drain_membership(now);
 }
@@ -243,6 +244,17 @@ void Node::on_refuse(std::string_view body) {
   // another member list (which we refuse) must not stop the cluster.
   if (e.msg.target != config_.node || e.msg.target_incarnation != incarnation_ || !topology_.contains(e.from.node)) {
     ++counters_.refused_messages;
+    return;
+  }
+  // A voting node never leaves because of one that does not share its list:
+  // nodes restarted on a new list refuse the running cluster's, and before
+  // this the whole cluster exited, refused by them. The newcomer, which
+  // cannot vote yet, is the one that goes.
+  if (quorum_.acceptors().voting()) {
+    ++counters_.refused_messages;
+    if (!refusal_ignored_logged_.insert(e.from.node).second) return;
+    log::warn("{} refuses this node ({}); staying: this node votes, and a refusal stops only a node that does not",
+              e.from.node, e.msg.reason);
     return;
   }
   if (fatal_) fatal_(fmt::format("refused by {}: {}", e.from.node, e.msg.reason));

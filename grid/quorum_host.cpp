@@ -15,7 +15,7 @@ namespace {
 
 std::unique_ptr<DataDir> open_data_dir(const NodeConfig& c) {
   if (c.data_dir.empty()) return nullptr;
-  return std::make_unique<DataDir>(c.data_dir, c.node, c.cluster);
+  return std::make_unique<DataDir>(c.data_dir, c.node, c.cluster, c.members);
 }
 
 // What the data dir holds; nullopt means recover. `said` gets the one line

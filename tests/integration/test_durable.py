@@ -149,6 +149,47 @@ def durable_corrupt_state_is_reported_in_one_line_and_recovered(c):
     wait_roles(c, ids, 5, master=m)
 
 
+@agent_test(timeout=90)
+def durable_nodes_on_a_new_list_never_form_a_second_cluster(c):
+    # Issue 14's hole, in the form no data dir can refuse: two data nodes
+    # of a running five-node cluster come back in-memory, with a new node,
+    # on the list "those two + n6". They are a majority of their own list,
+    # and n3..n5 of theirs; started empty, they would elect a second master.
+    ids, m, r, data, e, _ = started_cluster(c, n=5, extra=["--in-memory"])
+    moved = data[:2]
+    new_list = sorted(moved + ["n6"])
+    for i in moved:
+        c[i].kill9()
+    fresh = [c.add_node(i, members=new_list, extra=["--in-memory", "--event-log", str(c.dir / f"{i}-new.events")])
+             for i in new_list]
+    for n in fresh:
+        n.start()
+    time.sleep(3 * FT_S + 1)
+    for n in fresh:
+        a = c.q(n, "status")["acceptor"]
+        check(not a["voting"], f"{n.id} on the list {new_list} votes beside the cluster still running: {a}")
+        check("no bootstrap while" in a["state"], f"{n.id} does not say why it waits: {a}")
+        check(summary(c.q(n, "roles"))["master"] is None, f"{n.id} sees a master of a second cluster")
+    gone = [i for i in ids if i not in moved and not c[i].running()]
+    check(not gone, f"{gone} of the running cluster exited, refused by the nodes on the new list")
+    s = summary(roles(c, m))
+    check(s["master"] == m and s["epoch"] == e, f"the running cluster lost its master: {s}")
+    note(f"{new_list} held off for {3 * FT_S + 1:.0f} s beside {m}'s cluster: {a['state']}")
+    # With the old cluster gone, the new list is a new cluster.
+    for i in ids:
+        if c[i].running():
+            c[i].kill9()
+    t0 = time.monotonic()
+
+    def new_master():
+        got = [summary(c.q(n, "roles")) for n in fresh]
+        return got[0]["master"] if got[0]["master"] and all(g["master"] == got[0]["master"] for g in got) else None
+
+    master = harness.wait_until(new_master, 3 * FT_S + 8, what=f"a master of {new_list} once the old cluster is gone")
+    check(master in new_list, f"master {master} is not on the new list")
+    note(f"then {master} became master of {new_list} {time.monotonic() - t0:.2f} s after the old cluster stopped")
+
+
 # ---------------------------------------------------------------------------
 # Bad data dirs: one line and a non-zero exit
 
@@ -197,6 +238,13 @@ def durable_bad_data_dirs_exit_with_one_line(c):
     future.mkdir()
     (future / "acceptor.state").write_bytes(_state_record(c[d].data_dir / "acceptor.state", 99))
     expect_exit("a newer format version", with_dir(future), 2, "format version 99")
+    # Its own data dir, but a member list with one more node: refused, since
+    # the nodes restarted on a new list and those left on the old one could
+    # each be a majority of their own list (issue 14).
+    grown = list(base)
+    j = grown.index("--members")
+    grown[j + 1] = grown[j + 1] + ",n9"
+    expect_exit("its own data dir under another member list", grown[1:], 2, "differs from the list in --data-dir")
     check(not problems, "; ".join(problems))
 
 

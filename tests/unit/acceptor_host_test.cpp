@@ -175,6 +175,19 @@ TEST_CASE("acceptor host: bootstrap only when no member holds an accepted value"
     CHECK_FALSE(h.ready());
     CHECK(h.progress(at(1001)).find("holding values [n5]") != std::string::npos);
   }
+  SUBCASE("not while a node of this cluster on another member list was heard lately") {
+    AcceptorHost h(config(3), nullptr, std::nullopt, at(0), 1);
+    h.heard_other_list("n9", at(900));
+    h.on_recover_state("n2", QRecoverState{1, true, {}}, at(1000));
+    h.on_recover_state("n3", QRecoverState{1, true, {}}, at(1001));
+    CHECK_FALSE(h.ready());
+    CHECK(h.progress(at(1001)).find("no bootstrap while n9") != std::string::npos);
+    // A recovery_wait after the last time it was heard, the next answers bootstrap.
+    h.on_recover_state("n2", QRecoverState{1, true, {}}, at(1899));
+    CHECK_FALSE(h.ready());
+    h.on_recover_state("n2", QRecoverState{1, true, {}}, at(1900));
+    CHECK(h.voting());
+  }
   SUBCASE("a lone member is ready at once") {
     AcceptorHost h(config(1), nullptr, std::nullopt, at(0), 1);
     CHECK(h.voting());
@@ -198,26 +211,32 @@ TEST_CASE("data dir: saves survive, damage is lost state, another node's or vers
   namespace fs = std::filesystem;
   fs::path dir = fs::temp_directory_path() / ("rg-datadir-test-" + std::to_string(::getpid()));
   fs::remove_all(dir);
+  const std::vector<NodeId> kList{"n1", "n2", "n3"};
   DurableState s{{QSlotState{"k", {5, 1}, true, {4, 1}, RegValue{"table", {"n1", 3, 1000}}}}, {{"agent", "{}"}}};
   {
-    DataDir d(dir.string(), "n1", "c");
+    DataDir d(dir.string(), "n1", "c", kList);
     CHECK(d.load().found == DataDir::Found::nothing);
     std::string why;
     REQUIRE(d.save(s, why));
     // A second process on the same dir is refused while the first holds it.
-    CHECK_THROWS_AS(DataDir(dir.string(), "n1", "c"), std::runtime_error);
+    CHECK_THROWS_AS(DataDir(dir.string(), "n1", "c", kList), std::runtime_error);
     d.set_fault([] { return std::string("injected"); });
     CHECK_FALSE(d.save(s, why));
     CHECK(why == "injected");
   }
   {
-    DataDir d(dir.string(), "n1", "c");
+    DataDir d(dir.string(), "n1", "c", kList);
     auto loaded = d.load();
     REQUIRE(loaded.found == DataDir::Found::intact);
     CHECK(loaded.state == s);
   }
-  CHECK_THROWS_AS(DataDir(dir.string(), "n2", "c").load(), std::invalid_argument);
-  CHECK_THROWS_AS(DataDir(dir.string(), "n1", "other").load(), std::invalid_argument);
+  CHECK_THROWS_AS(DataDir(dir.string(), "n2", "c", kList).load(), std::invalid_argument);
+  CHECK_THROWS_AS(DataDir(dir.string(), "n1", "other", kList).load(), std::invalid_argument);
+  // The member list it was saved under, in any order; no other list.
+  CHECK(DataDir(dir.string(), "n1", "c", {"n3", "n1", "n2"}).load().found == DataDir::Found::intact);
+  CHECK_THROWS_WITH_AS(DataDir(dir.string(), "n1", "c", {"n1", "n2", "n3", "n4"}).load(),
+                       doctest::Contains("differs from the list in --data-dir"), std::invalid_argument);
+  CHECK_THROWS_AS(DataDir(dir.string(), "n1", "c", {"n1", "n2"}).load(), std::invalid_argument);
   auto file = dir / "acceptor.state";
   std::string bytes;
   {
@@ -228,12 +247,12 @@ TEST_CASE("data dir: saves survive, damage is lost state, another node's or vers
     std::string bad = bytes;
     bad[at] = static_cast<char>(bad[at] ^ 0x5a);
     std::ofstream(file, std::ios::binary | std::ios::trunc) << bad;
-    auto loaded = DataDir(dir.string(), "n1", "c").load();
+    auto loaded = DataDir(dir.string(), "n1", "c", kList).load();
     CHECK_MESSAGE(loaded.found == DataDir::Found::corrupt, "byte " << at);
     CHECK(!loaded.problem.empty());
   }
   std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes.substr(0, bytes.size() - 3);
-  CHECK(DataDir(dir.string(), "n1", "c").load().found == DataDir::Found::corrupt);
-  CHECK_THROWS_AS(DataDir((dir / "acceptor.state").string(), "n1", "c"), std::invalid_argument);
+  CHECK(DataDir(dir.string(), "n1", "c", kList).load().found == DataDir::Found::corrupt);
+  CHECK_THROWS_AS(DataDir((dir / "acceptor.state").string(), "n1", "c", kList), std::invalid_argument);
   fs::remove_all(dir);
 }
