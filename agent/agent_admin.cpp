@@ -72,9 +72,19 @@ json AgentNode::roles_json() const {
   return j;
 }
 
+// Rides on every admin answer, puts included: rebuilt only when what it
+// shows changed (the epoch, the master or replica, or the master's entry in
+// "nodes"), not parsed and printed again for every write.
 std::string AgentNode::context_json() const {
   const auto& t = agent_.table();
-  json j{{"epoch", t ? t->epoch : 0}};
+  ContextKey key;
+  if (t) {
+    key = ContextKey{t->epoch, t->master ? t->master->node : "", t->replica ? t->replica->node : "", 0};
+    const auto* nodes = t->master ? node_.store().find("nodes") : nullptr;
+    if (auto v = nodes ? nodes->get(t->master->node) : std::nullopt) key.master_entry = v->version;
+  }
+  if (context_ && context_->first == key) return context_->second;
+  json j{{"epoch", key.epoch}};
   if (t && t->master) {
     j["master"] = t->master->node;
     auto e = entry_json(node_.store(), t->master->node);
@@ -83,7 +93,8 @@ std::string AgentNode::context_json() const {
     j["master"] = nullptr;
   }
   j["replica"] = (t && t->replica) ? json(t->replica->node) : json(nullptr);
-  return j.dump();
+  context_.emplace(key, j.dump());
+  return context_->second;
 }
 
 void AgentNode::register_admin() {

@@ -87,6 +87,14 @@ class AgentNode {
   std::deque<nlohmann::json> events_;  // recent events for `rolegridctl events`
   std::vector<grid::Reply> followers_;
   Time started_;
+  // context_json()'s last answer and what it was built from.
+  struct ContextKey {
+    std::uint64_t epoch = 0;
+    NodeId master, replica;
+    std::uint64_t master_entry = 0;  // version of the master's entry in "nodes"
+    bool operator==(const ContextKey&) const = default;
+  };
+  mutable std::optional<std::pair<ContextKey, std::string>> context_;
   Time logged_bound_{};
   Time next_view_{};  // last lease bound written to the event log
   // For /metrics: what the grid does not count itself.

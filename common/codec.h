@@ -1,62 +1,87 @@
 #pragma once
-// Boost.Serialization plumbing shared by every message type.
+// The binary codec shared by every message type.
 //
-// One binary archive (no header) per frame body, so a batch of many messages
-// pays the archive's set-up cost once. Strings and vectors go through io()
-// below instead of Boost's own container code: their lengths come from the
-// network and are never trusted to size an allocation up front (strings grow
-// in bounded chunks, vectors one decoded element at a time), so a malformed
-// body fails with an exception after at most a few KiB of allocation.
+// The bytes are those Boost.Serialization's binary archives wrote with
+// kBoostArchiveFlags (no header): each arithmetic field in its native
+// bytes, an enum as an int. Writer and Reader produce and read exactly that
+// (a unit test compares them with Boost's archives on every message sample)
+// at a fraction of the cost: Boost's archive builds a std::locale and a
+// pimpl full of containers for every message, even with no_codecvt, and
+// that was about a tenth of a node's CPU per write (docs/benchmarks.md).
+// Strings and vectors go through io() below: their lengths come from the
+// network and are never trusted to size an allocation up front (strings
+// grow in bounded chunks, vectors one decoded element at a time), so a
+// malformed body fails with an exception after at most a few KiB of
+// allocation.
 //
 // Message types define `template <class Ar> void io(Ar& ar)` calling io() on
-// each field, and RG_MESSAGE(T) makes them serializable.
+// each field.
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <optional>
 #include <stdexcept>
-#include <streambuf>
 #include <string>
 #include <string_view>
 #include <type_traits>
 #include <vector>
 
-#include <boost/archive/binary_iarchive.hpp>
-#include <boost/archive/binary_oarchive.hpp>
-#include <boost/serialization/level.hpp>
-#include <boost/serialization/tracking.hpp>
-
 namespace rg {
 
-inline constexpr unsigned kArchiveFlags =
-    boost::archive::no_header | boost::archive::no_codecvt | boost::archive::no_tracking;
+template <class T>
+concept Primitive = std::is_arithmetic_v<T> || std::is_enum_v<T>;
 
-// Appends to a std::string without intermediate copies.
-class StringSink : public std::streambuf {
+// Appends a message's bytes to a string.
+class Writer {
  public:
-  explicit StringSink(std::string& out) : out_(out) {}
-
- protected:
-  std::streamsize xsputn(const char* s, std::streamsize n) override {
-    out_.append(s, static_cast<std::size_t>(n));
-    return n;
+  using is_saving = std::true_type;
+  explicit Writer(std::string& out) : out_(out) {}
+  template <Primitive T>
+  Writer& operator<<(const T& v) {
+    if constexpr (std::is_enum_v<T>) {
+      const int i = static_cast<int>(v);  // Boost's archives carried enums as int
+      save_binary(&i, sizeof i);
+    } else {
+      save_binary(&v, sizeof v);
+    }
+    return *this;
   }
-  int_type overflow(int_type c) override {
-    if (c != traits_type::eof()) out_.push_back(static_cast<char>(c));
-    return c;
-  }
+  template <Primitive T>
+  Writer& operator&(const T& v) { return *this << v; }
+  void save_binary(const void* p, std::size_t n) { out_.append(static_cast<const char*>(p), n); }
 
  private:
   std::string& out_;
 };
 
-// Reads from a byte range it does not own.
-class SpanSource : public std::streambuf {
+// Reads a message's bytes from a range it does not own; throws
+// std::out_of_range past its end.
+class Reader {
  public:
-  explicit SpanSource(std::string_view in) {
-    char* p = const_cast<char*>(in.data());
-    setg(p, p, p + in.size());
+  using is_saving = std::false_type;
+  explicit Reader(std::string_view in) : in_(in) {}
+  template <Primitive T>
+  Reader& operator>>(T& v) {
+    if constexpr (std::is_enum_v<T>) {
+      int i = 0;
+      load_binary(&i, sizeof i);
+      v = static_cast<T>(i);
+    } else {
+      load_binary(&v, sizeof v);
+    }
+    return *this;
   }
+  template <Primitive T>
+  Reader& operator&(T& v) { return *this >> v; }
+  void load_binary(void* p, std::size_t n) {
+    if (n > in_.size()) throw std::out_of_range("truncated body");
+    std::memcpy(p, in_.data(), n);
+    in_.remove_prefix(n);
+  }
+
+ private:
+  std::string_view in_;
 };
 
 template <class Ar, class T>
@@ -65,10 +90,9 @@ void io(Ar& ar, T& v) {
   ar & v;
 }
 
-// A bool travels as one byte, 0 or 1 (the archive's own format). Read as a
-// byte here: Boost's bool loader asserts on any other value, and builds keep
-// assertions on, so an authenticated frame with a 2 there would abort the
-// node. Any other value is a malformed body instead.
+// A bool travels as one byte, 0 or 1. Any other value is a malformed body
+// (Boost's bool loader, used before, asserted on it, and builds keep
+// assertions on: an authenticated frame with a 2 there aborted the node).
 template <class Ar>
 void io(Ar& ar, bool& b) {
   std::uint8_t v = b ? 1 : 0;
@@ -154,12 +178,11 @@ void io(Ar& ar, std::map<K, V>& m) {
   }
 }
 
-// Appends the archive of `msg` to `out`.
+// Appends the bytes of `msg` to `out`.
 template <class T>
 void encode_into(std::string& out, const T& msg) {
-  StringSink sink(out);
-  boost::archive::binary_oarchive ar(sink, kArchiveFlags);
-  io(ar, const_cast<T&>(msg));
+  Writer w(out);
+  io(w, const_cast<T&>(msg));
 }
 
 template <class T>
@@ -173,9 +196,8 @@ std::string encode(const T& msg) {
 template <class T>
 bool decode(std::string_view in, T& msg) {
   try {
-    SpanSource src(in);
-    boost::archive::binary_iarchive ar(src, kArchiveFlags);
-    io(ar, msg);
+    Reader r(in);
+    io(r, msg);
     return true;
   } catch (...) {
     return false;

@@ -181,9 +181,12 @@ void Node::register_admin() {
     json arr = reg ? json(reg->keys(q.args.size() > 1 ? q.args[1] : "", limit)) : json::array();
     r.ok(arr.dump());
   });
-  auto done_fn = [](Reply r, std::string what) {
-    return [r, what](bool ok, const std::string& err) {
-      if (ok) r.ok(json{{"ok", true}, {"op", what}}.dump());
+  // The answer to a write, printed once per kind, not once per write.
+  auto done_fn = [answers = std::make_shared<std::map<std::string, std::string>>()](Reply r, const char* what) {
+    auto it = answers->find(what);
+    if (it == answers->end()) it = answers->emplace(what, json{{"ok", true}, {"op", what}}.dump()).first;
+    return [r, answers, body = &it->second](bool ok, const std::string& err) {
+      if (ok) r.ok(*body);
       else r.error(err);
     };
   };

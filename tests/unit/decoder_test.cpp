@@ -3,6 +3,11 @@
 #include <doctest/doctest.h>
 
 #include <random>
+#include <sstream>
+#include <type_traits>
+
+#include <boost/archive/binary_iarchive.hpp>
+#include <boost/archive/binary_oarchive.hpp>
 
 #include "grid/admin_protocol.h"
 #include "grid/envelope.h"
@@ -69,4 +74,33 @@ TEST_CASE("decoders: a bool byte other than 0 or 1 is a malformed body, not an a
     if (!decode(bad, m)) ++refused;
   }
   CHECK(refused >= 2);  // `ok` and `has_value` at least
+}
+
+// The codec replaced Boost.Serialization's binary archives (which cost a
+// std::locale per message); nodes of both builds must read each other, and
+// data dirs written by the older build must load.
+TEST_CASE("codec: every message's bytes are those Boost's binary archive wrote, both ways") {
+  constexpr unsigned kBoostArchiveFlags =
+      boost::archive::no_header | boost::archive::no_codecvt | boost::archive::no_tracking;
+  int compared = 0;
+  for_each_sample([&](const auto& sample, const char* name) {
+    using M = std::decay_t<decltype(sample)>;
+    CAPTURE(name);
+    std::ostringstream boost_bytes;
+    {
+      boost::archive::binary_oarchive ar(boost_bytes, kBoostArchiveFlags);
+      rg::io(ar, const_cast<M&>(sample));
+    }
+    auto ours = encode(sample);
+    CHECK(boost_bytes.str() == ours);
+    M back;
+    {
+      std::istringstream in(ours);
+      boost::archive::binary_iarchive ar(in, kBoostArchiveFlags);
+      rg::io(ar, back);
+    }
+    CHECK(encode(back) == ours);
+    ++compared;
+  });
+  CHECK(compared == 30);  // every sample of decoder_corpus.h
 }
