@@ -133,6 +133,7 @@ class Node {
   void accept_tcp();
   bool heard(const Sender& s, Time now);
   void tick();
+  Heartbeat heartbeat() const;
   void send_heartbeat(Time now);
   void drain_membership(Time now);
   void on_event(const MembershipEvent& e, Time now);

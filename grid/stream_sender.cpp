@@ -55,9 +55,10 @@ std::vector<const Write*> StreamSender::take_sendable(std::uint64_t& first) {
   return out;
 }
 
-void StreamSender::on_ack(const NodeId& peer, std::uint64_t next, Time now) {
+std::optional<StreamSender::Resend> StreamSender::on_ack(const NodeId& peer, std::uint64_t next, Time now) {
   auto it = peers_.find(peer);
-  if (it == peers_.end()) return;
+  if (it == peers_.end()) return std::nullopt;
+  bool first = !it->second.confirmed;
   it->second.confirmed = true;
   next = std::min(next, sent_);
   if (next > it->second.acked) {
@@ -65,6 +66,13 @@ void StreamSender::on_ack(const NodeId& peer, std::uint64_t next, Time now) {
     it->second.progress = now;
     advance();
   }
+  if (!first || it->second.acked >= sent_) return std::nullopt;
+  // A new peer's first ack, behind what we sent: the writes sent before it
+  // could take them (it had not verified our session yet) are lost to it.
+  // Resend them now, not after resend_after: waiting made the longest write
+  // stall when a member joins (bench-grid's state transfer).
+  it->second.resent = now;
+  return range(peer, it->second.acked, sent_);
 }
 
 void StreamSender::advance() {

@@ -51,8 +51,6 @@ class StreamSender {
   // valid until settle() or on_ack(); call settle() once they are sent.
   std::vector<const Write*> take_sendable(std::uint64_t& first);
   void settle() { advance(); }
-  void on_ack(const NodeId& peer, std::uint64_t next, Time now);
-
   struct Resend {
     NodeId peer;
     std::uint64_t first = 0;
@@ -60,6 +58,9 @@ class StreamSender {
     bool reset = false;  // range no longer held: the peer must reconcile
     std::uint64_t reset_to = 0;
   };
+  // An acknowledgement of every seq below `next`. The first one from a peer
+  // that is behind what was sent returns the tail to resend at once.
+  std::optional<Resend> on_ack(const NodeId& peer, std::uint64_t next, Time now);
   // NAK [from, to) from a peer.
   Resend on_nak(const NodeId& peer, std::uint64_t from, std::uint64_t to, Time now);
   // Peers whose acknowledgements stalled get their unacknowledged tail again.

@@ -112,7 +112,7 @@ void WritePath::on_data(const Sender& from, const Data& m, Time now) {
 }
 
 void WritePath::on_ack(const NodeId& from, const Ack& m, Time now) {
-  sender_.on_ack(from, m.next, now);
+  if (auto r = sender_.on_ack(from, m.next, now)) send_resend(*r);
   complete_writes();
 }
 

@@ -243,3 +243,24 @@ TEST_CASE("stream receiver: a range that wraps past 2^64 is ignored") {
   CHECK(r.on_data("a", 1, 0, 3, t0));
   CHECK(r.ack_point("a") == 3u);
 }
+
+TEST_CASE("stream sender: a new peer's first ack behind what was sent gets the tail at once, once") {
+  StreamSender s;
+  s.add_peer("b", t0);
+  s.push(w("k1"));
+  s.push(w("k2"));
+  std::uint64_t first = 0;
+  s.take_sendable(first);
+  s.settle();
+  // b had not taken the datagram (it had not verified us yet): it acks its start.
+  auto re = s.on_ack("b", 0, t0);
+  REQUIRE(re.has_value());
+  CHECK(re->first == 0);
+  REQUIRE(re->writes.size() == 2);
+  CHECK(re->writes[1]->key == "k2");
+  // Later acks leave resends to the timer and to NAKs.
+  CHECK_FALSE(s.on_ack("b", 1, t0).has_value());
+  // A first ack that is caught up needs nothing.
+  s.add_peer("c", t0);
+  CHECK_FALSE(s.on_ack("c", 2, t0).has_value());
+}
