@@ -84,7 +84,14 @@ void AcceptorHost::on_recover_state(const NodeId& from, const QRecoverState& m, 
   if (latest_.size() < n - 1) return;
   for (const auto& [id, answer] : latest_)
     if (answer == Answer::holding) return;
-  if (other_list_near(now)) return;
+  if (other_list_near(now)) {
+    if (!held_logged_)
+      events_.push_back(fmt::format("+bootstrap-held: {} of this cluster runs on another member list; no new "
+                                    "cluster starts beside it (README, \"Changing the members\")",
+                                    other_list_->first));
+    held_logged_ = true;
+    return;
+  }
   become_ready("bootstrap: no other member holds an accepted value (each is recovering or holds none), so "
                "there is nothing to recover; starting empty");
 }

@@ -140,7 +140,7 @@ class AcceptorHost {
   const std::string& disk_error() const { return disk_error_; }
   // One line on where recovery stands, for status and logs.
   std::string progress(Time now) const;
-  // One-line notable events (+quorum-ready, +bootstrap, +disk-fault,
+  // One-line notable events (+quorum-ready, +bootstrap-held, +disk-fault,
   // +disk-ok) since the last call, for the shell's log.
   std::vector<std::string> take_events();
   const QuorumAcceptor& acceptor() const { return acceptor_; }
@@ -169,6 +169,7 @@ class AcceptorHost {
   std::set<NodeId> counted_;         // rule 2: peers whose ready answer we adopted
   std::map<NodeId, std::uint64_t> owed_;  // askers (their latest nonce) owed our state
   std::optional<std::pair<NodeId, Time>> other_list_;  // the latest node heard on another list, and when
+  bool held_logged_ = false;  // +bootstrap-held said once
   std::vector<std::string> events_;
 };
 

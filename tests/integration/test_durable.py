@@ -169,6 +169,7 @@ def durable_nodes_on_a_new_list_never_form_a_second_cluster(c):
         a = c.q(n, "status")["acceptor"]
         check(not a["voting"], f"{n.id} on the list {new_list} votes beside the cluster still running: {a}")
         check("no bootstrap while" in a["state"], f"{n.id} does not say why it waits: {a}")
+        check("+bootstrap-held" in n.log(), f"{n.id} did not log why it waits")
         check(summary(c.q(n, "roles"))["master"] is None, f"{n.id} sees a master of a second cluster")
     gone = [i for i in ids if i not in moved and not c[i].running()]
     check(not gone, f"{gone} of the running cluster exited, refused by the nodes on the new list")

@@ -182,6 +182,7 @@ TEST_CASE("acceptor host: bootstrap only when no member holds an accepted value"
     h.on_recover_state("n3", QRecoverState{1, true, {}}, at(1001));
     CHECK_FALSE(h.ready());
     CHECK(h.progress(at(1001)).find("no bootstrap while n9") != std::string::npos);
+    CHECK(has_event(h, "+bootstrap-held: n9"));
     // A recovery_wait after the last time it was heard, the next answers bootstrap.
     h.on_recover_state("n2", QRecoverState{1, true, {}}, at(1899));
     CHECK_FALSE(h.ready());
