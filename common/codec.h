@@ -1,13 +1,14 @@
 #pragma once
 // The binary codec shared by every message type.
 //
-// The bytes are those Boost.Serialization's binary archives wrote with
-// kBoostArchiveFlags (no header): each arithmetic field in its native
-// bytes, an enum as an int. Writer and Reader produce and read exactly that
-// (a unit test compares them with Boost's archives on every message sample)
-// at a fraction of the cost: Boost's archive builds a std::locale and a
-// pimpl full of containers for every message, even with no_codecvt, and
-// that was about a tenth of a node's CPU per write (docs/benchmarks.md).
+// The bytes are those Boost.Serialization's binary archives wrote (no
+// header, no codecvt, no tracking), which this project used before: each
+// arithmetic field in its native bytes, an enum as an int. Writer and
+// Reader produce and read exactly that (a unit test compares them with
+// Boost's archives on every message sample) at a fraction of the cost:
+// Boost's archive builds a std::locale and a pimpl full of containers for
+// every message, even with no_codecvt, and that was a fifth of a node's
+// CPU per write at 16 clients (docs/benchmarks.md, "The write path").
 // Strings and vectors go through io() below: their lengths come from the
 // network and are never trusted to size an allocation up front (strings
 // grow in bounded chunks, vectors one decoded element at a time), so a
@@ -75,6 +76,7 @@ class Reader {
   template <Primitive T>
   Reader& operator&(T& v) { return *this >> v; }
   void load_binary(void* p, std::size_t n) {
+    if (n == 0) return;
     if (n > in_.size()) throw std::out_of_range("truncated body");
     std::memcpy(p, in_.data(), n);
     in_.remove_prefix(n);
