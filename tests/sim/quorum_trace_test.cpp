@@ -58,9 +58,6 @@ template <class T>
 Filter of_type(const NodeId& from, const NodeId& to) {
   return [from, to](const Msg& m) { return std::holds_alternative<T>(m.w) && m.from == from && m.to == to; };
 }
-Filter both(Filter a, Filter b) {
-  return [a, b](const Msg& m) { return a(m) && b(m); };
-}
 
 std::uint64_t count_of(const RegValue& v) { return std::stoull(v.data.substr(0, v.data.find(' '))); }
 
