@@ -2,6 +2,7 @@
 // and DataDir (its file). Time is driven by hand in milliseconds.
 #include <doctest/doctest.h>
 
+#include <sodium.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -255,5 +256,58 @@ TEST_CASE("data dir: saves survive, damage is lost state, another node's or vers
   std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes.substr(0, bytes.size() - 3);
   CHECK(DataDir(dir.string(), "n1", "c", kList).load().found == DataDir::Found::corrupt);
   CHECK_THROWS_AS(DataDir((dir / "acceptor.state").string(), "n1", "c", kList), std::invalid_argument);
+  fs::remove_all(dir);
+}
+
+namespace {
+// acceptor.state as the build before the member list wrote it: the same
+// layout (data_dir.h), a payload of {node, cluster, state} without the note.
+struct OldPayload {
+  NodeId node;
+  std::string cluster;
+  DurableState state;
+  template <class Ar>
+  void io(Ar& ar) {
+    rg::io(ar, node);
+    rg::io(ar, cluster);
+    rg::io(ar, state);
+  }
+};
+
+std::string old_state_file(const DurableState& state) {
+  std::string payload = encode(OldPayload{"n1", "c", state});
+  std::string out("RGAS", 4);
+  auto le = [&out](std::uint64_t v, int bytes) {
+    for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  };
+  le(DataDir::kFormatVersion, 4);
+  le(1, 8);
+  le(payload.size(), 4);
+  out += payload;
+  std::string sum(16, '\0');
+  crypto_generichash(reinterpret_cast<unsigned char*>(sum.data()), sum.size(),
+                     reinterpret_cast<const unsigned char*>(out.data()), out.size(), nullptr, 0);
+  return out + sum;
+}
+}  // namespace
+
+TEST_CASE("data dir: a file saved before the member list was kept loads, and keeps the list of its next save") {
+  namespace fs = std::filesystem;
+  REQUIRE(sodium_init() >= 0);
+  fs::path dir = fs::temp_directory_path() / ("rg-datadir-old-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  DurableState s{{QSlotState{"k", {5, 1}, true, {4, 1}, RegValue{"table", {"n1", 3, 1000}}}}, {{"agent", "{}"}}};
+  std::ofstream(dir / "acceptor.state", std::ios::binary) << old_state_file(s);
+  {
+    DataDir d(dir.string(), "n1", "c", {"n1", "n2", "n3"});
+    auto loaded = d.load();
+    REQUIRE(loaded.found == DataDir::Found::intact);
+    CHECK(loaded.state == s);
+    std::string why;
+    REQUIRE(d.save(loaded.state, why));
+  }
+  CHECK_THROWS_AS(DataDir(dir.string(), "n1", "c", {"n1", "n2"}).load(), std::invalid_argument);
+  CHECK(DataDir(dir.string(), "n1", "c", {"n1", "n2", "n3"}).load().found == DataDir::Found::intact);
   fs::remove_all(dir);
 }
