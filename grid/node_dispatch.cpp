@@ -246,11 +246,15 @@ void Node::on_refuse(std::string_view body) {
     ++counters_.refused_messages;
     return;
   }
-  // A voting node never leaves because of one that does not share its list:
-  // nodes restarted on a new list refuse the running cluster's, and before
-  // this the whole cluster exited, refused by them. The newcomer, which
-  // cannot vote yet, is the one that goes.
-  if (quorum_.acceptors().voting()) {
+  // A voting node never leaves because of one that does not share its list
+  // (one we do not count as a member: we refused its heartbeats): nodes
+  // restarted on a new list refuse the running cluster's, and before this
+  // the whole cluster exited, refused by them. The newcomer, which cannot
+  // vote yet, is the one that goes. A member on our own list may still stop
+  // us (a second process with our id).
+  const auto* m = membership_.find(e.from.node);
+  bool our_list = m && m->incarnation == e.from.incarnation && m->state != MemberState::unknown;
+  if (!our_list && quorum_.acceptors().voting()) {
     ++counters_.refused_messages;
     if (!refusal_ignored_logged_.insert(e.from.node).second) return;
     log::warn("{} refuses this node ({}); staying: this node votes, and a refusal stops only a node that does not",
