@@ -84,11 +84,12 @@ void AcceptorHost::on_recover_state(const NodeId& from, const QRecoverState& m, 
   if (latest_.size() < n - 1) return;
   for (const auto& [id, answer] : latest_)
     if (answer == Answer::holding) return;
-  if (other_list_near(now)) {
+  if (other_list_) {
     if (!held_logged_)
       events_.push_back(fmt::format("+bootstrap-held: {} of this cluster runs on another member list; no new "
-                                    "cluster starts beside it (README, \"Changing the members\")",
-                                    other_list_->first));
+                                    "cluster starts beside it: restart this node once that list's nodes are gone "
+                                    "(README, \"Changing the members\")",
+                                    *other_list_));
     held_logged_ = true;
     return;
   }
@@ -96,11 +97,7 @@ void AcceptorHost::on_recover_state(const NodeId& from, const QRecoverState& m, 
                "there is nothing to recover; starting empty");
 }
 
-void AcceptorHost::heard_other_list(const NodeId& who, Time now) { other_list_ = std::make_pair(who, now); }
-
-bool AcceptorHost::other_list_near(Time now) const {
-  return other_list_ && now - other_list_->second < config_.recovery_wait;
-}
+void AcceptorHost::heard_other_list(const NodeId& who) { other_list_ = who; }
 
 std::vector<NodeId> AcceptorHost::requests_due(Time now) {
   if (ready_ || waiting(now) || now < next_ask_) return {};
@@ -154,8 +151,8 @@ std::string AcceptorHost::progress(Time now) const {
     if (answer == Answer::holding) holding.push_back(id);
   }
   std::string held;
-  if (other_list_near(now))
-    held = fmt::format("; no bootstrap while {} of this cluster runs on another member list", other_list_->first);
+  if (other_list_)
+    held = fmt::format("; no bootstrap in this life: {} of this cluster runs on another member list", *other_list_);
   return fmt::format("recovering: {} of {} ready members answered [{}]; recovering too [{}]; holding values [{}]{}",
                      counted_.size(), quorum::recovery_threshold(config_.topology.size()), fmt::join(counted_, ","),
                      fmt::join(recovering, ","), fmt::join(holding, ","), held);

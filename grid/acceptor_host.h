@@ -36,10 +36,13 @@
 // a value keeps the others waiting for recovery_threshold(n) ready answers
 // rather than forgetting what it holds; starting empty beside it would be a
 // fresh acceptor beside a value chosen by the earlier life (DESIGN.md).
-// Bootstrap is also held off while a node of this cluster on another member
-// list has been heard within `recovery_wait`: the members of a new list
-// starting empty beside a cluster still running on the old list would be a
-// second cluster, with a master of its own (README, "Changing the members").
+// Bootstrap is also held off, for the rest of this life, once a node of
+// this cluster on another member list has been heard: the members of a new
+// list starting empty beside a cluster still running on the old list would
+// be a second cluster, with a master of its own (README, "Changing the
+// members"). For this life, not while it is heard: a partition or a loss
+// burst between the two would otherwise end the hold. A node held by
+// mistake starts once restarted after the other list's nodes are gone.
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -112,8 +115,8 @@ class AcceptorHost {
   std::optional<QRecoverState> on_recover_request(const NodeId& from, const QRecoverRequest& m, Time now);
   void on_recover_state(const NodeId& from, const QRecoverState& m, Time now);
   // `who`, of this cluster, runs on another member list (the shell refused
-  // its heartbeat): no bootstrap for a while.
-  void heard_other_list(const NodeId& who, Time now);
+  // its heartbeat): no bootstrap in this life.
+  void heard_other_list(const NodeId& who);
   // Members to send a recovery request to now (nothing once ready).
   std::vector<NodeId> requests_due(Time now);
   // Once ready: our state for each peer that asked while we could not give
@@ -152,7 +155,6 @@ class AcceptorHost {
   template <class Answer, class F>
   std::optional<Answer> vote(F&& step);
   bool waiting(Time now) const;  // rule 1: this life is younger than recovery_wait
-  bool other_list_near(Time now) const;  // holds bootstrap off
 
   AcceptorHostConfig config_;
   StateStore* store_;
@@ -168,7 +170,7 @@ class AcceptorHost {
   std::map<NodeId, Answer> latest_;  // each peer's latest answer
   std::set<NodeId> counted_;         // rule 2: peers whose ready answer we adopted
   std::map<NodeId, std::uint64_t> owed_;  // askers (their latest nonce) owed our state
-  std::optional<std::pair<NodeId, Time>> other_list_;  // the latest node heard on another list, and when
+  std::optional<NodeId> other_list_;  // the latest node heard on another list: holds bootstrap off
   bool held_logged_ = false;  // +bootstrap-held said once
   std::vector<std::string> events_;
 };

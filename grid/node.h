@@ -188,6 +188,7 @@ class Node {
   NodeCounters counters_;
   ConnCounters conn_counters_;
   std::set<NodeId> refusal_ignored_logged_;  // refusers already logged as ignored (on_refuse)
+  std::map<NodeId, Incarnation> other_list_;  // processes whose heartbeat we refused: on another member list
   Time started_;
 
   boost::asio::ip::udp::socket udp_;

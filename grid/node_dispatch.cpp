@@ -229,7 +229,10 @@ void Node::on_heartbeat(std::string_view body, Time now) {
     return;
   }
   if (verdict != Heard::accepted && verdict != Heard::self) ++counters_.refused_messages;
-  if (verdict == Heard::not_a_member || verdict == Heard::wrong_topology) quorum_.heard_other_list(e.from.node, now);
+  if (verdict == Heard::not_a_member || verdict == Heard::wrong_topology) {
+    other_list_[e.from.node] = e.from.incarnation;
+    quorum_.heard_other_list(e.from.node);
+  }
   if (verdict == Heard::accepted) sync_.heard(e.from.node, e.msg.synced);
   drain_membership(now);
 }
@@ -246,15 +249,15 @@ void Node::on_refuse(std::string_view body) {
     ++counters_.refused_messages;
     return;
   }
-  // A voting node never leaves because of one that does not share its list
-  // (one we do not count as a member: we refused its heartbeats): nodes
-  // restarted on a new list refuse the running cluster's, and before this
-  // the whole cluster exited, refused by them. The newcomer, which cannot
-  // vote yet, is the one that goes. A member on our own list may still stop
-  // us (a second process with our id).
-  const auto* m = membership_.find(e.from.node);
-  bool our_list = m && m->incarnation == e.from.incarnation && m->state != MemberState::unknown;
-  if (!our_list && quorum_.acceptors().voting()) {
+  // A voting node never leaves because of a process it refused itself for
+  // running on another member list: nodes restarted on a new list refuse
+  // the running cluster's, and before this the whole cluster exited,
+  // refused by them. The newcomer, which cannot vote yet, is the one that
+  // goes. Any other refusal still stops us (a second process with our id,
+  // a node we never heard).
+  auto other = other_list_.find(e.from.node);
+  bool on_other_list = other != other_list_.end() && other->second == e.from.incarnation;
+  if (on_other_list && quorum_.acceptors().voting()) {
     ++counters_.refused_messages;
     if (!refusal_ignored_logged_.insert(e.from.node).second) return;
     log::warn("{} refuses this node ({}); staying: this node votes, and a refusal stops only a node that does not",

@@ -39,7 +39,7 @@ class QuorumHost {
   void push_commits(const NodeId& peer);
 
   const AcceptorHost& acceptors() const { return acceptors_; }
-  void heard_other_list(const NodeId& who, Time now) { acceptors_.heard_other_list(who, now); }
+  void heard_other_list(const NodeId& who) { acceptors_.heard_other_list(who); }
   bool save_note(const std::string& name, const std::string& value);
   std::optional<std::string> note(const std::string& name) const { return acceptors_.note(name); }
   const DataDir* data_dir() const { return data_dir_.get(); }
