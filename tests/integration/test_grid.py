@@ -479,6 +479,29 @@ def second_process_with_live_id_is_refused(c):
     check(c[target].running(), f"the original {target} died")
 
 
+@test(modes=(UNICAST,))
+def second_process_with_live_id_and_its_state_is_refused(c):
+    # A second process with a live id and a copy of its data dir votes at
+    # once. In unicast mode it hears no heartbeat (nobody knows its
+    # address), so only the members' refusals can stop it; a voting node
+    # ignores only refusals from a process it refused itself for running on
+    # another list, so these still do.
+    ids = started(c, 3)
+    target = ids[1]
+    copy = c.dir / "copied-state"
+    subprocess.run(["cp", "-r", str(c[target].data_dir), str(copy)], check=True, timeout=10)
+    (copy / "lock").unlink()
+    dup = c.add_node(target, extra=["--data-dir", str(copy)])
+    dup.start()
+    rc = dup.wait_exit(5.0)
+    last = dup.last_start_log().strip().splitlines()[-1]
+    check(rc != 0, f"the second {target}, voting from a copy of its state, exited {rc}")
+    check("refused by" in last and "already live" in last, f"the second {target}'s last line: {last!r}")
+    check("loaded intact" in dup.last_start_log(), f"the second {target} did not load the copied state")
+    note(f"second {target} with a copy of its data dir exited {rc}: {last}")
+    check(c[target].running(), f"the original {target} died (exit code {c[target].returncode()})")
+
+
 # ---------------------------------------------------------------------------
 # Command line
 
