@@ -7,7 +7,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -74,16 +73,11 @@ bool write_all(int fd, const std::string& bytes) {
   return true;
 }
 
-std::string sorted_list(std::vector<NodeId> ids) {
-  std::sort(ids.begin(), ids.end());
-  return fmt::format("{}", fmt::join(ids, ","));
-}
-
 }  // namespace
 
-DataDir::DataDir(std::string path, NodeId node, std::string cluster, std::vector<NodeId> members)
+DataDir::DataDir(std::string path, NodeId node, std::string cluster, const Topology& topology)
     : path_(std::move(path)), node_(std::move(node)), cluster_(std::move(cluster)),
-      members_(sorted_list(std::move(members))) {
+      members_(fmt::format("{}", fmt::join(topology.members(), ","))) {
   if (sodium_init() < 0) throw std::runtime_error("libsodium failed to initialize");
   if (::mkdir(path_.c_str(), 0700) != 0 && errno != EEXIST)
     throw std::runtime_error(fmt::format("--data-dir {}: {}", path_, errno_text("cannot create it")));

@@ -33,7 +33,6 @@
 #include <functional>
 #include <optional>
 #include <string>
-#include <vector>
 
 #include "grid/acceptor_host.h"
 
@@ -55,8 +54,8 @@ class DataDir : public StateStore {
   // Creates the dir (mode 0700) if missing and locks it; throws
   // std::invalid_argument (not a directory) or std::runtime_error (cannot
   // create or write it, in use by another process) with a one-line reason.
-  // `members`: the cluster's member list, in any order.
-  DataDir(std::string path, NodeId node, std::string cluster, std::vector<NodeId> members);
+  // `topology`: the cluster's member list.
+  DataDir(std::string path, NodeId node, std::string cluster, const Topology& topology);
   ~DataDir() override;
   DataDir(const DataDir&) = delete;
   DataDir& operator=(const DataDir&) = delete;
@@ -78,7 +77,7 @@ class DataDir : public StateStore {
   std::string path_;
   NodeId node_;
   std::string cluster_;
-  std::string members_;  // sorted, comma-separated: the kMembersNote value
+  std::string members_;  // the topology's (sorted) ids, comma-separated: the kMembersNote value
   int lock_fd_ = -1;
   int fd_ = -1;
   std::uint64_t sequence_ = 0;

@@ -187,8 +187,13 @@ class Node {
   Store store_;
   NodeCounters counters_;
   ConnCounters conn_counters_;
-  std::set<NodeId> refusal_ignored_logged_;  // refusers already logged as ignored (on_refuse)
-  std::map<NodeId, Incarnation> other_list_;  // processes whose heartbeat we refused: on another member list
+  // Processes whose heartbeat we refused for running on another member
+  // list, and whether we logged ignoring a refusal of theirs (on_refuse).
+  struct OtherList {
+    Incarnation incarnation = 0;
+    bool refusal_logged = false;
+  };
+  std::map<NodeId, OtherList> other_list_;
   Time started_;
 
   boost::asio::ip::udp::socket udp_;

@@ -182,10 +182,11 @@ void Node::register_admin() {
     r.ok(arr.dump());
   });
   // The answer to a write, printed once per kind, not once per write.
-  auto done_fn = [answers = std::make_shared<std::map<std::string, std::string>>()](Reply r, const char* what) {
-    auto it = answers->find(what);
-    if (it == answers->end()) it = answers->emplace(what, json{{"ok", true}, {"op", what}}.dump()).first;
-    return [r, answers, body = &it->second](bool ok, const std::string& err) {
+  auto answer = [](const char* what) {
+    return std::make_shared<const std::string>(json{{"ok", true}, {"op", what}}.dump());
+  };
+  auto done_fn = [](Reply r, std::shared_ptr<const std::string> body) {
+    return [r, body = std::move(body)](bool ok, const std::string& err) {
       if (ok) r.ok(*body);
       else r.error(err);
     };
@@ -197,18 +198,18 @@ void Node::register_admin() {
     if (!epoch_guard_) return "if-epoch: this node has no agent to check the epoch";
     return epoch_guard_(*epoch);
   };
-  a.handle("put", [this, done_fn, epoch_refused](const AdminRequest& q, Reply r) {
+  a.handle("put", [this, done_fn, epoch_refused, body = answer("put")](const AdminRequest& q, Reply r) {
     if (auto why = epoch_refused(write_epoch(q, 3, "put REGION KEY VALUE")); !why.empty()) return r.error(why);
-    put(q.args[0], q.args[1], q.args[2], done_fn(r, "put"));
+    put(q.args[0], q.args[1], q.args[2], done_fn(r, body));
   });
-  a.handle("put-field", [this, done_fn, epoch_refused](const AdminRequest& q, Reply r) {
+  a.handle("put-field", [this, done_fn, epoch_refused, body = answer("put-field")](const AdminRequest& q, Reply r) {
     if (auto why = epoch_refused(write_epoch(q, 4, "put-field REGION KEY FIELD VALUE")); !why.empty())
       return r.error(why);
-    put_field(q.args[0], q.args[1], q.args[2], q.args[3], done_fn(r, "put-field"));
+    put_field(q.args[0], q.args[1], q.args[2], q.args[3], done_fn(r, body));
   });
-  a.handle("del", [this, done_fn, epoch_refused](const AdminRequest& q, Reply r) {
+  a.handle("del", [this, done_fn, epoch_refused, body = answer("del")](const AdminRequest& q, Reply r) {
     if (auto why = epoch_refused(write_epoch(q, 2, "del REGION KEY")); !why.empty()) return r.error(why);
-    del(q.args[0], q.args[1], done_fn(r, "del"));
+    del(q.args[0], q.args[1], done_fn(r, body));
   });
   a.handle("fault", [this](const AdminRequest& q, Reply r) {
     if (!faults_) return r.error("fault injection is off (start the node with --enable-fault-injection)");

@@ -4,6 +4,8 @@
 // the layers above. Each message, once authenticated by its transport,
 // is routed to the part that owns it: membership, the links (probes), the
 // write path, state transfer, the quorum host, or an app channel.
+#include <utility>
+
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/post.hpp>
 #include <fmt/format.h>
@@ -230,7 +232,8 @@ void Node::on_heartbeat(std::string_view body, Time now) {
   }
   if (verdict != Heard::accepted && verdict != Heard::self) ++counters_.refused_messages;
   if (verdict == Heard::not_a_member || verdict == Heard::wrong_topology) {
-    other_list_[e.from.node] = e.from.incarnation;
+    auto& o = other_list_[e.from.node];
+    if (o.incarnation != e.from.incarnation) o = OtherList{e.from.incarnation, false};
     quorum_.heard_other_list(e.from.node);
   }
   if (verdict == Heard::accepted) sync_.heard(e.from.node, e.msg.synced);
@@ -256,10 +259,10 @@ void Node::on_refuse(std::string_view body) {
   // goes. Any other refusal still stops us (a second process with our id,
   // a node we never heard).
   auto other = other_list_.find(e.from.node);
-  bool on_other_list = other != other_list_.end() && other->second == e.from.incarnation;
+  bool on_other_list = other != other_list_.end() && other->second.incarnation == e.from.incarnation;
   if (on_other_list && quorum_.acceptors().voting()) {
     ++counters_.refused_messages;
-    if (!refusal_ignored_logged_.insert(e.from.node).second) return;
+    if (std::exchange(other->second.refusal_logged, true)) return;
     log::warn("{} refuses this node ({}); staying: this node votes, and a refusal stops only a node that does not",
               e.from.node, e.msg.reason);
     return;

@@ -13,9 +13,9 @@ namespace rg::grid {
 
 namespace {
 
-std::unique_ptr<DataDir> open_data_dir(const NodeConfig& c) {
+std::unique_ptr<DataDir> open_data_dir(const NodeConfig& c, const Topology& t) {
   if (c.data_dir.empty()) return nullptr;
-  return std::make_unique<DataDir>(c.data_dir, c.node, c.cluster, c.members);
+  return std::make_unique<DataDir>(c.data_dir, c.node, c.cluster, t);
 }
 
 // What the data dir holds; nullopt means recover. `said` gets the one line
@@ -77,7 +77,7 @@ QuorumHost::QuorumHost(NodeContext& ctx, const Topology& topology, const Members
       topology_(topology),
       membership_(membership),
       links_(links),
-      data_dir_(open_data_dir(ctx.config)),
+      data_dir_(open_data_dir(ctx.config, topology)),
       acceptors_(acceptor_config(ctx.config, topology), data_dir_.get(), load_state(data_dir_.get(), state_note_),
                  Clock::now(), random_nonce()),
       proposer_(topology, ctx.config.node, proposer_config(ctx)) {

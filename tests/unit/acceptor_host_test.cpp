@@ -216,7 +216,7 @@ TEST_CASE("data dir: saves survive, damage is lost state, another node's or vers
   namespace fs = std::filesystem;
   fs::path dir = fs::temp_directory_path() / ("rg-datadir-test-" + std::to_string(::getpid()));
   fs::remove_all(dir);
-  const std::vector<NodeId> kList{"n1", "n2", "n3"};
+  const Topology kList({"n1", "n2", "n3"});
   DurableState s{{QSlotState{"k", {5, 1}, true, {4, 1}, RegValue{"table", {"n1", 3, 1000}}}}, {{"agent", "{}"}}};
   {
     DataDir d(dir.string(), "n1", "c", kList);
@@ -238,10 +238,10 @@ TEST_CASE("data dir: saves survive, damage is lost state, another node's or vers
   CHECK_THROWS_AS(DataDir(dir.string(), "n2", "c", kList).load(), std::invalid_argument);
   CHECK_THROWS_AS(DataDir(dir.string(), "n1", "other", kList).load(), std::invalid_argument);
   // The member list it was saved under, in any order; no other list.
-  CHECK(DataDir(dir.string(), "n1", "c", {"n3", "n1", "n2"}).load().found == DataDir::Found::intact);
-  CHECK_THROWS_WITH_AS(DataDir(dir.string(), "n1", "c", {"n1", "n2", "n3", "n4"}).load(),
+  CHECK(DataDir(dir.string(), "n1", "c", Topology({"n3", "n1", "n2"})).load().found == DataDir::Found::intact);
+  CHECK_THROWS_WITH_AS(DataDir(dir.string(), "n1", "c", Topology({"n1", "n2", "n3", "n4"})).load(),
                        doctest::Contains("differs from the list in --data-dir"), std::invalid_argument);
-  CHECK_THROWS_AS(DataDir(dir.string(), "n1", "c", {"n1", "n2"}).load(), std::invalid_argument);
+  CHECK_THROWS_AS(DataDir(dir.string(), "n1", "c", Topology({"n1", "n2"})).load(), std::invalid_argument);
   auto file = dir / "acceptor.state";
   std::string bytes;
   {
@@ -303,14 +303,14 @@ TEST_CASE("data dir: a file saved before the member list was kept loads, and kee
   DurableState s{{QSlotState{"k", {5, 1}, true, {4, 1}, RegValue{"table", {"n1", 3, 1000}}}}, {{"agent", "{}"}}};
   std::ofstream(dir / "acceptor.state", std::ios::binary) << old_state_file(s);
   {
-    DataDir d(dir.string(), "n1", "c", {"n1", "n2", "n3"});
+    DataDir d(dir.string(), "n1", "c", Topology({"n1", "n2", "n3"}));
     auto loaded = d.load();
     REQUIRE(loaded.found == DataDir::Found::intact);
     CHECK(loaded.state == s);
     std::string why;
     REQUIRE(d.save(loaded.state, why));
   }
-  CHECK_THROWS_AS(DataDir(dir.string(), "n1", "c", {"n1", "n2"}).load(), std::invalid_argument);
-  CHECK(DataDir(dir.string(), "n1", "c", {"n1", "n2", "n3"}).load().found == DataDir::Found::intact);
+  CHECK_THROWS_AS(DataDir(dir.string(), "n1", "c", Topology({"n1", "n2"})).load(), std::invalid_argument);
+  CHECK(DataDir(dir.string(), "n1", "c", Topology({"n1", "n2", "n3"})).load().found == DataDir::Found::intact);
   fs::remove_all(dir);
 }
