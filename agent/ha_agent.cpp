@@ -199,7 +199,7 @@ void HaAgent::on_cas_done(std::uint64_t id, grid::CasOutcome outcome, const std:
   bool current = id == im.role_cas;
   if (current) im.role_cas = 0;
   if (p.op == CasOp::reserve || p.op == CasOp::unreserve) {  // another register: no table to adopt
-    if (p.op == CasOp::reserve) on_reserved(outcome, now, out);  // a release needs no answer
+    if (p.op == CasOp::reserve) on_reserved(outcome, p.reservation, now, out);  // a release needs no answer
     end_input(now, out);
     return;
   }
@@ -387,7 +387,7 @@ std::uint64_t HaAgent::submit(CasRequest req, CasOp op, Time now, AgentOutput& o
   Impl& im = *impl_;
   std::uint64_t id = im.next_cas_id++;
   req.id = id;
-  im.pending[id] = PendingCas{req.purpose, op, now, table_, std::move(saw), std::move(made), std::nullopt, Time{}};
+  im.pending[id] = PendingCas{req.purpose, op, now, table_, std::move(saw), std::move(made), std::nullopt, Time{}, std::nullopt};
   if (role_slot) im.role_cas = id;
   out.cas.push_back(std::move(req));
   return id;
@@ -406,8 +406,6 @@ void HaAgent::set_table(const std::optional<RoleTable>& table, Time now) {
     }
   }
   if (m != im.observed) {  // "renewed" means this entry moved, as seen here
-    if (m && im.observed && same_entry(*m, *im.observed) && m->renewal > im.observed->renewal)
-      im.renewal_seen_at = now;
     im.observed = m;
     im.observed_since = now;
     if (im.read_ahead && !(m && same_entry(*m, *im.read_ahead) && m->renewal < im.read_ahead->renewal))

@@ -341,7 +341,8 @@ class HaAgent {
                     std::optional<std::int64_t> lease_left_ms, Time now, AgentOutput& out);
   Duration read_ahead_wait(std::optional<std::int64_t> lease_left_ms) const;
   void reserve(Time now, AgentOutput& out);
-  void on_reserved(grid::CasOutcome outcome, Time now, AgentOutput& out);
+  void on_reserved(grid::CasOutcome outcome, const std::optional<FailoverReservation>& sent, Time now,
+                   AgentOutput& out);
   void run_prepare(Time now, AgentOutput& out);
   void check_prepare(Time now, AgentOutput& out);
   void prepare_done(int status, Time now, AgentOutput& out);

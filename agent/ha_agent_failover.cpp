@@ -100,16 +100,19 @@ HaAgent::Judged HaAgent::judged_entry() const {
   return {m, im.observed_since, im.observed_since + entry_wait(m.node)};
 }
 
-// How long an entry may stand still. A heard master that we have not seen
-// renew since its current process began is in FIG. 3 (restarted): it
+// How long an entry may stand still. A heard master whose entry has not
+// moved since its current process began is in FIG. 3 (restarted): it
 // resumes at a new epoch only once its earlier life's lease has run out at
 // the acceptors, a lease its own first read restarted, at the moment we saw
 // that read. Judged one failure timeout after it, the others took over in
 // the same instant as it resumed (a full cluster restart lost its master to
-// that race); half a timeout more lets it resume first.
+// that race); half a timeout more lets it resume first. Once the entry
+// moved (a renewal, or the resume itself), that process holds a lease of
+// its own: the normal rule (a master deaf right after its resume was
+// judged half a timeout late).
 Duration HaAgent::entry_wait(const NodeId& master) const {
   auto it = members_.find(master);
-  bool restarting = it != members_.end() && heard(master) && impl_->renewal_seen_at <= it->second.alive_since;
+  bool restarting = it != members_.end() && heard(master) && impl_->observed_since <= it->second.alive_since;
   return restarting ? config_.failure_timeout * 3 / 2 : config_.failure_timeout;
 }
 
@@ -143,20 +146,26 @@ bool HaAgent::failure_detected(Time now) const {
 
 // How long after the read a later renewal it found is judged failed if it
 // stays the same: as long as the answering acceptors still hold that
-// renewal's lease (its master cannot act longer on it, and they hold any
-// takeover off until then anyway), plus a heartbeat, and at least two, so
-// that a live master shows a renewal after it; at most one failure timeout,
-// which is also the rule when the register gave no hint. A deaf master's
-// last renewal attempt has usually run out by the first read: judged one
-// failure timeout later, it was replaced after 2.5 failure timeouts. The
-// replica only: the data nodes, a turn behind it, keep the whole failure
-// timeout, or their confirm reads outbid its designation (seen in the
-// simulation).
+// renewal's lease, stretched by the clock drift bound (their clocks count
+// it; its master cannot act longer on it, and they hold any takeover off
+// until then anyway); at least half a heartbeat, so that a renewal in
+// flight shows; at most one failure timeout, which is also the rule when
+// the register gave no hint. No more is needed to spare a live master: one
+// that renews at a majority left a renewal at one of the answering
+// acceptors at most a heartbeat and a round trip ago, so its lease runs
+// nearly the whole failure timeout. A short lease left means that master
+// has stopped renewing (a deaf one's last attempt reached the acceptors but
+// never committed). Judged a failure timeout after the read, a deaf master
+// was replaced after 2.5 failure timeouts; two heartbeats at least, 1.22.
+// The replica only: the data nodes, a turn behind it, keep the whole
+// failure timeout, or their confirm reads outbid its designation (seen in
+// the simulation).
 Duration HaAgent::read_ahead_wait(std::optional<std::int64_t> lease_left_ms) const {
   if (!lease_left_ms || !names_self_replica() || config_.plant_read_ahead_full_wait) return config_.failure_timeout;
-  const Duration hb = config_.heartbeat_interval;
+  const Duration floor = config_.heartbeat_interval / 2;
   Duration left = milliseconds(*lease_left_ms);
-  return std::clamp(left + hb, 2 * hb, std::max(2 * hb, config_.failure_timeout));
+  Duration stretched = left + std::chrono::duration_cast<Duration>(left * (2 * config_.drift));
+  return std::clamp(stretched, floor, std::max(floor, config_.failure_timeout));
 }
 
 // The replica fails over first. A data node steps in a heartbeat plus a
@@ -322,13 +331,23 @@ void HaAgent::reserve(Time now, AgentOutput& out) {
   if (im.yielded_to && now - im.yielded_since >= stale_after) stale = im.yielded_to;
   FailoverReservation mine{config_.self, *r.failing, ++im.reservations};
   r.reservation = mine;
-  issue_raw("reserve", CasOp::reserve, kFailoverKey, reserve_change(mine, stale, r.held_by), now, out);
+  std::uint64_t id = issue_raw("reserve", CasOp::reserve, kFailoverKey, reserve_change(mine, stale, r.held_by), now, out);
+  im.pending[id].reservation = mine;
 }
 
-void HaAgent::on_reserved(grid::CasOutcome outcome, Time now, AgentOutput& out) {
+void HaAgent::on_reserved(grid::CasOutcome outcome, const std::optional<FailoverReservation>& sent, Time now,
+                          AgentOutput& out) {
   Impl& im = *impl_;
   FailoverRun& r = im.run;
-  if (r.stage() != RunStage::reserving) return;  // the run ended meanwhile
+  if (r.stage() != RunStage::reserving || r.reservation != sent) {
+    // The run ended while its reservation was on the way (the master came
+    // back, say). Written, or maybe written (no quorum: a later read may
+    // complete it), it would hold the others off until it went stale (6.8 s
+    // by default) while we back off: give it back. Refused wrote nothing.
+    if (sent && outcome != grid::CasOutcome::precondition_failed)
+      release_reservation(*sent, now, out);
+    return;
+  }
   if (outcome == grid::CasOutcome::committed) {
     step("reserve", r.step_start, now, "ok", out);
     im.yielded_to.reset();

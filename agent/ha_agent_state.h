@@ -36,6 +36,7 @@ struct PendingCas {
   std::shared_ptr<std::vector<RoleTable>> made;
   std::optional<CasOp> settles;  // a read settling this op's ambiguous result
   Time settles_started{};
+  std::optional<FailoverReservation> reservation;  // what a reserve op writes
 };
 
 struct HaAgent::Impl {
@@ -82,9 +83,6 @@ struct HaAgent::Impl {
   // What we observed of the master entry, and since when it is unchanged.
   std::optional<MasterEntry> observed;
   Time observed_since{};
-  // When we last saw a master entry renewed in place (the same node and
-  // epoch, a higher renewal): a master doing so is past FIG. 3's recovery.
-  Time renewal_seen_at{};
   // A later renewal of the same entry that a confirm read found in the
   // register but our copy lacks (a partial renewal of a master cut off from
   // the majority, or one not pushed to us yet), and when. Detection then
