@@ -170,20 +170,26 @@ Duration HaAgent::read_ahead_wait(std::optional<std::int64_t> lease_left_ms) con
 
 // The replica fails over first. A data node steps in a heartbeat plus a
 // stagger (longest alive first) after the replica's turn began: when the
-// master was gone and its entry had not moved for the failure timeout (and
-// maintenance was off). While the replica looks alive it waits a heartbeat
-// more: a replica that cannot reach a majority must not block the failover,
-// and the reservation keeps a working replica's run the only one.
+// master's entry had not moved for the failure timeout (and maintenance was
+// off). While the replica looks alive it waits a heartbeat more, and for the
+// membership's verdict on the master too, if there is one (the replica's
+// confirm read and its backoffs take time; without it the data nodes beat a
+// working replica in the simulation). A replica that cannot reach a majority
+// must not block the failover, and the reservation keeps a working
+// replica's run the only one. Once the replica is gone too, that verdict
+// does not count: waiting for it, a second after the entry stopped, left no
+// master for 1.4 failure timeouts when the replica was cut off with the
+// master (a chaos soak).
 bool HaAgent::data_node_turn(Time now) const {
   const Impl& im = *impl_;
   if (state_ != AgentState::data || table_->master->phase != Phase::established) return false;
   bool replica_alive = table_->replica && alive(table_->replica->node);
   if (config_.plant_no_reservation && replica_alive) return false;  // the old rule: defer to it
   Time turn = judged_entry().failed_at;
-  if (auto gone = im.unfit_since.find(table_->master->node); gone != im.unfit_since.end())
-    turn = std::max(turn, gone->second);
   Duration wait = config_.heartbeat_interval + stagger();
   if (replica_alive) {
+    if (auto gone = im.unfit_since.find(table_->master->node); gone != im.unfit_since.end())
+      turn = std::max(turn, gone->second);
     turn = std::max(turn, im.maintenance_off_at);
     wait += config_.heartbeat_interval;
   }
@@ -690,7 +696,11 @@ void HaAgent::end_failover(const std::string& name, const std::string& reason, T
   Impl& im = *impl_;
   FailoverRun r = std::move(im.run);
   im.run = FailoverRun{};
-  if (r.kind == RunKind::failover) im.attempt_at = now;  // back off from the attempt's end
+  // Back off from the attempt's end if its `prepare` ran; a run that ended
+  // before (the master heard again while we confirmed or reserved) ran no
+  // hook to repeat, and backing off then left a replica out of the next
+  // failover for 2 s.
+  if (r.kind == RunKind::failover) im.attempt_at = r.owes_abort ? now : now - config_.failover_backoff;
   std::uint64_t epoch = r.epoch ? r.epoch : (r.failing ? r.failing->epoch : (table_ ? table_->epoch : 0));
   out.notes.push_back(fmt::format("{} {}", name, reason));
   report(name, reason, epoch, out);

@@ -718,6 +718,48 @@ TEST_CASE("agent: a reservation that commits after its run ended is given back")
   }
 }
 
+// The backoff keeps a node from running `prepare` again at once; a run that
+// ended before it (the master heard again while it reserved) ran no hook.
+// Seen in a chaos soak: a replica backing off after such a run was out of
+// the next failover for 2 s.
+TEST_CASE("agent: a run that ends before its prepare ran does not back off") {
+  Rig r("n1");
+  r.view["n2"].alive_since = r.now - 1h;  // not restarted lately (FIG. 3)
+  make_replica(r);
+  r.hold_reservations = true;
+  r.set_alive("n2", false);
+  r.tick(1s);
+  CasRequest reserve = r.cas("reserve");
+  r.set_alive("n2", true);  // heard again: the run ends in its reserve step
+  CHECK(r.events() == Strings{"+failover-aborted"});
+  r.out.clear();
+  r.a->on_cas_done(reserve.id, CasOutcome::precondition_failed, std::nullopt, r.now, r.now, r.out);
+  r.hold_reservations = false;
+  // Heard, but its entry still has not moved: a new run at once, which
+  // confirms it with a read first (no release: the refused one wrote nothing).
+  r.commit(r.cas("confirm"));
+  CHECK(r.hooks() == Strings{"prepare"});
+}
+
+// Once the replica is gone too, the data nodes count their turn from the
+// stopped entry, not from the membership's verdict on the master, which
+// came a second later in a soak (the replica cut off with the master).
+TEST_CASE("agent: with the replica gone, a data node's turn ignores a later membership verdict on the master") {
+  Rig r("n3", {"n1", "n2", "n3", "n4", "n5"});
+  r.start(table_with("n2", 3, Phase::established, 7, "n1"));
+  REQUIRE(r.agent().state() == AgentState::data);
+  r.tick(1050ms);  // the entry stopped 1.05 failure timeouts ago; both still seen alive
+  CHECK(r.out.cas.empty());
+  r.view["n1"].alive = false;
+  r.view["n2"].alive = false;
+  r.members();
+  CHECK(r.out.cas.empty());
+  r.tick(150ms - 1ms);  // a heartbeat and its stagger (first in line now) after the entry's failure timeout
+  CHECK(r.hooks().empty());
+  r.tick(1ms);
+  CHECK(r.hooks() == Strings{"prepare"});
+}
+
 TEST_CASE("agent: a reservation for a newer epoch than our copy shows is never overwritten") {
   Rig r("n3");
   r.start(table_with("n2", 3, Phase::established, 7, std::nullopt));
