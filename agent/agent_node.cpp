@@ -274,7 +274,7 @@ void AgentNode::run_cas(CasRequest req) {
           a.on_cas_done(id, r.outcome, value, r.started, now, out, r.value_lease_left_ms);
         });
       },
-      req.takeover);
+      req.mode);
 }
 
 void AgentNode::run_hook(const HookRun& h) {

@@ -347,13 +347,24 @@ void HaAgent::expire_cas(Time now, AgentOutput& out) {
   }
 }
 
+grid::CasMode lease_mode(CasOp op) {
+  switch (op) {
+    case CasOp::designate:
+    case CasOp::claim: return grid::CasMode::takeover;
+    case CasOp::establish:
+    case CasOp::resume:
+    case CasOp::renew: return grid::CasMode::holds_lease;
+    default: return grid::CasMode::plain;
+  }
+}
+
 std::uint64_t HaAgent::issue(const std::string& purpose, CasOp op, Change change, Time now, AgentOutput& out,
                              bool role_slot) {
   auto saw = std::make_shared<std::optional<std::optional<RoleTable>>>();
   auto made = std::make_shared<std::vector<RoleTable>>();
   CasRequest req;
   req.purpose = purpose;
-  req.takeover = op == CasOp::designate || op == CasOp::claim;
+  req.mode = lease_mode(op);
   // Captures values only: the shell may run it after we are gone.
   // Idempotent: a current value that is one we made (an earlier attempt,
   // accepted by a few and surfacing now) is committed as it is, which is how

@@ -113,9 +113,10 @@ struct CasRequest {
   // raw value; its result reaches on_cas_done with no table.
   std::string key;
   std::function<std::optional<grid::RegValue>(const std::optional<grid::RegValue>& current)> raw;
-  // A designation or a claim: it takes the master's role over, so acceptors
-  // holding another node's live lease refuse even its prepares.
-  bool takeover = false;
+  // takeover: a designation or a claim, so acceptors holding another
+  // node's live lease refuse even its prepares. holds_lease: a write the
+  // master counts its lease from (establish, resume, renew).
+  grid::CasMode mode = grid::CasMode::plain;
 };
 
 struct HookRun {
@@ -192,6 +193,10 @@ enum class CasOp : std::uint8_t {
   unreserve,     // a failed run gives its reservation back
   confirm,       // a quorum read that writes nothing: has the master's entry stopped?
 };
+
+// How each operation stands to the register's lease: the master counts its
+// lease only from establish, resume and renew (see grid::CasMode).
+grid::CasMode lease_mode(CasOp op);
 
 enum class RunStage;  // failover_run.h
 

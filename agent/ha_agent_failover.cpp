@@ -103,10 +103,11 @@ HaAgent::Judged HaAgent::judged_entry() const {
 // How long an entry may stand still. A heard master whose entry has not
 // moved since its current process began is in FIG. 3 (restarted): it
 // resumes at a new epoch only once its earlier life's lease has run out at
-// the acceptors, a lease its own first read restarted, at the moment we saw
-// that read. Judged one failure timeout after it, the others took over in
-// the same instant as it resumed (a full cluster restart lost its master to
-// that race); half a timeout more lets it resume first. Once the entry
+// the acceptors (its first read writes that value back: acceptors that
+// lacked it hold it as long as those that had it). Judged one failure
+// timeout after the entry last moved, the others took over in the same
+// instant as it resumed (a full cluster restart lost its master to that
+// race); half a timeout more lets it resume first. Once the entry
 // moved (a renewal, or the resume itself), that process holds a lease of
 // its own: the normal rule (a master deaf right after its resume was
 // judged half a timeout late).

@@ -85,8 +85,8 @@ class Node {
   // Quorum registers: compare-and-set accepted by a majority of the
   // members; committed values are pushed to every member's local copy.
   using CasDone = std::function<void(const CasResult&)>;
-  void cas(const std::string& key, QuorumProposer::Change change, CasDone done, bool takeover = false) {
-    quorum_.cas(key, std::move(change), std::move(done), takeover);
+  void cas(const std::string& key, QuorumProposer::Change change, CasDone done, CasMode mode = CasMode::plain) {
+    quorum_.cas(key, std::move(change), std::move(done), mode);
   }
   const QCommit* quorum_value(const std::string& key) const { return quorum_.value(key); }
   void on_quorum_change(std::function<void(const QCommit&)> fn) { quorum_.on_change(std::move(fn)); }

@@ -131,7 +131,13 @@ struct QAccept {
   Ballot next;  // also promise this ballot to the same proposer (fast path)
   std::uint64_t op = 0;
   RegValue value;
-  bool from_holder = false;  // sent by the node the value's lease names
+  // Sent by the node the value's lease names, in a write it counts its
+  // lease from (CasMode::holds_lease).
+  bool from_holder = false;
+  // A write-back of the value the promises showed (a read), by anyone but
+  // its holder: the longest lease the promising acceptors still held for
+  // it, in ms (0: none ran). -1: not such a write-back.
+  std::int64_t found_lease_left_ms = -1;
   template <class Ar>
   void io(Ar& ar) {
     rg::io(ar, key);
@@ -140,6 +146,7 @@ struct QAccept {
     rg::io(ar, op);
     rg::io(ar, value);
     rg::io(ar, from_holder);
+    rg::io(ar, found_lease_left_ms);
   }
 };
 
@@ -245,6 +252,9 @@ class QuorumAcceptor {
   // lease, as before the guard (a renewing master could then be outbid
   // until its lease ran out).
   void plant_takeovers_outbid_lease(bool on) { plant_takeovers_outbid_ = on; }
+  // A planted bug for the checks: a write-back of a value we did not hold
+  // starts no lease at all (the found lease is taken as 0).
+  void plant_write_back_no_lease(bool on) { plant_write_back_no_lease_ = on; }
 
   struct Slot {
     Ballot promised;
@@ -258,11 +268,13 @@ class QuorumAcceptor {
 
  private:
   static std::optional<std::int64_t> lease_left(const Slot& s, Time now);
+  Duration written_back_age(const QAccept& m) const;
 
   std::map<std::string, Slot> slots_;
   std::uint64_t changes_ = 0;
   bool plant_every_accept_restarts_ = false;
   bool plant_takeovers_outbid_ = false;
+  bool plant_write_back_no_lease_ = false;
 };
 
 // Every member's local copy of committed values (write-through target).
@@ -285,6 +297,20 @@ enum class CasOutcome {
   no_quorum,            // no majority answered in time (or outbid too often)
 };
 const char* to_string(CasOutcome o);
+
+// How a compare-and-set stands to the register's lease.
+enum class CasMode : std::uint8_t {
+  plain,        // a read, or any write nobody counts a lease from
+  // The change takes the lease-holding role over (a designation or a
+  // claim): acceptors holding a live lease of another node refuse its
+  // prepares outright, and it ends lease_held.
+  takeover,
+  // The lease holder's own write that it counts its lease from (a renewal):
+  // every acceptor restarts the lease clock when it accepts it. Only such
+  // writes may: a restarted master's first read restarted its earlier
+  // process's lease and held every takeover off for one more lease.
+  holds_lease,
+};
 
 struct CasResult {
   std::uint64_t op = 0;
@@ -336,10 +362,7 @@ class QuorumProposer {
   QuorumProposer(Topology topology, NodeId self, QuorumProposerConfig config = {});
 
   // Starts a compare-and-set; operations on one key run one at a time in order.
-  // `takeover`: the change takes the lease-holding role over (a designation
-  // or a claim), so acceptors holding a live lease of another node refuse
-  // its prepares outright and it ends lease_held.
-  std::uint64_t cas(const std::string& key, Change change, Time now, QOut& out, bool takeover = false);
+  std::uint64_t cas(const std::string& key, Change change, Time now, QOut& out, CasMode mode = CasMode::plain);
   void on_promise(const NodeId& from, const QPromise& m, Time now, QOut& out);
   void on_accepted(const NodeId& from, const QAccepted& m, Time now, QOut& out);
   // Timeouts and retries; call every few milliseconds.

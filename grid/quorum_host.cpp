@@ -92,8 +92,8 @@ void QuorumHost::log_start() {
   log_events();
 }
 
-void QuorumHost::cas(const std::string& key, QuorumProposer::Change change, CasDone done, bool takeover) {
-  auto op = proposer_.cas(key, std::move(change), Clock::now(), out_, takeover);
+void QuorumHost::cas(const std::string& key, QuorumProposer::Change change, CasDone done, CasMode mode) {
+  auto op = proposer_.cas(key, std::move(change), Clock::now(), out_, mode);
   waits_[op] = std::move(done);
   QOut out;
   std::swap(out, out_);

@@ -28,7 +28,7 @@ class QuorumHost {
   // Opens the data dir (throws as DataDir does) and loads it.
   QuorumHost(NodeContext& ctx, const Topology& topology, const Membership& membership, PeerLinks& links);
 
-  void cas(const std::string& key, QuorumProposer::Change change, CasDone done, bool takeover = false);
+  void cas(const std::string& key, QuorumProposer::Change change, CasDone done, CasMode mode = CasMode::plain);
   const QCommit* value(const std::string& key) const { return copy_.find(key); }
   void on_change(std::function<void(const QCommit&)> fn) { change_fns_.push_back(std::move(fn)); }
   // Every q_* message, whoever sent it (ourselves included).

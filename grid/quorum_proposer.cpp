@@ -49,7 +49,8 @@ struct QuorumProposer::Impl {
     std::set<NodeId> refused;
     std::set<NodeId> accepted, outbid;
     std::map<NodeId, QAccepted> leased;
-    bool takeover = false;                      // prepares carry takeover_by (QPrepare)
+    CasMode mode = CasMode::plain;              // takeover: prepares carry takeover_by (QPrepare)
+    std::int64_t found_lease_left_ms = -1;      // a write-back's hint (QAccept)
     std::map<NodeId, QPromise> leased_promises;  // prepares refused for another node's lease
     Ballot highest_refusal;
     Time resend_at{}, retry_at{};
@@ -138,10 +139,11 @@ struct QuorumProposer::Impl {
   }
 
   QPrepare prepare_of(const Op& op) const {
-    return QPrepare{op.key, op.ballot, op.id, op.takeover ? self : NodeId{}};
+    return QPrepare{op.key, op.ballot, op.id, op.mode == CasMode::takeover ? self : NodeId{}};
   }
 
-  void send_accept(Op& op, RegValue value, Time now, QOut& out) {
+  void send_accept(Op& op, RegValue value, Time now, QOut& out, std::int64_t found_lease_left_ms = -1) {
+    op.found_lease_left_ms = found_lease_left_ms;
     op.next = Ballot{op.ballot.counter + 1, self_index};
     // `next` is reserved for our fast path: never reuse it for a prepare.
     see(op.key, op.next);
@@ -157,7 +159,8 @@ struct QuorumProposer::Impl {
   }
 
   QAccept accept_of(const Op& op) const {
-    return QAccept{op.key, op.ballot, op.next, op.id, op.proposal, op.proposal.lease.holder == self};
+    bool from_holder = op.mode == CasMode::holds_lease && op.proposal.lease.holder == self;
+    return QAccept{op.key, op.ballot, op.next, op.id, op.proposal, from_holder, op.found_lease_left_ms};
   }
 
   void resend(Op& op, Time now, QOut& out) {
@@ -208,7 +211,12 @@ struct QuorumProposer::Impl {
     op.current = value_of(best);
     auto v = op.change(op.current);
     if (!v) return refused_by_change(op, best, now, out);
-    send_accept(op, std::move(*v), now, out);
+    // Writing back exactly the value found, for its holder's lease: the
+    // acceptors that did not hold it count no longer than those that did.
+    std::int64_t found_left = -1;
+    if (best && *v == best->value && op.mode != CasMode::holds_lease)
+      found_left = lease_left_of(best->accepted, op.promises, 0);
+    send_accept(op, std::move(*v), now, out, found_left);
   }
 
   void committed(Op& op, Time now, QOut& out) {
@@ -322,11 +330,11 @@ struct QuorumProposer::Impl {
 QuorumProposer::QuorumProposer(Topology topology, NodeId self, QuorumProposerConfig config)
     : impl_(std::make_shared<Impl>(std::move(topology), std::move(self), config)) {}
 
-std::uint64_t QuorumProposer::cas(const std::string& key, Change change, Time now, QOut& out, bool takeover) {
+std::uint64_t QuorumProposer::cas(const std::string& key, Change change, Time now, QOut& out, CasMode mode) {
   Impl::Op op;
   op.id = impl_->next_op++;
   op.key = key;
-  op.takeover = takeover;
+  op.mode = mode;
   op.change = std::move(change);
   op.started = now;
   op.deadline = now + impl_->config.timeout;

@@ -700,7 +700,7 @@ class AgentCluster {
       QOut q;
       std::uint64_t op = c.raw ? n.proposer->cas(c.key, std::move(c.raw), n.clock.local(now()), q)
                                : n.proposer->cas(kRoleKey, wrap(std::move(c.change)), n.clock.local(now()), q,
-                                                 c.takeover && !world_.plant_takeovers_outbid_lease);
+                                                 c.mode == CasMode::takeover && world_.plant_takeovers_outbid_lease ? CasMode::plain : c.mode);
       n.ops[op] = {c.id, c.purpose};
       qdrain(n, q);
     }

@@ -90,7 +90,8 @@ struct Created {
 struct ClientOp {
   NodeId node;
   Time started{};
-  bool read = false;  // the final identity read, not an increment
+  bool read = false;  // an identity read, not an increment
+  bool last = false;  // the final read: the workload stops
   bool done = false;
   CasOutcome outcome = CasOutcome::no_quorum;
   std::optional<RegValue> value;
@@ -257,7 +258,16 @@ class QuorumCluster {
     SimNode& n = nodes_.at(id);
     if (n.paused || n.crashed) return timers_.at(now() + 10ms, [this, id] { issue(id); });
     std::uint64_t client = clients_.size();
-    clients_.push_back(ClientOp{id, now(), false, false, CasOutcome::no_quorum, std::nullopt});
+    if (leases_ && chance(rng_, 0.15)) {
+      // A read writes back what it finds: a lease holder's value accepted by
+      // a few is then chosen by the reader's write, which must hold the
+      // lease as long as the acceptors it found it at (the lease check).
+      clients_.push_back(ClientOp{id, now(), true, false, false, CasOutcome::no_quorum, std::nullopt});
+      auto same = [](const std::optional<RegValue>& cur) { return cur; };
+      n.client_of[n.proposer->cas(kKey, same, local(n), out_)] = client;
+      return route(n);
+    }
+    clients_.push_back(ClientOp{id, now(), false, false, false, CasOutcome::no_quorum, std::nullopt});
     double roll = uniform01(rng_);
     auto attempts = std::make_shared<int>(0);
     QuorumProposer::Change change = [this, id, client, roll, attempts](const std::optional<RegValue>& cur) {
@@ -276,7 +286,8 @@ class QuorumCluster {
       }
       return RegValue{fmt::format("{} {}", p.count + 1, tag), lease};
     };
-    n.client_of[n.proposer->cas(kKey, std::move(change), local(n), out_)] = client;
+    // The holder's renewals count their lease from the operation's start.
+    n.client_of[n.proposer->cas(kKey, std::move(change), local(n), out_, CasMode::holds_lease)] = client;
     route(n);
     // Now and then a second operation queues behind the first.
     if (chance(rng_, 0.05)) timers_.at(now(), [this, id] { issue(id); });
@@ -286,7 +297,7 @@ class QuorumCluster {
   std::optional<std::uint64_t> read_final() {
     SimNode& n = nodes_.begin()->second;
     std::uint64_t client = clients_.size();
-    clients_.push_back(ClientOp{n.id, now(), true, false, CasOutcome::no_quorum, std::nullopt});
+    clients_.push_back(ClientOp{n.id, now(), true, true, false, CasOutcome::no_quorum, std::nullopt});
     auto same = [](const std::optional<RegValue>& cur) { return cur; };
     n.client_of[n.proposer->cas(kKey, same, local(n), out_)] = client;
     route(n);
@@ -434,7 +445,7 @@ class QuorumCluster {
         accepted = accepted || (a.value == *r.value && a.ever.size() >= topology_.quorum());
       if (!accepted) violation(fmt::format("{}: committed '{}' which no majority accepted", n.id, r.value->data));
     }
-    if (!c.read) timers_.at(now() + uniform_duration(rng_, 0ms, 20ms), [this, id = n.id] { issue(id); });
+    if (!c.last) timers_.at(now() + uniform_duration(rng_, 0ms, 20ms), [this, id = n.id] { issue(id); });
   }
 
   void deliver(const NodeId& to, const NodeId& from, Wire& w) {
@@ -672,6 +683,7 @@ TEST_CASE("quorum sim: concurrent increments under loss, partitions, pauses, res
 TEST_CASE("quorum sim: leases keep other holders out until they run out") {
   run_scenario(true, kSeeds);
 }
+
 
 // The per-event checks can fail: an acceptor that answers from a change
 // its data dir refused is caught in most runs (the rest had no disk fault

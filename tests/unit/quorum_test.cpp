@@ -538,7 +538,7 @@ TEST_CASE("quorum proposer: a takeover refused at prepare by a majority's lease 
   Cluster c;
   c.seed({"n1", "n2", "n3"}, {1, 2}, val("3", "n9", 4, 1000), 0);
   auto take = [](const std::optional<RegValue>& cur) { return val(cur->data); };
-  c.proposer.cas("k", take, at(100), c.out, true);
+  c.proposer.cas("k", take, at(100), c.out, CasMode::takeover);
   auto prepares = sent<QPrepare>(c.out);
   REQUIRE(prepares.size() == 1);
   CHECK(prepares[0].takeover_by == "n1");
@@ -657,7 +657,8 @@ TEST_CASE("quorum acceptor: the value held, written back by another node, leaves
 
 TEST_CASE("quorum proposer: its accepts say whether it is the holder the value names") {
   Cluster c;
-  c.proposer.cas("k", [](const std::optional<RegValue>&) { return val("mine", "n1", 1, 1000); }, at(0), c.out);
+  c.proposer.cas("k", [](const std::optional<RegValue>&) { return val("mine", "n1", 1, 1000); }, at(0), c.out,
+                 CasMode::holds_lease);
   auto prepares = sent<QPrepare>(c.out);
   c.out.clear();
   c.prepare(prepares[0], {"n1", "n2"}, 1);
@@ -678,6 +679,90 @@ TEST_CASE("quorum proposer: its accepts say whether it is the holder the value n
   accepts = sent<QAccept>(c.out);
   REQUIRE(accepts.size() == 1);
   CHECK_FALSE(accepts[0].from_holder);  // a read of n2's value by n1
+}
+
+// A restarted master's first read names itself as the holder, but it counts
+// no lease from it: a plain write-back, which must not restart its earlier
+// process's lease (that held every takeover off for one more lease).
+TEST_CASE("quorum proposer: only a write the holder counts its lease from is sent as the holder's") {
+  Cluster c;
+  c.seed({"n1", "n2"}, {0, 2}, val("mine", "n1", 1, 1000), 0);  // its earlier process's, by n1 and n2
+  c.out.clear();
+  c.proposer.cas("k", [](const std::optional<RegValue>& cur) { return cur; }, at(400), c.out);
+  c.prepare(sent<QPrepare>(c.out).at(0), {"n1", "n2", "n3"}, 400);
+  auto accepts = sent<QAccept>(c.out);
+  REQUIRE(accepts.size() == 1);
+  CHECK_FALSE(accepts[0].from_holder);
+  CHECK(accepts[0].found_lease_left_ms == 600);  // the longest the promising acceptors still held
+  c.accept(accepts[0], {"n1", "n2", "n3"}, 400);
+  CHECK(c.acceptors["n1"].find("k")->accepted_at == at(0));  // held it: clock untouched
+  // n3 did not hold it: its lease ends with the others' (plus a tenth and a ms)
+  CHECK(c.acceptors["n3"].find("k")->accepted_at == at(400 - (1000 - 661)));
+}
+
+// A dead holder's last renewal reached one acceptor; a read writes it back
+// to the others. A takeover must still wait for the lease that acceptor
+// held, and no longer (a whole lease from the read, as before, held the
+// failover off for up to one more lease).
+TEST_CASE("quorum proposer: a takeover after a read's write-back waits for the found lease only") {
+  for (bool plant : {false, true}) {
+    CAPTURE(plant);
+    Cluster c;
+    c.acceptors["n1"].plant_write_back_no_lease(plant);
+    c.acceptors["n2"].plant_write_back_no_lease(plant);
+    c.seed({"n3"}, {0, 2}, val("h", "n9", 4, 1000), 0);  // n9's renewal at n3 only, at 0 ms
+    c.proposer.cas("k", [](const std::optional<RegValue>& cur) { return cur; }, at(300), c.out);
+    c.prepare(sent<QPrepare>(c.out).at(0), {"n3", "n2"}, 300);  // n3's promise shows the value
+    auto accepts = sent<QAccept>(c.out);
+    REQUIRE(accepts.size() == 1);
+    c.accept(accepts[0], {"n1", "n2", "n3"}, 300);
+    REQUIRE(c.out.results.size() == 1);
+    REQUIRE(c.out.results[0].outcome == CasOutcome::committed);  // now held by all three
+    REQUIRE(c.out.results[0].value == val("h", "n9", 4, 1000));
+    auto take = [](const std::optional<RegValue>&) { return val("x", "n1", 5, 1000); };
+    if (plant) {  // the written-back copies hold nothing: taken over while n3's lease runs
+      CHECK(c.run(take, 900).outcome == CasOutcome::committed);
+      continue;
+    }
+    CHECK(c.run(take, 900).outcome == CasOutcome::lease_held);
+    CHECK(c.run(take, 1075).outcome == CasOutcome::committed);  // 300 + 700 + 70 + 1 ms
+  }
+}
+
+TEST_CASE("quorum acceptor: a value written back by a reader gets the lease its promisers still held") {
+  RegValue v = val("a1", "a", 1, 1000);
+  auto written_back = [&](std::int64_t found) {
+    QAccept m = accept_msg("k", {3, 1}, {4, 1}, v);
+    m.found_lease_left_ms = found;
+    return m;
+  };
+  auto takeover_at = [](QuorumAcceptor& a, int ms) {
+    return a.on_accept(accept_msg("k", {9, 2}, {10, 2}, val("b1", "b", 2, 1000)), at(ms)).verdict;
+  };
+  SUBCASE("300 ms found: held 331 ms from the write-back") {
+    QuorumAcceptor a;
+    REQUIRE(a.on_accept(written_back(300), at(1000)).verdict == AcceptVerdict::ok);
+    CHECK(takeover_at(a, 1330) == AcceptVerdict::lease_held);
+    CHECK(takeover_at(a, 1331) == AcceptVerdict::ok);
+  }
+  SUBCASE("no hint (not a write-back): the whole lease, as before") {
+    QuorumAcceptor a;
+    REQUIRE(a.on_accept(written_back(-1), at(1000)).verdict == AcceptVerdict::ok);
+    CHECK(takeover_at(a, 1999) == AcceptVerdict::lease_held);
+  }
+  SUBCASE("the holder's own write: the whole lease, whatever the hint") {
+    QuorumAcceptor a;
+    QAccept m = written_back(300);
+    m.from_holder = true;
+    REQUIRE(a.on_accept(m, at(1000)).verdict == AcceptVerdict::ok);
+    CHECK(takeover_at(a, 1999) == AcceptVerdict::lease_held);
+  }
+  SUBCASE("planted: a write-back starts no lease") {
+    QuorumAcceptor a;
+    a.plant_write_back_no_lease(true);
+    REQUIRE(a.on_accept(written_back(300), at(1000)).verdict == AcceptVerdict::ok);
+    CHECK(takeover_at(a, 1002) == AcceptVerdict::ok);
+  }
 }
 
 TEST_CASE("quorum proposer: a reply at or after the deadline never counts, even before the next tick") {
