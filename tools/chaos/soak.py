@@ -148,6 +148,7 @@ class Soak:
         self.t_begin = time.monotonic()
         self.fault_counts = {}
         self.failover_times = []
+        self.failover_rounds = []  # (round, fault kind, seconds to the new master)
         self.round_results = []
         self.violations = []
         self.rounds_done = 0
@@ -359,6 +360,7 @@ class Soak:
                 if starts:
                     took = (min(starts) - t_fault) / 1000.0
                     self.failover_times.append(took)
+                    self.failover_rounds.append((spec["round"], spec["kind"], took))
                     note.append(f"failover {master_before[0]}->{cm[0]} in {took:.2f} s")
             if not cm:
                 note.append("NO MASTER")
@@ -402,6 +404,13 @@ class Soak:
             lines.append(f"failovers: {len(ft)} rounds changed the master (master changes in the history: {len(fos)}); "
                          f"fault to new master acting: min {min(ft):.2f} s, median {statistics.median(ft):.2f} s, "
                          f"max {max(ft):.2f} s")
+            # Issue 12's bound for a single fault that leaves a majority
+            # connected; reported, not checked (the liveness check keeps its
+            # wider promise): back-to-back faults and full restarts can exceed it.
+            bound = 1.3 * self.ft_s + 0.2
+            late = [(r, k, t) for r, k, t in self.failover_rounds if t > bound]
+            lines.append(f"beyond 1.3 x failure-timeout + 200 ms ({bound:.2f} s): {len(late)} of {len(ft)}"
+                         + (": " + ", ".join(f"round {r} {k} {t:.2f} s" for r, k, t in late) if late else ""))
         else:
             lines.append(f"failovers: 0 rounds changed the master (master changes in the history: {len(fos)})")
         s = rep.stats
