@@ -40,8 +40,8 @@
 //     designation is retried at once from the entry the register reported,
 //     within failover_timeout: the acceptors' lease rule still keeps it out
 //     until that renewal's lease has run out. Not via a read: writing the
-//     dead master's entry to acceptors that held an older one would start
-//     its lease afresh there.
+//     dead master's entry back gives acceptors that held an older one its
+//     remaining lease, and takes a round trip.
 //   - The register's answers are ambiguous (CASPaxos): a value refused or
 //     not committed may have been accepted by a few acceptors and finished
 //     later by another node's read. So every change function commits a
@@ -590,9 +590,9 @@ void HaAgent::evaluate(Time now, AgentOutput& out) {
         im.recovering = true;  // FIG. 3: read, then demote, resume or claim
         // A table naming us established needs no read first: resuming is a
         // compare-and-set from exactly that entry, which fails if our copy
-        // is stale (then we read). A read would write that entry again and
-        // restart our earlier process's lease at the acceptors, holding our
-        // own resume at a new epoch off for a whole lease.
+        // is stale (then we read). (Our reads are plain writes: they no
+        // longer restart our earlier process's lease at the acceptors, which
+        // held our own resume at a new epoch off for a whole lease.)
         im.need_read = !(named && table_->master->phase == Phase::established);
         im.next_read = now;
       } else {

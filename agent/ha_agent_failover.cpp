@@ -635,9 +635,9 @@ void HaAgent::establish(Time now, AgentOutput& out) {
         done.lease_ms = lease;
         ++done.renewal;
         // An earlier attempt of ours, accepted by a few and then committed
-        // by another node's read: finish it as it is (our accepts restart
-        // its lease clock at each acceptor, as they do for any value of
-        // ours). Refusing it left the node held off by its own lease.
+        // by another node's read: finish it as it is (establish counts the
+        // lease, so its accepts restart the lease clock at each acceptor).
+        // Refusing it left the node held off by its own lease.
         if (cur && cur->master == done) return cur;
         if (!cur || cur->master != mine) return std::nullopt;
         RoleTable t = *cur;
@@ -782,8 +782,8 @@ void HaAgent::on_designated(CasOp op, grid::CasOutcome outcome, const std::optio
              now < r.started + config_.failover_timeout) {
     // Only our copy was behind (the dead master's last renewal was
     // accepted but never pushed): retry from the register's entry. Not
-    // with a read: acceptors that held an older entry would start its lease
-    // afresh.
+    // with a read: writing that entry back gives the acceptors that held an
+    // older one its remaining lease, and takes a round trip.
     out.notes.push_back(fmt::format("designate: our copy had renewal {} of {}, the register {}; retrying",
                                     r.failing->renewal, r.failing->node, value->master->renewal));
     r.failing = *value->master;

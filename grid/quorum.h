@@ -18,11 +18,14 @@
 // clock since it accepted that value, it refuses to accept a value naming a
 // different holder or a different epoch. A value with lease 0 holds nothing.
 // The clock starts when the acceptor first takes a value, and again on every
-// accept the holder's own node sends (its renewals and their retries). Another
-// node writing back exactly the value held (a read) leaves the clock alone:
-// the holder counts its lease from its own operation's start, which came
-// before those accepts, so that write cannot matter to the holder; restarting
-// the clock would only keep a dead holder's lease alive at the acceptors.
+// accept of a write the holder counts its lease from (CasMode::holds_lease:
+// its renewals and their retries). Another node writing back exactly the
+// value held (a read) leaves the clock alone: the holder counts its lease
+// from its own operation's start, which came before those accepts, so that
+// write cannot matter to the holder; restarting the clock would only keep a
+// dead holder's lease alive at the acceptors. A write-back of a value the
+// acceptor lacked runs as long as the promisers still held it, never less
+// than a lease of the same holder already running there.
 //
 // All classes are pure protocol cores: (message, now) in, messages and
 // results out; no sockets, no clocks, no threads. The node's shell routes
@@ -253,7 +256,8 @@ class QuorumAcceptor {
   // until its lease ran out).
   void plant_takeovers_outbid_lease(bool on) { plant_takeovers_outbid_ = on; }
   // A planted bug for the checks: a write-back of a value we did not hold
-  // starts no lease at all (the found lease is taken as 0).
+  // starts no lease at all (the found lease is taken as 0), even over a
+  // running lease of the same holder.
   void plant_write_back_no_lease(bool on) { plant_write_back_no_lease_ = on; }
 
   struct Slot {
@@ -268,7 +272,7 @@ class QuorumAcceptor {
 
  private:
   static std::optional<std::int64_t> lease_left(const Slot& s, Time now);
-  Duration written_back_age(const QAccept& m) const;
+  Time written_back_at(const Slot& s, const QAccept& m, Time now, bool same_holder) const;
 
   std::map<std::string, Slot> slots_;
   std::uint64_t changes_ = 0;

@@ -33,20 +33,26 @@ std::optional<std::int64_t> QuorumAcceptor::lease_left(const Slot& s, Time now) 
   return std::chrono::ceil<milliseconds>(until - now).count();
 }
 
-// A write-back (a read) of a value we did not hold, by anyone but its
-// holder: we count its lease as running only as long as the longest among
-// the acceptors that promised it, plus a tenth for clock rates (the drift
-// bound is 5%) and a millisecond. Safe: each of those accepted the value
-// after its holder's operation began, so their leases, and ours, run at
-// least as long as the holder's. Counted in full from now, as before, a
-// dead master's last renewal, accepted by a few and written back by a read
-// after it was killed, held every takeover off for up to one more lease.
-Duration QuorumAcceptor::written_back_age(const QAccept& m) const {
+// When the lease clock of a write-back starts: a read writing back a value
+// we did not hold, by anyone but its holder. Its lease runs as long as the
+// longest among the acceptors that promised it, plus a tenth for clock
+// rates (the drift bound is 5%) and a millisecond, and never ends before a
+// lease of the same holder and epoch that runs here already.
+// Why that is safe: the holder counts its lease only from an operation of
+// its own that a majority accepted from it, each of them restarting its
+// clock then (from_holder); a takeover needs one of that majority, whose
+// lease no write-back shortens. The rest of us need no lease for it.
+// Counted in full from now, as before, a dead master's last renewal,
+// accepted by a few and written back by a read after it was killed, held
+// every takeover off for up to one more lease.
+Time QuorumAcceptor::written_back_at(const Slot& s, const QAccept& m, Time now, bool same_holder) const {
   std::int64_t lease = m.value.lease.lease_ms;
-  if (lease <= 0) return Duration{};
+  if (lease <= 0) return now;
   std::int64_t found = plant_write_back_no_lease_ ? 0 : m.found_lease_left_ms;
   std::int64_t keep = std::min(lease, found + found / 10 + 1);
-  return milliseconds(lease - keep);
+  if (auto left = lease_left(s, now); left && same_holder && !plant_write_back_no_lease_)
+    keep = std::min(lease, std::max(keep, *left));
+  return now - milliseconds(lease - keep);
 }
 
 QPromise QuorumAcceptor::on_prepare(const QPrepare& m, Time now) {
@@ -123,16 +129,22 @@ QAccepted QuorumAcceptor::on_accept(const QAccept& m, Time now) {
     a.lease_left_ms = *left;
     return a;
   }
-  // The holder's own accepts always restart the lease clock: two attempts at
-  // one renewal carry equal values, and the holder counts its lease from the
-  // start of the operation that committed, so every acceptor of that
-  // operation must count from its own accept. Anyone else writing back the
-  // very value we hold (a read, a completion) leaves the clock alone: the
-  // holder cannot count on that write, and restarting the clock would keep a
-  // dead holder's lease alive for as long as others keep reading.
+  // The holder's lease-counting accepts (from_holder) always restart the
+  // lease clock: two attempts at one renewal carry equal values, and the
+  // holder counts its lease from the start of the operation that committed,
+  // so every acceptor of that operation must count from its own accept.
+  // Anyone else writing back the very value we hold (a read, a completion)
+  // leaves the clock alone: the holder cannot count on that write, and
+  // restarting the clock would keep a dead holder's lease alive for as long
+  // as others keep reading. A new value restarts it, except a write-back
+  // (see written_back_at).
   bool same_value = s.has_value && s.value == m.value;
-  if (!same_value || m.from_holder || plant_every_accept_restarts_) s.accepted_at = now;
-  if (!same_value && !m.from_holder && m.found_lease_left_ms >= 0) s.accepted_at = now - written_back_age(m);
+  if (!same_value || m.from_holder || plant_every_accept_restarts_) {
+    Time at = now;
+    if (!same_value && !m.from_holder && m.found_lease_left_ms >= 0 && !plant_every_accept_restarts_)
+      at = written_back_at(s, m, now, same_holder);
+    s.accepted_at = at;
+  }
   s.has_value = true;
   s.accepted = m.ballot;
   s.value = m.value;
