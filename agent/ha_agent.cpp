@@ -217,6 +217,9 @@ void HaAgent::on_cas_done(std::uint64_t id, grid::CasOutcome outcome, const std:
     if (current || p.op == CasOp::maintenance) {
       std::uint64_t read =
           issue("read", CasOp::read, [](const std::optional<RoleTable>& cur) { return cur; }, now, out, current);
+      // A lease is counted from its commit (the settled op's start): its
+      // accepts must restart the acceptors' clocks as that op's would have.
+      if (lease_mode(p.op) == grid::CasMode::holds_lease) out.cas.back().mode = grid::CasMode::holds_lease;
       PendingCas& r = im.pending[read];
       r.settles = p.op;
       r.settles_started = started;

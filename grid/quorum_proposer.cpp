@@ -207,7 +207,12 @@ struct QuorumProposer::Impl {
     const QPromise* best = highest(nullptr, op.promises);
     // Our own earlier attempt is the latest value: it may already count, so
     // finish it instead of applying the change twice (a +1 would become +2).
-    if (best && op.proposed.contains(best->accepted)) return send_accept(op, best->value, now, out);
+    if (best && op.proposed.contains(best->accepted)) {
+      // A plain op writing its own write-back again keeps the hint (else
+      // acceptors that lacked the value would hold it a whole lease anew).
+      std::int64_t found_left = op.mode == CasMode::holds_lease ? -1 : lease_left_of(best->accepted, op.promises, 0);
+      return send_accept(op, best->value, now, out, op.found_lease_left_ms >= 0 ? found_left : -1);
+    }
     op.current = value_of(best);
     auto v = op.change(op.current);
     if (!v) return refused_by_change(op, best, now, out);
