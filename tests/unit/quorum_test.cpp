@@ -729,6 +729,32 @@ TEST_CASE("quorum proposer: a takeover after a read's write-back waits for the f
   }
 }
 
+// From the review: a read whose write-back was outbid finds it at the
+// highest ballot next round and writes it again; without the hint then,
+// acceptors that lacked the value held it a whole lease anew.
+TEST_CASE("quorum proposer: a read that finds its own write-back writes it again with a hint") {
+  Cluster c;
+  c.seed({"n3"}, {0, 2}, val("h", "n9", 4, 1000), 0);
+  c.proposer.cas("k", [](const std::optional<RegValue>& cur) { return cur; }, at(300), c.out);
+  c.prepare(sent<QPrepare>(c.out).at(0), {"n3", "n2"}, 300);
+  auto first = sent<QAccept>(c.out);
+  REQUIRE(first.size() == 1);
+  CHECK(first[0].found_lease_left_ms == 700);
+  c.out.clear();
+  c.accept(first[0], {"n2"}, 300);  // only n2 takes it; a rival outbids it at n1 and n3
+  for (const char* id : {"n1", "n3"}) REQUIRE(c.acceptors[id].on_prepare(QPrepare{"k", {100, 1}, 9, {}}, at(301)).ok);
+  c.accept(first[0], {"n1", "n3"}, 301);
+  for (int i = 0; i < 100 && sent<QPrepare>(c.out).empty(); ++i) c.proposer.tick(at(302 + 5 * i), c.out);
+  auto again = sent<QPrepare>(c.out);
+  REQUIRE(!again.empty());
+  c.out.clear();
+  c.prepare(again.back(), {"n2", "n1"}, 400);  // n2 shows our own write-back at the highest ballot
+  auto second = sent<QAccept>(c.out);
+  REQUIRE(second.size() == 1);
+  CHECK(second[0].value == val("h", "n9", 4, 1000));
+  CHECK(second[0].found_lease_left_ms == 671);  // n2's: 771 ms from 300
+}
+
 TEST_CASE("quorum acceptor: a value written back by a reader gets the lease its promisers still held") {
   RegValue v = val("a1", "a", 1, 1000);
   auto written_back = [&](std::int64_t found) {
