@@ -13,7 +13,6 @@ AcceptorHost::AcceptorHost(AcceptorHostConfig config, StateStore* store, std::op
                            Time now, std::uint64_t nonce)
     : config_(std::move(config)), store_(store), nonce_(nonce), born_(now) {
   acceptor_.plant_every_accept_restarts_lease(config_.plant.reads_restart_lease);
-  acceptor_.plant_write_back_no_lease(config_.plant.write_back_no_lease);
   if (loaded) {
     // The lease clocks restart now: the process was down meanwhile, so a
     // lease only gets longer.

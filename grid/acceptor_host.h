@@ -88,14 +88,12 @@ struct AcceptorHostConfig {
   // Tests only: planted bugs the simulations must catch (never set in the
   // product). count_recovering_peers breaks rule 2, skip_recovery_wait rule 1,
   // reads_restart_lease brings back the earlier lease rule (any accept
-  // restarts the lease clock), write_back_no_lease gives a write-back of a
-  // value we did not hold no lease, no_late_answers drops answers_due,
+  // restarts the lease clock), no_late_answers drops answers_due,
   // vote_unsaved answers from a change the store refused to save.
   struct Plants {
     bool count_recovering_peers = false;
     bool skip_recovery_wait = false;
     bool reads_restart_lease = false;
-    bool write_back_no_lease = false;
     bool no_late_answers = false;
     bool vote_unsaved = false;
   } plant;

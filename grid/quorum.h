@@ -137,9 +137,9 @@ struct QAccept {
   // Sent by the node the value's lease names, in a write it counts its
   // lease from (CasMode::holds_lease).
   bool from_holder = false;
-  // A write-back of the value the promises showed (a read), by anyone but
-  // its holder: the longest lease the promising acceptors still held for
-  // it, in ms (0: none ran). -1: not such a write-back.
+  // A write-back of the value the promises showed (a read: a write nobody
+  // counts a lease from): the longest lease the promising acceptors still
+  // held for it, in ms (0: none ran). -1: not such a write-back.
   std::int64_t found_lease_left_ms = -1;
   template <class Ar>
   void io(Ar& ar) {
