@@ -420,6 +420,7 @@ void HaAgent::set_table(const std::optional<RoleTable>& table, Time now) {
     }
   }
   if (m != im.observed) {  // "renewed" means this entry moved, as seen here
+    if (m && im.observed) im.entry_moved_at = now;  // not our first sight of it
     im.observed = m;
     im.observed_since = now;
     if (im.read_ahead && !(m && same_entry(*m, *im.read_ahead) && m->renewal < im.read_ahead->renewal))

@@ -107,13 +107,16 @@ HaAgent::Judged HaAgent::judged_entry() const {
 // lacked it hold it as long as those that had it). Judged one failure
 // timeout after the entry last moved, the others took over in the same
 // instant as it resumed (a full cluster restart lost its master to that
-// race); half a timeout more lets it resume first. Once the entry
-// moved (a renewal, or the resume itself), that process holds a lease of
-// its own: the normal rule (a master deaf right after its resume was
-// judged half a timeout late).
+// race); half a timeout more lets it resume first. Once we saw the entry
+// move (a renewal, or the resume itself) after that process began, it
+// holds a lease of its own: the normal rule (a master deaf right after its
+// resume was judged half a timeout late). Our own first sight of the entry
+// is no move: after a full restart it comes a second after the master was
+// heard, and counting it as one cost a cluster its master (an integration
+// test).
 Duration HaAgent::entry_wait(const NodeId& master) const {
   auto it = members_.find(master);
-  bool restarting = it != members_.end() && heard(master) && impl_->observed_since <= it->second.alive_since;
+  bool restarting = it != members_.end() && heard(master) && impl_->entry_moved_at <= it->second.alive_since;
   return restarting ? config_.failure_timeout * 3 / 2 : config_.failure_timeout;
 }
 

@@ -83,6 +83,10 @@ struct HaAgent::Impl {
   // What we observed of the master entry, and since when it is unchanged.
   std::optional<MasterEntry> observed;
   Time observed_since{};
+  // When this process last saw the master entry move (a renewal, a new
+  // epoch), not counting its first sight of one: a master whose entry has
+  // moved since its process began is past FIG. 3's recovery.
+  Time entry_moved_at{};
   // A later renewal of the same entry that a confirm read found in the
   // register but our copy lacks (a partial renewal of a master cut off from
   // the majority, or one not pushed to us yet), and when. Detection then

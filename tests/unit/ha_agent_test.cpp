@@ -624,6 +624,20 @@ TEST_CASE("agent: a master not seen renewing since its restart is judged after 1
   CHECK(r.hooks() == Strings{"prepare"});
 }
 
+// A full cluster restart: we first see the table a second after the
+// restarted master was heard. That first sight is no move of its entry:
+// it still gets FIG. 3's longer wait.
+TEST_CASE("agent: the first sight of a restarted master's entry does not end its FIG. 3 wait") {
+  Rig r("n1");
+  r.view["n2"].alive_since = r.now - 1s;
+  make_replica(r);
+  r.tick(1000ms);
+  CHECK(r.out.cas.empty());
+  r.tick(500ms);
+  r.commit(r.cas("confirm"));
+  CHECK(r.hooks() == Strings{"prepare"});
+}
+
 // Once the restarted master's entry moves (here its resume), it holds a
 // lease of its own: the normal rule. Seen in a chaos soak: a master deaf
 // right after its resume was judged half a timeout late.
@@ -724,8 +738,9 @@ TEST_CASE("agent: a reservation that commits after its run ended is given back")
 // the next failover for 2 s.
 TEST_CASE("agent: a run that ends before its prepare ran does not back off") {
   Rig r("n1");
-  r.view["n2"].alive_since = r.now - 1h;  // not restarted lately (FIG. 3)
+  r.view["n2"].alive_since = r.now - 1h;
   make_replica(r);
+  r.table(table_with("n2", 3, Phase::established, 8, "n1"));  // seen renewing: past FIG. 3
   r.hold_reservations = true;
   r.set_alive("n2", false);
   r.tick(1s);
