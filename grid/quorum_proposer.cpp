@@ -195,6 +195,14 @@ struct QuorumProposer::Impl {
     return longest;
   }
 
+  // Writing back exactly the value found, for its holder's lease: the
+  // longest lease the promisers holding it still ran (QAccept), so that
+  // the acceptors that did not hold it count no longer. A write its holder
+  // counts a lease from sends none: every acceptor restarts its clock.
+  static std::int64_t write_back_hint(const Op& op, const QPromise& best) {
+    return op.mode == CasMode::holds_lease ? -1 : lease_left_of(best.accepted, op.promises, 0);
+  }
+
   void refused_by_change(Op& op, const QPromise* best, Time now, QOut& out) {
     std::string why = best ? fmt::format("the change refused the value of ballot {}", str(best->accepted))
                            : std::string("the change refused the empty register");
@@ -207,21 +215,14 @@ struct QuorumProposer::Impl {
     const QPromise* best = highest(nullptr, op.promises);
     // Our own earlier attempt is the latest value: it may already count, so
     // finish it instead of applying the change twice (a +1 would become +2).
-    if (best && op.proposed.contains(best->accepted)) {
-      // A plain op writing its own write-back again keeps the hint (else
-      // acceptors that lacked the value would hold it a whole lease anew).
-      std::int64_t found_left = op.mode == CasMode::holds_lease ? -1 : lease_left_of(best->accepted, op.promises, 0);
-      return send_accept(op, best->value, now, out, op.found_lease_left_ms >= 0 ? found_left : -1);
-    }
+    // A write-back written again keeps its hint (else acceptors that lacked
+    // the value would hold it a whole lease anew).
+    if (best && op.proposed.contains(best->accepted))
+      return send_accept(op, best->value, now, out, op.found_lease_left_ms >= 0 ? write_back_hint(op, *best) : -1);
     op.current = value_of(best);
     auto v = op.change(op.current);
     if (!v) return refused_by_change(op, best, now, out);
-    // Writing back exactly the value found, for its holder's lease: the
-    // acceptors that did not hold it count no longer than those that did.
-    std::int64_t found_left = -1;
-    if (best && *v == best->value && op.mode != CasMode::holds_lease)
-      found_left = lease_left_of(best->accepted, op.promises, 0);
-    send_accept(op, std::move(*v), now, out, found_left);
+    send_accept(op, std::move(*v), now, out, best && *v == best->value ? write_back_hint(op, *best) : -1);
   }
 
   void committed(Op& op, Time now, QOut& out) {
@@ -282,7 +283,7 @@ struct QuorumProposer::Impl {
       const Op& late = queue.front();
       out.results.push_back(CasResult{late.id, CasOutcome::no_quorum, std::nullopt,
                                       "timed out waiting behind earlier operations on the key",
-                                      late.started});
+                                      late.started, std::nullopt});
       queue.pop_front();
     }
     if (queue.empty())

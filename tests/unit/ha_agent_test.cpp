@@ -147,6 +147,16 @@ struct Rig {
     for (const auto& s : a->last_failover()) v.push_back(s.step);
     return v;
   }
+  // The master's entry, unchanged, is judged failed exactly `wait` from now:
+  // not a moment before, then a confirm read, then `prepare` (the rig
+  // answers the reservation).
+  void confirms_after(Duration wait) {
+    tick(wait - std::chrono::milliseconds(1));
+    CHECK(out.cas.empty());
+    tick(std::chrono::milliseconds(1));
+    commit(cas("confirm"));
+    CHECK(hooks() == std::vector<std::string>{"prepare"});
+  }
   bool noted(const std::string& part) const {
     return std::any_of(out.notes.begin(), out.notes.end(),
                        [&](const std::string& n) { return n.find(part) != std::string::npos; });
@@ -599,11 +609,7 @@ TEST_CASE("agent: a master still seen alive is judged failed after one failure t
   r.view["n2"].alive_since = r.now - 1h;
   make_replica(r);
   r.table(table_with("n2", 3, Phase::established, 8, "n1"));  // seen renewing: past FIG. 3
-  r.tick(1000ms - 1ms);
-  CHECK(r.out.cas.empty());
-  r.tick(1ms);
-  r.commit(r.cas("confirm"));
-  CHECK(r.hooks() == Strings{"prepare"});
+  r.confirms_after(1000ms);
   CHECK(r.agent().last_failover()[0].outcome.find("alive and not renewed for 1000ms") != std::string::npos);
 }
 
@@ -617,11 +623,7 @@ TEST_CASE("agent: a master not seen renewing since its restart is judged after 1
   r.table(table_with("n2", 3, Phase::established, 8, "n1"));  // a renewal of its earlier life
   r.view["n2"].alive_since = r.now;                            // then it restarted
   r.members();
-  r.tick(1500ms - 1ms);
-  CHECK(r.out.cas.empty());
-  r.tick(1ms);
-  r.commit(r.cas("confirm"));
-  CHECK(r.hooks() == Strings{"prepare"});
+  r.confirms_after(1500ms);
 }
 
 // A full cluster restart: we first see the table a second after the
@@ -631,11 +633,7 @@ TEST_CASE("agent: the first sight of a restarted master's entry does not end its
   Rig r("n1");
   r.view["n2"].alive_since = r.now - 1s;
   make_replica(r);
-  r.tick(1000ms);
-  CHECK(r.out.cas.empty());
-  r.tick(500ms);
-  r.commit(r.cas("confirm"));
-  CHECK(r.hooks() == Strings{"prepare"});
+  r.confirms_after(1500ms);
 }
 
 // Once the restarted master's entry moves (here its resume), it holds a
@@ -650,11 +648,7 @@ TEST_CASE("agent: a restarted master seen resuming at a new epoch is judged afte
   r.members();
   r.tick(100ms);
   r.table(table_with("n2", 4, Phase::established, 0, "n1"));  // and resumed at epoch 4
-  r.tick(1000ms - 1ms);
-  CHECK(r.out.cas.empty());
-  r.tick(1ms);
-  r.commit(r.cas("confirm"));
-  CHECK(r.hooks() == Strings{"prepare"});
+  r.confirms_after(1000ms);
 }
 
 // A run that began while the master was still heard judges its return by
