@@ -83,6 +83,9 @@ struct AgentConfig {
   // Planted for the simulation's check: a later renewal a confirm read found
   // is judged a whole failure timeout later, whatever its lease left.
   bool plant_read_ahead_full_wait = false;
+  // Tests only: back off from any entry of the epoch a run failed against,
+  // even one that renewed since (the earlier rule).
+  bool plant_backoff_by_epoch = false;
 };
 
 // What the grid says about one member (the shell builds this from membership
@@ -327,6 +330,7 @@ class HaAgent {
   // switchover targets, broadcast and establish.
   void release_reservation(const FailoverReservation& mine, Time now, AgentOutput& out);
   bool failure_detected(Time now) const;
+  bool backing_off(Time now) const;
   Duration stagger() const;  // how long this node lets longer-alive ones go first
   bool master_restored() const;
   bool data_node_turn(Time now) const;

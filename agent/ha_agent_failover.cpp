@@ -121,7 +121,6 @@ Duration HaAgent::entry_wait(const NodeId& master) const {
 }
 
 bool HaAgent::failure_detected(Time now) const {
-  const Impl& im = *impl_;
   if (!table_ || !table_->master) return false;
   const MasterEntry& m = *table_->master;
   if (m.node == config_.self) return false;
@@ -144,8 +143,19 @@ bool HaAgent::failure_detected(Time now) const {
   // A node cut off from the majority cannot reserve the failover, and its
   // attempts (ever higher ballots) would only outbid the nodes that can.
   if (!config_.plant_no_reservation && !sees_majority()) return false;
-  if (im.has_attempt && im.attempt_epoch == m.epoch && now < im.attempt_at + config_.failover_backoff) return false;
+  if (backing_off(now)) return false;
   return true;
+}
+
+// A run against this same entry ended less than failover_backoff ago. An
+// entry that moved since (a renewal, a read ahead of it) is a new failure:
+// a replica whose run the master's return aborted sat out the master's
+// next failure for the backoff, and a data node took over 1.35 s late.
+bool HaAgent::backing_off(Time now) const {
+  const Impl& im = *impl_;
+  const MasterEntry& m = judged_entry().entry;
+  bool same = im.attempt_epoch == m.epoch && (m.renewal <= im.attempt_renewal || config_.plant_backoff_by_epoch);
+  return im.has_attempt && same && now < im.attempt_at + config_.failover_backoff;
 }
 
 // How long after the read a later renewal it found is judged failed if it
@@ -243,6 +253,7 @@ void HaAgent::start_failover(Time now, AgentOutput& out) {
                          r.by_renewal ? "alive" : alive(m.node) ? "silent" : "not alive", to_ms(now - since));
   im.has_attempt = true;
   im.attempt_epoch = m.epoch;
+  im.attempt_renewal = m.renewal;
   im.attempt_at = now;
   last_failover_.clear();
   step("detect", since, now, r.reason, out);

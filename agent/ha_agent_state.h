@@ -106,8 +106,13 @@ struct HaAgent::Impl {
   // the run resumes (with its failing master, so claim 3 still applies).
   FailoverRun orphan;
   std::shared_ptr<std::vector<RoleTable>> orphan_made;
+  // The entry our last failover run judged failed (its epoch and renewal),
+  // and when it ended: failover_backoff holds back a second run against
+  // that same entry only. Once the entry moved (the master renewed after
+  // our run ended), a new silence is a new failure.
   bool has_attempt = false;
   std::uint64_t attempt_epoch = 0;
+  std::uint64_t attempt_renewal = 0;
   Time attempt_at{};
   Time claim_not_before{};
   std::uint64_t abandoned_epoch = 0;   // a designation of ours we gave up but could not vacate

@@ -750,6 +750,39 @@ TEST_CASE("agent: a run that ends before its prepare ran does not back off") {
   CHECK(r.hooks() == Strings{"prepare"});
 }
 
+// Seen in a chaos soak: the master came back during a replica's run and
+// renewed (the run aborted), then was cut off again within the backoff. The
+// replica sat the new failure out and a data node took over 1.35 s after it.
+// The backoff holds back a second run against the same entry only.
+TEST_CASE("agent: after an aborted run the backoff holds for that entry, not for the master's next renewal") {
+  for (bool plant : {false, true}) {
+    CAPTURE(plant);
+    Rig r("n1");
+    r.cfg.plant_backoff_by_epoch = plant;
+    r.a = std::make_unique<HaAgent>(r.cfg, r.now);
+    r.view["n2"].alive_since = r.now - 1h;
+    make_replica(r);
+    r.table(table_with("n2", 3, Phase::established, 8, "n1"));  // seen renewing: past FIG. 3
+    r.set_alive("n2", false);
+    r.tick(1s);
+    REQUIRE(r.agent().state() == AgentState::preparing);
+    r.table(table_with("n2", 3, Phase::established, 9, "n1"));  // it renewed: claim 5
+    REQUIRE(r.events() == Strings{"+failover-aborted"});
+    r.hook_done("prepare", -9);
+    // Renewal 9 stands still from now on: judged failed one failure timeout later.
+    r.tick(1s - 1ms);
+    CHECK(r.out.hooks.empty());
+    r.tick(1ms);
+    if (!plant) {
+      CHECK(r.hooks() == Strings{"prepare"});
+      continue;
+    }
+    CHECK(r.out.hooks.empty());  // the earlier rule: out until the backoff ends
+    r.tick(1s);
+    CHECK(r.hooks() == Strings{"prepare"});
+  }
+}
+
 // Once the replica is gone too, the data nodes count their turn from the
 // stopped entry, not from the membership's verdict on the master, which
 // came a second later in a soak (the replica cut off with the master).
