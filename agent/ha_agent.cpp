@@ -153,9 +153,10 @@ void HaAgent::on_ready(Time now, AgentOutput& out) {
   end_input(now, out);
 }
 
-void HaAgent::on_table(const std::optional<RoleTable>& table, Time now, AgentOutput& out) {
+void HaAgent::on_table(const std::optional<RoleTable>& table, Time now, AgentOutput& out,
+                       std::optional<std::int64_t> lease_left_ms) {
   begin_input(now, out);
-  if (!impl_->have_table || table != table_) set_table(table, now);
+  if (!impl_->have_table || table != table_) set_table(table, now, config_.plant_commit_hint_ignored ? std::nullopt : lease_left_ms);
   end_input(now, out);
 }
 
@@ -407,7 +408,19 @@ std::uint64_t HaAgent::submit(CasRequest req, CasOp op, Time now, AgentOutput& o
   return id;
 }
 
-void HaAgent::set_table(const std::optional<RoleTable>& table, Time now) {
+// When the master entry `m` last moved, as far as we can tell: now, unless
+// the value came from a read's write-back whose acceptors held its lease
+// only `left` more. Its holder wrote it at least (lease - left) ago: an
+// acceptor's clock starts after the write began. Counting from our own
+// sight instead, a node that learned the entry late (an old master back
+// from a cut, finding the new one) judged that master's next failure up to
+// a lease late (soak rounds at 1.25 and 1.27 s, bound 1.11 s).
+static Time moved_at(const std::optional<MasterEntry>& m, std::optional<std::int64_t> left, Time now) {
+  if (!m || !left || m->lease_ms <= 0) return now;
+  return now - milliseconds(std::clamp<std::int64_t>(m->lease_ms - *left, 0, m->lease_ms));
+}
+
+void HaAgent::set_table(const std::optional<RoleTable>& table, Time now, std::optional<std::int64_t> lease_left_ms) {
   Impl& im = *impl_;
   im.have_table = true;
   std::optional<MasterEntry> m;
@@ -420,9 +433,10 @@ void HaAgent::set_table(const std::optional<RoleTable>& table, Time now) {
     }
   }
   if (m != im.observed) {  // "renewed" means this entry moved, as seen here
-    if (m && im.observed) im.entry_moved_at = now;  // not our first sight of it
+    Time moved = moved_at(m, lease_left_ms, now);
+    if (m && im.observed) im.entry_moved_at = moved;  // not our first sight of it
     im.observed = m;
-    im.observed_since = now;
+    im.observed_since = moved;
     if (im.read_ahead && !(m && same_entry(*m, *im.read_ahead) && m->renewal < im.read_ahead->renewal))
       im.read_ahead.reset();  // our copy caught up, or the entry moved on
   }

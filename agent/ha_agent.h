@@ -86,6 +86,9 @@ struct AgentConfig {
   // Tests only: back off from any entry of the epoch a run failed against,
   // even one that renewed since (the earlier rule).
   bool plant_backoff_by_epoch = false;
+  // Tests only: a write-back's lease hint on a commit is ignored (an entry
+  // first seen counts as renewed at that moment, the earlier rule).
+  bool plant_commit_hint_ignored = false;
 };
 
 // What the grid says about one member (the shell builds this from membership
@@ -216,7 +219,11 @@ class HaAgent {
   // The grid finished state transfer and the table can be trusted to be read.
   void on_ready(Time now, AgentOutput& out);
   // The local copy of the role table changed (a commit was pushed to us).
-  void on_table(const std::optional<RoleTable>& table, Time now, AgentOutput& out);
+  // `lease_left_ms`: the commit's hint when it wrote back a value found at
+  // the acceptors (QCommit::lease_left_ms): a master entry first seen then
+  // counts as renewed that much less than a lease ago, not just now.
+  void on_table(const std::optional<RoleTable>& table, Time now, AgentOutput& out,
+                std::optional<std::int64_t> lease_left_ms = std::nullopt);
   void on_members(const MemberView& view, Time now, AgentOutput& out);
   // `value_lease_left_ms`: the register's hint (CasResult's) of how long
   // the acceptors still hold `value`'s lease, when it gave one.
@@ -276,7 +283,7 @@ class HaAgent {
   void evaluate(Time now, AgentOutput& out);
   void idle(Time now, AgentOutput& out);
   void settle(Time now, AgentOutput& out, const std::string& reason);
-  void set_table(const std::optional<RoleTable>& table, Time now);
+  void set_table(const std::optional<RoleTable>& table, Time now, std::optional<std::int64_t> lease_left_ms = std::nullopt);
   // Every change of state_ goes through here; an invalid transition is an
   // invariant broken (check_invariants reports it; debug builds abort).
   void enter(AgentState to);

@@ -179,11 +179,18 @@ struct QCommit {
   std::string key;
   Ballot ballot;
   RegValue value;
+  // A read's write-back of a value found at the acceptors: the longest
+  // lease the promisers still held for it, in ms, as the proposer sent it in
+  // the accept (QAccept::found_lease_left_ms). A reader judging how long ago
+  // the value's holder last wrote it starts from this, not from its own
+  // first sight. -1: unknown, or a value written afresh.
+  std::int64_t lease_left_ms = -1;
   template <class Ar>
   void io(Ar& ar) {
     rg::io(ar, key);
     rg::io(ar, ballot);
     rg::io(ar, value);
+    rg::io(ar, lease_left_ms);
   }
 };
 

@@ -224,8 +224,12 @@ void QuorumHost::tick(Time now) {
   send(out);
 }
 
+// A late copy: a write-back's lease hint was for then, not now.
 void QuorumHost::push_commits(const NodeId& peer) {
-  for (const auto& [key, c] : copy_.all()) links_.send(peer, MsgType::q_commit, c);
+  for (auto [key, c] : copy_.all()) {
+    c.lease_left_ms = -1;
+    links_.send(peer, MsgType::q_commit, c);
+  }
 }
 
 bool QuorumHost::save_note(const std::string& name, const std::string& value) {

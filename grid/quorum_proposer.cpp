@@ -226,7 +226,7 @@ struct QuorumProposer::Impl {
   }
 
   void committed(Op& op, Time now, QOut& out) {
-    out.sends.push_back({"", QCommit{op.key, op.ballot, op.proposal}});
+    out.sends.push_back({"", QCommit{op.key, op.ballot, op.proposal, op.found_lease_left_ms}});
     remembered[op.key] = Remembered{op.next, op.proposal};
     std::string why = fmt::format("committed at ballot {}{}", str(op.ballot), op.fast ? " (fast path)" : "");
     finish(op.key, CasOutcome::committed, op.proposal, why, now, out);

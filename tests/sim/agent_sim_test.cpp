@@ -128,6 +128,7 @@ struct World {
   bool cold_start = false;
   bool plant_no_late_answers = false;  // acceptors: no state for peers that asked before we were ready
   bool plant_read_ahead_full_wait = false;  // a renewal a read found is judged a failure timeout later
+  bool plant_commit_hint_ignored = false;   // a write-back's commit counts as renewed when first seen
 };
 
 struct SimNode {
@@ -473,6 +474,7 @@ class AgentCluster {
     c.plant_membership_only = world_.plant_membership_only;
     c.plant_read_back_moved = world_.plant_read_back_moved;
     c.plant_read_ahead_full_wait = world_.plant_read_ahead_full_wait;
+    c.plant_commit_hint_ignored = world_.plant_commit_hint_ignored;
     n.agent = std::make_unique<HaAgent>(c, t);
     auto last = last_role_.find(n.id);
     if (last != last_role_.end()) n.agent->set_previous_role(last->second.first, last->second.second);
@@ -657,7 +659,9 @@ class AgentCluster {
   void apply_commit(SimNode& n, const QCommit& c) {
     if (!n.copy.apply(c) || !n.agent || c.key != kRoleKey) return;
     AgentOutput out;
-    n.agent->on_table(from_register(c.value), n.clock.local(now()), out);
+    std::optional<std::int64_t> left;
+    if (c.lease_left_ms >= 0) left = c.lease_left_ms;
+    n.agent->on_table(from_register(c.value), n.clock.local(now()), out, left);
     drain(n, out);
   }
 
@@ -1490,9 +1494,13 @@ TEST_CASE("agent sim: a master that reaches only the replica is replaced within 
   run_scenario(master_reaches_replica, 30, clean_network, {5});  // on 3, master and replica are a majority
 }
 
+// The earlier rules: the read writes the later renewal back, and every
+// node counts the entry's silence from its copy moving. (Since commits carry
+// the write-back's lease hint, writing back alone is no longer late.)
 TEST_CASE("agent sim: when a confirm read's later renewal is written back, a master reaching only the replica is replaced late") {
   World planted = clean_network(1);
   planted.plant_read_back_moved = true;
+  planted.plant_commit_hint_ignored = true;
   auto late = first_violation(master_reaches_replica, planted, 5, 30, "no new master within");
   expect_caught(late, "read back the later renewal", "writing the later renewal back was never late in 30 seeds");
 }

@@ -24,7 +24,7 @@ void for_each_sample(F&& f) {
   f(Envelope<Ack>{s, {11}}, "ack");
   f(Envelope<Nak>{s, {3, 9}}, "nak");
   f(Envelope<Reset>{s, {20}}, "reset");
-  f(Envelope<Probe>{s, {1}}, "probe");
+  f(Envelope<Probe>{s, {1, {}}}, "probe");
   f(Envelope<ProbeRelay>{s, {2, "n3", "127.0.0.1:7403"}}, "probe_relay");
   f(Envelope<ProbeRelayResult>{s, {2, true}}, "probe_relay_result");
   f(Envelope<SyncRequest>{s, {}}, "sync_request");
@@ -43,7 +43,7 @@ void for_each_sample(F&& f) {
   f(Envelope<QPromise>{s, {"roles/table", {5, 1}, 7, true, {4, 2}, true, {4, 1}, rv, true, "n1", 250}}, "q_promise");
   f(Envelope<QAccept>{s, {"roles/table", {5, 1}, {6, 1}, 7, rv, true}}, "q_accept");
   f(Envelope<QAccepted>{s, {"roles/table", {5, 1}, 7, AcceptVerdict::lease_held, {6, 2}, "n1", 300}}, "q_accepted");
-  f(Envelope<QCommit>{s, {"roles/table", {5, 1}, rv}}, "q_commit");
+  f(Envelope<QCommit>{s, {"roles/table", {5, 1}, rv, 200}}, "q_commit");
   f(Envelope<Challenge>{s, {std::string(16, 'x'), 99, "127.0.0.1:7401"}}, "challenge");
   f(Envelope<ChallengeAnswer>{s, {99}}, "challenge_answer");
   f(AdminRequest{1, "put", {"r", "k", "v"}}, "admin_request");

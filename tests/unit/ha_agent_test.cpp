@@ -60,10 +60,10 @@ struct Rig {
     a->on_members(view, now, out);
     reserve();
   }
-  void table(const RoleTable& t) {
+  void table(const RoleTable& t, std::optional<std::int64_t> lease_left_ms = std::nullopt) {
     reg = t;
     out.clear();
-    a->on_table(reg, now, out);
+    a->on_table(reg, now, out, lease_left_ms);
     reserve();
   }
   // A failover reserves itself before `prepare`: the rig commits each
@@ -748,6 +748,30 @@ TEST_CASE("agent: a run that ends before its prepare ran does not back off") {
   // confirms it with a read first (no release: the refused one wrote nothing).
   r.commit(r.cas("confirm"));
   CHECK(r.hooks() == Strings{"prepare"});
+}
+
+// Seen in chaos soaks: an old master back from a cut learned the new
+// master's entry from a read 0.5 s after that master was cut off in turn,
+// and counted its silence from then: 1.25 s to the next master (bound
+// 1.11 s). A write-back's commit says how long the acceptors still held the
+// entry's lease; the entry has stood still at least the rest of the lease.
+TEST_CASE("agent: an entry learned from a read's write-back is judged from the lease it has left") {
+  for (bool plant : {false, true}) {
+    CAPTURE(plant);
+    Rig r("n1");
+    r.cfg.plant_commit_hint_ignored = plant;
+    r.a = std::make_unique<HaAgent>(r.cfg, r.now);
+    r.view["n2"].alive_since = r.now - 1h;
+    make_replica(r);
+    r.table(table_with("n2", 3, Phase::established, 8, "n1"), 300);  // 700 ms into its lease of 1000
+    r.confirms_after(plant ? 1000ms : 300ms);
+  }
+  // Only a write-back carries a hint; a hint beyond the lease counts as now.
+  Rig r("n1");
+  r.view["n2"].alive_since = r.now - 1h;
+  make_replica(r);
+  r.table(table_with("n2", 3, Phase::established, 8, "n1"), 5000);
+  r.confirms_after(1000ms);
 }
 
 // Seen in a chaos soak: the master came back during a replica's run and

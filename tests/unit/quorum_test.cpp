@@ -698,6 +698,18 @@ TEST_CASE("quorum proposer: only a write the holder counts its lease from is sen
   CHECK(c.acceptors["n1"].find("k")->accepted_at == at(0));  // held it: clock untouched
   // n3 did not hold it: its lease ends with the others' (plus a tenth and a ms)
   CHECK(c.acceptors["n3"].find("k")->accepted_at == at(400 - (1000 - 661)));
+  // Its commit tells every reader how much of the lease was left, so that
+  // nobody counts the entry as written just now.
+  auto commits = sent<QCommit>(c.out);
+  REQUIRE(commits.size() == 1);
+  CHECK(commits[0].lease_left_ms == 600);
+  // A value written afresh carries no hint.
+  c.out.clear();
+  CasResult fresh = c.run([](const std::optional<RegValue>&) { return val("theirs", "n2", 2, 0); }, 3000);
+  REQUIRE(fresh.outcome == CasOutcome::committed);
+  commits = sent<QCommit>(c.out);
+  REQUIRE(commits.size() == 1);
+  CHECK(commits[0].lease_left_ms == -1);
 }
 
 // A dead holder's last renewal reached one acceptor; a read writes it back
