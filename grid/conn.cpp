@@ -1,5 +1,8 @@
 #include "grid/conn.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -215,5 +218,12 @@ void Conn::close() {
 }
 
 void Conn::fail() { close(); }
+
+bool Conn::retransmitting() {
+  tcp_info info{};
+  socklen_t len = sizeof info;
+  if (::getsockopt(socket_.native_handle(), IPPROTO_TCP, TCP_INFO, &info, &len) != 0) return false;
+  return info.tcpi_backoff > 0 || info.tcpi_retransmits > 0;
+}
 
 }  // namespace rg::grid

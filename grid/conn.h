@@ -44,6 +44,8 @@ struct ConnCounters {
   std::uint64_t handshake_timeouts = 0;
   std::uint64_t refused_connections = 0;  // over a port's cap
   std::uint64_t handshakes_evicted = 0;   // closed waiting, to make room for a newer one
+  std::uint64_t connects_restarted = 0;   // peer connects unanswered after a probe timeout, started again
+  std::uint64_t stalled_links_replaced = 0;  // a restored peer's link still resending: closed, connected anew
 };
 
 inline constexpr std::chrono::milliseconds kHandshakeDeadline{2000};
@@ -73,6 +75,9 @@ class Conn : public std::enable_shared_from_this<Conn> {
   void close();
 
   bool open() const { return open_; }
+  // The kernel is resending data the peer has not acknowledged, its timer
+  // backed off (TCP_INFO); false if it cannot tell.
+  bool retransmitting();
   bool established() const { return crypto_.established(); }
   std::chrono::steady_clock::time_point created() const { return created_; }
   std::size_t queued_bytes() const { return pending_.size() + writing_.size(); }

@@ -104,6 +104,8 @@ std::string Node::status_json() const {
       {"handshake_timeouts", cc.handshake_timeouts},
       {"refused_connections", cc.refused_connections},
       {"handshakes_evicted", cc.handshakes_evicted},
+      {"connects_restarted", cc.connects_restarted},
+      {"stalled_links_replaced", cc.stalled_links_replaced},
       {"sessions", sessions_.size()},
       {"decode_errors", c.decode_errors},
       {"send_errors", c.send_errors},

@@ -80,12 +80,16 @@ class PeerLinks {
     std::string address;
     Incarnation incarnation = 0;
     bool connecting = false;
+    std::shared_ptr<boost::asio::ip::tcp::socket> pending;  // the connect under way
+    std::uint64_t attempt = 0;  // numbers connects: a superseded one's answer is ignored
+    Time connect_started{};
     std::string backlog;  // frames queued while not connected
     Time retry_at{};
   };
 
   Conn* route(const NodeId& peer);  // an open connection to peer, or null
   void connect(const NodeId& peer);
+  bool connect_stale(const Link& link) const;
   void close(const NodeId& peer);
   void start_inbound(std::shared_ptr<Conn> c);
   void bound_unacked_time(boost::asio::ip::tcp::socket& sock) const;

@@ -10,9 +10,11 @@ an unmet `expect` is recorded and the scenario goes on.
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import time
+from pathlib import Path
 
 from .history import now_ms
 from .netns import both_ways, ring_pairs
@@ -649,9 +651,24 @@ class Runner:
         missing, n = snapshot(c, self.workload, "final", wait_s=10.0, after=c.last_outage_ms)
         self.say(f"end: {n} acknowledged writes, {sum(1 for v in missing.values() if v)} node(s) missing some"
                  if missing else f"end: {n} acknowledged writes on every live node ({', '.join(c.up_ids())})")
+        self.keep_counters()
         c.record("end")
         c.history.write_meta(end_ms=now_ms())
         c.check_exits()
+
+    def keep_counters(self):
+        """Every live node's `status` at the end (counters for a later look),
+        one JSON line per node in counters.jsonl of the history."""
+        from .cluster import ChaosError
+        c = self.cluster
+        with open(Path(c.dir) / "counters.jsonl", "w") as f:
+            for nid in c.up_ids():
+                try:
+                    r = c.ctl(nid, "--json", "status", timeout_s=5)
+                except ChaosError:
+                    continue
+                if r.returncode == 0:
+                    f.write(json.dumps({"node": nid, "status": json.loads(r.stdout)}) + "\n")
 
 
 def run_scenario(path, directory, out, seed=None, svg=None):
