@@ -252,7 +252,12 @@ void AgentNode::run_cas(CasRequest req) {
   auto id = req.id;
   if (req.raw) {  // another register (the failover reservation): no table in the answer
     node_.cas(req.key, std::move(req.raw), [this, id, purpose = req.purpose](const grid::CasResult& r) {
-      if (r.outcome != grid::CasOutcome::committed) log::debug("cas {} {}: {}", purpose, to_string(r.outcome), r.reason);
+      // A reservation that found no majority holds a failover off: say why
+      // (outbid, silent acceptors), as the failover step's outcome cannot.
+      if (r.outcome == grid::CasOutcome::no_quorum)
+        log::info("cas {} {}: {}", purpose, to_string(r.outcome), r.reason);
+      else if (r.outcome != grid::CasOutcome::committed)
+        log::debug("cas {} {}: {}", purpose, to_string(r.outcome), r.reason);
       feed([&](HaAgent& a, Time now, AgentOutput& out) { a.on_cas_done(id, r.outcome, std::nullopt, r.started, now, out); });
     });
     return;

@@ -415,8 +415,16 @@ std::uint64_t HaAgent::submit(CasRequest req, CasOp op, Time now, AgentOutput& o
 // sight instead, a node that learned the entry late (an old master back
 // from a cut, finding the new one) judged that master's next failure up to
 // a lease late (soak rounds at 1.25 and 1.27 s, bound 1.11 s).
-static Time moved_at(const std::optional<MasterEntry>& m, std::optional<std::int64_t> left, Time now) {
+// Not for a holder whose process we first heard less than a lease ago: its
+// acceptor restarted the value's lease clock when it loaded its state, so
+// the hint dates its earlier life's last renewal to that load. Backdated
+// so, a restarted master's entry, written back by its first read, looked
+// moved since the restart and lost FIG. 3's longer wait (review).
+Time HaAgent::moved_at(const std::optional<MasterEntry>& m, std::optional<std::int64_t> left, Time now) const {
   if (!m || !left || m->lease_ms <= 0) return now;
+  Duration lease = milliseconds(m->lease_ms);
+  auto it = members_.find(m->node);
+  if (it != members_.end() && it->second.alive && it->second.alive_since > now - lease) return now;
   return now - milliseconds(std::clamp<std::int64_t>(m->lease_ms - *left, 0, m->lease_ms));
 }
 

@@ -284,6 +284,7 @@ class HaAgent {
   void idle(Time now, AgentOutput& out);
   void settle(Time now, AgentOutput& out, const std::string& reason);
   void set_table(const std::optional<RoleTable>& table, Time now, std::optional<std::int64_t> lease_left_ms = std::nullopt);
+  Time moved_at(const std::optional<MasterEntry>& m, std::optional<std::int64_t> left, Time now) const;
   // Every change of state_ goes through here; an invalid transition is an
   // invariant broken (check_invariants reports it; debug builds abort).
   void enter(AgentState to);

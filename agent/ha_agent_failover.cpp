@@ -154,7 +154,8 @@ bool HaAgent::failure_detected(Time now) const {
 bool HaAgent::backing_off(Time now) const {
   const Impl& im = *impl_;
   const MasterEntry& m = judged_entry().entry;
-  bool same = im.attempt_epoch == m.epoch && (m.renewal <= im.attempt_renewal || config_.plant_backoff_by_epoch);
+  bool flapping = im.aborted_epoch == m.epoch && im.aborted_runs >= 2;
+  bool same = im.attempt_epoch == m.epoch && (m.renewal <= im.attempt_renewal || flapping || config_.plant_backoff_by_epoch);
   return im.has_attempt && same && now < im.attempt_at + config_.failover_backoff;
 }
 
@@ -716,6 +717,10 @@ void HaAgent::end_failover(const std::string& name, const std::string& reason, T
   // hook to repeat, and backing off then left a replica out of the next
   // failover for 2 s.
   if (r.kind == RunKind::failover) im.attempt_at = r.owes_abort ? now : now - config_.failover_backoff;
+  if (r.kind == RunKind::failover && r.owes_abort && r.failing) {
+    im.aborted_runs = im.aborted_epoch == r.failing->epoch ? im.aborted_runs + 1 : 1;
+    im.aborted_epoch = r.failing->epoch;
+  }
   std::uint64_t epoch = r.epoch ? r.epoch : (r.failing ? r.failing->epoch : (table_ ? table_->epoch : 0));
   out.notes.push_back(fmt::format("{} {}", name, reason));
   report(name, reason, epoch, out);

@@ -114,6 +114,12 @@ struct HaAgent::Impl {
   std::uint64_t attempt_epoch = 0;
   std::uint64_t attempt_renewal = 0;
   Time attempt_at{};
+  // Runs whose `prepare` ran and was aborted, in a row, against masters of
+  // this epoch: from the second on, the backoff holds for the whole epoch
+  // (a master that keeps stalling and coming back gets one prepare per
+  // backoff, not one per stall).
+  std::uint64_t aborted_epoch = 0;
+  int aborted_runs = 0;
   Time claim_not_before{};
   std::uint64_t abandoned_epoch = 0;   // a designation of ours we gave up but could not vacate
   std::uint64_t prepares_emitted = 0, prepares_done = 0;

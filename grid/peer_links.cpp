@@ -91,6 +91,10 @@ bool PeerLinks::restored(const NodeId& peer, const std::string& address) {
   if (link.conn && link.conn->open() && link.conn->retransmitting()) {
     ++conn_counters_.stalled_links_replaced;
     close(peer);
+    // Its link to us is likely stalled too, and it replaces it at the same
+    // moment: frames routed there would meet its reset. They wait in the
+    // backlog for our new link instead (review).
+    reverse_.erase(peer);
   }
   if (link.conn && link.conn->open()) return true;
   connect(peer);
