@@ -122,11 +122,9 @@ void PeerLinks::reconnect(Time now, const std::function<bool(const NodeId&)>& al
 
 // A connect still unanswered after a probe timeout lost its SYN (sent into
 // a partition, or to a peer paused or gone); the kernel would send it again
-// only 1 s later, then 3 s, with every frame for that peer queued meanwhile.
-// After a partition healed, a node's register messages then reached only its
-// own side for up to a second: a failover's reservation found no majority
-// (a chaos soak, 1.14 s to a new master against a bound of 1.11 s). Such a
-// connect is dropped and started again.
+// only 1 s later, then 3 s, with every frame for that peer queued meanwhile
+// (after a heal, up to seconds). Such a connect is dropped and started
+// again; chaos runs with partitions restart a few (`connects_restarted`).
 bool PeerLinks::connect_stale(const Link& link) const {
   return link.connecting && Clock::now() - link.connect_started >= ctx_.config.probe_timeout;
 }

@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -196,6 +197,17 @@ void make_master_with_replica(Rig& r) {
 void make_replica(Rig& r) {
   r.start(table_with("n2", 3, Phase::established, 7, "n1"));
   REQUIRE(r.agent().state() == AgentState::replica);
+}
+
+// make_replica, with the master heard for an hour (past FIG. 3's restart
+// rule) and the agent built with `set` applied to its config (a planted rule).
+void make_settled_replica(Rig& r, const std::function<void(AgentConfig&)>& set = {}) {
+  if (set) {
+    set(r.cfg);
+    r.a = std::make_unique<HaAgent>(r.cfg, r.now);
+  }
+  r.view["n2"].alive_since = r.now - 1h;
+  make_replica(r);
 }
 
 }  // namespace
@@ -759,17 +771,13 @@ TEST_CASE("agent: an entry learned from a read's write-back is judged from the l
   for (bool plant : {false, true}) {
     CAPTURE(plant);
     Rig r("n1");
-    r.cfg.plant_commit_hint_ignored = plant;
-    r.a = std::make_unique<HaAgent>(r.cfg, r.now);
-    r.view["n2"].alive_since = r.now - 1h;
-    make_replica(r);
+    make_settled_replica(r, [&](AgentConfig& c) { c.plant_commit_hint_ignored = plant; });
     r.table(table_with("n2", 3, Phase::established, 8, "n1"), 300);  // 700 ms into its lease of 1000
     r.confirms_after(plant ? 1000ms : 300ms);
   }
   // Only a write-back carries a hint; a hint beyond the lease counts as now.
   Rig r("n1");
-  r.view["n2"].alive_since = r.now - 1h;
-  make_replica(r);
+  make_settled_replica(r);
   r.table(table_with("n2", 3, Phase::established, 8, "n1"), 5000);
   r.confirms_after(1000ms);
 }
@@ -782,10 +790,7 @@ TEST_CASE("agent: after an aborted run the backoff holds for that entry, not for
   for (bool plant : {false, true}) {
     CAPTURE(plant);
     Rig r("n1");
-    r.cfg.plant_backoff_by_epoch = plant;
-    r.a = std::make_unique<HaAgent>(r.cfg, r.now);
-    r.view["n2"].alive_since = r.now - 1h;
-    make_replica(r);
+    make_settled_replica(r, [&](AgentConfig& c) { c.plant_backoff_by_epoch = plant; });
     r.table(table_with("n2", 3, Phase::established, 8, "n1"));  // seen renewing: past FIG. 3
     r.set_alive("n2", false);
     r.tick(1s);
@@ -812,8 +817,7 @@ TEST_CASE("agent: after an aborted run the backoff holds for that entry, not for
 // prepare per backoff, not one per stall (review).
 TEST_CASE("agent: after two aborted runs against one epoch the backoff holds for the epoch") {
   Rig r("n1");
-  r.view["n2"].alive_since = r.now - 1h;
-  make_replica(r);
+  make_settled_replica(r);
   r.table(table_with("n2", 3, Phase::established, 8, "n1"));
   r.set_alive("n2", false);
   std::uint64_t renewal = 8;
