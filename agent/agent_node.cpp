@@ -82,9 +82,7 @@ void AgentNode::start() {
   node_.on_quorum_change([this](const grid::QCommit& c) {
     if (c.key != kRoleKey) return;
     auto table = from_register(c.value);
-    std::optional<std::int64_t> left;
-    if (c.lease_left_ms >= 0) left = c.lease_left_ms;
-    feed([&](HaAgent& a, Time now, AgentOutput& out) { a.on_table(table, now, out, left); });
+    feed([&](HaAgent& a, Time now, AgentOutput& out) { a.on_table(table, now, out, c.lease_hint()); });
   });
   node_.on_app("agent.broadcast", [this](const NodeId& from, const std::string& payload) {
     json j = json::parse(payload, nullptr, false);

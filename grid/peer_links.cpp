@@ -64,7 +64,7 @@ void PeerLinks::send_frame(const NodeId& peer, const std::string& f) {
     return;
   }
   link.backlog.append(f);
-  if (!link.connecting) connect(peer);
+  if (!link.pending) connect(peer);
 }
 
 void PeerLinks::send_to_all(const std::string& frame) {
@@ -126,13 +126,13 @@ void PeerLinks::reconnect(Time now, const std::function<bool(const NodeId&)>& al
 // (after a heal, up to seconds). Such a connect is dropped and started
 // again; chaos runs with partitions restart a few (`connects_restarted`).
 bool PeerLinks::connect_stale(const Link& link) const {
-  return link.connecting && Clock::now() - link.connect_started >= ctx_.config.probe_timeout;
+  return link.pending && Clock::now() - link.connect_started >= ctx_.config.probe_timeout;
 }
 
 void PeerLinks::connect(const NodeId& peer) {
   auto& link = links_[peer];
   if (link.conn && link.conn->open()) return;
-  if (link.connecting && !connect_stale(link)) return;
+  if (link.pending && !connect_stale(link)) return;
   auto ep = parse_endpoint(link.address);
   if (!ep) return;
   if (link.pending) {
@@ -140,7 +140,6 @@ void PeerLinks::connect(const NodeId& peer) {
     link.pending->close(ignored);  // its handler sees a newer attempt and does nothing
     ++conn_counters_.connects_restarted;
   }
-  link.connecting = true;
   link.connect_started = Clock::now();
   auto attempt = ++link.attempt;
   auto sock = std::make_shared<tcp::socket>(ctx_.io);
@@ -152,7 +151,6 @@ void PeerLinks::connect(const NodeId& peer) {
     if (it == links_.end() || ctx_.leaving) return;
     auto& l = it->second;
     if (l.attempt != attempt) return;  // superseded by a newer connect
-    l.connecting = false;
     l.pending.reset();
     if (ec || l.incarnation != inc) {
       l.retry_at = Clock::now() + milliseconds(100);

@@ -79,8 +79,7 @@ class PeerLinks {
     std::shared_ptr<Conn> conn;
     std::string address;
     Incarnation incarnation = 0;
-    bool connecting = false;
-    std::shared_ptr<boost::asio::ip::tcp::socket> pending;  // the connect under way
+    std::shared_ptr<boost::asio::ip::tcp::socket> pending;  // the connect under way, if any
     std::uint64_t attempt = 0;  // numbers connects: a superseded one's answer is ignored
     Time connect_started{};
     std::string backlog;  // frames queued while not connected

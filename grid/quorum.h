@@ -185,6 +185,9 @@ struct QCommit {
   // the value's holder last wrote it starts from this, not from its own
   // first sight. -1: unknown, or a value written afresh.
   std::int64_t lease_left_ms = -1;
+  std::optional<std::int64_t> lease_hint() const {
+    return lease_left_ms >= 0 ? std::optional<std::int64_t>(lease_left_ms) : std::nullopt;
+  }
   template <class Ar>
   void io(Ar& ar) {
     rg::io(ar, key);

@@ -659,9 +659,7 @@ class AgentCluster {
   void apply_commit(SimNode& n, const QCommit& c) {
     if (!n.copy.apply(c) || !n.agent || c.key != kRoleKey) return;
     AgentOutput out;
-    std::optional<std::int64_t> left;
-    if (c.lease_left_ms >= 0) left = c.lease_left_ms;
-    n.agent->on_table(from_register(c.value), n.clock.local(now()), out, left);
+    n.agent->on_table(from_register(c.value), n.clock.local(now()), out, c.lease_hint());
     drain(n, out);
   }
 
