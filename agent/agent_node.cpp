@@ -257,7 +257,7 @@ void AgentNode::run_cas(CasRequest req) {
       else if (r.outcome != grid::CasOutcome::committed)
         log::debug("cas {} {}: {}", purpose, to_string(r.outcome), r.reason);
       feed([&](HaAgent& a, Time now, AgentOutput& out) { a.on_cas_done(id, r.outcome, std::nullopt, r.started, now, out); });
-    });
+    }, req.mode);
     return;
   }
   auto change = req.change;

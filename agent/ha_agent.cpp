@@ -390,6 +390,8 @@ std::uint64_t HaAgent::issue_raw(const std::string& purpose, CasOp op, const std
   req.purpose = purpose;
   req.key = key;
   req.raw = std::move(change);
+  // The reservation is what the nodes race for when a master fails.
+  req.mode = grid::CasMode::race;
   return submit(std::move(req), op, now, out, role_slot, std::make_shared<std::optional<std::optional<RoleTable>>>(),
                 std::make_shared<std::vector<RoleTable>>());
 }

@@ -324,6 +324,15 @@ enum class CasMode : std::uint8_t {
   // writes may: a restarted master's first read restarted its earlier
   // process's lease and held every takeover off for one more lease.
   holds_lease,
+  // A plain write that several nodes race for at once (the failover
+  // reservation). A round outbid somewhere while the rest stay silent is
+  // given up at the next resend and retried with a higher ballot, instead
+  // of waiting out the deadline for an acceptor that may be gone: with one
+  // of five dead, two racers that split the four live ones 2-2 would
+  // otherwise both stall for the whole timeout. Only for such writes: the
+  // role table's operations keep waiting, as an early retry there made
+  // proposers duel on slow networks.
+  race,
 };
 
 struct CasResult {
@@ -351,6 +360,8 @@ struct QuorumProposerConfig {
   // Tests only: a planted bug the simulations must catch (never set in the
   // product): count replies that arrive after the deadline, until the next tick.
   bool plant_count_late_replies = false;
+  // Tests only: a racing write waits for the silent acceptors as any other does.
+  bool plant_racer_waits = false;
 };
 
 // What a proposer wants sent: `to` empty means every member (self included).

@@ -176,6 +176,14 @@ struct QuorumProposer::Impl {
     }
   }
 
+  // A racing write (CasMode::race) outbid by a rival's ballot somewhere,
+  // still short of a majority at the resend: retry higher rather than wait.
+  bool outbid_racer(const Op& op) const {
+    if (op.mode != CasMode::race || config.plant_racer_waits) return false;
+    if (op.phase == Phase::accepting) return !op.outbid.empty();
+    return op.refused.size() > op.leased_promises.size();
+  }
+
   // The answer holding the value with the highest ballot (null: none holds one).
   static const QPromise* highest(const QPromise* best, const std::map<NodeId, QPromise>& answers) {
     for (const auto& [id, p] : answers)
@@ -423,7 +431,11 @@ void QuorumProposer::tick(Time now, QOut& out) {
       d.full_round(op, now, out);
     } else if ((op.phase == Impl::Phase::preparing || op.phase == Impl::Phase::accepting) &&
                now >= op.resend_at) {
-      d.resend(op, now, out);
+      if (d.outbid_racer(op)) {
+        d.lost_round(op, fmt::format("{}; the rest silent at the resend", d.progress(op)), now, out);
+      } else {
+        d.resend(op, now, out);
+      }
     }
   }
 }

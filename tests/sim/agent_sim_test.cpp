@@ -700,7 +700,7 @@ class AgentCluster {
     for (auto& c : out.cas) {
       if (!n.proposer) break;
       QOut q;
-      std::uint64_t op = c.raw ? n.proposer->cas(c.key, std::move(c.raw), n.clock.local(now()), q)
+      std::uint64_t op = c.raw ? n.proposer->cas(c.key, std::move(c.raw), n.clock.local(now()), q, c.mode)
                                : n.proposer->cas(kRoleKey, wrap(std::move(c.change)), n.clock.local(now()), q,
                                                  c.mode == CasMode::takeover && world_.plant_takeovers_outbid_lease ? CasMode::plain : c.mode);
       n.ops[op] = {c.id, c.purpose};

@@ -52,12 +52,13 @@ std::vector<NodeId> targets(const QOut& out) {
 // Proposer n1 of n1..n3, with each member's acceptor; the test plays the
 // network by choosing whose answers reach the proposer, and when.
 struct Cluster {
-  Topology topology{{"n1", "n2", "n3"}};
+  Topology topology;
   std::map<NodeId, QuorumAcceptor> acceptors;
   QuorumProposer proposer;
   QOut out;
 
-  explicit Cluster(QuorumProposerConfig config = {}) : proposer(topology, "n1", config) {
+  explicit Cluster(QuorumProposerConfig config = {}, std::vector<NodeId> members = {"n1", "n2", "n3"})
+      : topology(std::move(members)), proposer(topology, "n1", config) {
     for (const auto& id : topology.members()) acceptors[id];
   }
   void prepare(const QPrepare& m, const std::vector<NodeId>& from, int ms) {
@@ -472,6 +473,41 @@ TEST_CASE("quorum proposer: silence is resent to, then times out as no_quorum") 
   CHECK(c.out.results[0].started == at(0));
   CHECK(c.out.results[0].reason.find("no majority") != std::string::npos);
   CHECK(c.proposer.pending() == 0);
+}
+
+TEST_CASE("quorum proposer: a racing write outbid while the rest are silent retries at the resend") {
+  // Five members, n5 dead: a rival split the four live acceptors 2-2.
+  auto run = [](CasMode mode, bool planted) {
+    QuorumProposerConfig config;
+    config.plant_racer_waits = planted;
+    Cluster c(config, {"n1", "n2", "n3", "n4", "n5"});
+    c.proposer.cas("k", increment, at(0), c.out, mode);
+    auto prepares = sent<QPrepare>(c.out);
+    c.out.clear();
+    c.prepare(prepares[0], {"n1", "n2", "n3"}, 1);
+    auto accepts = sent<QAccept>(c.out);
+    REQUIRE(accepts.size() == 1);
+    for (const char* id : {"n3", "n4"}) REQUIRE(c.acceptors[id].on_prepare(QPrepare{"k", {1, 2}, 0, {}}, at(1)).ok);
+    c.out.clear();
+    c.accept(accepts[0], {"n1", "n2", "n3", "n4"}, 2);
+    CHECK(c.out.sends.empty());
+    c.proposer.tick(at(101), c.out);  // the resend: timeout / 5 after the accept
+    bool asked_n5_again = targets(c.out) == std::vector<NodeId>{"n5"};
+    c.out.clear();
+    c.proposer.tick(at(112), c.out);  // past any backoff of the first retry
+    auto retried = sent<QPrepare>(c.out);
+    CHECK(c.out.results.empty());
+    return std::pair{asked_n5_again, retried.empty() ? Ballot{} : retried[0].ballot};
+  };
+  auto [raced_waits, raced_retry] = run(CasMode::race, false);
+  CHECK_FALSE(raced_waits);
+  CHECK(Ballot{1, 2} < raced_retry);  // above the rival's
+  auto [plain_waits, plain_retry] = run(CasMode::plain, false);
+  CHECK(plain_waits);
+  CHECK(plain_retry == Ballot{});
+  auto [planted_waits, planted_retry] = run(CasMode::race, true);
+  CHECK(planted_waits);  // the plant: the reservation waits out its deadline again
+  CHECK(planted_retry == Ballot{});
 }
 
 TEST_CASE("quorum proposer: operations on one key run one at a time, in order") {
