@@ -44,28 +44,82 @@ std::optional<std::uint64_t> parse_epoch(std::string_view text) {
   return e;
 }
 
-Topology::Topology(std::vector<NodeId> members) : members_(std::move(members)) {
-  if (members_.empty()) throw std::invalid_argument("members list is empty");
-  if (members_.size() > 255) throw std::invalid_argument("at most 255 members");
-  for (const auto& m : members_)
-    if (!valid_node_id(m))
-      throw std::invalid_argument(fmt::format("member '{}' is not a valid node id ([a-z0-9-]{{1,32}})", m));
-  std::sort(members_.begin(), members_.end());
-  if (std::adjacent_find(members_.begin(), members_.end()) != members_.end())
-    throw std::invalid_argument("members list has a duplicate id");
-  // FNV-1a over the sorted list: stable across builds and machines.
+namespace {
+
+// FNV-1a: stable across builds and machines.
+void fnv(std::uint64_t& h, unsigned char c) { h = (h ^ c) * 1099511628211ull; }
+
+}  // namespace
+
+Topology::Topology(std::vector<NodeId> members) {
+  std::vector<Member> indexed;
+  for (auto& id : members) indexed.push_back(Member{std::move(id), 0});
+  check_and_sort(indexed);
+  version_ = 1;
+  for (std::size_t i = 0; i < indexed.size(); ++i) {
+    members_.push_back(indexed[i].id);
+    indices_.push_back(static_cast<MemberIndex>(i));
+  }
+  // Over the sorted list only: version 1's digest is the one heartbeats
+  // carried before versions existed.
   std::uint64_t h = 1469598103934665603ull;
   for (const auto& m : members_) {
-    for (unsigned char c : m) h = (h ^ c) * 1099511628211ull;
-    h = (h ^ ',') * 1099511628211ull;
+    for (unsigned char c : m) fnv(h, c);
+    fnv(h, ',');
   }
   fingerprint_ = h;
+}
+
+Topology::Topology(std::uint64_t version, std::vector<Member> members) {
+  if (version == 0) throw std::invalid_argument("a configuration's version starts at 1");
+  check_and_sort(members);
+  for (std::size_t i = 0; i < members.size(); ++i)
+    for (std::size_t j = i + 1; j < members.size(); ++j)
+      if (members[i].index == members[j].index) throw std::invalid_argument("two members share an index");
+  for (const auto& m : members) {
+    if (m.index >= 255) throw std::invalid_argument("member indices run out at 255");
+    members_.push_back(m.id);
+    indices_.push_back(m.index);
+  }
+  version_ = version;
+  bool positional = version == 1;
+  for (std::size_t i = 0; i < indices_.size(); ++i) positional = positional && indices_[i] == i;
+  if (positional) {
+    *this = Topology(members_);
+    return;
+  }
+  std::uint64_t h = 1469598103934665603ull;
+  for (int shift = 0; shift < 64; shift += 8) fnv(h, static_cast<unsigned char>(version_ >> shift));
+  for (std::size_t i = 0; i < members_.size(); ++i) {
+    for (unsigned char c : members_[i]) fnv(h, c);
+    fnv(h, '=');
+    fnv(h, static_cast<unsigned char>(indices_[i]));
+    fnv(h, ',');
+  }
+  fingerprint_ = h;
+}
+
+void Topology::check_and_sort(std::vector<Member>& members) const {
+  if (members.empty()) throw std::invalid_argument("members list is empty");
+  if (members.size() > 255) throw std::invalid_argument("at most 255 members");
+  for (const auto& m : members)
+    if (!valid_node_id(m.id))
+      throw std::invalid_argument(fmt::format("member '{}' is not a valid node id ([a-z0-9-]{{1,32}})", m.id));
+  std::sort(members.begin(), members.end(), [](const Member& a, const Member& b) { return a.id < b.id; });
+  for (std::size_t i = 1; i < members.size(); ++i)
+    if (members[i].id == members[i - 1].id) throw std::invalid_argument("members list has a duplicate id");
 }
 
 std::optional<MemberIndex> Topology::index_of(std::string_view id) const {
   auto it = std::lower_bound(members_.begin(), members_.end(), id);
   if (it == members_.end() || *it != id) return std::nullopt;
-  return static_cast<MemberIndex>(it - members_.begin());
+  return indices_[static_cast<std::size_t>(it - members_.begin())];
+}
+
+std::vector<Topology::Member> Topology::indexed() const {
+  std::vector<Member> out;
+  for (std::size_t i = 0; i < members_.size(); ++i) out.push_back(Member{members_[i], indices_[i]});
+  return out;
 }
 
 std::vector<std::string> split_list(std::string_view text) {

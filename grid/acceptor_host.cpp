@@ -2,6 +2,7 @@
 // (the rules are in acceptor_host.h).
 #include "grid/acceptor_host.h"
 
+#include <charconv>
 #include <utility>
 
 #include <fmt/format.h>
@@ -13,11 +14,13 @@ AcceptorHost::AcceptorHost(AcceptorHostConfig config, StateStore* store, std::op
                            Time now, std::uint64_t nonce)
     : config_(std::move(config)), store_(store), nonce_(nonce), born_(now) {
   acceptor_.plant_every_accept_restarts_lease(config_.plant.reads_restart_lease);
+  acceptor_.plant_no_config_fence(config_.plant.no_config_fence);
   if (loaded) {
     // The lease clocks restart now: the process was down meanwhile, so a
     // lease only gets longer.
     for (const auto& s : loaded->slots) acceptor_.adopt(s, now);
     notes_ = std::move(loaded->notes);
+    if (auto node = notes_.extract(kConfigSeenNote)) acceptor_.adopt_config_seen(parse_config_tag(node.mapped()));
     ready_ = true;
     events_.push_back("+quorum-ready: acceptor state loaded intact from the data dir");
   } else if (config_.topology.size() == 1) {
@@ -58,7 +61,10 @@ std::optional<QRecoverState> AcceptorHost::on_recover_request(const NodeId& from
   QRecoverState s;
   s.nonce = m.nonce;
   s.recovering = !ready_;
-  if (ready_) s.slots = acceptor_.export_state();
+  if (ready_) {
+    s.slots = acceptor_.export_state();
+    s.config_seen = acceptor_.config_seen();
+  }
   return s;
 }
 
@@ -71,6 +77,7 @@ void AcceptorHost::on_recover_state(const NodeId& from, const QRecoverState& m, 
     latest_[from] = Answer::recovering;
   } else {
     bool holds = false;
+    acceptor_.adopt_config_seen(m.config_seen);
     for (const auto& slot : m.slots) {
       acceptor_.adopt(slot, now);
       holds = holds || slot.has_value;
@@ -113,7 +120,7 @@ std::vector<std::pair<NodeId, QRecoverState>> AcceptorHost::answers_due() {
   if (!ready_) return out;
   if (config_.plant.no_late_answers) owed_.clear();
   for (const auto& [id, nonce] : std::exchange(owed_, {}))
-    out.emplace_back(id, QRecoverState{nonce, false, acceptor_.export_state()});
+    out.emplace_back(id, QRecoverState{nonce, false, acceptor_.export_state(), acceptor_.config_seen()});
   return out;
 }
 
@@ -178,7 +185,27 @@ bool AcceptorHost::persist() {
   return false;
 }
 
-DurableState AcceptorHost::snapshot() const { return DurableState{acceptor_.export_state(), notes_}; }
+// The configuration tag seen travels as a note, so a data dir of an older
+// build loads (it has none: nothing seen) and the file format stays.
+DurableState AcceptorHost::snapshot() const {
+  DurableState d{acceptor_.export_state(), notes_};
+  const ConfigTag& seen = acceptor_.config_seen();
+  if (seen.version > 0) d.notes[kConfigSeenNote] = fmt::format("{}:{}", seen.version, seen.digest);
+  return d;
+}
+
+ConfigTag parse_config_tag(const std::string& text) {
+  ConfigTag t;
+  auto colon = text.find(':');
+  if (colon == std::string::npos) return t;
+  std::string version = text.substr(0, colon), digest = text.substr(colon + 1);
+  auto [p1, e1] = std::from_chars(version.data(), version.data() + version.size(), t.version);
+  auto [p2, e2] = std::from_chars(digest.data(), digest.data() + digest.size(), t.digest);
+  if (e1 != std::errc{} || e2 != std::errc{} || p1 != version.data() + version.size() ||
+      p2 != digest.data() + digest.size())
+    return ConfigTag{};
+  return t;
+}
 
 void AcceptorHost::become_ready(const std::string& how) {
   ready_ = true;

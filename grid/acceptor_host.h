@@ -78,6 +78,11 @@ class StateStore {
   virtual bool save(const DurableState& state, std::string& why) = 0;
 };
 
+// The note holding the acceptor's highest configuration tag seen
+// ("version:digest"); parse_config_tag gives version 0 for anything else.
+inline constexpr const char* kConfigSeenNote = "grid.config_seen";
+ConfigTag parse_config_tag(const std::string& text);
+
 struct AcceptorHostConfig {
   Topology topology;
   NodeId self;
@@ -96,6 +101,7 @@ struct AcceptorHostConfig {
     bool reads_restart_lease = false;
     bool no_late_answers = false;
     bool vote_unsaved = false;
+    bool no_config_fence = false;  // QuorumAcceptor::plant_no_config_fence
   } plant;
 };
 

@@ -121,6 +121,7 @@ std::string Node::status_json() const {
       {"anti_entropy_rounds", c.anti_entropy_rounds},
       {"entries_reconciled", c.entries_reconciled},
       {"link_queue_drops", c.link_queue_drops},
+      {"stale_config_refusals", c.stale_config_refusals},
   };
   if (faults_) j["faults"] = json::parse(faults_->describe());
   for (const auto& [name, fn] : status_fns_) j[name] = json::parse(fn());

@@ -40,6 +40,7 @@ struct NodeCounters {
   std::uint64_t anti_entropy_rounds = 0;
   std::uint64_t entries_reconciled = 0;
   std::uint64_t link_queue_drops = 0;
+  std::uint64_t stale_config_refusals = 0;  // register answers naming a newer member configuration
 };
 
 struct NodeContext {

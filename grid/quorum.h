@@ -82,6 +82,23 @@ struct RegValue {
   }
 };
 
+// The member configuration a register message was sent under (issue 14):
+// the proposer's committed Topology, by version and fingerprint. An
+// acceptor refuses a tag below the highest it has seen, or equal to it with
+// another fingerprint (QuorumAcceptor::stale), so once a majority of a new
+// configuration has seen its tag, no operation of the old one completes.
+struct ConfigTag {
+  std::uint64_t version = 0;  // 0: none seen yet (an acceptor's start)
+  std::uint64_t digest = 0;
+  bool operator==(const ConfigTag&) const = default;
+  template <class Ar>
+  void io(Ar& ar) {
+    rg::io(ar, version);
+    rg::io(ar, digest);
+  }
+};
+inline ConfigTag tag_of(const Topology& t) { return ConfigTag{t.version(), t.fingerprint()}; }
+
 // --- messages (type codes in messages.h: q_prepare .. q_commit) ---
 struct QPrepare {
   std::string key;
@@ -91,12 +108,14 @@ struct QPrepare {
   // (a designation or a claim): an acceptor holding another node's live
   // lease refuses it without promising anything (see QuorumAcceptor).
   NodeId takeover_by;
+  ConfigTag config;  // the proposer's, for this operation
   template <class Ar>
   void io(Ar& ar) {
     rg::io(ar, key);
     rg::io(ar, ballot);
     rg::io(ar, op);
     rg::io(ar, takeover_by);
+    rg::io(ar, config);
   }
 };
 
@@ -112,12 +131,18 @@ struct QPromise {
   bool lease_held = false;  // !ok because a takeover met another node's live lease
   std::string holder;       // lease_held: who holds it
   std::int64_t lease_left_ms = 0;  // of `value`'s lease on our clock (0: none runs)
+  // !ok because the prepare's configuration is older than one we have seen
+  // (`config_seen`); nothing else in the answer counts.
+  bool stale_config = false;
+  ConfigTag config_seen;
   template <class Ar>
   void io(Ar& ar) {
     rg::io(ar, key);
     rg::io(ar, ballot);
     rg::io(ar, op);
     rg::io(ar, ok);
+    rg::io(ar, stale_config);
+    rg::io(ar, config_seen);
     rg::io(ar, promised);
     rg::io(ar, has_value);
     rg::io(ar, accepted);
@@ -141,6 +166,7 @@ struct QAccept {
   // counts a lease from): the longest lease the promising acceptors still
   // held for it, in ms (0: none ran). -1: not such a write-back.
   std::int64_t found_lease_left_ms = -1;
+  ConfigTag config;  // the proposer's, for this operation
   template <class Ar>
   void io(Ar& ar) {
     rg::io(ar, key);
@@ -150,10 +176,13 @@ struct QAccept {
     rg::io(ar, value);
     rg::io(ar, from_holder);
     rg::io(ar, found_lease_left_ms);
+    rg::io(ar, config);
   }
 };
 
-enum class AcceptVerdict : std::uint8_t { ok = 0, outbid = 1, lease_held = 2 };
+// stale_config: the accept's configuration is older than one the acceptor
+// has seen (QAccepted::config_seen).
+enum class AcceptVerdict : std::uint8_t { ok = 0, outbid = 1, lease_held = 2, stale_config = 3 };
 
 struct QAccepted {
   std::string key;
@@ -163,6 +192,7 @@ struct QAccepted {
   Ballot promised;      // outbid: the higher ballot
   std::string holder;   // lease_held: who holds it
   std::int64_t lease_left_ms = 0;
+  ConfigTag config_seen;  // stale_config: the newer one
   template <class Ar>
   void io(Ar& ar) {
     rg::io(ar, key);
@@ -172,6 +202,7 @@ struct QAccepted {
     rg::io(ar, promised);
     rg::io(ar, holder);
     rg::io(ar, lease_left_ms);
+    rg::io(ar, config_seen);
   }
 };
 
@@ -238,11 +269,13 @@ struct QRecoverState {
   std::uint64_t nonce = 0;  // the request's
   bool recovering = false;  // the sender does not vote yet: its slots are empty and it does not count
   std::vector<QSlotState> slots;
+  ConfigTag config_seen;  // the sender acceptor's (QuorumAcceptor::config_seen)
   template <class Ar>
   void io(Ar& ar) {
     rg::io(ar, nonce);
     rg::io(ar, recovering);
     rg::io(ar, slots);
+    rg::io(ar, config_seen);
   }
 };
 
@@ -255,6 +288,15 @@ class QuorumAcceptor {
   std::vector<QSlotState> export_state() const;
   // Takes the higher promise and the higher accepted value of `s`.
   void adopt(const QSlotState& s, Time now);
+  // The highest configuration tag any prepare or accept carried; durable
+  // like the slots (a change), since the fence of a configuration change
+  // rests on it: it only grows, also across restarts.
+  const ConfigTag& config_seen() const { return config_seen_; }
+  // Takes `t` if it is higher (loading, recovering).
+  void adopt_config_seen(const ConfigTag& t);
+  // A planted bug for the checks: messages of older configurations are
+  // answered as any other (no fence).
+  void plant_no_config_fence(bool on) { plant_no_config_fence_ = on; }
   // Grows with every change of a promise or an accepted value: what must be
   // made durable before an answer leaves.
   std::uint64_t changes() const { return changes_; }
@@ -282,6 +324,7 @@ class QuorumAcceptor {
 
  private:
   static std::optional<std::int64_t> lease_left(const Slot& s, Time now);
+  bool stale(const ConfigTag& t);
   Time written_back_at(const Slot& s, const QAccept& m, Time now, bool same_holder) const;
 
   std::map<std::string, Slot> slots_;
@@ -289,6 +332,8 @@ class QuorumAcceptor {
   bool plant_every_accept_restarts_ = false;
   bool plant_takeovers_outbid_ = false;
   bool plant_write_back_no_lease_ = false;
+  bool plant_no_config_fence_ = false;
+  ConfigTag config_seen_;
 };
 
 // Every member's local copy of committed values (write-through target).
@@ -364,7 +409,8 @@ struct QuorumProposerConfig {
   bool plant_racer_waits = false;
 };
 
-// What a proposer wants sent: `to` empty means every member (self included).
+// What a proposer wants sent: `to` empty means every member of the
+// proposer's configuration (self included).
 struct QOut {
   struct Send {
     NodeId to;
@@ -372,9 +418,17 @@ struct QOut {
   };
   std::vector<Send> sends;
   std::vector<CasResult> results;
+  // An acceptor refused an operation for a newer configuration than ours:
+  // the shell asks `from` for it (the operation ended no_quorum).
+  struct StaleConfig {
+    NodeId from;
+    ConfigTag seen;
+  };
+  std::vector<StaleConfig> stale;
   void clear() {
     sends.clear();
     results.clear();
+    stale.clear();
   }
 };
 
@@ -388,6 +442,19 @@ class QuorumProposer {
 
   // Starts a compare-and-set; operations on one key run one at a time in order.
   std::uint64_t cas(const std::string& key, Change change, Time now, QOut& out, CasMode mode = CasMode::plain);
+  // A member change (issue 14): a compare-and-set that commits only once a
+  // majority of the current configuration *and* a majority of `next` have
+  // accepted it (every majority of one then meets every majority of the
+  // other). Its accepts go to the members of both.
+  std::uint64_t change_members(const std::string& key, Change change, Topology next, Time now, QOut& out);
+  // From now on operations run under `newer` (a committed configuration of
+  // a higher version; anything else is ignored). Operations under way give
+  // their round up and start again with a full one under `newer`, keeping
+  // the ballots they proposed at (so their own earlier attempt is
+  // completed, not applied twice); the fast path is forgotten, since the
+  // promise of `next` came from the old members.
+  void adopt(Topology newer, Time now, QOut& out);
+  const Topology& topology() const;
   void on_promise(const NodeId& from, const QPromise& m, Time now, QOut& out);
   void on_accepted(const NodeId& from, const QAccepted& m, Time now, QOut& out);
   // Timeouts and retries; call every few milliseconds.

@@ -55,12 +55,36 @@ Time QuorumAcceptor::written_back_at(const Slot& s, const QAccept& m, Time now, 
   return now - milliseconds(lease - keep);
 }
 
+// A message of a configuration older than one seen (or of another at the
+// same version) is refused without promising or accepting anything: the
+// fence of a member change (DESIGN.md, "Changing the members"). A newer
+// tag is taken, as a change to make durable before the answer leaves.
+bool QuorumAcceptor::stale(const ConfigTag& t) {
+  if (plant_no_config_fence_) return false;
+  if (t.version < config_seen_.version) return true;
+  if (t.version == config_seen_.version) return t.digest != config_seen_.digest;
+  config_seen_ = t;
+  ++changes_;
+  return false;
+}
+
+void QuorumAcceptor::adopt_config_seen(const ConfigTag& t) {
+  if (t.version <= config_seen_.version) return;
+  config_seen_ = t;
+  ++changes_;
+}
+
 QPromise QuorumAcceptor::on_prepare(const QPrepare& m, Time now) {
-  Slot& s = slots_[m.key];
   QPromise p;
   p.key = m.key;
   p.ballot = m.ballot;
   p.op = m.op;
+  if (stale(m.config)) {
+    p.stale_config = true;
+    p.config_seen = config_seen_;
+    return p;
+  }
+  Slot& s = slots_[m.key];
   // A takeover would be refused at accept while another node's lease runs,
   // but its promise alone would outbid the holder's next renewal: rivals
   // retrying their designations every heartbeat starved a master that
@@ -98,11 +122,16 @@ QPromise QuorumAcceptor::on_prepare(const QPrepare& m, Time now) {
 }
 
 QAccepted QuorumAcceptor::on_accept(const QAccept& m, Time now) {
-  Slot& s = slots_[m.key];
   QAccepted a;
   a.key = m.key;
   a.ballot = m.ballot;
   a.op = m.op;
+  if (stale(m.config)) {
+    a.verdict = AcceptVerdict::stale_config;
+    a.config_seen = config_seen_;
+    return a;
+  }
+  Slot& s = slots_[m.key];
   // A duplicate of what we hold (the proposer resends to members whose answer
   // it missed) is answered ok again: we did accept it, and saying so changes
   // nothing. It must not restart the lease either, so state stays untouched.

@@ -124,6 +124,10 @@ void QuorumHost::send(const QOut& out) {
         },
         s.msg);
   }
+  // Members do not change yet (issue 14 builds the change on this): a
+  // refusal for a newer configuration is counted, and the operation ended
+  // no_quorum, as any lost round.
+  ctx_.counters.stale_config_refusals += out.stale.size();
   for (const auto& r : out.results) {
     auto it = waits_.find(r.op);
     if (it == waits_.end()) continue;

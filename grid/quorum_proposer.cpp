@@ -55,6 +55,13 @@ struct QuorumProposer::Impl {
     Ballot highest_refusal;
     Time resend_at{}, retry_at{};
     std::string last_failure;
+    // The configuration it runs under, from its first round on: its tag,
+    // the members it asks, its majority (DESIGN.md, "Changing the members":
+    // counting a renewal's answers from an old list against a new, smaller
+    // majority would count a lease the others never gave).
+    std::shared_ptr<const Topology> config;
+    // A member change: its accepts also need a majority of this one.
+    std::shared_ptr<const Topology> joint;
   };
 
   // What the last commit on a key left us: the ballot its majority promised.
@@ -63,7 +70,7 @@ struct QuorumProposer::Impl {
     RegValue value;
   };
 
-  Topology topology;
+  std::shared_ptr<const Topology> topology;  // the committed configuration
   NodeId self;
   MemberIndex self_index = 0;
   QuorumProposerConfig config;
@@ -77,15 +84,34 @@ struct QuorumProposer::Impl {
   std::map<std::string, Remembered> remembered;
 
   Impl(Topology t, NodeId s, QuorumProposerConfig c)
-      : topology(std::move(t)), self(std::move(s)), config(c), rng(c.seed) {
-    auto index = topology.index_of(self);
+      : topology(std::make_shared<const Topology>(std::move(t))), self(std::move(s)), config(c), rng(c.seed) {
+    auto index = topology->index_of(self);
     if (!index) throw std::invalid_argument(fmt::format("proposer {} is not a member", self));
     self_index = *index;
     resend_interval = std::max(config.timeout / 5, config.retry_backoff);
   }
 
-  std::size_t n() const { return topology.size(); }
-  std::size_t quorum() const { return topology.quorum(); }
+  // Whose answers count for `op`.
+  static bool asks(const Op& op, const NodeId& id) {
+    return op.config->contains(id) || (op.joint && op.joint->contains(id));
+  }
+
+  // The accept phase's vote: of every configuration the operation needs.
+  static quorum::Tally accept_tally(const Op& op) {
+    auto of = [&](const Topology& t) {
+      std::size_t yes = 0, no = 0;
+      for (const auto& id : t.members()) {
+        yes += op.accepted.contains(id);
+        no += op.outbid.contains(id) || op.leased.contains(id);
+      }
+      return quorum::tally(t.size(), yes, no);
+    };
+    quorum::Tally v = of(*op.config);
+    if (!op.joint || v == quorum::Tally::lost) return v;
+    quorum::Tally w = of(*op.joint);
+    if (w == quorum::Tally::lost) return w;
+    return v == quorum::Tally::won && w == quorum::Tally::won ? quorum::Tally::won : quorum::Tally::pending;
+  }
 
   void see(const std::string& key, const Ballot& b) {
     auto& c = counter(key);
@@ -109,8 +135,10 @@ struct QuorumProposer::Impl {
   }
 
   void begin(Op& op, Time now, QOut& out) {
+    op.config = topology;
     auto r = remembered.find(op.key);
-    if (r == remembered.end()) return full_round(op, now, out);
+    // A member change asks members that never promised our `next`.
+    if (r == remembered.end() || op.joint) return full_round(op, now, out);
     // Used once either way: a failure of the fast path means somebody else
     // moved on, and a success remembers afresh.
     Remembered last = std::move(r->second);
@@ -139,7 +167,7 @@ struct QuorumProposer::Impl {
   }
 
   QPrepare prepare_of(const Op& op) const {
-    return QPrepare{op.key, op.ballot, op.id, op.mode == CasMode::takeover ? self : NodeId{}};
+    return QPrepare{op.key, op.ballot, op.id, op.mode == CasMode::takeover ? self : NodeId{}, tag_of(*op.config)};
   }
 
   void send_accept(Op& op, RegValue value, Time now, QOut& out, std::int64_t found_lease_left_ms = -1) {
@@ -155,24 +183,65 @@ struct QuorumProposer::Impl {
     op.leased.clear();
     op.highest_refusal = {};
     op.resend_at = now + resend_interval;
-    out.sends.push_back({"", accept_of(op)});
+    if (!op.joint) return out.sends.push_back({"", accept_of(op)});
+    for (const auto& id : op.config->members()) out.sends.push_back({id, accept_of(op)});
+    for (const auto& id : op.joint->members())
+      if (!op.config->contains(id)) out.sends.push_back({id, accept_of(op)});
   }
 
   QAccept accept_of(const Op& op) const {
     bool from_holder = op.mode == CasMode::holds_lease && op.proposal.lease.holder == self;
-    return QAccept{op.key, op.ballot, op.next, op.id, op.proposal, from_holder, op.found_lease_left_ms};
+    return QAccept{op.key, op.ballot, op.next, op.id, op.proposal, from_holder, op.found_lease_left_ms,
+                   tag_of(*op.config)};
   }
 
   void resend(Op& op, Time now, QOut& out) {
     op.resend_at = now + resend_interval;
-    for (const auto& id : topology.members()) {
-      if (op.phase == Phase::preparing) {
-        if (op.promises.contains(id) || op.refused.contains(id)) continue;
-        out.sends.push_back({id, prepare_of(op)});
-      } else {
-        if (op.accepted.contains(id) || op.outbid.contains(id) || op.leased.contains(id)) continue;
-        out.sends.push_back({id, accept_of(op)});
-      }
+    for (const auto& id : op.config->members()) resend_to(op, id, out);
+    if (op.phase == Phase::accepting && op.joint)
+      for (const auto& id : op.joint->members())
+        if (!op.config->contains(id)) resend_to(op, id, out);
+  }
+
+  void resend_to(const Op& op, const NodeId& id, QOut& out) const {
+    if (op.phase == Phase::preparing) {
+      if (!op.promises.contains(id) && !op.refused.contains(id)) out.sends.push_back({id, prepare_of(op)});
+    } else if (!op.accepted.contains(id) && !op.outbid.contains(id) && !op.leased.contains(id)) {
+      out.sends.push_back({id, accept_of(op)});
+    }
+  }
+
+  // An acceptor has seen a newer configuration than the operation's: no
+  // majority of ours may complete it any more. The shell learns it and asks
+  // for the newer one; the caller retries as after any no_quorum.
+  // `op` null: an answer to a round no longer under way.
+  void stale_config(Op* op, const NodeId& from, const ConfigTag& seen, Time now, QOut& out) {
+    out.stale.push_back(QOut::StaleConfig{from, seen});
+    if (!op) return;
+    finish(op->key, CasOutcome::no_quorum, std::nullopt,
+           fmt::format("stale configuration: {} has seen version {}, this operation ran under {}", from,
+                       seen.version, op->config->version()),
+           now, out);
+  }
+
+  std::uint64_t enqueue(Op op, Time now, QOut& out) {
+    std::uint64_t id = op.id;
+    auto& queue = ops[op.key];
+    queue.push_back(std::move(op));
+    if (queue.size() == 1) begin(queue.front(), now, out);
+    return id;
+  }
+
+  void adopt(Topology newer, Time now, QOut& out) {
+    if (newer.version() <= topology->version()) return;
+    topology = std::make_shared<const Topology>(std::move(newer));
+    remembered.clear();
+    for (auto& [key, queue] : ops) {
+      Op& op = queue.front();
+      if (op.phase == Phase::queued) continue;
+      op.joint.reset();  // its target is now current, or superseded
+      op.config = topology;
+      full_round(op, now, out);
     }
   }
 
@@ -260,7 +329,7 @@ struct QuorumProposer::Impl {
       if (!longest || longest->lease_left_ms < a.lease_left_ms) longest = &a;
     std::string why = fmt::format("lease held by {} for {} ms more ({} of {} members refused the {})",
                                   longest->holder.empty() ? "(nobody)" : longest->holder,
-                                  longest->lease_left_ms, leased.size(), n(), phase);
+                                  longest->lease_left_ms, leased.size(), op.config->size(), phase);
     finish(op.key, CasOutcome::lease_held, op.current, why, now, out);
   }
 
@@ -271,7 +340,7 @@ struct QuorumProposer::Impl {
   // promises (a claim of a role taken meanwhile stops at once instead of
   // waiting out the lease). Otherwise, or if the change would write: the lease.
   void lease_refused_prepare(Op& op, Time now, QOut& out) {
-    if (op.promises.size() + op.leased_promises.size() >= topology.quorum()) {
+    if (op.promises.size() + op.leased_promises.size() >= op.config->quorum()) {
       const QPromise* best = highest(highest(nullptr, op.promises), op.leased_promises);
       if ((!best || !op.proposed.contains(best->accepted)) && !op.change(value_of(best)))
         return refused_by_change(op, best, now, out);
@@ -330,10 +399,11 @@ struct QuorumProposer::Impl {
     switch (op.phase) {
       case Phase::preparing:
         return fmt::format("prepare {}: {} promised, {} refused of {}", str(op.ballot),
-                           op.promises.size(), op.refused.size(), n());
+                           op.promises.size(), op.refused.size(), op.config->size());
       case Phase::accepting:
         return fmt::format("accept {}: {} accepted, {} outbid, {} lease-held of {}", str(op.ballot),
-                           op.accepted.size(), op.outbid.size(), op.leased.size(), n());
+                           op.accepted.size(), op.outbid.size(), op.leased.size(),
+                           op.config->size() + (op.joint ? op.joint->size() : 0));
       case Phase::backoff: return "backing off: " + op.last_failure;
       case Phase::queued: return "queued";
     }
@@ -352,19 +422,18 @@ std::uint64_t QuorumProposer::cas(const std::string& key, Change change, Time no
   op.change = std::move(change);
   op.started = now;
   op.deadline = now + impl_->config.timeout;
-  auto& queue = impl_->ops[key];
-  queue.push_back(std::move(op));
-  if (queue.size() == 1) impl_->begin(queue.front(), now, out);
-  return queue.back().id;
+  return impl_->enqueue(std::move(op), now, out);
 }
 
 void QuorumProposer::on_promise(const NodeId& from, const QPromise& m, Time now, QOut& out) {
   Impl& d = *impl_;
-  if (!d.topology.contains(from)) return;
+  Impl::Op* op = d.active(m.key, m.op);
+  bool counts = op && op->config && op->config->contains(from);
+  if (!counts && !d.topology->contains(from)) return;
+  if (m.stale_config) return d.stale_config(counts && m.ballot == op->ballot ? op : nullptr, from, m.config_seen, now, out);
   if (!m.ok) d.see(m.key, m.promised);
   if (m.has_value) d.see(m.key, m.accepted);
-  Impl::Op* op = d.active(m.key, m.op);
-  if (!op || op->phase != Impl::Phase::preparing || m.ballot != op->ballot) return;
+  if (!counts || op->phase != Impl::Phase::preparing || m.ballot != op->ballot) return;
   if (d.past_deadline(*op, now, out)) return;
   if (op->promises.contains(from) || op->refused.contains(from)) return;
   if (m.ok) {
@@ -376,12 +445,12 @@ void QuorumProposer::on_promise(const NodeId& from, const QPromise& m, Time now,
     else
       op->highest_refusal = std::max(op->highest_refusal, m.promised);
   }
-  switch (quorum::tally(d.n(), op->promises.size(), op->refused.size())) {
+  switch (quorum::tally(op->config->size(), op->promises.size(), op->refused.size())) {
     case quorum::Tally::won: return d.promised_by_majority(*op, now, out);
     case quorum::Tally::lost:
       // A lease alone (enough refusals for it to lose without any outbid)
       // ends the operation: no retry can win before the lease runs out.
-      if (quorum::tally(d.n(), 0, op->leased_promises.size()) == quorum::Tally::lost)
+      if (quorum::tally(op->config->size(), 0, op->leased_promises.size()) == quorum::Tally::lost)
         return d.lease_refused_prepare(*op, now, out);
       return d.lost_round(*op, fmt::format("prepare {} outbid by {}", str(op->ballot), str(op->highest_refusal)),
                           now, out);
@@ -391,10 +460,13 @@ void QuorumProposer::on_promise(const NodeId& from, const QPromise& m, Time now,
 
 void QuorumProposer::on_accepted(const NodeId& from, const QAccepted& m, Time now, QOut& out) {
   Impl& d = *impl_;
-  if (!d.topology.contains(from)) return;
-  if (m.verdict == AcceptVerdict::outbid) d.see(m.key, m.promised);
   Impl::Op* op = d.active(m.key, m.op);
-  if (!op || op->phase != Impl::Phase::accepting || m.ballot != op->ballot) return;
+  bool counts = op && op->config && d.asks(*op, from);
+  if (!counts && !d.topology->contains(from)) return;
+  if (m.verdict == AcceptVerdict::stale_config)
+    return d.stale_config(counts && m.ballot == op->ballot ? op : nullptr, from, m.config_seen, now, out);
+  if (m.verdict == AcceptVerdict::outbid) d.see(m.key, m.promised);
+  if (!counts || op->phase != Impl::Phase::accepting || m.ballot != op->ballot) return;
   if (d.past_deadline(*op, now, out)) return;
   if (op->accepted.contains(from) || op->outbid.contains(from) || op->leased.contains(from)) return;
   switch (m.verdict) {
@@ -404,13 +476,14 @@ void QuorumProposer::on_accepted(const NodeId& from, const QAccepted& m, Time no
       op->highest_refusal = std::max(op->highest_refusal, m.promised);
       break;
     case AcceptVerdict::lease_held: op->leased.emplace(from, m); break;
+    case AcceptVerdict::stale_config: return;  // handled above
   }
-  auto vote = quorum::tally(d.n(), op->accepted.size(), op->outbid.size() + op->leased.size());
+  auto vote = d.accept_tally(*op);
   if (vote == quorum::Tally::won) return d.committed(*op, now, out);
   if (vote == quorum::Tally::pending) return;
   // Lost. A lease alone (refusals enough to lose without any outbid) ends a
   // full round; anything else is retried.
-  bool lease_alone = quorum::tally(d.n(), 0, op->leased.size()) == quorum::Tally::lost;
+  bool lease_alone = quorum::tally(op->config->size(), 0, op->leased.size()) == quorum::Tally::lost;
   if (lease_alone && !op->fast) return d.lease_refused(*op, op->leased, "accept", now, out);
   std::string why = lease_alone
                         ? fmt::format("fast accept {} refused by a lease", str(op->ballot))
@@ -439,6 +512,22 @@ void QuorumProposer::tick(Time now, QOut& out) {
     }
   }
 }
+
+std::uint64_t QuorumProposer::change_members(const std::string& key, Change change, Topology next, Time now,
+                                             QOut& out) {
+  Impl::Op op;
+  op.id = impl_->next_op++;
+  op.key = key;
+  op.change = std::move(change);
+  op.started = now;
+  op.deadline = now + impl_->config.timeout;
+  op.joint = std::make_shared<const Topology>(std::move(next));
+  return impl_->enqueue(std::move(op), now, out);
+}
+
+void QuorumProposer::adopt(Topology newer, Time now, QOut& out) { impl_->adopt(std::move(newer), now, out); }
+
+const Topology& QuorumProposer::topology() const { return *impl_->topology; }
 
 std::size_t QuorumProposer::pending() const {
   std::size_t count = 0;

@@ -49,10 +49,10 @@ AcceptorHostConfig config(std::size_t n = 3) {
   return c;
 }
 
-QAccept accept(Ballot b, std::string data) { return QAccept{"k", b, Ballot{b.counter + 1, b.node}, 1, RegValue{std::move(data), {}}}; }
+QAccept accept(Ballot b, std::string data) { return QAccept{"k", b, Ballot{b.counter + 1, b.node}, 1, RegValue{std::move(data), {}}, false, -1, {}}; }
 
 QRecoverState ready_answer(std::uint64_t nonce, Ballot promised, std::optional<std::pair<Ballot, std::string>> value) {
-  QRecoverState s{nonce, false, {}};
+  QRecoverState s{nonce, false, {}, {}};
   QSlotState slot{"k", promised, value.has_value(), value ? value->first : Ballot{}, RegValue{value ? value->second : "", {}}};
   s.slots.push_back(slot);
   return s;
@@ -72,7 +72,7 @@ TEST_CASE("acceptor host: state loaded intact votes at once, and every change is
   CHECK(h.voting());
   CHECK(has_event(h, "+quorum-ready: acceptor state loaded intact"));
   CHECK(h.note("agent") == "x");
-  auto p = h.on_prepare(QPrepare{"k", {5, 1}, 1, {}}, at(1));
+  auto p = h.on_prepare(QPrepare{"k", {5, 1}, 1, {}, {}}, at(1));
   REQUIRE(p);
   CHECK(p->ok);
   REQUIRE(store.saved);
@@ -80,7 +80,7 @@ TEST_CASE("acceptor host: state loaded intact votes at once, and every change is
   CHECK(store.saved->notes.at("agent") == "x");
   int calls = store.calls;
   // The same prepare again changes nothing: nothing to save.
-  CHECK(h.on_prepare(QPrepare{"k", {5, 1}, 1, {}}, at(2)));
+  CHECK(h.on_prepare(QPrepare{"k", {5, 1}, 1, {}, {}}, at(2)));
   CHECK(store.calls == calls);
   auto a = h.on_accept(accept({5, 1}, "v"), at(3));
   REQUIRE(a);
@@ -99,7 +99,7 @@ TEST_CASE("acceptor host: a failed save undoes the change, stops the votes, and 
   // Memory holds what the disk holds: the unsaved accept is gone.
   CHECK(h.acceptor().find("k")->value.data == "old");
   CHECK(h.acceptor().find("k")->promised == Ballot{2, 1});
-  CHECK_FALSE(h.on_prepare(QPrepare{"k", {9, 2}, 2, {}}, at(3)));  // no answers at all meanwhile
+  CHECK_FALSE(h.on_prepare(QPrepare{"k", {9, 2}, 2, {}, {}}, at(3)));  // no answers at all meanwhile
   h.tick(at(50));
   CHECK_FALSE(h.voting());
   store.fail.clear();
@@ -116,7 +116,7 @@ TEST_CASE("acceptor host: a failed save undoes the change, stops the votes, and 
 TEST_CASE("acceptor host: without state it waits, then recovers only from ready peers answering its nonce") {
   AcceptorHost h(config(5), nullptr, std::nullopt, at(0), 42);
   CHECK_FALSE(h.ready());
-  CHECK_FALSE(h.on_prepare(QPrepare{"k", {1, 0}, 1, {}}, at(1)));
+  CHECK_FALSE(h.on_prepare(QPrepare{"k", {1, 0}, 1, {}, {}}, at(1)));
   // Rule 1: nothing asked, and nobody's recovery answered, before the wait.
   CHECK(h.requests_due(at(999)).empty());
   CHECK_FALSE(h.on_recover_request("n3", QRecoverRequest{9}, at(999)));
@@ -130,7 +130,7 @@ TEST_CASE("acceptor host: without state it waits, then recovers only from ready 
   CHECK(h.request().nonce == 42);
   // Rule 3: another life's nonce does not count; rule 2: nor does a recovering peer.
   h.on_recover_state("n2", ready_answer(41, {9, 2}, std::pair{Ballot{8, 2}, "stale"}), at(1001));
-  h.on_recover_state("n3", QRecoverState{42, true, {}}, at(1002));
+  h.on_recover_state("n3", QRecoverState{42, true, {}, {}}, at(1002));
   h.on_recover_state("n4", ready_answer(42, {5, 3}, std::pair{Ballot{4, 3}, "a"}), at(1003));
   h.on_recover_state("n5", ready_answer(42, {7, 4}, std::pair{Ballot{6, 4}, "b"}), at(1004));
   CHECK_FALSE(h.ready());  // 2 of 3 ready answers
@@ -162,7 +162,7 @@ TEST_CASE("acceptor host: without state it waits, then recovers only from ready 
 TEST_CASE("acceptor host: bootstrap only when no member holds an accepted value") {
   SUBCASE("every other member recovering or holding nothing: start empty") {
     AcceptorHost h(config(3), nullptr, std::nullopt, at(0), 1);
-    h.on_recover_state("n2", QRecoverState{1, true, {}}, at(1000));
+    h.on_recover_state("n2", QRecoverState{1, true, {}, {}}, at(1000));
     CHECK_FALSE(h.ready());
     h.on_recover_state("n3", ready_answer(1, {3, 2}, std::nullopt), at(1001));
     CHECK(h.voting());
@@ -171,7 +171,7 @@ TEST_CASE("acceptor host: bootstrap only when no member holds an accepted value"
   }
   SUBCASE("a member holding a value keeps the others waiting for it") {
     AcceptorHost h(config(5), nullptr, std::nullopt, at(0), 1);
-    for (const auto* id : {"n2", "n3", "n4"}) h.on_recover_state(id, QRecoverState{1, true, {}}, at(1000));
+    for (const auto* id : {"n2", "n3", "n4"}) h.on_recover_state(id, QRecoverState{1, true, {}, {}}, at(1000));
     h.on_recover_state("n5", ready_answer(1, {3, 4}, std::pair{Ballot{3, 4}, "v"}), at(1001));
     CHECK_FALSE(h.ready());
     CHECK(h.progress(at(1001)).find("holding values [n5]") != std::string::npos);
@@ -179,18 +179,18 @@ TEST_CASE("acceptor host: bootstrap only when no member holds an accepted value"
   SUBCASE("not in a life that heard a node of this cluster on another member list") {
     AcceptorHost h(config(3), nullptr, std::nullopt, at(0), 1);
     h.heard_other_list("n9");
-    h.on_recover_state("n2", QRecoverState{1, true, {}}, at(1000));
-    h.on_recover_state("n3", QRecoverState{1, true, {}}, at(1001));
+    h.on_recover_state("n2", QRecoverState{1, true, {}, {}}, at(1000));
+    h.on_recover_state("n3", QRecoverState{1, true, {}, {}}, at(1001));
     CHECK_FALSE(h.ready());
     CHECK(h.progress(at(1001)).find("no bootstrap in this life: n9") != std::string::npos);
     CHECK(has_event(h, "+bootstrap-held: n9"));
     // Not heard for long (a partition, a loss burst): still held.
-    h.on_recover_state("n2", QRecoverState{1, true, {}}, at(60000));
+    h.on_recover_state("n2", QRecoverState{1, true, {}, {}}, at(60000));
     CHECK_FALSE(h.ready());
     // The next life, that heard nobody on another list, bootstraps.
     AcceptorHost next(config(3), nullptr, std::nullopt, at(70000), 2);
-    next.on_recover_state("n2", QRecoverState{2, true, {}}, at(71000));
-    next.on_recover_state("n3", QRecoverState{2, true, {}}, at(71001));
+    next.on_recover_state("n2", QRecoverState{2, true, {}, {}}, at(71000));
+    next.on_recover_state("n3", QRecoverState{2, true, {}, {}}, at(71001));
     CHECK(next.voting());
   }
   SUBCASE("a lone member is ready at once") {
@@ -203,7 +203,7 @@ TEST_CASE("acceptor host: the planted bugs break exactly the rules they name") {
   AcceptorHostConfig c = config(3);
   c.plant.count_recovering_peers = true;
   AcceptorHost h(c, nullptr, std::nullopt, at(0), 1);
-  h.on_recover_state("n2", QRecoverState{1, true, {}}, at(1000));
+  h.on_recover_state("n2", QRecoverState{1, true, {}, {}}, at(1000));
   h.on_recover_state("n3", ready_answer(1, {3, 2}, std::pair{Ballot{3, 2}, "v"}), at(1001));
   CHECK(h.ready());  // counted the recovering n2
   AcceptorHostConfig w = config(3);
@@ -313,4 +313,37 @@ TEST_CASE("data dir: a file saved before the member list was kept loads, and kee
   CHECK_THROWS_AS(DataDir(dir.string(), "n1", "c", Topology({"n1", "n2"})).load(), std::invalid_argument);
   CHECK(DataDir(dir.string(), "n1", "c", Topology({"n1", "n2", "n3"})).load().found == DataDir::Found::intact);
   fs::remove_all(dir);
+}
+
+TEST_CASE("acceptor host: the configuration tag seen is saved before the answer, and kept across restarts and recovery") {
+  ConfigTag v1{1, 11}, v2{2, 22};
+  FakeStore store;
+  AcceptorHost h(config(), &store, DurableState{}, at(0), 1);
+  REQUIRE(h.on_prepare(QPrepare{"k", {1, 1}, 1, {}, v2}, at(1))->ok);
+  REQUIRE(store.saved);
+  CHECK(store.saved->notes.at(kConfigSeenNote) == "2:22");
+  // A save that fails takes the raised tag back with the promise: no answer.
+  ConfigTag v3{3, 33};
+  store.fail = "I/O error";
+  CHECK_FALSE(h.on_prepare(QPrepare{"k", {2, 1}, 2, {}, v3}, at(2)));
+  CHECK(h.acceptor().config_seen() == v2);
+  // Restarted from what was saved: an older configuration is still refused.
+  AcceptorHost again(config(), nullptr, store.saved, at(3), 2);
+  CHECK(again.acceptor().config_seen() == v2);
+  CHECK(again.on_prepare(QPrepare{"k", {5, 1}, 3, {}, v1}, at(4))->stale_config);
+  CHECK_FALSE(again.note(kConfigSeenNote));  // not one of the layers' notes
+  // A recovering acceptor takes the highest tag its peers report.
+  AcceptorHost fresh(config(), nullptr, std::nullopt, at(0), 7);
+  auto answer = [&](const NodeId& from) {
+    QRecoverState s{7, false, {}, v2};
+    fresh.on_recover_state(from, s, at(1000));
+  };
+  answer("n2");
+  answer("n3");
+  REQUIRE(fresh.ready());
+  CHECK(fresh.acceptor().config_seen() == v2);
+  CHECK(fresh.on_accept(QAccept{"k", {9, 2}, {10, 2}, 4, RegValue{"x", {}}, false, -1, v1}, at(1001))->verdict ==
+        AcceptVerdict::stale_config);
+  CHECK(parse_config_tag("nonsense").version == 0);
+  CHECK(parse_config_tag("4:x").version == 0);
 }

@@ -36,13 +36,13 @@ void for_each_sample(F&& f) {
   f(Envelope<KeyStamps>{s, {"reg", {1, 2}, {KeyStamp{"k", 9}, KeyStamp{"k2", 10}}}}, "key_stamps");
   f(Envelope<Want>{s, {"reg", {"k", "k2"}}}, "want");
   f(Envelope<QRecoverRequest>{s, {0x1234567890abcdefULL}}, "q_recover_request");
-  f(Envelope<QRecoverState>{s, {0x1234567890abcdefULL, false, {QSlotState{"roles/table", {5, 1}, true, {4, 2}, RegValue{"d", {"n1", 3, 1000}}}}}},
+  f(Envelope<QRecoverState>{s, {0x1234567890abcdefULL, false, {QSlotState{"roles/table", {5, 1}, true, {4, 2}, RegValue{"d", {"n1", 3, 1000}}}}, {2, 0xfeedULL}}},
     "q_recover_state");
   RegValue rv{"table", {"n1", 3, 1000}};
-  f(Envelope<QPrepare>{s, {"roles/table", {5, 1}, 7, "n2"}}, "q_prepare");
-  f(Envelope<QPromise>{s, {"roles/table", {5, 1}, 7, true, {4, 2}, true, {4, 1}, rv, true, "n1", 250}}, "q_promise");
-  f(Envelope<QAccept>{s, {"roles/table", {5, 1}, {6, 1}, 7, rv, true}}, "q_accept");
-  f(Envelope<QAccepted>{s, {"roles/table", {5, 1}, 7, AcceptVerdict::lease_held, {6, 2}, "n1", 300}}, "q_accepted");
+  f(Envelope<QPrepare>{s, {"roles/table", {5, 1}, 7, "n2", {2, 0xfeedULL}}}, "q_prepare");
+  f(Envelope<QPromise>{s, {"roles/table", {5, 1}, 7, true, {4, 2}, true, {4, 1}, rv, true, "n1", 250, false, {3, 0xbeefULL}}}, "q_promise");
+  f(Envelope<QAccept>{s, {"roles/table", {5, 1}, {6, 1}, 7, rv, true, 120, {2, 0xfeedULL}}}, "q_accept");
+  f(Envelope<QAccepted>{s, {"roles/table", {5, 1}, 7, AcceptVerdict::lease_held, {6, 2}, "n1", 300, {3, 0xbeefULL}}}, "q_accepted");
   f(Envelope<QCommit>{s, {"roles/table", {5, 1}, rv, 200}}, "q_commit");
   f(Envelope<Challenge>{s, {std::string(16, 'x'), 99, "127.0.0.1:7401"}}, "challenge");
   f(Envelope<ChallengeAnswer>{s, {99}}, "challenge_answer");

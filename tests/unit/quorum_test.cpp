@@ -23,7 +23,7 @@ RegValue val(std::string data, std::string holder = "", std::uint64_t epoch = 0,
 }
 
 QAccept accept_msg(const std::string& key, Ballot b, Ballot next, RegValue v) {
-  return QAccept{key, b, next, 0, std::move(v)};
+  return QAccept{key, b, next, 0, std::move(v), false, -1, {}};
 }
 
 // Reads the register as a counter and adds one; no lease.
@@ -61,6 +61,7 @@ struct Cluster {
       : topology(std::move(members)), proposer(topology, "n1", config) {
     for (const auto& id : topology.members()) acceptors[id];
   }
+  ConfigTag tag() const { return tag_of(topology); }
   void prepare(const QPrepare& m, const std::vector<NodeId>& from, int ms) {
     for (const auto& id : from) proposer.on_promise(id, acceptors[id].on_prepare(m, at(ms)), at(ms), out);
   }
@@ -70,8 +71,10 @@ struct Cluster {
   // Writes `v` at `b` straight into the acceptors, as another proposer would.
   void seed(const std::vector<NodeId>& ids, Ballot b, const RegValue& v, int ms) {
     for (const auto& id : ids) {
-      REQUIRE(acceptors[id].on_prepare(QPrepare{"k", b, 0, {}}, at(ms)).ok);
-      REQUIRE(acceptors[id].on_accept(accept_msg("k", b, b, v), at(ms)).verdict == AcceptVerdict::ok);
+      REQUIRE(acceptors[id].on_prepare(QPrepare{"k", b, 0, {}, tag_of(topology)}, at(ms)).ok);
+      QAccept m = accept_msg("k", b, b, v);
+      m.config = tag_of(topology);
+      REQUIRE(acceptors[id].on_accept(m, at(ms)).verdict == AcceptVerdict::ok);
     }
   }
   // Runs one cas through the full or fast path with every member answering.
@@ -98,17 +101,17 @@ struct Cluster {
 
 TEST_CASE("quorum acceptor: promises only ballots at least as high as any promised") {
   QuorumAcceptor a;
-  QPromise p = a.on_prepare(QPrepare{"k", {2, 1}, 7, {}}, at(0));
+  QPromise p = a.on_prepare(QPrepare{"k", {2, 1}, 7, {}, {}}, at(0));
   CHECK(p.ok);
   CHECK(p.op == 7);
   CHECK(p.ballot == Ballot{2, 1});
   CHECK_FALSE(p.has_value);
 
-  p = a.on_prepare(QPrepare{"k", {1, 2}, 8, {}}, at(1));
+  p = a.on_prepare(QPrepare{"k", {1, 2}, 8, {}, {}}, at(1));
   CHECK_FALSE(p.ok);
   CHECK(p.promised == Ballot{2, 1});
 
-  CHECK(a.on_prepare(QPrepare{"k", {2, 1}, 7, {}}, at(2)).ok);  // the same proposer asking again
+  CHECK(a.on_prepare(QPrepare{"k", {2, 1}, 7, {}, {}}, at(2)).ok);  // the same proposer asking again
 
   QAccepted r = a.on_accept(accept_msg("k", {1, 5}, {2, 5}, val("x")), at(3));
   CHECK(r.verdict == AcceptVerdict::outbid);
@@ -123,8 +126,8 @@ TEST_CASE("quorum acceptor: promises only ballots at least as high as any promis
   CHECK(slot->value == val("y"));
   CHECK(slot->accepted_at == at(4));
 
-  CHECK_FALSE(a.on_prepare(QPrepare{"k", {3, 0}, 9, {}}, at(5)).ok);  // below the fast-path promise
-  p = a.on_prepare(QPrepare{"k", {3, 2}, 9, {}}, at(6));
+  CHECK_FALSE(a.on_prepare(QPrepare{"k", {3, 0}, 9, {}, {}}, at(5)).ok);  // below the fast-path promise
+  p = a.on_prepare(QPrepare{"k", {3, 2}, 9, {}, {}}, at(6));
   CHECK(p.ok);
   CHECK(p.has_value);
   CHECK(p.accepted == Ballot{2, 1});
@@ -176,7 +179,7 @@ TEST_CASE("quorum acceptor: a takeover's prepare is refused, unpromised, while a
     a.plant_takeovers_outbid_lease(planted);
     REQUIRE(a.on_accept(accept_msg("k", {1, 0}, {2, 0}, val("a1", "a", 1, 1000)), at(0)).verdict ==
             AcceptVerdict::ok);
-    QPromise p = a.on_prepare(QPrepare{"k", {5, 1}, 3, "b"}, at(400));
+    QPromise p = a.on_prepare(QPrepare{"k", {5, 1}, 3, "b", {}}, at(400));
     if (planted) {  // the earlier rule: promised, so the holder's next renewal is outbid
       CHECK(p.ok);
       CHECK(a.on_accept(accept_msg("k", {2, 0}, {3, 0}, val("a2", "a", 1, 1000)), at(450)).verdict ==
@@ -192,11 +195,11 @@ TEST_CASE("quorum acceptor: a takeover's prepare is refused, unpromised, while a
     CHECK(a.on_accept(accept_msg("k", {2, 0}, {3, 0}, val("a2", "a", 1, 1000)), at(450)).verdict ==
           AcceptVerdict::ok);
     // Other prepares (reads, the holder's own) are promised as before.
-    CHECK(a.on_prepare(QPrepare{"k", {6, 1}, 4, {}}, at(500)).ok);
-    CHECK(a.on_prepare(QPrepare{"k", {7, 0}, 5, "a"}, at(510)).ok);
+    CHECK(a.on_prepare(QPrepare{"k", {6, 1}, 4, {}, {}}, at(500)).ok);
+    CHECK(a.on_prepare(QPrepare{"k", {7, 0}, 5, "a", {}}, at(510)).ok);
     // The lease runs from the renewal at 450: refused until 1450, then promised.
-    CHECK(a.on_prepare(QPrepare{"k", {8, 1}, 6, "b"}, at(1449)).lease_held);
-    CHECK(a.on_prepare(QPrepare{"k", {8, 1}, 6, "b"}, at(1450)).ok);
+    CHECK(a.on_prepare(QPrepare{"k", {8, 1}, 6, "b", {}}, at(1449)).lease_held);
+    CHECK(a.on_prepare(QPrepare{"k", {8, 1}, 6, "b", {}}, at(1450)).ok);
   }
 }
 
@@ -382,7 +385,7 @@ TEST_CASE("quorum proposer: outbid at prepare retries with a higher ballot after
   c.proposer.cas("k", increment, at(0), c.out);
   auto prepares = sent<QPrepare>(c.out);
   // n2's proposer got in first at n2 and n3.
-  for (const char* id : {"n2", "n3"}) REQUIRE(c.acceptors[id].on_prepare(QPrepare{"k", {1, 1}, 0, {}}, at(0)).ok);
+  for (const char* id : {"n2", "n3"}) REQUIRE(c.acceptors[id].on_prepare(QPrepare{"k", {1, 1}, 0, {}, c.tag()}, at(0)).ok);
   c.out.clear();
   c.prepare(prepares[0], {"n2"}, 1);
   CHECK(c.out.sends.empty());
@@ -419,7 +422,7 @@ TEST_CASE("quorum proposer: after an outbid accept, its own partly accepted valu
   auto accepts = sent<QAccept>(c.out);
   REQUIRE(accepts.size() == 1);
   // n1 accepts; n2 and n3 promised a rival's higher ballot meanwhile.
-  for (const char* id : {"n2", "n3"}) REQUIRE(c.acceptors[id].on_prepare(QPrepare{"k", {1, 2}, 0, {}}, at(1)).ok);
+  for (const char* id : {"n2", "n3"}) REQUIRE(c.acceptors[id].on_prepare(QPrepare{"k", {1, 2}, 0, {}, c.tag()}, at(1)).ok);
   c.out.clear();
   c.accept(accepts[0], {"n1", "n2", "n3"}, 2);
   CHECK(c.out.results.empty());
@@ -443,7 +446,7 @@ TEST_CASE("quorum proposer: outbid in every round gives up after max_rounds") {
     auto prepares = sent<QPrepare>(c.out);
     REQUIRE(prepares.size() == 1);
     Ballot rival{prepares[0].ballot.counter, 2};
-    for (const char* id : {"n2", "n3"}) REQUIRE(c.acceptors[id].on_prepare(QPrepare{"k", rival, 0, {}}, at(0)).ok);
+    for (const char* id : {"n2", "n3"}) REQUIRE(c.acceptors[id].on_prepare(QPrepare{"k", rival, 0, {}, c.tag()}, at(0)).ok);
     c.out.clear();
     c.prepare(prepares[0], {"n2", "n3"}, round * 20 + 1);
     c.proposer.tick(at(round * 20 + 19), c.out);
@@ -487,7 +490,7 @@ TEST_CASE("quorum proposer: a racing write outbid while the rest are silent retr
     c.prepare(prepares[0], {"n1", "n2", "n3"}, 1);
     auto accepts = sent<QAccept>(c.out);
     REQUIRE(accepts.size() == 1);
-    for (const char* id : {"n3", "n4"}) REQUIRE(c.acceptors[id].on_prepare(QPrepare{"k", {1, 2}, 0, {}}, at(1)).ok);
+    for (const char* id : {"n3", "n4"}) REQUIRE(c.acceptors[id].on_prepare(QPrepare{"k", {1, 2}, 0, {}, c.tag()}, at(1)).ok);
     c.out.clear();
     c.accept(accepts[0], {"n1", "n2", "n3", "n4"}, 2);
     CHECK(c.out.sends.empty());
@@ -508,6 +511,146 @@ TEST_CASE("quorum proposer: a racing write outbid while the rest are silent retr
   auto [planted_waits, planted_retry] = run(CasMode::race, true);
   CHECK(planted_waits);  // the plant: the reservation waits out its deadline again
   CHECK(planted_retry == Ballot{});
+}
+
+Topology grown(std::uint64_t version, std::vector<NodeId> ids) {
+  std::vector<Topology::Member> members;
+  for (const auto& id : ids) members.push_back({id, static_cast<MemberIndex>(id.back() - '1')});
+  return Topology(version, members);
+}
+
+TEST_CASE("topology: version 1 keeps the sorted positions and the fingerprint; later ones keep their indices") {
+  Topology v1({"n3", "n1", "n2"});
+  CHECK(v1.version() == 1);
+  CHECK(Topology(1, {{"n1", 0}, {"n2", 1}, {"n3", 2}}) == v1);
+  CHECK(Topology(1, {{"n1", 0}, {"n2", 1}, {"n3", 2}}).fingerprint() == v1.fingerprint());
+  Topology v3(3, {{"n1", 0}, {"n3", 2}, {"n4", 3}});  // n2 removed, n4 added
+  CHECK(v3.index_of("n3") == MemberIndex{2});
+  CHECK(v3.index_of("n4") == MemberIndex{3});
+  CHECK_FALSE(v3.contains("n2"));
+  CHECK(v3.quorum() == 2);
+  CHECK(v3.fingerprint() != Topology(4, {{"n1", 0}, {"n3", 2}, {"n4", 3}}).fingerprint());
+  CHECK(v3.fingerprint() != Topology(3, {{"n1", 0}, {"n3", 2}, {"n4", 4}}).fingerprint());
+  CHECK_THROWS_AS(Topology(2, {{"n1", 0}, {"n2", 0}}), std::invalid_argument);
+  CHECK_THROWS_AS(Topology(2, {{"n1", 0}, {"n2", 255}}), std::invalid_argument);
+  CHECK_THROWS_AS(Topology(0, {{"n1", 0}}), std::invalid_argument);
+}
+
+TEST_CASE("quorum acceptor: refuses a configuration older than one seen, or another one of the same version") {
+  for (bool planted : {false, true}) {
+    QuorumAcceptor a;
+    a.plant_no_config_fence(planted);
+    ConfigTag v1 = tag_of(Topology({"n1", "n2", "n3"}));
+    ConfigTag v2 = tag_of(grown(2, {"n1", "n2", "n3", "n4"}));
+    ConfigTag other_v2 = tag_of(grown(2, {"n1", "n2", "n3", "n5"}));
+    auto before = a.changes();
+    QPromise p = a.on_prepare(QPrepare{"k", {1, 0}, 1, {}, v2}, at(0));
+    CHECK(p.ok);
+    CHECK(a.changes() > before);  // the tag seen is made durable with the promise
+    if (!planted) CHECK(a.config_seen() == v2);
+    std::uint64_t counter = 9;
+    for (ConfigTag old : {v1, other_v2}) {
+      counter += 2;  // above the planted run's earlier `next`
+      QPromise q = a.on_prepare(QPrepare{"k", {counter, 1}, 2, {}, old}, at(1));
+      QAccepted r = a.on_accept(QAccept{"k", {counter, 1}, {counter + 1, 1}, 3, val("x"), false, -1, old}, at(1));
+      CHECK(q.stale_config != planted);
+      CHECK(q.ok == planted);
+      CHECK((r.verdict == AcceptVerdict::stale_config) != planted);
+      if (!planted) {
+        CHECK(q.config_seen == v2);
+        CHECK(r.config_seen == v2);
+        CHECK(a.find("k")->promised == Ballot{1, 0});  // nothing promised or accepted
+        CHECK_FALSE(a.find("k")->has_value);
+      }
+    }
+  }
+}
+
+TEST_CASE("quorum proposer: a member change commits only once majorities of both configurations accepted") {
+  Cluster c;
+  c.acceptors["n4"];
+  Topology next = grown(2, {"n1", "n2", "n3", "n4"});
+  c.proposer.change_members("k", increment, next, at(0), c.out);
+  auto prepares = sent<QPrepare>(c.out);
+  REQUIRE(prepares.size() == 1);
+  CHECK(prepares[0].config == tag_of(Topology({"n1", "n2", "n3"})));
+  c.out.clear();
+  c.prepare(prepares[0], {"n1", "n2"}, 1);
+  CHECK(targets(c.out) == std::vector<NodeId>{"n1", "n2", "n3", "n4"});  // the accepts name both lists' members
+  auto accepts = sent<QAccept>(c.out);
+  REQUIRE(accepts.size() == 4);
+  c.out.clear();
+  c.accept(accepts[0], {"n1", "n2"}, 2);  // a majority of the old three, 2 of the new four
+  CHECK(c.out.results.empty());
+  c.accept(accepts[0], {"n4"}, 3);
+  REQUIRE(c.out.results.size() == 1);
+  CHECK(c.out.results[0].outcome == CasOutcome::committed);
+  // Refused by two of the new four while only one of the old three accepted: lost.
+  Cluster d;
+  d.acceptors["n4"];
+  d.proposer.change_members("k", increment, next, at(0), d.out);
+  prepares = sent<QPrepare>(d.out);
+  d.out.clear();
+  d.prepare(prepares[0], {"n1", "n2", "n3"}, 1);
+  accepts = sent<QAccept>(d.out);
+  d.out.clear();
+  for (const char* id : {"n3", "n4"}) REQUIRE(d.acceptors[id].on_prepare(QPrepare{"k", {9, 2}, 0, {}, prepares[0].config}, at(1)).ok);
+  d.accept(accepts[0], {"n1", "n2", "n3", "n4"}, 2);
+  CHECK(d.out.results.empty());  // lost at the new four: a retry is under way
+  d.proposer.tick(at(12), d.out);
+  CHECK_FALSE(sent<QPrepare>(d.out).empty());
+}
+
+TEST_CASE("quorum proposer: an answer for a newer configuration ends the operation and names it") {
+  Cluster c;
+  ConfigTag v2 = tag_of(grown(2, {"n1", "n2", "n3", "n4"}));
+  REQUIRE(c.acceptors["n2"].on_prepare(QPrepare{"other", {1, 3}, 0, {}, v2}, at(0)).ok);
+  c.proposer.cas("k", increment, at(0), c.out);
+  auto prepares = sent<QPrepare>(c.out);
+  c.out.clear();
+  c.prepare(prepares[0], {"n1"}, 1);
+  CHECK(c.out.results.empty());
+  c.prepare(prepares[0], {"n2"}, 1);
+  REQUIRE(c.out.results.size() == 1);
+  CHECK(c.out.results[0].outcome == CasOutcome::no_quorum);
+  CHECK(c.out.results[0].reason.find("stale configuration: n2 has seen version 2") != std::string::npos);
+  REQUIRE(c.out.stale.size() == 1);
+  CHECK(c.out.stale[0].from == "n2");
+  CHECK(c.out.stale[0].seen == v2);
+}
+
+TEST_CASE("quorum proposer: adopting a newer configuration starts the operations under way again under it") {
+  Cluster c;
+  c.acceptors["n4"];
+  int calls = 0;
+  auto counted = [&](const std::optional<RegValue>& cur) {
+    ++calls;
+    return increment(cur);
+  };
+  CHECK(c.run(increment, 0).outcome == CasOutcome::committed);  // the fast path is remembered now
+  c.out.clear();
+  c.proposer.cas("k", counted, at(10), c.out);
+  auto accepts = sent<QAccept>(c.out);
+  REQUIRE(accepts.size() == 1);  // fast path
+  c.out.clear();
+  c.accept(accepts[0], {"n1"}, 11);
+  Topology next = grown(2, {"n1", "n2", "n3", "n4"});
+  c.proposer.adopt(next, at(12), c.out);
+  CHECK(c.proposer.topology() == next);
+  auto prepares = sent<QPrepare>(c.out);
+  REQUIRE(prepares.size() == 1);  // a full round, tagged with the new configuration
+  CHECK(prepares[0].config == tag_of(next));
+  CHECK(accepts[0].ballot < prepares[0].ballot);
+  c.out.clear();
+  c.prepare(prepares[0], {"n1", "n2"}, 13);
+  CHECK(sent<QAccept>(c.out).empty());  // two of four is no majority any more
+  c.prepare(prepares[0], {"n4"}, 13);
+  accepts = sent<QAccept>(c.out);
+  REQUIRE(accepts.size() == 1);
+  CHECK(accepts[0].value == val("2"));  // its own first attempt, found at n1, completed rather than applied twice
+  CHECK(calls == 1);
+  c.proposer.adopt(Topology({"n1", "n2"}), at(14), c.out);  // an older version: ignored
+  CHECK(c.proposer.topology() == next);
 }
 
 TEST_CASE("quorum proposer: operations on one key run one at a time, in order") {
@@ -637,8 +780,8 @@ TEST_CASE("quorum acceptor: a recovering acceptor adopts the highest promise and
   CHECK(s->value.data == "new");
   CHECK(s->accepted_at == t1);  // the adopted lease runs from recovery: only ever longer
   // A ballot below the adopted promise is refused; the adopted lease holds.
-  CHECK_FALSE(a.on_prepare(QPrepare{"k", {8, 0}, 1, {}}, t1).ok);
-  auto r = a.on_accept(QAccept{"k", {10, 0}, {11, 0}, 2, RegValue{"x", {"n3", 3, 1000}}}, t1 + std::chrono::milliseconds(10));
+  CHECK_FALSE(a.on_prepare(QPrepare{"k", {8, 0}, 1, {}, {}}, t1).ok);
+  auto r = a.on_accept(QAccept{"k", {10, 0}, {11, 0}, 2, RegValue{"x", {"n3", 3, 1000}}, false, -1, {}}, t1 + std::chrono::milliseconds(10));
   CHECK(r.verdict == AcceptVerdict::lease_held);
   auto exported = a.export_state();
   REQUIRE(exported.size() == 1);
@@ -790,7 +933,7 @@ TEST_CASE("quorum proposer: a read that finds its own write-back writes it again
   CHECK(first[0].found_lease_left_ms == 700);
   c.out.clear();
   c.accept(first[0], {"n2"}, 300);  // only n2 takes it; a rival outbids it at n1 and n3
-  for (const char* id : {"n1", "n3"}) REQUIRE(c.acceptors[id].on_prepare(QPrepare{"k", {100, 1}, 9, {}}, at(301)).ok);
+  for (const char* id : {"n1", "n3"}) REQUIRE(c.acceptors[id].on_prepare(QPrepare{"k", {100, 1}, 9, {}, c.tag()}, at(301)).ok);
   c.accept(first[0], {"n1", "n3"}, 301);
   for (int i = 0; i < 100 && sent<QPrepare>(c.out).empty(); ++i) c.proposer.tick(at(302 + 5 * i), c.out);
   auto again = sent<QPrepare>(c.out);
