@@ -1,0 +1,117 @@
+#pragma once
+// The register's side of changing the members (issue 14; DESIGN.md,
+// "Changing the members"): the configuration record in the register key
+// `cluster/members`, and MemberChange, which runs one change from one node:
+//
+//   read      a read of `cluster/members` under our configuration: it
+//             commits whatever a majority holds, so a newer configuration
+//             found there is committed and can be adopted (the caller
+//             adopts it and starts again); one left unsettled (its operator
+//             stopped half way) is settled first;
+//   change    C_v -> C_{v+1} (one member more or less) by a compare-and-set
+//             that needs majorities of both (QuorumProposer::change_members);
+//   fence     once the caller has adopted C_{v+1}: a read of
+//             `cluster/members` tagged v+1 that a majority of C_{v+1}
+//             answers; each of them refuses v-tagged messages from then on,
+//             and every majority of C_v contains one of them;
+//   catch up  a read of every other key under C_{v+1}: whatever C_v chose is
+//             then held by a majority of C_{v+1}, which stands alone from
+//             then on as C_v did;
+//   settle    the record marked settled: the next change may start.
+//
+// Pure protocol code: it asks its QuorumProposer for operations and is fed
+// their results; the shell routes messages, adopts configurations from the
+// commits of `cluster/members` (config_from_register) and tells it.
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "grid/quorum.h"
+
+namespace rg::grid {
+
+inline constexpr const char* kMembersKey = "cluster/members";
+
+// The value of `cluster/members`. Absent: version 1, the `--members` list.
+struct ConfigRecord {
+  std::uint64_t version = 1;
+  std::vector<NodeId> ids;              // sorted
+  std::vector<MemberIndex> indices;     // indices[i] is ids[i]'s
+  MemberIndex next_index = 0;           // the next added member's; never reused
+  bool settled = true;                  // fenced and caught up: the next change may start
+  bool operator==(const ConfigRecord&) const = default;
+  template <class Ar>
+  void io(Ar& ar) {
+    rg::io(ar, version);
+    rg::io(ar, ids);
+    rg::io(ar, indices);
+    rg::io(ar, next_index);
+    rg::io(ar, settled);
+  }
+  Topology topology() const;
+  static ConfigRecord of(const Topology& t, bool settled);
+};
+
+RegValue config_to_register(const ConfigRecord& r);
+// nullopt: not a configuration record (malformed).
+std::optional<ConfigRecord> config_from_register(const RegValue& v);
+
+// `current` plus `id` (at next_index) or minus it, one version up and not
+// settled; nullopt with `why` if the change is not one member (already
+// a member, not one, the last one, indices run out).
+std::optional<ConfigRecord> changed(const ConfigRecord& current, const NodeId& id, bool add, std::string& why);
+
+class MemberChange {
+ public:
+  enum class Stage { reading, changing, fencing, catching_up, settling, done, failed };
+  // `keys`: the register's other keys, all caught up after the fence.
+  MemberChange(NodeId id, bool add, std::vector<std::string> keys);
+
+  // Starts (or starts again after the caller adopted a newer configuration).
+  void start(QuorumProposer& p, Time now, QOut& out);
+  // A result of an operation it asked for (others are ignored).
+  void on_result(const CasResult& r, QuorumProposer& p, Time now, QOut& out);
+  // The caller adopted `version` (from a commit of `cluster/members`): the
+  // fence may go ahead once the change's own version is adopted.
+  void adopted(std::uint64_t version, QuorumProposer& p, Time now, QOut& out);
+
+  Stage stage() const { return stage_; }
+  const std::string& why() const { return why_; }
+  // The configuration the change made (once committed).
+  const std::optional<ConfigRecord>& made() const { return made_; }
+  // A configuration this run's own operation committed (a read that found a
+  // newer one, or the change itself), once: the shell adopts it and calls
+  // adopted(). A commit pushed to us may be lost; our own result is not.
+  std::optional<ConfigRecord> take_adopt() { return std::exchange(adopt_, std::nullopt); }
+
+  // Tests only: a planted bug the simulation must catch: no catch-up read.
+  bool plant_skip_catch_up = false;
+
+ private:
+  void read(QuorumProposer& p, Time now, QOut& out);
+  void on_read(const CasResult& r, QuorumProposer& p, Time now, QOut& out);
+  void change(const ConfigRecord& current, QuorumProposer& p, Time now, QOut& out);
+  void fence(QuorumProposer& p, Time now, QOut& out);
+  void catch_up(QuorumProposer& p, Time now, QOut& out);
+  void settle(QuorumProposer& p, Time now, QOut& out);
+  void fail(std::string why);
+  std::uint64_t ask_read(const std::string& key, QuorumProposer& p, Time now, QOut& out);
+
+  NodeId id_;
+  bool add_;
+  std::vector<std::string> keys_;
+  Stage stage_ = Stage::reading;
+  std::string why_;
+  std::optional<ConfigRecord> made_;    // the record being settled
+  std::optional<ConfigRecord> adopt_;   // committed by our operation, for the shell to adopt
+  bool own_change_ = false;             // made_ is this run's change, not a leftover settled first
+  std::vector<std::uint64_t> waiting_;  // operation ids of the current stage
+  int attempts_ = 0;                    // no_quorum retries of the current stage
+};
+
+const char* to_string(MemberChange::Stage s);
+
+}  // namespace rg::grid
