@@ -106,6 +106,18 @@ void AcceptorHost::on_recover_state(const NodeId& from, const QRecoverState& m, 
 
 void AcceptorHost::heard_other_list(const NodeId& who) { other_list_ = who; }
 
+bool AcceptorHost::adopted(const Topology& t) {
+  if (t.version() <= config_.topology.version()) return disk_error_.empty();
+  // Only a member that this configuration removes forgets. A process not
+  // yet added may have accepted the change that adds it, and that vote
+  // counts in the new configuration's majority.
+  const bool removed = config_.topology.contains(config_.self) && !t.contains(config_.self);
+  config_.topology = t;
+  acceptor_.adopt_config_seen(tag_of(t));
+  if (removed) acceptor_.forget_slots();
+  return !store_ || persist();
+}
+
 std::vector<NodeId> AcceptorHost::requests_due(Time now) {
   if (ready_ || waiting(now) || now < next_ask_) return {};
   next_ask_ = now + config_.retry_interval;

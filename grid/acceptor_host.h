@@ -135,6 +135,14 @@ class AcceptorHost {
   QRecoverRequest request() const { return QRecoverRequest{nonce_}; }
   // Retries a failed save.
   void tick(Time now);
+  // The node adopted the committed configuration `t`. The acceptor takes
+  // its tag: older proposers are refused from now on, whether or not a
+  // fence reached us. If `t` removes this node (it was a member of the
+  // configuration adopted before), the acceptor also forgets every slot:
+  // added again later, it must start empty like any new member, or a value
+  // it accepted long ago as one of a minority could come back over a later
+  // one. False if the save failed (retried by tick).
+  bool adopted(const Topology& t);
 
   // Notes of the layers above, saved with the acceptor's state. False (with
   // the reason in status()) if the save failed; the note is kept in memory

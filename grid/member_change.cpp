@@ -10,7 +10,8 @@ namespace rg::grid {
 
 namespace {
 
-constexpr int kMaxAttempts = 6;  // no_quorum answers in a row, per stage
+constexpr int kMaxAttempts = 6;   // no_quorum answers in a row, per stage
+constexpr int kMaxFailures = 18;  // in all: a change that never gets both majorities ends
 
 std::optional<RegValue> same(const std::optional<RegValue>& cur) { return cur; }
 
@@ -69,6 +70,7 @@ const char* to_string(MemberChange::Stage s) {
   using S = MemberChange::Stage;
   switch (s) {
     case S::reading: return "reading the configuration";
+    case S::completing: return "completing a change found half way";
     case S::changing: return "changing";
     case S::fencing: return "fencing";
     case S::catching_up: return "catching up";
@@ -84,81 +86,80 @@ MemberChange::MemberChange(NodeId id, bool add, std::vector<std::string> keys)
   std::erase(keys_, std::string(kMembersKey));
 }
 
-void MemberChange::start(QuorumProposer& p, Time now, QOut& out) {
-  attempts_ = 0;
-  read(p, now, out);
+void MemberChange::start(QuorumProposer& p, Time now, QOut& out) { read(p, now, out); }
+
+// Enters `s`: each stage has its own budget of retries.
+void MemberChange::to(Stage s) {
+  if (s != stage_) attempts_ = 0;
+  stage_ = s;
+  waiting_.clear();
 }
 
-std::uint64_t MemberChange::ask_read(const std::string& key, QuorumProposer& p, Time now, QOut& out) {
-  std::uint64_t op = p.cas(key, same, now, out);
-  waiting_.push_back(op);
+std::uint64_t MemberChange::ask(const std::string& key, QuorumProposer::Change change, QuorumProposer& p, Time now,
+                                QOut& out) {
+  std::uint64_t op = p.cas(key, std::move(change), now, out);
+  waiting_[op] = key;
   return op;
 }
 
+// The record as a majority of our configuration holds it. A newer version
+// found is not written back: it may be a change accepted by a majority of
+// ours but not yet by one of the configuration it makes, and completing it
+// with our majority alone could commit a configuration that cannot run
+// (removing c from {a,b,c} while b is down); on_read completes it with
+// both majorities instead.
 void MemberChange::read(QuorumProposer& p, Time now, QOut& out) {
-  stage_ = Stage::reading;
-  waiting_.clear();
-  ask_read(kMembersKey, p, now, out);
+  to(Stage::reading);
+  const std::uint64_t ours = p.topology().version();
+  ask(kMembersKey, [ours](const std::optional<RegValue>& cur) -> std::optional<RegValue> {
+    auto rec = cur ? config_from_register(*cur) : std::nullopt;
+    if (rec && rec->version > ours) return std::nullopt;
+    return cur;
+  }, p, now, out);
 }
 
 void MemberChange::fail(std::string why) {
-  stage_ = Stage::failed;
+  to(Stage::failed);
   why_ = std::move(why);
-  waiting_.clear();
 }
 
 void MemberChange::on_result(const CasResult& r, QuorumProposer& p, Time now, QOut& out) {
-  auto it = std::find(waiting_.begin(), waiting_.end(), r.op);
+  auto it = waiting_.find(r.op);
   if (it == waiting_.end()) return;
+  const std::string key = it->second;
   waiting_.erase(it);
-  bool answered = r.outcome == CasOutcome::committed || r.outcome == CasOutcome::precondition_failed;
-  if (!answered) {
-    // No majority (or a stale configuration, which the shell is fetching):
-    // the stage starts again; adopted() restarts it sooner.
-    if (++attempts_ >= kMaxAttempts) return fail(fmt::format("{}: {}", to_string(stage_), r.reason));
-    waiting_.clear();
-    switch (stage_) {
-      case Stage::reading: return read(p, now, out);
-      case Stage::changing: return read(p, now, out);  // it may have committed: the read tells
-      case Stage::fencing: return fence(p, now, out);
-      case Stage::catching_up: return catch_up(p, now, out);
-      case Stage::settling: return settle(p, now, out);
-      default: return;
-    }
+  if (r.stale_config) {
+    // The shell fetches the newer configuration; adopted() starts again.
+    to(Stage::reading);
+    return;
   }
+  bool answered = r.outcome == CasOutcome::committed || r.outcome == CasOutcome::precondition_failed;
+  if (!answered) return retry(key, r, p, now, out);
   switch (stage_) {
     case Stage::reading: return on_read(r, p, now, out);
-    case Stage::changing:
-      if (r.outcome != CasOutcome::committed) {  // changed meanwhile: look again
-        if (++attempts_ >= kMaxAttempts) return fail("changing: " + r.reason);
-        return read(p, now, out);
-      }
-      made_ = config_from_register(*r.value);
-      adopt_ = made_;
-      own_change_ = true;
-      stage_ = Stage::fencing;
-      // The fence runs under the new configuration, once adopted.
-      if (p.topology().version() >= made_->version) fence(p, now, out);
-      return;
+    case Stage::completing:
+    case Stage::changing: return on_changed(r, p, now, out);
     case Stage::fencing: return catch_up(p, now, out);
     case Stage::catching_up:
       if (waiting_.empty()) settle(p, now, out);
       return;
-    case Stage::settling: {
-      auto rec = r.value ? config_from_register(*r.value) : std::nullopt;
-      if (!rec || rec->version != made_->version || !rec->settled) return fail("the configuration moved while settling");
-      if (own_change_) {
-        stage_ = Stage::done;
-        return;
-      }
-      // A change left unsettled by its operator, now settled: ours may be it.
-      if (rec->topology().contains(id_) == add_) {
-        stage_ = Stage::done;
-        return;
-      }
-      attempts_ = 0;
-      return change(*rec, p, now, out);
-    }
+    case Stage::settling: return on_settled(r, p, now, out);
+    default: return;
+  }
+}
+
+// No majority: the same step again, within the stage's budget. A change
+// may have committed all the same: the read tells.
+void MemberChange::retry(const std::string& key, const CasResult& r, QuorumProposer& p, Time now, QOut& out) {
+  if (++attempts_ >= kMaxAttempts || ++failures_ >= kMaxFailures)
+    return fail(fmt::format("{}: {}", to_string(stage_), r.reason));
+  switch (stage_) {
+    case Stage::reading:
+    case Stage::completing:
+    case Stage::changing: return read(p, now, out);
+    case Stage::fencing: return fence(p, now, out);
+    case Stage::catching_up: ask(key, same, p, now, out); return;  // that key only
+    case Stage::settling: return settle(p, now, out);
     default: return;
   }
 }
@@ -172,24 +173,36 @@ void MemberChange::on_read(const CasResult& r, QuorumProposer& p, Time now, QOut
   }
   auto rec = config_from_register(*r.value);
   if (!rec) return fail("the register's configuration record is malformed");
-  if (rec->version > ours) {
-    adopt_ = rec;  // committed by our read: adopted() goes on once the shell adopts it
+  if (rec->version == ours + 1) return complete(*rec, p, now, out);
+  if (rec->version != ours)
+    return fail(fmt::format("the register holds configuration {}, this node runs {}", rec->version, ours));
+  if (!rec->settled) return settle_leftover(*rec, false, p, now, out);
+  if (rec->topology().contains(id_) == add_) {  // done already (by another operator, or by us before)
+    made_ = rec;
+    to(Stage::done);
     return;
   }
-  if (rec->version < ours) return fail("the register's configuration is older than this node's");
-  attempts_ = 0;
-  if (rec->settled) return change(*rec, p, now, out);
-  made_ = rec;
-  own_change_ = false;
-  fence(p, now, out);
+  change(*rec, p, now, out);
+}
+
+// A change accepted by a majority of ours and maybe not yet committed:
+// finished with the majorities of both configurations, as it began.
+void MemberChange::complete(const ConfigRecord& found, QuorumProposer& p, Time now, QOut& out) {
+  to(Stage::completing);
+  RegValue value = config_to_register(found);
+  QuorumProposer::Change again = [value](const std::optional<RegValue>& cur) -> std::optional<RegValue> {
+    if (!cur || *cur != value) return std::nullopt;
+    return value;
+  };
+  std::uint64_t op = p.change_members(kMembersKey, std::move(again), found.topology(), now, out);
+  waiting_[op] = kMembersKey;
 }
 
 void MemberChange::change(const ConfigRecord& current, QuorumProposer& p, Time now, QOut& out) {
   std::string why;
   auto next = changed(current, id_, add_, why);
   if (!next) return fail(why);
-  stage_ = Stage::changing;
-  waiting_.clear();
+  to(Stage::changing);
   // Exactly from `current`: a change that raced us commits first or never.
   const std::uint64_t version = current.version;
   QuorumProposer::Change cas = [current, version, next = *next](const std::optional<RegValue>& cur)
@@ -199,42 +212,77 @@ void MemberChange::change(const ConfigRecord& current, QuorumProposer& p, Time n
     if (!as_read) return std::nullopt;
     return config_to_register(next);
   };
-  waiting_.push_back(p.change_members(kMembersKey, std::move(cas), next->topology(), now, out));
+  std::uint64_t op = p.change_members(kMembersKey, std::move(cas), next->topology(), now, out);
+  waiting_[op] = kMembersKey;
+}
+
+// The change (ours, or one found half way) committed: the shell adopts it
+// (take_adopt), and the fence follows under it.
+void MemberChange::on_changed(const CasResult& r, QuorumProposer& p, Time now, QOut& out) {
+  if (r.outcome != CasOutcome::committed) {  // changed meanwhile: look again
+    if (++failures_ >= kMaxFailures) return fail(fmt::format("{}: {}", to_string(stage_), r.reason));
+    return read(p, now, out);
+  }
+  auto rec = config_from_register(*r.value);
+  if (!rec) return fail("the committed configuration record is malformed");
+  adopt_ = rec;
+  settle_leftover(*rec, stage_ == Stage::changing, p, now, out);
+}
+
+void MemberChange::settle_leftover(const ConfigRecord& rec, bool own, QuorumProposer& p, Time now, QOut& out) {
+  made_ = rec;
+  own_change_ = own;
+  to(Stage::fencing);
+  if (p.topology().version() >= made_->version) fence(p, now, out);
 }
 
 void MemberChange::adopted(std::uint64_t version, QuorumProposer& p, Time now, QOut& out) {
-  if (stage_ == Stage::fencing && made_ && version >= made_->version && waiting_.empty()) return fence(p, now, out);
-  // A newer configuration than the one our read found or worked under:
-  // look again (our operations under the older one are refused as stale).
-  if (stage_ == Stage::reading && waiting_.empty()) read(p, now, out);
+  if (!waiting_.empty()) return;
+  if (stage_ == Stage::fencing && made_ && version >= made_->version) return fence(p, now, out);
+  // A newer configuration than the one we read or were refused under.
+  if (stage_ == Stage::reading) read(p, now, out);
 }
 
 void MemberChange::fence(QuorumProposer& p, Time now, QOut& out) {
-  stage_ = Stage::fencing;
-  waiting_.clear();
-  ask_read(kMembersKey, p, now, out);
+  to(Stage::fencing);
+  ask(kMembersKey, same, p, now, out);
 }
 
 void MemberChange::catch_up(QuorumProposer& p, Time now, QOut& out) {
-  stage_ = Stage::catching_up;
-  waiting_.clear();
+  to(Stage::catching_up);
   if (!plant_skip_catch_up)
-    for (const auto& key : keys_) ask_read(key, p, now, out);
+    for (const auto& key : keys_) ask(key, same, p, now, out);
   if (waiting_.empty()) settle(p, now, out);
 }
 
 void MemberChange::settle(QuorumProposer& p, Time now, QOut& out) {
-  stage_ = Stage::settling;
-  waiting_.clear();
+  to(Stage::settling);
   ConfigRecord unsettled = *made_;
-  QuorumProposer::Change cas = [unsettled](const std::optional<RegValue>& cur) -> std::optional<RegValue> {
+  ask(kMembersKey, [unsettled](const std::optional<RegValue>& cur) -> std::optional<RegValue> {
     std::optional<ConfigRecord> held = cur ? config_from_register(*cur) : std::nullopt;
     if (!held || held->version != unsettled.version) return std::nullopt;
     ConfigRecord settled = *held;
     settled.settled = true;
     return config_to_register(settled);  // the same record again if another node settled it first
-  };
-  waiting_.push_back(p.cas(kMembersKey, std::move(cas), now, out));
+  }, p, now, out);
+}
+
+void MemberChange::on_settled(const CasResult& r, QuorumProposer& p, Time now, QOut& out) {
+  auto rec = r.value ? config_from_register(*r.value) : std::nullopt;
+  if (!rec) return fail("the configuration record is gone or malformed");
+  // Another operator settled it and changed on from it: ours is done, or
+  // starts again from the newer one.
+  if (rec->version > made_->version) {
+    if (own_change_) return to(Stage::done);
+    return read(p, now, out);
+  }
+  if (rec->version != made_->version || !rec->settled) return fail("the configuration moved while settling");
+  // Ours, or a leftover that was our change all along: done.
+  if (own_change_ || rec->topology().contains(id_) == add_) {
+    to(Stage::done);
+    return;
+  }
+  change(*rec, p, now, out);
 }
 
 }  // namespace rg::grid

@@ -3,11 +3,12 @@
 // "Changing the members"): the configuration record in the register key
 // `cluster/members`, and MemberChange, which runs one change from one node:
 //
-//   read      a read of `cluster/members` under our configuration: it
-//             commits whatever a majority holds, so a newer configuration
-//             found there is committed and can be adopted (the caller
-//             adopts it and starts again); one left unsettled (its operator
-//             stopped half way) is settled first;
+//   read      a read of `cluster/members` under our configuration. A
+//             change found half way (the next version, accepted by a
+//             majority of ours, perhaps committed) is completed with the
+//             majorities of both configurations, as it began, never with
+//             ours alone; then it, or one left unsettled by its operator,
+//             is settled first;
 //   change    C_v -> C_{v+1} (one member more or less) by a compare-and-set
 //             that needs majorities of both (QuorumProposer::change_members);
 //   fence     once the caller has adopted C_{v+1}: a read of
@@ -24,6 +25,7 @@
 // commits of `cluster/members` (config_from_register) and tells it.
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -66,39 +68,47 @@ std::optional<ConfigRecord> changed(const ConfigRecord& current, const NodeId& i
 
 class MemberChange {
  public:
-  enum class Stage { reading, changing, fencing, catching_up, settling, done, failed };
-  // `keys`: the register's other keys, all caught up after the fence.
+  enum class Stage { reading, completing, changing, fencing, catching_up, settling, done, failed };
+  // `keys`: every other key the register may hold (the node's are a fixed
+  // set), all caught up after the fence. A key left out could hold a value
+  // only the old members know (DESIGN.md, "Changing the members").
   MemberChange(NodeId id, bool add, std::vector<std::string> keys);
 
-  // Starts (or starts again after the caller adopted a newer configuration).
   void start(QuorumProposer& p, Time now, QOut& out);
   // A result of an operation it asked for (others are ignored).
   void on_result(const CasResult& r, QuorumProposer& p, Time now, QOut& out);
-  // The caller adopted `version` (from a commit of `cluster/members`): the
-  // fence may go ahead once the change's own version is adopted.
+  // The caller adopted `version` (a commit of `cluster/members`, or
+  // take_adopt()): the fence goes ahead once the change's own version is
+  // adopted; a change refused for a stale configuration starts again.
   void adopted(std::uint64_t version, QuorumProposer& p, Time now, QOut& out);
 
   Stage stage() const { return stage_; }
   const std::string& why() const { return why_; }
-  // The configuration the change made (once committed).
+  // The configuration the change made or found made (once committed).
   const std::optional<ConfigRecord>& made() const { return made_; }
-  // A configuration this run's own operation committed (a read that found a
-  // newer one, or the change itself), once: the shell adopts it and calls
-  // adopted(). A commit pushed to us may be lost; our own result is not.
+  // A configuration this run's own operation committed, once: the shell
+  // adopts it and calls adopted(). A commit pushed to us may be lost; our
+  // own result is not.
   std::optional<ConfigRecord> take_adopt() { return std::exchange(adopt_, std::nullopt); }
 
   // Tests only: a planted bug the simulation must catch: no catch-up read.
   bool plant_skip_catch_up = false;
 
  private:
+  void to(Stage s);
+  std::uint64_t ask(const std::string& key, QuorumProposer::Change change, QuorumProposer& p, Time now, QOut& out);
   void read(QuorumProposer& p, Time now, QOut& out);
   void on_read(const CasResult& r, QuorumProposer& p, Time now, QOut& out);
+  void retry(const std::string& key, const CasResult& r, QuorumProposer& p, Time now, QOut& out);
+  void complete(const ConfigRecord& found, QuorumProposer& p, Time now, QOut& out);
   void change(const ConfigRecord& current, QuorumProposer& p, Time now, QOut& out);
+  void on_changed(const CasResult& r, QuorumProposer& p, Time now, QOut& out);
+  void settle_leftover(const ConfigRecord& rec, bool own, QuorumProposer& p, Time now, QOut& out);
   void fence(QuorumProposer& p, Time now, QOut& out);
   void catch_up(QuorumProposer& p, Time now, QOut& out);
   void settle(QuorumProposer& p, Time now, QOut& out);
+  void on_settled(const CasResult& r, QuorumProposer& p, Time now, QOut& out);
   void fail(std::string why);
-  std::uint64_t ask_read(const std::string& key, QuorumProposer& p, Time now, QOut& out);
 
   NodeId id_;
   bool add_;
@@ -108,8 +118,9 @@ class MemberChange {
   std::optional<ConfigRecord> made_;    // the record being settled
   std::optional<ConfigRecord> adopt_;   // committed by our operation, for the shell to adopt
   bool own_change_ = false;             // made_ is this run's change, not a leftover settled first
-  std::vector<std::uint64_t> waiting_;  // operation ids of the current stage
-  int attempts_ = 0;                    // no_quorum retries of the current stage
+  std::map<std::uint64_t, std::string> waiting_;  // the stage's operations, by id: their keys
+  int attempts_ = 0;                    // no_quorum answers in this stage
+  int failures_ = 0;                    // in all stages: the loop read -> change -> read ends
 };
 
 const char* to_string(MemberChange::Stage s);

@@ -292,8 +292,10 @@ class QuorumAcceptor {
   // like the slots (a change), since the fence of a configuration change
   // rests on it: it only grows, also across restarts.
   const ConfigTag& config_seen() const { return config_seen_; }
-  // Takes `t` if it is higher (loading, recovering).
+  // Takes `t` if it is higher (loading, recovering, the node adopting it).
   void adopt_config_seen(const ConfigTag& t);
+  // Forgets every slot (a member removed: see AcceptorHost::adopted).
+  void forget_slots();
   // A planted bug for the checks: messages of older configurations are
   // answered as any other (no fence).
   void plant_no_config_fence(bool on) { plant_no_config_fence_ = on; }
@@ -390,6 +392,9 @@ struct CasResult {
   // acceptors still hold for `value`, in ms (0: none runs). A reader's
   // hint; nullopt when not known.
   std::optional<std::int64_t> value_lease_left_ms;
+  // no_quorum because an acceptor has seen a newer configuration than the
+  // operation's: retry once the node has adopted it (QOut::stale).
+  bool stale_config = false;
 };
 
 struct QuorumProposerConfig {
@@ -447,12 +452,15 @@ class QuorumProposer {
   // accepted it (every majority of one then meets every majority of the
   // other). Its accepts go to the members of both.
   std::uint64_t change_members(const std::string& key, Change change, Topology next, Time now, QOut& out);
-  // From now on operations run under `newer` (a committed configuration of
-  // a higher version; anything else is ignored). Operations under way give
-  // their round up and start again with a full one under `newer`, keeping
-  // the ballots they proposed at (so their own earlier attempt is
-  // completed, not applied twice); the fast path is forgotten, since the
-  // promise of `next` came from the old members.
+  // Operations begun from now on run under `newer` (a committed
+  // configuration of a higher version; anything else is ignored), and the
+  // fast path is forgotten (the promise of `next` came from the old
+  // members). Operations under way keep the configuration they began with:
+  // until the change's fence they may still complete in it, which every
+  // majority of `newer` sees; after it, an acceptor's stale answer ends
+  // them (CasResult::stale_config). Restarting them instead could apply a
+  // change twice: a catch-up read may have written their first attempt
+  // back at another ballot. A node that `newer` leaves out proposes no more.
   void adopt(Topology newer, Time now, QOut& out);
   const Topology& topology() const;
   void on_promise(const NodeId& from, const QPromise& m, Time now, QOut& out);

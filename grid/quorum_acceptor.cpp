@@ -68,6 +68,11 @@ bool QuorumAcceptor::stale(const ConfigTag& t) {
   return false;
 }
 
+void QuorumAcceptor::forget_slots() {
+  slots_.clear();
+  ++changes_;
+}
+
 void QuorumAcceptor::adopt_config_seen(const ConfigTag& t) {
   if (t.version <= config_seen_.version) return;
   config_seen_ = t;

@@ -136,6 +136,9 @@ struct QuorumProposer::Impl {
 
   void begin(Op& op, Time now, QOut& out) {
     op.config = topology;
+    if (!topology->contains(self))
+      return finish(op.key, CasOutcome::no_quorum, std::nullopt,
+                    fmt::format("not a member of configuration {}", topology->version()), now, out);
     auto r = remembered.find(op.key);
     // A member change asks members that never promised our `next`.
     if (r == remembered.end() || op.joint) return full_round(op, now, out);
@@ -218,10 +221,12 @@ struct QuorumProposer::Impl {
   void stale_config(Op* op, const NodeId& from, const ConfigTag& seen, Time now, QOut& out) {
     out.stale.push_back(QOut::StaleConfig{from, seen});
     if (!op) return;
+    const std::size_t mine = out.results.size();  // finish() may end more operations after it
     finish(op->key, CasOutcome::no_quorum, std::nullopt,
            fmt::format("stale configuration: {} has seen version {}, this operation ran under {}", from,
                        seen.version, op->config->version()),
            now, out);
+    out.results[mine].stale_config = true;
   }
 
   std::uint64_t enqueue(Op op, Time now, QOut& out) {
@@ -232,17 +237,13 @@ struct QuorumProposer::Impl {
     return id;
   }
 
-  void adopt(Topology newer, Time now, QOut& out) {
+  void adopt(Topology newer) {
     if (newer.version() <= topology->version()) return;
     topology = std::make_shared<const Topology>(std::move(newer));
     remembered.clear();
-    for (auto& [key, queue] : ops) {
-      Op& op = queue.front();
-      if (op.phase == Phase::queued) continue;
-      op.joint.reset();  // its target is now current, or superseded
-      op.config = topology;
-      full_round(op, now, out);
-    }
+    // Ballots stay unique either way (indices are never given twice); a
+    // member re-added under a new index uses it from now on.
+    if (auto index = topology->index_of(self)) self_index = *index;
   }
 
   // A racing write (CasMode::race) outbid by a rival's ballot somewhere,
@@ -303,8 +304,14 @@ struct QuorumProposer::Impl {
   }
 
   void committed(Op& op, Time now, QOut& out) {
-    out.sends.push_back({"", QCommit{op.key, op.ballot, op.proposal, op.found_lease_left_ms}});
-    remembered[op.key] = Remembered{op.next, op.proposal};
+    QCommit commit{op.key, op.ballot, op.proposal, op.found_lease_left_ms};
+    out.sends.push_back({"", commit});
+    if (op.joint)  // a member added learns the configuration that names it
+      for (const auto& id : op.joint->members())
+        if (!op.config->contains(id)) out.sends.push_back({id, commit});
+    // Only under the current configuration: the promise of `next` came from
+    // the members the operation asked.
+    if (op.config == topology) remembered[op.key] = Remembered{op.next, op.proposal};
     std::string why = fmt::format("committed at ballot {}{}", str(op.ballot), op.fast ? " (fast path)" : "");
     finish(op.key, CasOutcome::committed, op.proposal, why, now, out);
   }
@@ -525,7 +532,7 @@ std::uint64_t QuorumProposer::change_members(const std::string& key, Change chan
   return impl_->enqueue(std::move(op), now, out);
 }
 
-void QuorumProposer::adopt(Topology newer, Time now, QOut& out) { impl_->adopt(std::move(newer), now, out); }
+void QuorumProposer::adopt(Topology newer, Time, QOut&) { impl_->adopt(std::move(newer)); }
 
 const Topology& QuorumProposer::topology() const { return *impl_->topology; }
 

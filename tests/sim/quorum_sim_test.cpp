@@ -29,7 +29,9 @@
 // margins make them almost never matter.)
 //
 // A failure prints the seed and the cluster size; RG_SEED=<seed> runs that
-// seed alone (RG_SEEDS=<count> changes how many seeds run), e.g.
+// seed alone (RG_SEEDS=<count> changes how many seeds run; RG_DEBUG=1 says
+// why member changes failed and, in a run where no increment committed,
+// how each operation ended), e.g.
 //   RG_SEED=42 ./build/tests/rg-sim -tc='*quorum sim*lease*'
 #include <doctest/doctest.h>
 
@@ -100,6 +102,7 @@ struct ClientOp {
   bool done = false;
   CasOutcome outcome = CasOutcome::no_quorum;
   std::optional<RegValue> value;
+  std::string reason;
 };
 
 // The oracle's view of one ballot. `by` are the acceptors that accepted it
@@ -147,6 +150,7 @@ struct SimNode {
   Topology config;  // adopted, and durable (member changes run with durable state only)
   std::unique_ptr<MemberChange> change;  // a member change this node runs as the operator
   bool change_ended = false;             // counted done or failed
+  bool wipe_pending = false;             // removed: its data dir still holds slots it forgot
 };
 
 // A cluster of SimNodes on one SimNetwork, with the workload, the faults and
@@ -324,11 +328,11 @@ class QuorumCluster {
 
   // Reads by writing back the current value unchanged (nothing if empty).
   std::optional<std::uint64_t> read_final() {
-    SimNode* newest = &nodes_.begin()->second;
+    SimNode* newest = nullptr;  // a member of the newest configuration
     for (auto& [id, n] : nodes_)
-      if (n.proposer && n.config.contains(id) && (!newest->proposer || newest->config.version() < n.config.version()))
+      if (n.proposer && n.config.contains(id) && (!newest || newest->config.version() < n.config.version()))
         newest = &n;
-    SimNode& n = *newest;
+    SimNode& n = newest ? *newest : nodes_.begin()->second;
     std::uint64_t client = clients_.size();
     clients_.push_back(ClientOp{n.id, now(), true, true, false, CasOutcome::no_quorum, std::nullopt});
     auto same = [](const std::optional<RegValue>& cur) { return cur; };
@@ -434,7 +438,13 @@ class QuorumCluster {
     if (!n.crashed) return;
     n.crashed = false;
     net_.set_down(id, false);
-    boot(n, durable_ ? n.disk.saved : std::nullopt);
+    std::optional<DurableState> loaded = durable_ ? n.disk.saved : std::nullopt;
+    // Removed, and the save of its forgetting failed: the node's data dir
+    // holds its configuration and its slots in one file, so it comes back
+    // with both forgotten (SimNode::config stands for that file's
+    // configuration).
+    if (loaded && n.wipe_pending) loaded->slots.clear();
+    boot(n, std::move(loaded));
     timers_.at(now() + uniform_duration(rng_, 0ms, 20ms), [this, id] { issue(id); });
   }
 
@@ -483,6 +493,7 @@ class QuorumCluster {
     c.done = true;
     c.outcome = r.outcome;
     c.value = r.value;
+    c.reason = r.reason;
     if (r.started != n.clock.local(c.started)) violation(fmt::format("{}: op {} started at the wrong time", n.id, r.op));
     if (r.outcome == CasOutcome::committed) {
       // A proposer may count the vote of an acceptor that has since crashed
@@ -563,7 +574,8 @@ class QuorumCluster {
         violation(fmt::format("{}: accepted {}.{} above its promise", n.id, slot.accepted.counter, slot.accepted.node));
       step_up(n, "acceptor", n.seen_memory[key], slot.promised, slot.has_value ? slot.accepted : Ballot{});
     }
-    if (!n.disk.saved) return;
+    if (n.wipe_pending && n.host->disk_error().empty()) n.wipe_pending = false;
+    if (!n.disk.saved || n.wipe_pending) return;
     for (const auto& s : n.disk.saved->slots)
       step_up(n, "data dir", n.seen_disk[s.key], s.promised, s.has_value ? s.accepted : Ballot{});
   }
@@ -667,6 +679,11 @@ class QuorumCluster {
     stats.committed += committed;
     stats.maybe += maybe;
     stats.unknown_taken += final_count - std::min(final_count, committed);
+    if (committed == 0 && std::getenv("RG_DEBUG")) {
+      std::map<std::string, int> why;
+      for (const auto& c : clients_) ++why[fmt::format("{} {}", c.node, c.done ? c.reason : "unfinished")];
+      for (const auto& [w, k] : why) MESSAGE(k << " x " << w);
+    }
     if (committed == 0) violation("no increment committed at all");
   }
 
@@ -717,7 +734,16 @@ class QuorumCluster {
   void adopt(SimNode& n, const RegValue& v) {
     auto rec = config_from_register(v);
     if (!rec || rec->version <= n.config.version()) return;
+    const bool was_member = n.config.contains(n.id);
     n.config = rec->topology();
+    n.host->adopted(n.config);
+    if (was_member && !n.config.contains(n.id)) {  // removed: its acceptor forgot every slot, as it must
+      n.seen_memory.clear();
+      n.seen_disk.clear();
+      n.wipe_pending = true;
+      for (auto& [key, ballots] : oracle_)
+        for (auto& [b, a] : ballots) a.by.erase(n.id);
+    }
     if (n.proposer) {
       n.proposer->adopt(n.config, local(n), out_);
     } else if (n.config.contains(n.id)) {
@@ -736,11 +762,14 @@ class QuorumCluster {
   void operate() {
     if (stopped_) return;
     timers_.at(now() + uniform_duration(rng_, 20ms, 150ms), [this] { operate(); });
-    for (const auto& [id, n] : nodes_)
-      if (n.change && !n.change_ended) return;
+    // Now and then a second operator starts while a change runs: the two
+    // compare against the same record, and the register serializes them.
+    bool busy = false;
+    for (const auto& [id, n] : nodes_) busy = busy || (n.change && !n.change_ended);
+    if (busy && !chance(rng_, 0.2)) return;
     NodeId at = pool_[uniform(rng_, 0, pool_.size() - 1)];
     SimNode& n = nodes_.at(at);
-    if (n.crashed || n.paused || !n.proposer || !n.config.contains(at)) return;
+    if (n.crashed || n.paused || !n.proposer || !n.config.contains(at) || (n.change && !n.change_ended)) return;
     const Topology& c = n.config;
     bool add = c.size() == 3 || (c.size() < kPool && chance(rng_, 0.5));
     std::vector<NodeId> choices;
@@ -761,6 +790,7 @@ class QuorumCluster {
     if (n.change_ended || (stage != MemberChange::Stage::done && stage != MemberChange::Stage::failed)) return;
     n.change_ended = true;
     ++(stage == MemberChange::Stage::done ? changes_done_ : changes_failed_);
+    if (stage == MemberChange::Stage::failed && std::getenv("RG_DEBUG")) MESSAGE("change failed: " << n.change->why());
   }
 
   bool leases_;

@@ -192,6 +192,7 @@ class Trace {
     auto rec = config_from_register(v);
     if (!rec || rec->version <= n.config.version()) return;
     n.config = rec->topology();
+    n.host->adopted(n.config);
     if (n.proposer)
       n.proposer->adopt(n.config, now_, out);
     else if (n.config.contains(n.id))

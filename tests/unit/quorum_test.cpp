@@ -619,38 +619,69 @@ TEST_CASE("quorum proposer: an answer for a newer configuration ends the operati
   CHECK(c.out.stale[0].seen == v2);
 }
 
-TEST_CASE("quorum proposer: adopting a newer configuration starts the operations under way again under it") {
+TEST_CASE("quorum proposer: after adopting a newer configuration, operations under way keep theirs and later ones run under it") {
   Cluster c;
   c.acceptors["n4"];
-  int calls = 0;
-  auto counted = [&](const std::optional<RegValue>& cur) {
-    ++calls;
-    return increment(cur);
-  };
   CHECK(c.run(increment, 0).outcome == CasOutcome::committed);  // the fast path is remembered now
   c.out.clear();
-  c.proposer.cas("k", counted, at(10), c.out);
+  c.proposer.cas("k", increment, at(10), c.out);
   auto accepts = sent<QAccept>(c.out);
-  REQUIRE(accepts.size() == 1);  // fast path
+  REQUIRE(accepts.size() == 1);  // fast path, under version 1
   c.out.clear();
   c.accept(accepts[0], {"n1"}, 11);
   Topology next = grown(2, {"n1", "n2", "n3", "n4"});
   c.proposer.adopt(next, at(12), c.out);
   CHECK(c.proposer.topology() == next);
-  auto prepares = sent<QPrepare>(c.out);
-  REQUIRE(prepares.size() == 1);  // a full round, tagged with the new configuration
-  CHECK(prepares[0].config == tag_of(next));
-  CHECK(accepts[0].ballot < prepares[0].ballot);
+  CHECK(c.out.sends.empty());  // nothing restarted
+  c.accept(accepts[0], {"n2"}, 13);  // two of the three it began with
+  REQUIRE(c.out.results.size() == 1);
+  CHECK(c.out.results[0].outcome == CasOutcome::committed);
   c.out.clear();
-  c.prepare(prepares[0], {"n1", "n2"}, 13);
+  c.proposer.cas("k", increment, at(14), c.out);
+  auto prepares = sent<QPrepare>(c.out);
+  REQUIRE(prepares.size() == 1);  // the fast path is forgotten: a full round, tagged with the new configuration
+  CHECK(prepares[0].config == tag_of(next));
+  c.out.clear();
+  c.prepare(prepares[0], {"n1", "n2"}, 15);
   CHECK(sent<QAccept>(c.out).empty());  // two of four is no majority any more
-  c.prepare(prepares[0], {"n4"}, 13);
-  accepts = sent<QAccept>(c.out);
-  REQUIRE(accepts.size() == 1);
-  CHECK(accepts[0].value == val("2"));  // its own first attempt, found at n1, completed rather than applied twice
-  CHECK(calls == 1);
-  c.proposer.adopt(Topology({"n1", "n2"}), at(14), c.out);  // an older version: ignored
+  c.prepare(prepares[0], {"n4"}, 15);
+  CHECK(sent<QAccept>(c.out).size() == 1);
+  c.out.clear();
+  c.proposer.adopt(Topology({"n1", "n2"}), at(16), c.out);  // an older version: ignored
   CHECK(c.proposer.topology() == next);
+  // Left out of a newer configuration: no more operations.
+  c.proposer.adopt(grown(3, {"n2", "n3", "n4"}), at(17), c.out);
+  c.out.clear();
+  c.proposer.cas("other", increment, at(18), c.out);
+  CHECK(c.out.sends.empty());
+  REQUIRE(c.out.results.size() == 1);
+  CHECK(c.out.results[0].outcome == CasOutcome::no_quorum);
+  CHECK(c.out.results[0].reason == "not a member of configuration 3");
+}
+
+TEST_CASE("quorum proposer: a stale answer marks the result, and a member change's commit reaches the added members") {
+  Cluster c;
+  ConfigTag v2 = tag_of(grown(2, {"n1", "n2", "n3", "n4"}));
+  REQUIRE(c.acceptors["n2"].on_prepare(QPrepare{"other", {1, 3}, 0, {}, v2}, at(0)).ok);
+  c.proposer.cas("k", increment, at(0), c.out);
+  auto prepares = sent<QPrepare>(c.out);
+  c.out.clear();
+  c.prepare(prepares[0], {"n2"}, 1);
+  REQUIRE(c.out.results.size() == 1);
+  CHECK(c.out.results[0].stale_config);
+  Cluster d;
+  d.acceptors["n4"];
+  d.proposer.change_members("k", increment, grown(2, {"n1", "n2", "n3", "n4"}), at(0), d.out);
+  prepares = sent<QPrepare>(d.out);
+  d.out.clear();
+  d.prepare(prepares[0], {"n1", "n2", "n3"}, 1);
+  auto accepts = sent<QAccept>(d.out);
+  d.out.clear();
+  d.accept(accepts[0], {"n1", "n2", "n3"}, 2);
+  REQUIRE(d.out.results.size() == 1);
+  CHECK_FALSE(d.out.results[0].stale_config);
+  CHECK(targets(d.out) == std::vector<NodeId>{"", "n4"});  // everyone of the old three, and n4
+  CHECK(sent<QCommit>(d.out).size() == 2);
 }
 
 TEST_CASE("quorum proposer: operations on one key run one at a time, in order") {
