@@ -373,36 +373,37 @@ std::string lines(const std::vector<std::string>& v) {
   return s;
 }
 
+// A trace where the checks must hold as built (its story showing
+// `expect`) and catch the bug `plant` names when it is planted.
+using TraceFn = std::function<std::vector<std::string>(bool planted, std::string& story)>;
+void as_built_and_planted(const TraceFn& run, const std::string& expect, const std::string& plant) {
+  std::string story;
+  auto v = run(false, story);
+  CHECK_MESSAGE(v.empty(), story << lines(v));
+  CHECK_MESSAGE(story.find(expect) != std::string::npos, story);
+  MESSAGE("as built: " << story);
+  std::string bad;
+  auto caught = run(true, bad);
+  CHECK_MESSAGE(!caught.empty(), plant << " went unnoticed: " << bad);
+  MESSAGE("planted (" << plant << "): " << bad << lines(caught));
+}
+
 }  // namespace
 
 TEST_CASE("quorum trace: recovery never counts peers that are recovering themselves") {
-  std::string story;
-  auto v = recovering_peers_trace({}, story);
-  CHECK_MESSAGE(v.empty(), story << lines(v));
-  CHECK_MESSAGE(story.find("n3 voting false, n4 voting false") != std::string::npos, story);
-  MESSAGE("as built: " << story);
-
-  AcceptorHostConfig::Plants planted;
-  planted.count_recovering_peers = true;
-  std::string bad;
-  auto caught = recovering_peers_trace(planted, bad);
-  CHECK_MESSAGE(!caught.empty(), "counting recovering peers went unnoticed: " << bad);
-  MESSAGE("planted (recovering peers count): " << bad << lines(caught));
+  as_built_and_planted([](bool planted, std::string& story) {
+    AcceptorHostConfig::Plants plants;
+    plants.count_recovering_peers = planted;
+    return recovering_peers_trace(plants, story);
+  }, "n3 voting false, n4 voting false", "counting recovering peers");
 }
 
 TEST_CASE("quorum trace: a restarted acceptor waits out every deadline before it recovers") {
-  std::string story;
-  auto v = dead_vote_trace({}, story);
-  CHECK_MESSAGE(v.empty(), story << lines(v));
-  CHECK_MESSAGE(story.find("n2 voting right after its restart: false") != std::string::npos, story);
-  MESSAGE("as built: " << story);
-
-  AcceptorHostConfig::Plants planted;
-  planted.skip_recovery_wait = true;
-  std::string bad;
-  auto caught = dead_vote_trace(planted, bad);
-  CHECK_MESSAGE(!caught.empty(), "recovering at once went unnoticed: " << bad);
-  MESSAGE("planted (no recovery wait): " << bad << lines(caught));
+  as_built_and_planted([](bool planted, std::string& story) {
+    AcceptorHostConfig::Plants plants;
+    plants.skip_recovery_wait = planted;
+    return dead_vote_trace(plants, story);
+  }, "n2 voting right after its restart: false", "recovering at once");
 }
 
 namespace {
@@ -472,27 +473,13 @@ std::vector<std::string> stale_proposer_trace(AcceptorHostConfig::Plants plants,
 }  // namespace
 
 TEST_CASE("quorum trace: a member change's catch-up carries what the old members chose to the new majority") {
-  std::string story;
-  auto v = grow_without_writes_trace(false, story);
-  CHECK_MESSAGE(v.empty(), story << lines(v));
-  CHECK_MESSAGE(story.find("add n4: done ; add n5: done") != std::string::npos, story);
-  MESSAGE("as built: " << story);
-  std::string bad;
-  auto caught = grow_without_writes_trace(true, bad);
-  CHECK_MESSAGE(!caught.empty(), "a change settled without its catch-up went unnoticed: " << bad);
-  MESSAGE("planted (no catch-up): " << bad << lines(caught));
+  as_built_and_planted(grow_without_writes_trace, "add n4: done ; add n5: done", "a change settled without its catch-up");
 }
 
 TEST_CASE("quorum trace: acceptors that saw a newer configuration refuse a proposer left on an older one") {
-  std::string story;
-  auto v = stale_proposer_trace({}, story);
-  CHECK_MESSAGE(v.empty(), story << lines(v));
-  CHECK_MESSAGE(story.find("n1 at version 1, n5 at 3") != std::string::npos, story);
-  MESSAGE("as built: " << story);
-  AcceptorHostConfig::Plants planted;
-  planted.no_config_fence = true;
-  std::string bad;
-  auto caught = stale_proposer_trace(planted, bad);
-  CHECK_MESSAGE(!caught.empty(), "acceptors answering an older configuration went unnoticed: " << bad);
-  MESSAGE("planted (no fence): " << bad << lines(caught));
+  as_built_and_planted([](bool planted, std::string& story) {
+    AcceptorHostConfig::Plants plants;
+    plants.no_config_fence = planted;
+    return stale_proposer_trace(plants, story);
+  }, "n1 at version 1, n5 at 3", "acceptors answering an older configuration");
 }
