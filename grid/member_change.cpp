@@ -15,6 +15,19 @@ constexpr int kMaxFailures = 18;  // in all: a change that never gets both major
 
 std::optional<RegValue> same(const std::optional<RegValue>& cur) { return cur; }
 
+// A read of the record that writes back no version above `version`: a newer
+// one may be a change accepted by a majority of ours but not yet by one of
+// the configuration it makes, and completing it with our majority alone
+// could commit a configuration that cannot run (removing c from {a,b,c}
+// while b is down). Refused, it still leaves our tag at a majority.
+QuorumProposer::Change record_up_to(std::uint64_t version) {
+  return [version](const std::optional<RegValue>& cur) -> std::optional<RegValue> {
+    auto rec = cur ? config_from_register(*cur) : std::nullopt;
+    if (rec && rec->version > version) return std::nullopt;
+    return cur;
+  };
+}
+
 }  // namespace
 
 Topology ConfigRecord::topology() const {
@@ -99,23 +112,15 @@ std::uint64_t MemberChange::ask(const std::string& key, QuorumProposer::Change c
                                 QOut& out) {
   std::uint64_t op = p.cas(key, std::move(change), now, out);
   waiting_[op] = key;
+  asked_under_ = p.topology().version();
   return op;
 }
 
-// The record as a majority of our configuration holds it. A newer version
-// found is not written back: it may be a change accepted by a majority of
-// ours but not yet by one of the configuration it makes, and completing it
-// with our majority alone could commit a configuration that cannot run
-// (removing c from {a,b,c} while b is down); on_read completes it with
-// both majorities instead.
+// The record as a majority of our configuration holds it; a newer version
+// found is completed by on_read with both majorities.
 void MemberChange::read(QuorumProposer& p, Time now, QOut& out) {
   to(Stage::reading);
-  const std::uint64_t ours = p.topology().version();
-  ask(kMembersKey, [ours](const std::optional<RegValue>& cur) -> std::optional<RegValue> {
-    auto rec = cur ? config_from_register(*cur) : std::nullopt;
-    if (rec && rec->version > ours) return std::nullopt;
-    return cur;
-  }, p, now, out);
+  ask(kMembersKey, record_up_to(p.topology().version()), p, now, out);
 }
 
 void MemberChange::fail(std::string why) {
@@ -129,7 +134,9 @@ void MemberChange::on_result(const CasResult& r, QuorumProposer& p, Time now, QO
   const std::string key = it->second;
   waiting_.erase(it);
   if (r.stale_config) {
-    // The shell fetches the newer configuration; adopted() starts again.
+    // Adopted meanwhile: start again now. Otherwise the shell fetches the
+    // newer configuration, and adopted() starts again.
+    if (p.topology().version() > asked_under_) return read(p, now, out);
     to(Stage::reading);
     return;
   }
@@ -196,6 +203,7 @@ void MemberChange::complete(const ConfigRecord& found, QuorumProposer& p, Time n
   };
   std::uint64_t op = p.change_members(kMembersKey, std::move(again), found.topology(), now, out);
   waiting_[op] = kMembersKey;
+  asked_under_ = p.topology().version();
 }
 
 void MemberChange::change(const ConfigRecord& current, QuorumProposer& p, Time now, QOut& out) {
@@ -214,6 +222,7 @@ void MemberChange::change(const ConfigRecord& current, QuorumProposer& p, Time n
   };
   std::uint64_t op = p.change_members(kMembersKey, std::move(cas), next->topology(), now, out);
   waiting_[op] = kMembersKey;
+  asked_under_ = p.topology().version();
 }
 
 // The change (ours, or one found half way) committed: the shell adopts it
@@ -243,9 +252,11 @@ void MemberChange::adopted(std::uint64_t version, QuorumProposer& p, Time now, Q
   if (stage_ == Stage::reading) read(p, now, out);
 }
 
+// Answered (committed, or refused because another operator has moved on
+// already), a majority of the new configuration has our tag.
 void MemberChange::fence(QuorumProposer& p, Time now, QOut& out) {
   to(Stage::fencing);
-  ask(kMembersKey, same, p, now, out);
+  ask(kMembersKey, record_up_to(made_->version), p, now, out);
 }
 
 void MemberChange::catch_up(QuorumProposer& p, Time now, QOut& out) {

@@ -121,6 +121,7 @@ class MemberChange {
   std::map<std::uint64_t, std::string> waiting_;  // the stage's operations, by id: their keys
   int attempts_ = 0;                    // no_quorum answers in this stage
   int failures_ = 0;                    // in all stages: the loop read -> change -> read ends
+  std::uint64_t asked_under_ = 0;       // the configuration version of our latest operation
 };
 
 const char* to_string(MemberChange::Stage s);
