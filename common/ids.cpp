@@ -60,14 +60,7 @@ Topology::Topology(std::vector<NodeId> members) {
     members_.push_back(indexed[i].id);
     indices_.push_back(static_cast<MemberIndex>(i));
   }
-  // Over the sorted list only: version 1's digest is the one heartbeats
-  // carried before versions existed.
-  std::uint64_t h = 1469598103934665603ull;
-  for (const auto& m : members_) {
-    for (unsigned char c : m) fnv(h, c);
-    fnv(h, ',');
-  }
-  fingerprint_ = h;
+  fingerprint_ = digest();
 }
 
 Topology::Topology(std::uint64_t version, std::vector<Member> members) {
@@ -82,21 +75,28 @@ Topology::Topology(std::uint64_t version, std::vector<Member> members) {
     indices_.push_back(m.index);
   }
   version_ = version;
-  bool positional = version == 1;
+  fingerprint_ = digest();
+}
+
+// Version 1 with the sorted positions as indices (any `--members` list)
+// hashes the sorted list only: the digest heartbeats carried before
+// versions existed. Any other configuration hashes its version and indices
+// too.
+std::uint64_t Topology::digest() const {
+  bool positional = version_ == 1;
   for (std::size_t i = 0; i < indices_.size(); ++i) positional = positional && indices_[i] == i;
-  if (positional) {
-    *this = Topology(members_);
-    return;
-  }
   std::uint64_t h = 1469598103934665603ull;
-  for (int shift = 0; shift < 64; shift += 8) fnv(h, static_cast<unsigned char>(version_ >> shift));
+  if (!positional)
+    for (int shift = 0; shift < 64; shift += 8) fnv(h, static_cast<unsigned char>(version_ >> shift));
   for (std::size_t i = 0; i < members_.size(); ++i) {
     for (unsigned char c : members_[i]) fnv(h, c);
-    fnv(h, '=');
-    fnv(h, static_cast<unsigned char>(indices_[i]));
+    if (!positional) {
+      fnv(h, '=');
+      fnv(h, static_cast<unsigned char>(indices_[i]));
+    }
     fnv(h, ',');
   }
-  fingerprint_ = h;
+  return h;
 }
 
 void Topology::check_and_sort(std::vector<Member>& members) const {

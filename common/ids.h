@@ -79,6 +79,7 @@ class Topology {
 
  private:
   void check_and_sort(std::vector<Member>& members) const;
+  std::uint64_t digest() const;
 
   std::uint64_t version_ = 0;
   std::vector<NodeId> members_;        // sorted

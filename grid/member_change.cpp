@@ -108,12 +108,15 @@ void MemberChange::to(Stage s) {
   waiting_.clear();
 }
 
-std::uint64_t MemberChange::ask(const std::string& key, QuorumProposer::Change change, QuorumProposer& p, Time now,
-                                QOut& out) {
-  std::uint64_t op = p.cas(key, std::move(change), now, out);
+void MemberChange::ask(const std::string& key, QuorumProposer::Change change, QuorumProposer& p, Time now,
+                       QOut& out) {
+  track(p.cas(key, std::move(change), now, out), key, p);
+}
+
+// The stage waits for `op`, asked under the node's configuration now.
+void MemberChange::track(std::uint64_t op, const std::string& key, const QuorumProposer& p) {
   waiting_[op] = key;
   asked_under_ = p.topology().version();
-  return op;
 }
 
 // The record as a majority of our configuration holds it; a newer version
@@ -201,9 +204,7 @@ void MemberChange::complete(const ConfigRecord& found, QuorumProposer& p, Time n
     if (!cur || *cur != value) return std::nullopt;
     return value;
   };
-  std::uint64_t op = p.change_members(kMembersKey, std::move(again), found.topology(), now, out);
-  waiting_[op] = kMembersKey;
-  asked_under_ = p.topology().version();
+  track(p.change_members(kMembersKey, std::move(again), found.topology(), now, out), kMembersKey, p);
 }
 
 void MemberChange::change(const ConfigRecord& current, QuorumProposer& p, Time now, QOut& out) {
@@ -220,9 +221,7 @@ void MemberChange::change(const ConfigRecord& current, QuorumProposer& p, Time n
     if (!as_read) return std::nullopt;
     return config_to_register(next);
   };
-  std::uint64_t op = p.change_members(kMembersKey, std::move(cas), next->topology(), now, out);
-  waiting_[op] = kMembersKey;
-  asked_under_ = p.topology().version();
+  track(p.change_members(kMembersKey, std::move(cas), next->topology(), now, out), kMembersKey, p);
 }
 
 // The change (ours, or one found half way) committed: the shell adopts it

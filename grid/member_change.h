@@ -96,7 +96,8 @@ class MemberChange {
 
  private:
   void to(Stage s);
-  std::uint64_t ask(const std::string& key, QuorumProposer::Change change, QuorumProposer& p, Time now, QOut& out);
+  void ask(const std::string& key, QuorumProposer::Change change, QuorumProposer& p, Time now, QOut& out);
+  void track(std::uint64_t op, const std::string& key, const QuorumProposer& p);
   void read(QuorumProposer& p, Time now, QOut& out);
   void on_read(const CasResult& r, QuorumProposer& p, Time now, QOut& out);
   void retry(const std::string& key, const CasResult& r, QuorumProposer& p, Time now, QOut& out);

@@ -63,8 +63,7 @@ bool QuorumAcceptor::stale(const ConfigTag& t) {
   if (plant_no_config_fence_) return false;
   if (t.version < config_seen_.version) return true;
   if (t.version == config_seen_.version) return t.digest != config_seen_.digest;
-  config_seen_ = t;
-  ++changes_;
+  adopt_config_seen(t);
   return false;
 }
 

@@ -255,15 +255,21 @@ class QuorumCluster {
     hc.retry_interval = 50ms;
     hc.plant.vote_unsaved = plants_.vote_unsaved;
     n.host = std::make_unique<AcceptorHost>(hc, durable_ ? &n.disk : nullptr, std::move(loaded), local(n), rng_());
-    QuorumProposerConfig config;
-    config.timeout = kProposerTimeout;
-    config.seed = rng_();
-    config.ballot_floor = static_cast<std::uint64_t>(to_us(now() - Time{}));  // the incarnation
+    QuorumProposerConfig config = proposer_config();
     n.proposer = n.config.contains(n.id) ? std::make_unique<QuorumProposer>(n.config, n.id, config) : nullptr;
     n.copy = QuorumCopy{};
     n.client_of.clear();
     n.seen_memory.clear();
     loop(n.id, n.life, now() + uniform_duration(rng_, 0ms, kTick));
+  }
+
+  // A new proposer's: its ballots start above any earlier life's.
+  QuorumProposerConfig proposer_config() {
+    QuorumProposerConfig config;
+    config.timeout = kProposerTimeout;
+    config.seed = rng_();
+    config.ballot_floor = static_cast<std::uint64_t>(to_us(now() - Time{}));  // the incarnation
+    return config;
   }
 
   // The shell's loop: ticks the proposer and the acceptor host while the
@@ -295,12 +301,12 @@ class QuorumCluster {
       // A read writes back what it finds: a lease holder's value accepted by
       // a few is then chosen by the reader's write, which must hold the
       // lease as long as the acceptors it found it at (the lease check).
-      clients_.push_back(ClientOp{id, now(), true, false, false, CasOutcome::no_quorum, std::nullopt});
+      clients_.push_back(ClientOp{id, now(), true, false, false, CasOutcome::no_quorum, std::nullopt, {}});
       auto same = [](const std::optional<RegValue>& cur) { return cur; };
       n.client_of[n.proposer->cas(kKey, same, local(n), out_)] = client;
       return route(n);
     }
-    clients_.push_back(ClientOp{id, now(), false, false, false, CasOutcome::no_quorum, std::nullopt});
+    clients_.push_back(ClientOp{id, now(), false, false, false, CasOutcome::no_quorum, std::nullopt, {}});
     double roll = uniform01(rng_);
     auto attempts = std::make_shared<int>(0);
     QuorumProposer::Change change = [this, id, client, roll, attempts](const std::optional<RegValue>& cur) {
@@ -334,7 +340,7 @@ class QuorumCluster {
         newest = &n;
     SimNode& n = newest ? *newest : nodes_.begin()->second;
     std::uint64_t client = clients_.size();
-    clients_.push_back(ClientOp{n.id, now(), true, true, false, CasOutcome::no_quorum, std::nullopt});
+    clients_.push_back(ClientOp{n.id, now(), true, true, false, CasOutcome::no_quorum, std::nullopt, {}});
     auto same = [](const std::optional<RegValue>& cur) { return cur; };
     n.client_of[n.proposer->cas(kKey, same, local(n), out_)] = client;
     route(n);
@@ -747,11 +753,7 @@ class QuorumCluster {
     if (n.proposer) {
       n.proposer->adopt(n.config, local(n), out_);
     } else if (n.config.contains(n.id)) {
-      QuorumProposerConfig config;
-      config.timeout = kProposerTimeout;
-      config.seed = rng_();
-      config.ballot_floor = static_cast<std::uint64_t>(to_us(now() - Time{}));
-      n.proposer = std::make_unique<QuorumProposer>(n.config, n.id, config);
+      n.proposer = std::make_unique<QuorumProposer>(n.config, n.id, proposer_config());
     }
     if (n.change) n.change->adopted(n.config.version(), *n.proposer, local(n), out_);
     route(n);
