@@ -91,6 +91,25 @@ struct QuorumProposer::Impl {
     resend_interval = std::max(config.timeout / 5, config.retry_backoff);
   }
 
+  // A member change's members that its current configuration lacks: its
+  // accepts and its commit go to them too.
+  static std::vector<NodeId> added(const Op& op) {
+    std::vector<NodeId> ids;
+    if (op.joint)
+      for (const auto& id : op.joint->members())
+        if (!op.config->contains(id)) ids.push_back(id);
+    return ids;
+  }
+
+  // To every member of the operation's configuration: "" (the shell's list)
+  // while that is the current one, each by name for an operation that
+  // began before the node adopted a newer one.
+  template <class M>
+  void to_members(const Op& op, const M& m, QOut& out) const {
+    if (op.config == topology) return out.sends.push_back({"", m});
+    for (const auto& id : op.config->members()) out.sends.push_back({id, m});
+  }
+
   // Whose answers count for `op`.
   static bool asks(const Op& op, const NodeId& id) {
     return op.config->contains(id) || (op.joint && op.joint->contains(id));
@@ -166,7 +185,7 @@ struct QuorumProposer::Impl {
     op.leased_promises.clear();
     op.highest_refusal = {};
     op.resend_at = now + resend_interval;
-    out.sends.push_back({"", prepare_of(op)});
+    to_members(op, prepare_of(op), out);
   }
 
   QPrepare prepare_of(const Op& op) const {
@@ -186,10 +205,8 @@ struct QuorumProposer::Impl {
     op.leased.clear();
     op.highest_refusal = {};
     op.resend_at = now + resend_interval;
-    if (!op.joint) return out.sends.push_back({"", accept_of(op)});
-    for (const auto& id : op.config->members()) out.sends.push_back({id, accept_of(op)});
-    for (const auto& id : op.joint->members())
-      if (!op.config->contains(id)) out.sends.push_back({id, accept_of(op)});
+    to_members(op, accept_of(op), out);
+    for (const auto& id : added(op)) out.sends.push_back({id, accept_of(op)});
   }
 
   QAccept accept_of(const Op& op) const {
@@ -201,9 +218,8 @@ struct QuorumProposer::Impl {
   void resend(Op& op, Time now, QOut& out) {
     op.resend_at = now + resend_interval;
     for (const auto& id : op.config->members()) resend_to(op, id, out);
-    if (op.phase == Phase::accepting && op.joint)
-      for (const auto& id : op.joint->members())
-        if (!op.config->contains(id)) resend_to(op, id, out);
+    if (op.phase == Phase::accepting)
+      for (const auto& id : added(op)) resend_to(op, id, out);
   }
 
   void resend_to(const Op& op, const NodeId& id, QOut& out) const {
@@ -305,10 +321,8 @@ struct QuorumProposer::Impl {
 
   void committed(Op& op, Time now, QOut& out) {
     QCommit commit{op.key, op.ballot, op.proposal, op.found_lease_left_ms};
-    out.sends.push_back({"", commit});
-    if (op.joint)  // a member added learns the configuration that names it
-      for (const auto& id : op.joint->members())
-        if (!op.config->contains(id)) out.sends.push_back({id, commit});
+    to_members(op, commit, out);
+    for (const auto& id : added(op)) out.sends.push_back({id, commit});  // it learns the configuration naming it
     // Only under the current configuration: the promise of `next` came from
     // the members the operation asked.
     if (op.config == topology) remembered[op.key] = Remembered{op.next, op.proposal};
