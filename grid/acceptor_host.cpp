@@ -2,6 +2,7 @@
 // (the rules are in acceptor_host.h).
 #include "grid/acceptor_host.h"
 
+#include <algorithm>
 #include <charconv>
 #include <utility>
 
@@ -21,6 +22,7 @@ AcceptorHost::AcceptorHost(AcceptorHostConfig config, StateStore* store, std::op
     for (const auto& s : loaded->slots) acceptor_.adopt(s, now);
     notes_ = std::move(loaded->notes);
     if (auto node = notes_.extract(kConfigSeenNote)) acceptor_.adopt_config_seen(parse_config_tag(node.mapped()));
+    removed_ = notes_.erase(kRemovedNote) > 0;
     ready_ = true;
     events_.push_back("+quorum-ready: acceptor state loaded intact from the data dir");
   } else if (config_.topology.size() == 1) {
@@ -56,7 +58,9 @@ std::optional<QRecoverState> AcceptorHost::on_recover_request(const NodeId& from
   // Rule 1 for answers: "recovering" also vouches that our own earlier
   // life's votes can no longer be counted. A ready acceptor's state already
   // holds everything it voted.
-  if (!ready_ && from != config_.self && config_.topology.contains(from)) owed_[from] = m.nonce;
+  // Removed: it forgot its slots, and its answer would vouch for nothing.
+  if (ready_ && removed_) return std::nullopt;
+  if (!ready_ && from != config_.self && known(from)) owed_[from] = m.nonce;
   if (!ready_ && waiting(now)) return std::nullopt;
   QRecoverState s;
   s.nonce = m.nonce;
@@ -69,7 +73,7 @@ std::optional<QRecoverState> AcceptorHost::on_recover_request(const NodeId& from
 }
 
 void AcceptorHost::on_recover_state(const NodeId& from, const QRecoverState& m, Time now) {
-  if (ready_ || from == config_.self || !config_.topology.contains(from)) return;
+  if (ready_ || from == config_.self || !(known(from) || heard_.contains(from))) return;
   if (m.nonce != nonce_ || waiting(now)) return;  // rules 3 and 1
   if (m.recovering && config_.plant.count_recovering_peers) {
     counted_.insert(from);  // the planted bug: an answer that vouches for nothing counts
@@ -77,20 +81,43 @@ void AcceptorHost::on_recover_state(const NodeId& from, const QRecoverState& m, 
     latest_[from] = Answer::recovering;
   } else {
     bool holds = false;
-    acceptor_.adopt_config_seen(m.config_seen);
     for (const auto& slot : m.slots) {
-      acceptor_.adopt(slot, now);
+      note_record(slot);
       holds = holds || slot.has_value;
     }
     latest_[from] = holds ? Answer::holding : Answer::blank;
+    answers_[from] = m;
     counted_.insert(from);
   }
-  const std::size_t n = config_.topology.size();
-  if (counted_.size() >= quorum::recovery_threshold(n))
-    return become_ready(fmt::format("acceptor state recovered from {}", fmt::join(counted_, ",")));
-  if (latest_.size() < n - 1) return;
-  for (const auto& [id, answer] : latest_)
-    if (answer == Answer::holding) return;
+  if (recovered()) {
+    Topology in = recovered_config();
+    std::string which = in.version() > config_.topology.version()
+                            ? fmt::format(" (configuration version {}: {})", in.version(), fmt::join(in.members(), ","))
+                            : std::string();
+    take_answers(now);
+    return become_ready(fmt::format("acceptor state recovered from {}{}", fmt::join(counted_, ","), which));
+  }
+  if (bootstrap_possible()) {
+    take_answers(now);  // the promises they hold
+    become_ready("bootstrap: no other member holds an accepted value (each is recovering or holds none), so "
+                 "there is nothing to recover; starting empty");
+  }
+}
+
+// Bootstrap is for a cluster that never changed its members (a record
+// anywhere means values to recover): every other member answered, and none
+// holds a value.
+bool AcceptorHost::bootstrap_possible() {
+  if (!records_.empty()) return false;
+  std::size_t others = 0;
+  for (const auto& id : config_.topology.members()) {
+    if (id == config_.self) continue;
+    auto it = latest_.find(id);
+    if (it == latest_.end()) return false;
+    if (it->second == Answer::holding) return false;
+    ++others;
+  }
+  if (others == 0) return false;
   if (other_list_) {
     if (!held_logged_)
       events_.push_back(fmt::format("+bootstrap-held: {} of this cluster runs on another member list; no new "
@@ -98,13 +125,40 @@ void AcceptorHost::on_recover_state(const NodeId& from, const QRecoverState& m, 
                                     "(README, \"Changing the members\")",
                                     *other_list_));
     held_logged_ = true;
-    return;
+    return false;
   }
-  become_ready("bootstrap: no other member holds an accepted value (each is recovering or holds none), so "
-               "there is nothing to recover; starting empty");
+  return true;
+}
+
+// Adopts what the counted answers hold: only members of the configurations
+// recovery waited for. Anyone else may be a member removed long ago that
+// never heard of it, holding a value it accepted as one of a minority at a
+// ballot above what was chosen since.
+void AcceptorHost::take_answers(Time now) {
+  auto configs = needed();
+  for (const auto& [id, m] : answers_) {
+    bool member = std::any_of(configs.begin(), configs.end(), [&](const Topology& t) { return t.contains(id); });
+    if (!member) continue;
+    acceptor_.adopt_config_seen(m.config_seen);
+    for (const auto& slot : m.slots) acceptor_.adopt(slot, now);
+  }
+  answers_.clear();
 }
 
 void AcceptorHost::heard_other_list(const NodeId& who) { other_list_ = who; }
+
+// Removed from the configuration: the slots go, and until it is added again
+// it answers nobody's recovery (saved with the state, so also after a
+// restart): an answer with nothing in it could count for a configuration it
+// was a member of, whose values it no longer holds.
+void AcceptorHost::forget() {
+  acceptor_.forget_slots();
+  removed_ = true;
+}
+
+void AcceptorHost::heard(const NodeId& who) {
+  if (!ready_ && who != config_.self) heard_.insert(who);
+}
 
 bool AcceptorHost::adopted(const Topology& t) {
   if (t.version() <= config_.topology.version()) return disk_error_.empty();
@@ -114,17 +168,85 @@ bool AcceptorHost::adopted(const Topology& t) {
   const bool removed = config_.topology.contains(config_.self) && !t.contains(config_.self);
   config_.topology = t;
   acceptor_.adopt_config_seen(tag_of(t));
-  if (removed) acceptor_.forget_slots();
+  if (removed) forget();
+  if (t.contains(config_.self)) removed_ = false;  // added (again): its votes count from now on
   return !store_ || persist();
 }
 
 std::vector<NodeId> AcceptorHost::requests_due(Time now) {
   if (ready_ || waiting(now) || now < next_ask_) return {};
   next_ask_ = now + config_.retry_interval;
-  std::vector<NodeId> ask;
-  for (const auto& id : config_.topology.members())
-    if (id != config_.self && !counted_.contains(id)) ask.push_back(id);
-  return ask;
+  std::set<NodeId> ask;
+  auto add = [&](const Topology& t) {
+    for (const auto& id : t.members())
+      if (id != config_.self && !counted_.contains(id)) ask.insert(id);
+  };
+  add(config_.topology);
+  for (const auto& t : needed()) add(t);
+  for (const auto& id : heard_)
+    if (!counted_.contains(id)) ask.insert(id);
+  return {ask.begin(), ask.end()};
+}
+
+// --- recovery across configurations (acceptor_host.h) ---
+
+bool AcceptorHost::known(const NodeId& id) const {
+  if (config_.topology.contains(id)) return true;
+  for (const auto& r : records_) {
+    if (r.topology().contains(id)) return true;
+    if (auto p = r.previous(); p && p->contains(id)) return true;
+  }
+  return false;
+}
+
+void AcceptorHost::note_record(const QSlotState& slot) {
+  if (slot.key != kMembersKey || !slot.has_value) return;
+  auto rec = config_from_register(slot.value);
+  if (rec && std::find(records_.begin(), records_.end(), *rec) == records_.end()) records_.push_back(*rec);
+}
+
+std::vector<Topology> AcceptorHost::needed() const {
+  std::uint64_t top = 0;
+  for (const auto& r : records_) top = std::max(top, r.version);
+  // (A node that knows a configuration newer than every record found has
+  // state; recovering nodes start from `--members`, version 1.)
+  if (records_.empty() || config_.plant.recover_one_config || top < config_.topology.version())
+    return {config_.topology};
+  std::vector<Topology> out;
+  for (const auto& r : records_) {
+    if (r.version != top) continue;
+    out.push_back(r.topology());
+    if (auto p = r.previous(); p && !r.settled) out.push_back(*p);
+  }
+  return out;
+}
+
+std::size_t AcceptorHost::answered(const Topology& t) const {
+  std::size_t n = 0;
+  for (const auto& id : counted_) n += t.contains(id);
+  return n;
+}
+
+bool AcceptorHost::recovered() const {
+  for (const auto& t : needed()) {
+    // A lone member's votes were counted only by its own proposer.
+    if (t.size() == 1 && t.contains(config_.self)) continue;
+    if (answered(t) < quorum::recovery_threshold(t.size())) return false;
+  }
+  return true;
+}
+
+// The highest configuration the answers show committed: a settled record's,
+// else the one an unsettled record was changed from (a change starts only
+// from a committed, settled record).
+Topology AcceptorHost::recovered_config() const {
+  std::optional<Topology> best;
+  for (const auto& r : records_) {
+    std::optional<Topology> t = r.settled ? std::optional<Topology>(r.topology()) : r.previous();
+    if (t && (!best || t->version() > best->version())) best = t;
+  }
+  if (!best || best->version() <= config_.topology.version()) return config_.topology;
+  return *best;
 }
 
 std::vector<std::pair<NodeId, QRecoverState>> AcceptorHost::answers_due() {
@@ -172,9 +294,15 @@ std::string AcceptorHost::progress(Time now) const {
   std::string held;
   if (other_list_)
     held = fmt::format("; no bootstrap in this life: {} of this cluster runs on another member list", *other_list_);
-  return fmt::format("recovering: {} of {} ready members answered [{}]; recovering too [{}]; holding values [{}]{}",
+  std::vector<std::string> per;
+  for (const auto& t : needed())
+    if (t.version() > 1 || !records_.empty())
+      per.push_back(fmt::format("configuration {}: {} of {}", t.version(), answered(t),
+                                quorum::recovery_threshold(t.size())));
+  std::string configs = per.empty() ? std::string() : fmt::format(" ({})", fmt::join(per, "; "));
+  return fmt::format("recovering: {} of {} ready members answered [{}]{}; recovering too [{}]; holding values [{}]{}",
                      counted_.size(), quorum::recovery_threshold(config_.topology.size()), fmt::join(counted_, ","),
-                     fmt::join(recovering, ","), fmt::join(holding, ","), held);
+                     configs, fmt::join(recovering, ","), fmt::join(holding, ","), held);
 }
 
 bool AcceptorHost::waiting(Time now) const {
@@ -201,6 +329,7 @@ bool AcceptorHost::persist() {
 // build loads (it has none: nothing seen) and the file format stays.
 DurableState AcceptorHost::snapshot() const {
   DurableState d{acceptor_.export_state(), notes_};
+  if (removed_) d.notes[kRemovedNote] = "1";
   const ConfigTag& seen = acceptor_.config_seen();
   if (seen.version > 0) d.notes[kConfigSeenNote] = fmt::format("{}:{}", seen.version, seen.digest);
   return d;
@@ -220,6 +349,16 @@ ConfigTag parse_config_tag(const std::string& text) {
 }
 
 void AcceptorHost::become_ready(const std::string& how) {
+  Topology t = recovered_config();
+  if (t.version() > config_.topology.version()) {
+    // Removed while its state was lost (in no configuration the answers
+    // show): it keeps nothing, as a removed member that heard of it does.
+    bool member = t.contains(config_.self);
+    for (const auto& r : records_) member = member || r.topology().contains(config_.self);
+    config_.topology = t;
+    acceptor_.adopt_config_seen(tag_of(t));
+    if (!member) forget();
+  }
   ready_ = true;
   events_.push_back("+quorum-ready: " + how);
   persist();  // a failure leaves us ready but not voting until a retry succeeds

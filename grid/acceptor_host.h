@@ -29,6 +29,27 @@
 //      peer holds nothing it can vouch for.
 //   3. Only answers echoing this life's nonce count: a delayed or replayed
 //      answer to an earlier life's request says nothing about now.
+// Across configurations (issue 14; DESIGN.md, "Changing the members",
+// point 4): a node with no state knows only `--members`, which may be an
+// old configuration, and its members may not hold what a newer one chose.
+// So ready answers are counted per configuration: each carries the peer's
+// `cluster/members` slot, and the node waits for recovery_threshold ready
+// members of the highest configuration any answer shows, and of the one
+// before it too while that one is not settled (the change may or may not
+// have committed, and its catch-up has not run). A configuration record
+// exists only once the one before it was settled, so nothing older is
+// needed; answers only ever raise the highest version (a fixpoint), and
+// a committed newer version cannot hide: a majority of the one before
+// accepted it, and the answers counted there meet that majority. Only the
+// answers of members of those configurations are adopted: anyone else may
+// be a member removed long ago that never heard of it, holding a value it
+// accepted as one of a minority at a ballot above what was chosen since.
+// Live nodes the shell hears of (heard()) are asked too, so members added
+// after `--members` are found. Recovered, the node takes the highest
+// configuration known committed (the settled one) as its own. A member
+// that a configuration removed forgot its slots: it answers nobody's
+// recovery (also after a restart) until it is added again, so it never
+// counts.
 // Bootstrap: when every other member's latest answer says it is recovering
 // too, or ready but holding no accepted value, no member holds a value to
 // recover, and this one starts empty (with the promises it heard): a new
@@ -52,6 +73,7 @@
 
 #include "common/clock.h"
 #include "common/ids.h"
+#include "grid/config_record.h"
 #include "grid/quorum.h"
 
 namespace rg::grid {
@@ -81,6 +103,8 @@ class StateStore {
 // The note holding the acceptor's highest configuration tag seen
 // ("version:digest"); parse_config_tag gives version 0 for anything else.
 inline constexpr const char* kConfigSeenNote = "grid.config_seen";
+// Present while the node is removed (it forgot its slots; see forget()).
+inline constexpr const char* kRemovedNote = "grid.removed";
 ConfigTag parse_config_tag(const std::string& text);
 
 struct AcceptorHostConfig {
@@ -92,6 +116,8 @@ struct AcceptorHostConfig {
   Duration retry_interval = milliseconds(100);
   // Tests only: planted bugs the simulations must catch (never set in the
   // product). count_recovering_peers breaks rule 2, skip_recovery_wait rule 1,
+  // recover_one_config counts answers in `topology` alone (the rule before
+  // member changes),
   // reads_restart_lease brings back the earlier lease rule (any accept
   // restarts the lease clock), no_late_answers drops answers_due,
   // vote_unsaved answers from a change the store refused to save.
@@ -102,6 +128,7 @@ struct AcceptorHostConfig {
     bool no_late_answers = false;
     bool vote_unsaved = false;
     bool no_config_fence = false;  // QuorumAcceptor::plant_no_config_fence
+    bool recover_one_config = false;
   } plant;
 };
 
@@ -123,6 +150,11 @@ class AcceptorHost {
   // `who`, of this cluster, runs on another member list (the shell refused
   // its heartbeat): no bootstrap in this life.
   void heard_other_list(const NodeId& who);
+  // `who` is a live node of this cluster (the shell heard it): while
+  // recovering, it is asked too, so that members of a configuration newer
+  // than `--members` are found. Its answer counts only if it is a member of
+  // a configuration recovery waits for.
+  void heard(const NodeId& who);
   // Members to send a recovery request to now (nothing once ready).
   std::vector<NodeId> requests_due(Time now);
   // Once ready: our state for each peer that asked while we could not give
@@ -150,6 +182,11 @@ class AcceptorHost {
   bool set_note(const std::string& name, const std::string& value);
   std::optional<std::string> note(const std::string& name) const;
 
+  // The configuration this acceptor works in: the one it was given, one it
+  // adopted, or, recovered without state, the highest one its peers'
+  // answers show committed. The shell adopts it when it is newer than its own.
+  const Topology& topology() const { return config_.topology; }
+
   // Votes: recovered (or loaded intact) and its state is durable.
   bool voting() const { return ready_ && disk_error_.empty(); }
   bool ready() const { return ready_; }
@@ -169,6 +206,15 @@ class AcceptorHost {
   template <class Answer, class F>
   std::optional<Answer> vote(F&& step);
   bool waiting(Time now) const;  // rule 1: this life is younger than recovery_wait
+  bool known(const NodeId& id) const;  // a member of a configuration we know of
+  void note_record(const QSlotState& slot);
+  std::vector<Topology> needed() const;  // the configurations whose answers recovery waits for
+  std::size_t answered(const Topology& t) const;
+  bool recovered() const;
+  Topology recovered_config() const;
+  bool bootstrap_possible();
+  void take_answers(Time now);
+  void forget();
 
   AcceptorHostConfig config_;
   StateStore* store_;
@@ -183,6 +229,10 @@ class AcceptorHost {
   enum class Answer { recovering, blank, holding };  // blank: ready, no accepted value
   std::map<NodeId, Answer> latest_;  // each peer's latest answer
   std::set<NodeId> counted_;         // rule 2: peers whose ready answer we adopted
+  std::map<NodeId, QRecoverState> answers_;  // their latest ready answers, adopted once recovered
+  std::vector<ConfigRecord> records_;  // the `cluster/members` values in those answers, distinct
+  std::set<NodeId> heard_;             // live nodes the shell heard of, asked too
+  bool removed_ = false;               // forgot its slots when removed; answers no recovery
   std::map<NodeId, std::uint64_t> owed_;  // askers (their latest nonce) owed our state
   std::optional<NodeId> other_list_;  // the latest node heard on another list: holds bootstrap off
   bool held_logged_ = false;  // +bootstrap-held said once

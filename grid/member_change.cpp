@@ -30,55 +30,6 @@ QuorumProposer::Change record_up_to(std::uint64_t version) {
 
 }  // namespace
 
-Topology ConfigRecord::topology() const {
-  std::vector<Topology::Member> members;
-  for (std::size_t i = 0; i < ids.size() && i < indices.size(); ++i) members.push_back({ids[i], indices[i]});
-  return Topology(version, std::move(members));
-}
-
-ConfigRecord ConfigRecord::of(const Topology& t, bool settled) {
-  ConfigRecord r;
-  r.version = t.version();
-  for (const auto& m : t.indexed()) {
-    r.ids.push_back(m.id);
-    r.indices.push_back(m.index);
-    r.next_index = std::max<MemberIndex>(r.next_index, static_cast<MemberIndex>(m.index + 1));
-  }
-  r.settled = settled;
-  return r;
-}
-
-RegValue config_to_register(const ConfigRecord& r) { return RegValue{encode(r), LeaseTag{}}; }
-
-std::optional<ConfigRecord> config_from_register(const RegValue& v) {
-  ConfigRecord r;
-  if (!decode(v.data, r) || r.ids.size() != r.indices.size()) return std::nullopt;
-  try {
-    r.topology();  // checks ids and indices
-  } catch (const std::invalid_argument&) {
-    return std::nullopt;
-  }
-  return r;
-}
-
-std::optional<ConfigRecord> changed(const ConfigRecord& current, const NodeId& id, bool add, std::string& why) {
-  auto members = current.topology().indexed();
-  auto it = std::find_if(members.begin(), members.end(), [&](const Topology::Member& m) { return m.id == id; });
-  if (add && it != members.end()) return why = fmt::format("{} is a member already", id), std::nullopt;
-  if (!add && it == members.end()) return why = fmt::format("{} is not a member", id), std::nullopt;
-  if (!add && members.size() == 1) return why = "the last member cannot be removed", std::nullopt;
-  if (add && current.next_index >= 255) return why = "member indices have run out (255 over the cluster's life)", std::nullopt;
-  if (add) {
-    if (!valid_node_id(id)) return why = fmt::format("'{}' is not a valid node id", id), std::nullopt;
-    members.push_back({id, current.next_index});
-  } else {
-    members.erase(it);
-  }
-  ConfigRecord next = ConfigRecord::of(Topology(current.version + 1, members), false);
-  next.next_index = std::max<MemberIndex>(next.next_index, static_cast<MemberIndex>(current.next_index + add));
-  return next;
-}
-
 const char* to_string(MemberChange::Stage s) {
   using S = MemberChange::Stage;
   switch (s) {

@@ -31,40 +31,10 @@
 #include <utility>
 #include <vector>
 
+#include "grid/config_record.h"
 #include "grid/quorum.h"
 
 namespace rg::grid {
-
-inline constexpr const char* kMembersKey = "cluster/members";
-
-// The value of `cluster/members`. Absent: version 1, the `--members` list.
-struct ConfigRecord {
-  std::uint64_t version = 1;
-  std::vector<NodeId> ids;              // sorted
-  std::vector<MemberIndex> indices;     // indices[i] is ids[i]'s
-  MemberIndex next_index = 0;           // the next added member's; never reused
-  bool settled = true;                  // fenced and caught up: the next change may start
-  bool operator==(const ConfigRecord&) const = default;
-  template <class Ar>
-  void io(Ar& ar) {
-    rg::io(ar, version);
-    rg::io(ar, ids);
-    rg::io(ar, indices);
-    rg::io(ar, next_index);
-    rg::io(ar, settled);
-  }
-  Topology topology() const;
-  static ConfigRecord of(const Topology& t, bool settled);
-};
-
-RegValue config_to_register(const ConfigRecord& r);
-// nullopt: not a configuration record (malformed).
-std::optional<ConfigRecord> config_from_register(const RegValue& v);
-
-// `current` plus `id` (at next_index) or minus it, one version up and not
-// settled; nullopt with `why` if the change is not one member (already
-// a member, not one, the last one, indices run out).
-std::optional<ConfigRecord> changed(const ConfigRecord& current, const NodeId& id, bool add, std::string& why);
 
 class MemberChange {
  public:

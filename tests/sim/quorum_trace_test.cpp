@@ -80,6 +80,7 @@ class Trace {
     for (std::size_t i = 1; i <= n; ++i) ids.push_back("n" + std::to_string(i));
     topology_ = Topology(std::vector<NodeId>(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(members ? members : n)));
     configs_.emplace(topology_.fingerprint(), topology_);
+    ids_ = ids;
     // A running cluster: every acceptor ready, with nothing accepted yet.
     for (const auto& id : ids) {
       nodes_[id].config = topology_;
@@ -156,9 +157,12 @@ class Trace {
 
   // kill -9 and start again, in-memory: the acceptor and the proposer
   // forget everything. Its messages already sent stay in flight.
-  void restart(const NodeId& node) {
+  // `lost_config`: the configuration it had adopted is lost too (it was in
+  // the data dir): it starts from the first one, its `--members` list.
+  void restart(const NodeId& node, bool lost_config = false) {
     Node& n = nodes_.at(node);
     ++n.life;
+    if (lost_config) n.config = topology_;
     for (auto& [key, ballots] : oracle_)
       for (auto& [ballot, a] : ballots) a.by.erase(node);
     boot(n, node, std::nullopt);
@@ -189,9 +193,11 @@ class Trace {
   // A committed configuration newer than the node's: it adopts it (and
   // gets a proposer once it is a member); the operator goes on.
   void adopt(Node& n, const RegValue& v, QOut& out) {
-    auto rec = config_from_register(v);
-    if (!rec || rec->version <= n.config.version()) return;
-    n.config = rec->topology();
+    if (auto rec = config_from_register(v)) adopt(n, rec->topology(), out);
+  }
+  void adopt(Node& n, const Topology& t, QOut& out) {
+    if (t.version() <= n.config.version()) return;
+    n.config = t;
     n.host->adopted(n.config);
     if (n.proposer)
       n.proposer->adopt(n.config, now_, out);
@@ -216,6 +222,7 @@ class Trace {
     hc.retry_interval = 10ms;
     hc.plant = plants_;
     n.host = std::make_unique<AcceptorHost>(hc, nullptr, std::move(loaded), now_, ++nonces_);
+    for (const auto& other : ids_) n.host->heard(other);  // discovery
     n.proposer = n.config.contains(id) ? std::make_unique<QuorumProposer>(n.config, id, proposer_config(n)) : nullptr;
   }
 
@@ -261,6 +268,7 @@ class Trace {
       if (auto a = n.host->on_recover_request(m.from, *p, now_)) pool_.push_back(Msg{m.to, m.from, *a});
     } else if (const auto* p = std::get_if<QRecoverState>(&m.w)) {
       n.host->on_recover_state(m.from, *p, now_);
+      if (n.host->ready()) adopt(n, n.host->topology(), out);  // what its recovery found
     }
     route(n, out);
   }
@@ -294,6 +302,7 @@ class Trace {
 
   AcceptorHostConfig::Plants plants_;
   Topology topology_;  // the first configuration
+  std::vector<NodeId> ids_;
   std::map<std::uint64_t, Topology> configs_;  // every one proposed, by fingerprint
   std::unique_ptr<MemberChange> change_;
   NodeId operator_;
@@ -482,4 +491,55 @@ TEST_CASE("quorum trace: acceptors that saw a newer configuration refuse a propo
     plants.no_config_fence = planted;
     return stale_proposer_trace(plants, story);
   }, "n1 at version 1, n5 at 3", "acceptors answering an older configuration");
+}
+
+namespace {
+
+// Issue 14, recovery across configurations (DESIGN.md, "Changing the
+// members", point 4; a review's trace). Four members remove n4: n1, n2 and
+// n4 accept the change (majorities of both), n3 never hears of it, and n4
+// misses its commit (so it never forgets). Count 2 is then chosen by n1 and
+// n2, a majority of the three. n1 loses its data dir and starts again from
+// its `--members` list, the four; n2 is cut off. Two ready answers of the
+// four (n3 and n4, both at count 1) would do for the old rule. As built,
+// n4's answer shows the unsettled record of the three, and n1 waits for two
+// of n2 and n3. n3, which never heard of the change, increments under the
+// four through n1, n3 and n4.
+std::vector<std::string> recover_across_trace(AcceptorHostConfig::Plants plants, std::string& story) {
+  Trace t(4, plants);
+  t.increment("n1");
+  t.exchange(any());
+  auto no_commit_to_n4 = [](const Msg& m) {
+    const auto* c = std::get_if<QCommit>(&m.w);
+    return among({"n1", "n2", "n4"})(m) && !(c && c->key == kMembersKey && m.to == "n4");
+  };
+  t.change("n1", "n4", false);
+  t.exchange(no_commit_to_n4);
+  t.drop(any());
+  story += fmt::format("remove n4: {}; n4 at version {}, n3 at {}; ", t.change_stage(), t.version("n4"),
+                       t.version("n3"));
+  t.increment("n2");
+  t.exchange(among({"n1", "n2"}));
+  t.drop(any());
+  t.restart("n1", true);
+  t.advance(kWait + 1ms);
+  t.exchange(among({"n1", "n3", "n4"}));
+  t.drop(involving({"n2"}));
+  story += fmt::format("n1 voting without n2: {}; ", t.voting("n1"));
+  t.increment("n3");
+  t.exchange(among({"n1", "n3", "n4"}), 30);
+  t.drop(any());
+  t.settle();
+  story += "history: " + t.committed();
+  return t.violations();
+}
+
+}  // namespace
+
+TEST_CASE("quorum trace: an acceptor that lost its state recovers from the configuration its peers' answers show") {
+  as_built_and_planted([](bool planted, std::string& story) {
+    AcceptorHostConfig::Plants plants;
+    plants.recover_one_config = planted;
+    return recover_across_trace(plants, story);
+  }, "n1 voting without n2: false", "recovery counted in the --members list alone");
 }

@@ -347,3 +347,94 @@ TEST_CASE("acceptor host: the configuration tag seen is saved before the answer,
   CHECK(parse_config_tag("nonsense").version == 0);
   CHECK(parse_config_tag("4:x").version == 0);
 }
+
+namespace {
+
+// n1..n3 at first; v2 removes n3, v3 adds n4: {n1, n2, n4}.
+struct Configs {
+  ConfigRecord v1 = ConfigRecord::of(Topology({"n1", "n2", "n3"}), true);
+  ConfigRecord v2, v3;
+  Configs() {
+    std::string why;
+    v2 = *changed(v1, "n3", false, why);
+    v2.settled = true;
+    v3 = *changed(v2, "n4", true, why);
+  }
+};
+
+QSlotState record_slot(const ConfigRecord& r, Ballot b) { return QSlotState{kMembersKey, b, true, b, config_to_register(r)}; }
+
+QRecoverState answer_with(std::uint64_t nonce, std::vector<QSlotState> slots) {
+  return QRecoverState{nonce, false, std::move(slots), {}};
+}
+
+}  // namespace
+
+TEST_CASE("acceptor host: without state it counts answers in the configurations its peers' answers show") {
+  Configs c;
+  AcceptorHostConfig hc = config();  // --members n1,n2,n3: version 1
+  QSlotState old_value{"k", {90, 2}, true, {90, 2}, RegValue{"old", {}}};  // n3's, from long ago, ballot high
+  QSlotState current{"k", {40, 1}, true, {40, 1}, RegValue{"current", {}}};
+  auto run = [&](AcceptorHostConfig::Plants plants, bool v3_settled) {
+    hc.plant = plants;
+    auto h = std::make_unique<AcceptorHost>(hc, nullptr, std::nullopt, at(0), 7);
+    h->heard("n4");
+    ConfigRecord v3 = c.v3;
+    v3.settled = v3_settled;
+    // n3, removed at v2 without hearing of it, still answers from its old state.
+    h->on_recover_state("n3", answer_with(7, {old_value}), at(1000));
+    h->on_recover_state("n2", answer_with(7, {current, record_slot(v3, {50, 1})}), at(1001));
+    return h;
+  };
+  SUBCASE("a settled record: two of its three members") {
+    auto h = run({}, true);
+    CHECK_FALSE(h->ready());  // n2 and n3 would do for the --members list; n3 is not in v3
+    CHECK(h->progress(at(1001)).find("configuration 3: 1 of 2") != std::string::npos);
+    auto due = h->requests_due(at(1001));
+    CHECK(std::find(due.begin(), due.end(), "n4") != due.end());
+    h->on_recover_state("n4", answer_with(7, {current}), at(1002));
+    REQUIRE(h->ready());
+    CHECK(h->topology() == c.v3.topology());
+    // n3's answer was not adopted: it is in no configuration recovery waited for.
+    REQUIRE(h->acceptor().find("k"));
+    CHECK(h->acceptor().find("k")->value.data == "current");
+  }
+  SUBCASE("an unsettled record: its members and the previous configuration's") {
+    auto h = run({}, false);
+    h->on_recover_state("n4", answer_with(7, {current}), at(1002));
+    // v2 is {n1, n2}: n2 answered, which is enough for it too.
+    REQUIRE(h->ready());
+    CHECK(h->topology() == c.v2.topology());  // the highest known committed
+  }
+  SUBCASE("planted: counted in the --members list alone") {
+    AcceptorHostConfig::Plants p;
+    p.recover_one_config = true;
+    auto h = run(p, true);
+    REQUIRE(h->ready());
+    CHECK(h->acceptor().find("k")->value.data == "old");  // the value that must not come back
+  }
+}
+
+TEST_CASE("acceptor host: a removed member answers no recovery, also after a restart, until it is added again") {
+  Configs c;
+  FakeStore store;
+  AcceptorHostConfig hc = config();
+  hc.self = "n3";
+  AcceptorHost h(hc, &store, DurableState{}, at(0), 1);
+  REQUIRE(h.on_recover_request("n1", QRecoverRequest{5}, at(1)));
+  REQUIRE(h.adopted(c.v2.topology()));  // removes n3
+  CHECK_FALSE(h.on_recover_request("n1", QRecoverRequest{5}, at(2)));
+  REQUIRE(store.saved);
+  CHECK(store.saved->notes.contains(kRemovedNote));
+  AcceptorHostConfig again_config = hc;
+  again_config.topology = c.v2.topology();
+  AcceptorHost again(again_config, &store, store.saved, at(3), 2);
+  CHECK_FALSE(again.on_recover_request("n1", QRecoverRequest{6}, at(4)));
+  CHECK_FALSE(again.note(kRemovedNote));  // not one of the layers' notes
+  std::string why;
+  ConfigRecord v2 = c.v2;
+  v2.settled = true;
+  REQUIRE(again.adopted(changed(v2, "n3", true, why)->topology()));  // added again: starts empty, answers
+  CHECK(again.on_recover_request("n1", QRecoverRequest{6}, at(5)));
+  CHECK(again.acceptor().slots().empty());
+}
