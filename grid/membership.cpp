@@ -67,7 +67,8 @@ Membership::Membership(Topology topology, NodeId self, Incarnation incarnation,
 // --- inputs ---------------------------------------------------------------
 
 Heard Membership::on_heard(const NodeId& from, Incarnation incarnation, const std::string& address,
-                           std::uint64_t topology_fingerprint, Time now, MembershipOutput& out) {
+                           std::uint64_t config_version, std::uint64_t topology_fingerprint, Time now,
+                           MembershipOutput& out) {
   if (from == self_) {
     if (incarnation == incarnation_) return Heard::self;
     return refuse(Heard::self_duplicate, address,
@@ -77,12 +78,14 @@ Heard Membership::on_heard(const NodeId& from, Incarnation incarnation, const st
                   out);
   }
   auto it = members_.find(from);
+  const bool same_version = config_version == topology_.version();
+  if (it == members_.end() && !same_version) return Heard::other_config;
   if (it == members_.end())
     return refuse(Heard::not_a_member, address,
                   fmt::format("node id {} is not in this cluster's members {}", from,
                               member_list(topology_)),
                   out);
-  if (topology_fingerprint != topology_.fingerprint())
+  if (same_version && topology_fingerprint != topology_.fingerprint())
     return refuse(Heard::wrong_topology, address,
                   fmt::format("node id {}: its member list differs from this cluster's {}", from,
                               member_list(topology_)),
@@ -132,6 +135,26 @@ Heard Membership::on_heard(const NodeId& from, Incarnation incarnation, const st
   }
   check_invariants();
   return Heard::accepted;
+}
+
+void Membership::adopt(Topology newer, Time now, MembershipOutput& out) {
+  if (newer.version() <= topology_.version()) return;
+  for (auto it = members_.begin(); it != members_.end();) {
+    if (newer.contains(it->first)) {
+      ++it;
+      continue;
+    }
+    MemberInfo& m = it->second;
+    if (m.state != MemberState::unknown && m.state != MemberState::left) become_left(m, now, out);
+    suspicions_.erase(m.id);
+    really_heard_.erase(m.id);
+    heard_in_tilt_.erase(m.id);
+    it = members_.erase(it);
+  }
+  for (const auto& id : newer.members())
+    if (id != self_ && !members_.contains(id)) members_.emplace(id, MemberInfo{id, MemberState::unknown, 0, {}, {}, {}, {}});
+  topology_ = std::move(newer);
+  check_invariants();
 }
 
 void Membership::on_leave(const NodeId& from, Incarnation incarnation, Time now,
@@ -324,7 +347,7 @@ Heard Membership::refuse(Heard why, const std::string& address, std::string reas
 
 void Membership::check_invariants() const {
 #ifndef NDEBUG
-  assert(members_.size() + 1 == topology_.size());
+  assert(members_.size() + (topology_.contains(self_) ? 1 : 0) == topology_.size());
   assert(!members_.contains(self_));
   for (const auto& [id, m] : members_) {
     assert(m.id == id);

@@ -97,7 +97,9 @@ enum class Heard {
   accepted,        // from a known member; its state is now alive
   stale,           // from an older incarnation than the one we know: ignore it
   not_a_member,    // id not in the topology: refused (a Refusal was emitted)
-  wrong_topology,  // its member list differs from ours: refused
+  wrong_topology,  // its member list differs from ours at the same version: refused
+  other_config,    // not a member of ours, at another configuration version: not refused, the
+                   // shell exchanges configurations (one of us has not adopted the other's yet)
   duplicate,       // another live process already holds this id at another address: refused
   self,            // our own message (multicast loopback): ignore
   self_duplicate,  // someone else claims our id: refused
@@ -115,7 +117,20 @@ class Membership {
   // while the known process was heard within failure_timeout; once that one
   // is silent, failed or gone, the newcomer is taken as a restart or a move.
   Heard on_heard(const NodeId& from, Incarnation incarnation, const std::string& address,
-                 std::uint64_t topology_fingerprint, Time now, MembershipOutput& out);
+                 std::uint64_t topology_fingerprint, Time now, MembershipOutput& out) {
+    return on_heard(from, incarnation, address, topology_.version(), topology_fingerprint, now, out);
+  }
+  // The same, from a heartbeat that names the sender's configuration
+  // version (issue 14). Between versions the fingerprints differ by design:
+  // a member of ours is heard as usual whatever its version, anyone else
+  // is `other_config`. Only the same version with another list is refused.
+  Heard on_heard(const NodeId& from, Incarnation incarnation, const std::string& address,
+                 std::uint64_t config_version, std::uint64_t topology_fingerprint, Time now,
+                 MembershipOutput& out);
+  // A committed configuration newer than ours: members it drops leave the
+  // view (event `left` for those we knew running), members it adds start
+  // unknown until heard. Self may be absent (removed: the node stops).
+  void adopt(Topology newer, Time now, MembershipOutput& out);
   // `from` left gracefully (SIGTERM): state left at once, event `left`.
   void on_leave(const NodeId& from, Incarnation incarnation, Time now, MembershipOutput& out);
   // Result of a probe ordered earlier; unknown or late nonces are ignored.

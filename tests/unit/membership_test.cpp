@@ -481,3 +481,33 @@ TEST_CASE("membership: state and event names") {
   CHECK(std::string(to_string(MemberEvent::restored)) == "restored");
   CHECK(std::string(to_string(MemberEvent::left)) == "left");
 }
+
+TEST_CASE("membership: a newer configuration drops removed members from the view and adds new ones unknown") {
+  Node n;  // n1..n4, version 1
+  for (const char* id : {"n2", "n3", "n4"}) n.hear(id, 5, 0);
+  n.out.clear();
+  // Version 2: n4 removed, n5 added (indices as a member change gives them).
+  Topology v2(2, {{"n1", 0}, {"n2", 1}, {"n3", 2}, {"n5", 4}});
+  n.core.adopt(v2, at(100), n.out);
+  CHECK(events(n.out) == Lines{"left n4 5"});
+  CHECK_FALSE(n.core.find("n4"));
+  REQUIRE(n.core.find("n5"));
+  CHECK(n.state("n5") == MemberState::unknown);
+  CHECK(n.core.topology() == v2);
+  n.core.adopt(Topology({"n1", "n2"}), at(110), n.out);  // an older version changes nothing
+  CHECK(n.core.topology() == v2);
+  // A member heard at another version is heard as usual; a non-member at
+  // another version is not refused (the shell exchanges configurations).
+  n.out.clear();
+  CHECK(n.core.on_heard("n5", 9, addr("n5"), 1, Topology({"n1", "n2", "n3", "n4"}).fingerprint(), at(200), n.out) ==
+        Heard::accepted);
+  CHECK(n.state("n5") == MemberState::alive);
+  CHECK(n.core.on_heard("n4", 5, addr("n4"), 1, 0, at(200), n.out) == Heard::other_config);
+  CHECK(n.out.refusals.empty());
+  // The same version with another list is still refused, as before versions.
+  CHECK(n.core.on_heard("n2", 5, addr("n2"), 2, 12345, at(300), n.out) == Heard::wrong_topology);
+  CHECK(n.out.refusals.size() == 1);
+  // Removed itself: the view keeps the others, and the invariants hold.
+  n.core.adopt(Topology(3, {{"n2", 1}, {"n3", 2}, {"n5", 4}}), at(400), n.out);
+  CHECK(n.core.members().size() == 3);
+}
