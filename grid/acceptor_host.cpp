@@ -23,6 +23,10 @@ AcceptorHost::AcceptorHost(AcceptorHostConfig config, StateStore* store, std::op
     notes_ = std::move(loaded->notes);
     if (auto node = notes_.extract(kConfigSeenNote)) acceptor_.adopt_config_seen(parse_config_tag(node.mapped()));
     removed_ = notes_.erase(kRemovedNote) > 0;
+    if (auto node = notes_.extract(kConfigNote)) {
+      ConfigRecord r;  // saved by snapshot(): the members, without the change that made them
+      if (decode(node.mapped(), r) && r.version > config_.topology.version()) config_.topology = r.topology();
+    }
     ready_ = true;
     events_.push_back("+quorum-ready: acceptor state loaded intact from the data dir");
   } else if (config_.topology.size() == 1) {
@@ -330,6 +334,7 @@ bool AcceptorHost::persist() {
 DurableState AcceptorHost::snapshot() const {
   DurableState d{acceptor_.export_state(), notes_};
   if (removed_) d.notes[kRemovedNote] = "1";
+  if (config_.topology.version() > 1) d.notes[kConfigNote] = encode(ConfigRecord::of(config_.topology, true));
   const ConfigTag& seen = acceptor_.config_seen();
   if (seen.version > 0) d.notes[kConfigSeenNote] = fmt::format("{}:{}", seen.version, seen.digest);
   return d;

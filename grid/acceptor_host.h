@@ -105,6 +105,9 @@ class StateStore {
 inline constexpr const char* kConfigSeenNote = "grid.config_seen";
 // Present while the node is removed (it forgot its slots; see forget()).
 inline constexpr const char* kRemovedNote = "grid.removed";
+// The configuration this acceptor works in, once past version 1 (an encoded
+// ConfigRecord): a restart uses it, whatever `--members` says.
+inline constexpr const char* kConfigNote = "grid.config";
 ConfigTag parse_config_tag(const std::string& text);
 
 struct AcceptorHostConfig {

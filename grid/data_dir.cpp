@@ -154,6 +154,9 @@ DataDir::Loaded DataDir::load() {
 void DataDir::check_members(DurableState& state) const {
   auto it = state.notes.find(kMembersNote);
   if (it == state.notes.end()) return;  // saved before the list was kept
+  // Past version 1 the dir holds its own configuration (a member change
+  // made it), which the node uses whatever --members says.
+  if (state.notes.contains(kConfigNote)) return void(state.notes.erase(it));
   if (it->second != members_)
     throw std::invalid_argument(fmt::format(
         "--members {} differs from the list in --data-dir {} ({}): a running cluster's members do not change by "
