@@ -108,11 +108,15 @@ void AcceptorHost::on_recover_state(const NodeId& from, const QRecoverState& m, 
   }
 }
 
-// Bootstrap is for a cluster that never changed its members (a record
-// anywhere means values to recover): every other member answered, and none
-// holds a value.
+// Bootstrap is for a cluster that never changed its members (a record, or
+// a later configuration's tag, anywhere means values to recover): every
+// other member answered, and none holds a value.
 bool AcceptorHost::bootstrap_possible() {
   if (!records_.empty()) return false;
+  // Nor where a member has seen a later configuration: answering blank, it
+  // was removed and added again, and the values are elsewhere.
+  for (const auto& [id, m] : answers_)
+    if (m.config_seen.version > config_.topology.version() && !config_.plant.recover_one_config) return false;
   std::size_t others = 0;
   for (const auto& id : config_.topology.members()) {
     if (id == config_.self) continue;
@@ -164,15 +168,17 @@ void AcceptorHost::heard(const NodeId& who) {
   if (!ready_ && who != config_.self) heard_.insert(who);
 }
 
-bool AcceptorHost::adopted(const Topology& t) {
-  if (t.version() <= config_.topology.version()) return disk_error_.empty();
-  // Only a member that this configuration removes forgets. A process not
-  // yet added may have accepted the change that adds it, and that vote
-  // counts in the new configuration's majority.
-  const bool removed = config_.topology.contains(config_.self) && !t.contains(config_.self);
+bool AcceptorHost::adopted(const Topology& t, bool settled) {
+  if (t.version() < config_.topology.version()) return disk_error_.empty();
+  // A configuration without us forgets our slots only once settled: until
+  // its catch-up ran, our slots may be the last copy of a value the one
+  // before chose (with another member's state lost), and a recovering
+  // member of that one needs our answer.
+  const bool forgets = settled && !t.contains(config_.self) && !removed_;
+  if (t.version() == config_.topology.version() && !forgets) return disk_error_.empty();
   config_.topology = t;
   acceptor_.adopt_config_seen(tag_of(t));
-  if (removed) forget();
+  if (forgets) forget();
   if (t.contains(config_.self)) removed_ = false;  // added (again): its votes count from now on
   return !store_ || persist();
 }
@@ -216,11 +222,15 @@ std::vector<Topology> AcceptorHost::needed() const {
   // state; recovering nodes start from `--members`, version 1.)
   if (records_.empty() || config_.plant.recover_one_config || top < config_.topology.version())
     return {config_.topology};
+  // A settled record was fenced and caught up: it alone is needed. An
+  // unsettled copy of that version is a laggard's, or a change that lost.
+  for (const auto& r : records_)
+    if (r.version == top && r.settled) return {r.topology()};
   std::vector<Topology> out;
   for (const auto& r : records_) {
     if (r.version != top) continue;
     out.push_back(r.topology());
-    if (auto p = r.previous(); p && !r.settled) out.push_back(*p);
+    if (auto p = r.previous()) out.push_back(*p);
   }
   return out;
 }
@@ -232,6 +242,15 @@ std::size_t AcceptorHost::answered(const Topology& t) const {
 }
 
 bool AcceptorHost::recovered() const {
+  // An answer that saw a configuration above every record found (a member
+  // removed and added again answers blank, having forgotten) means the
+  // records of that one are still to be heard: counting it in an older
+  // one by its id would count a member that no longer holds that one's
+  // values.
+  std::uint64_t top = config_.topology.version();
+  for (const auto& r : records_) top = std::max(top, r.version);
+  for (const auto& [id, m] : answers_)
+    if (m.config_seen.version > top && !config_.plant.recover_one_config) return false;
   for (const auto& t : needed()) {
     // A lone member's votes were counted only by its own proposer.
     if (t.size() == 1 && t.contains(config_.self)) continue;
@@ -256,7 +275,7 @@ Topology AcceptorHost::recovered_config() const {
 std::vector<std::pair<NodeId, QRecoverState>> AcceptorHost::answers_due() {
   std::vector<std::pair<NodeId, QRecoverState>> out;
   if (!ready_) return out;
-  if (config_.plant.no_late_answers) owed_.clear();
+  if (config_.plant.no_late_answers || removed_) owed_.clear();  // removed: nothing to vouch for
   for (const auto& [id, nonce] : std::exchange(owed_, {}))
     out.emplace_back(id, QRecoverState{nonce, false, acceptor_.export_state(), acceptor_.config_seen()});
   return out;
@@ -356,10 +375,11 @@ ConfigTag parse_config_tag(const std::string& text) {
 void AcceptorHost::become_ready(const std::string& how) {
   Topology t = recovered_config();
   if (t.version() > config_.topology.version()) {
-    // Removed while its state was lost (in no configuration the answers
-    // show): it keeps nothing, as a removed member that heard of it does.
-    bool member = t.contains(config_.self);
-    for (const auto& r : records_) member = member || r.topology().contains(config_.self);
+    // Removed while its state was lost (in no configuration recovery waited
+    // for, so the removal is settled): it keeps nothing, as a removed
+    // member that heard of it does.
+    bool member = false;
+    for (const auto& c : needed()) member = member || c.contains(config_.self);
     config_.topology = t;
     acceptor_.adopt_config_seen(tag_of(t));
     if (!member) forget();

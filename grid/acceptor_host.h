@@ -170,14 +170,18 @@ class AcceptorHost {
   QRecoverRequest request() const { return QRecoverRequest{nonce_}; }
   // Retries a failed save.
   void tick(Time now);
-  // The node adopted the committed configuration `t`. The acceptor takes
-  // its tag: older proposers are refused from now on, whether or not a
-  // fence reached us. If `t` removes this node (it was a member of the
-  // configuration adopted before), the acceptor also forgets every slot:
-  // added again later, it must start empty like any new member, or a value
-  // it accepted long ago as one of a minority could come back over a later
-  // one. False if the save failed (retried by tick).
-  bool adopted(const Topology& t);
+  // The node adopted the committed configuration `t` (`settled`: its
+  // record says fenced and caught up). The acceptor takes its tag: older
+  // proposers are refused from now on, whether or not a fence reached us.
+  // Once a settled `t` leaves this node out, the acceptor also forgets
+  // every slot and answers no recovery (removed()): added again later, it
+  // must start empty like any new member, or a value it accepted long ago
+  // as one of a minority could come back over a later one. Not before it is
+  // settled: until the catch-up ran, its slots may be the last copy of a
+  // value the configuration before chose. False if the save failed
+  // (retried by tick).
+  bool adopted(const Topology& t, bool settled = false);
+  bool removed() const { return removed_; }
 
   // Notes of the layers above, saved with the acceptor's state. False (with
   // the reason in status()) if the save failed; the note is kept in memory

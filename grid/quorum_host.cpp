@@ -124,17 +124,66 @@ void QuorumHost::send(const QOut& out) {
         },
         s.msg);
   }
-  // Members do not change yet (issue 14 builds the change on this): a
-  // refusal for a newer configuration is counted, and the operation ended
-  // no_quorum, as any lost round.
+  // A refusal for a newer configuration is counted, and the operation
+  // ended stale_config; the node asks the refuser for its configuration.
   ctx_.counters.stale_config_refusals += out.stale.size();
+  for (const auto& st : out.stale)
+    if (stale_fn_) stale_fn_(st.from);
+  QOut more;
   for (const auto& r : out.results) {
     auto it = waits_.find(r.op);
-    if (it == waits_.end()) continue;
+    if (it == waits_.end()) {
+      change_result(r, more);
+      continue;
+    }
     auto fn = std::move(it->second);
     waits_.erase(it);
     fn(r);
   }
+  if (!more.sends.empty() || !more.results.empty()) send(more);
+}
+
+void QuorumHost::adopt(Time now) {
+  acceptors_.adopted(topology_);
+  log_events();
+  proposer_.adopt(topology_, now, out_);
+  if (member_change_) member_change_->adopted(topology_.version(), proposer_, now, out_);
+  change_progress();
+  QOut out;
+  std::swap(out, out_);
+  send(out);
+}
+
+void QuorumHost::change_members(const NodeId& id, bool add, std::vector<std::string> keys,
+                                std::function<void(const std::string&)> done) {
+  if (member_change_) return done("a member change is already running on this node");
+  member_change_ = std::make_unique<MemberChange>(id, add, std::move(keys));
+  member_change_done_ = std::move(done);
+  member_change_->start(proposer_, Clock::now(), out_);
+  change_progress();
+  QOut out;
+  std::swap(out, out_);
+  send(out);
+}
+
+// A result of an operation the member change asked for.
+void QuorumHost::change_result(const CasResult& r, QOut& out) {
+  if (!member_change_) return;
+  member_change_->on_result(r, proposer_, Clock::now(), out);
+  // Our own operation committed a configuration: adopt it (the commit
+  // pushed to us may be lost; our own result is not).
+  if (auto rec = member_change_->take_adopt(); rec && config_fn_) config_fn_(rec->topology());
+  change_progress();
+}
+
+void QuorumHost::change_progress() {
+  if (!member_change_) return;
+  auto stage = member_change_->stage();
+  if (stage != MemberChange::Stage::done && stage != MemberChange::Stage::failed) return;
+  std::string why = stage == MemberChange::Stage::failed ? member_change_->why() : std::string();
+  auto done = std::move(member_change_done_);
+  member_change_.reset();
+  if (done) done(why);
 }
 
 void QuorumHost::on_message(MsgType type, const Sender& from, std::string_view body, Time now) {
@@ -162,8 +211,11 @@ void QuorumHost::on_message(MsgType type, const Sender& from, std::string_view b
     case MsgType::q_commit: {
       Envelope<QCommit> e;
       if (!decode(body, e)) return bad();
-      if (copy_.apply(e.msg))
+      if (copy_.apply(e.msg)) {
         for (const auto& fn : change_fns_) fn(e.msg);
+        if (e.msg.key == kMembersKey && config_fn_)
+          if (auto rec = config_from_register(e.msg.value)) config_fn_(rec->topology());
+      }
       return;
     }
     default:

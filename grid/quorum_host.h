@@ -14,6 +14,7 @@
 
 #include "grid/acceptor_host.h"
 #include "grid/data_dir.h"
+#include "grid/member_change.h"
 #include "grid/membership.h"
 #include "grid/node_context.h"
 #include "grid/peer_links.h"
@@ -38,6 +39,24 @@ class QuorumHost {
   // Every committed value, to a member that just (re)joined.
   void push_commits(const NodeId& peer);
 
+  // Member changes (issue 14). The node adopts a committed configuration
+  // newer than its own: the acceptor takes it (saved in the data dir), the
+  // proposer runs later operations under it. `topology` is the node's,
+  // already updated.
+  void adopt(Time now);
+  // A configuration this host learned committed: a commit of
+  // `cluster/members`, or the change it runs committing one. The node
+  // adopts it (Node::adopt_config).
+  void on_config(std::function<void(const Topology&)> fn) { config_fn_ = std::move(fn); }
+  // A refusal for a newer configuration from `who`: the node asks it for
+  // that configuration.
+  void on_stale(std::function<void(const NodeId& who)> fn) { stale_fn_ = std::move(fn); }
+  // Runs one change (MemberChange) of `id`; `done` gets "" or why it
+  // failed. One at a time: a second is refused at once. `keys`: every
+  // other register key (caught up after the fence).
+  void change_members(const NodeId& id, bool add, std::vector<std::string> keys,
+                      std::function<void(const std::string& why)> done);
+
   const AcceptorHost& acceptors() const { return acceptors_; }
   void heard_other_list(const NodeId& who) { acceptors_.heard_other_list(who); }
   bool save_note(const std::string& name, const std::string& value);
@@ -51,6 +70,8 @@ class QuorumHost {
   void send(const QOut& out);
   void on_acceptor_message(MsgType type, const Sender& from, std::string_view body, Time now);
   void log_events();
+  void change_result(const CasResult& r, QOut& out);
+  void change_progress();
 
   NodeContext& ctx_;
   const Topology& topology_;
@@ -64,6 +85,10 @@ class QuorumHost {
   QOut out_;
   std::map<std::uint64_t, CasDone> waits_;
   std::vector<std::function<void(const QCommit&)>> change_fns_;
+  std::function<void(const Topology&)> config_fn_;
+  std::function<void(const NodeId&)> stale_fn_;
+  std::unique_ptr<MemberChange> member_change_;
+  std::function<void(const std::string&)> member_change_done_;
 };
 
 }  // namespace rg::grid

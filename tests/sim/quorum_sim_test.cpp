@@ -576,13 +576,13 @@ class QuorumCluster {
       // answers showed (the shell saves it with the acceptor's state).
       if (!was_ready && n.host->ready() && n.host->topology().version() > n.config.version()) {
         ++recovered_across_;
-        adopt(n, n.host->topology(), true);
+        adopt(n, n.host->topology(), false, true);
       }
       check_acceptor(n);
     } else if (std::holds_alternative<ConfigAsk>(w)) {
       net_.send(to, from, Wire(ConfigTell{n.config}));
     } else if (const auto* m = std::get_if<ConfigTell>(&w)) {
-      adopt(n, m->config, false);
+      adopt(n, m->config, false, false);
     }
   }
 
@@ -769,24 +769,26 @@ class QuorumCluster {
   // SimNode::config survives its crashes). A process added gets its
   // proposer; an operator under way goes on.
   void adopt(SimNode& n, const RegValue& v) {
-    if (auto rec = config_from_register(v)) adopt(n, rec->topology(), false);
+    if (auto rec = config_from_register(v)) adopt(n, rec->topology(), rec->settled, false);
   }
 
-  // `recovered`: the acceptor host took `t` from its recovery's answers; in
-  // no configuration they showed, it kept nothing (as a removed member).
-  void adopt(SimNode& n, const Topology& t, bool recovered) {
-    if (t.version() <= n.config.version()) return;
-    const bool was_member = n.config.contains(n.id);
+  // `settled`: its record says so (a removal forgets then). `recovered`:
+  // the acceptor host took `t` from its recovery's answers (and forgot, if
+  // in none of the configurations they showed).
+  void adopt(SimNode& n, const Topology& t, bool settled, bool recovered) {
+    if (t.version() < n.config.version() || (t.version() == n.config.version() && !settled)) return;
+    const bool was_removed = n.host->removed() && !recovered;
+    const bool newer = t.version() > n.config.version();
     n.config = t;
-    n.host->adopted(n.config);
-    bool forgot = recovered ? n.host->acceptor().slots().empty() : was_member && !n.config.contains(n.id);
-    if (forgot) {  // removed: its acceptor forgot every slot, as it must
+    n.host->adopted(n.config, settled);
+    if (!was_removed && n.host->removed()) {  // removed: its acceptor forgot every slot, as it must
       n.seen_memory.clear();
       n.seen_disk.clear();
-      n.wipe_pending = !recovered;
+      n.wipe_pending = !recovered;  // (recovered: its data dir was lost anyway)
       for (auto& [key, ballots] : oracle_)
         for (auto& [b, a] : ballots) a.by.erase(n.id);
     }
+    if (!newer) return;
     if (n.proposer) {
       n.proposer->adopt(n.config, local(n), out_);
     } else if (n.config.contains(n.id)) {

@@ -193,12 +193,13 @@ class Trace {
   // A committed configuration newer than the node's: it adopts it (and
   // gets a proposer once it is a member); the operator goes on.
   void adopt(Node& n, const RegValue& v, QOut& out) {
-    if (auto rec = config_from_register(v)) adopt(n, rec->topology(), out);
+    if (auto rec = config_from_register(v)) adopt(n, rec->topology(), out, rec->settled);
   }
-  void adopt(Node& n, const Topology& t, QOut& out) {
-    if (t.version() <= n.config.version()) return;
+  void adopt(Node& n, const Topology& t, QOut& out, bool settled = false) {
+    if (t.version() < n.config.version()) return;
+    n.host->adopted(t, settled);  // a settled removal forgets
+    if (t.version() == n.config.version()) return;
     n.config = t;
-    n.host->adopted(n.config);
     if (n.proposer)
       n.proposer->adopt(n.config, now_, out);
     else if (n.config.contains(n.id))

@@ -332,10 +332,16 @@ TEST_CASE("acceptor host: the configuration tag seen is saved before the answer,
   CHECK(again.acceptor().config_seen() == v2);
   CHECK(again.on_prepare(QPrepare{"k", {5, 1}, 3, {}, v1}, at(4))->stale_config);
   CHECK_FALSE(again.note(kConfigSeenNote));  // not one of the layers' notes
-  // A recovering acceptor takes the highest tag its peers report.
+  // A recovering acceptor takes the highest tag its peers report (with the
+  // record of that configuration: a tag above every record found keeps it
+  // waiting, see below).
   AcceptorHost fresh(config(), nullptr, std::nullopt, at(0), 7);
+  ConfigRecord v1_record = ConfigRecord::of(Topology({"n1", "n2", "n3"}), true);
+  std::string why;
+  ConfigRecord v2_record = *changed(v1_record, "n3", false, why);
+  v2_record.settled = true;
   auto answer = [&](const NodeId& from) {
-    QRecoverState s{7, false, {}, v2};
+    QRecoverState s{7, false, {QSlotState{kMembersKey, {4, 1}, true, {4, 1}, config_to_register(v2_record)}}, v2};
     fresh.on_recover_state(from, s, at(1000));
   };
   answer("n2");
@@ -421,8 +427,18 @@ TEST_CASE("acceptor host: a removed member answers no recovery, also after a res
   AcceptorHostConfig hc = config();
   hc.self = "n3";
   AcceptorHost h(hc, &store, DurableState{}, at(0), 1);
+  REQUIRE(h.on_accept(accept({3, 1}, "x"), at(1)));
   REQUIRE(h.on_recover_request("n1", QRecoverRequest{5}, at(1)));
-  REQUIRE(h.adopted(c.v2.topology()));  // removes n3
+  // v2 removes n3. Not settled yet: its slots may be the last copy of what
+  // the three chose, so it keeps them and still answers.
+  REQUIRE(h.adopted(c.v2.topology(), false));
+  CHECK_FALSE(h.removed());
+  CHECK_FALSE(h.acceptor().slots().empty());
+  CHECK(h.on_recover_request("n1", QRecoverRequest{5}, at(2)));
+  // Settled: it forgets, and answers nobody's recovery.
+  REQUIRE(h.adopted(c.v2.topology(), true));
+  CHECK(h.removed());
+  CHECK(h.acceptor().slots().empty());
   CHECK_FALSE(h.on_recover_request("n1", QRecoverRequest{5}, at(2)));
   REQUIRE(store.saved);
   CHECK(store.saved->notes.contains(kRemovedNote));
@@ -439,4 +455,39 @@ TEST_CASE("acceptor host: a removed member answers no recovery, also after a res
   REQUIRE(again.adopted(changed(v2, "n3", true, why)->topology()));  // added again: starts empty, answers
   CHECK(again.on_recover_request("n1", QRecoverRequest{6}, at(5)));
   CHECK(again.acceptor().slots().empty());
+}
+
+TEST_CASE("acceptor host: recovery waits for the records of any configuration an answer has seen") {
+  // A member removed and added again answers blank with a high tag seen:
+  // enough answers of the --members list by count, but that list's values
+  // may be gone from it (a review's trace).
+  QRecoverState blank_v5{7, false, {}, ConfigTag{5, 55}};
+  QRecoverState blank_v1{7, false, {}, ConfigTag{1, 11}};
+  AcceptorHost h(config(), nullptr, std::nullopt, at(0), 7);
+  h.on_recover_state("n2", blank_v5, at(1000));
+  h.on_recover_state("n3", blank_v1, at(1000));
+  CHECK_FALSE(h.ready());
+  AcceptorHostConfig planted = config();
+  planted.plant.recover_one_config = true;
+  AcceptorHost p(planted, nullptr, std::nullopt, at(0), 7);
+  p.on_recover_state("n2", blank_v5, at(1000));
+  p.on_recover_state("n3", blank_v1, at(1000));
+  CHECK(p.ready());
+}
+
+TEST_CASE("acceptor host: a settled record overrides unsettled copies of its version") {
+  Configs c;
+  ConfigRecord v3_settled = c.v3;
+  v3_settled.settled = true;
+  AcceptorHost h(config(), nullptr, std::nullopt, at(0), 7);
+  h.heard("n4");
+  h.on_recover_state("n3", answer_with(7, {record_slot(c.v3, {50, 1})}), at(1000));  // a laggard's copy
+  CHECK(h.progress(at(1000)).find("configuration 2") != std::string::npos);
+  h.on_recover_state("n2", answer_with(7, {record_slot(v3_settled, {60, 1})}), at(1000));
+  auto line = h.progress(at(1000));
+  CHECK(line.find("configuration 3: 1 of 2") != std::string::npos);
+  CHECK(line.find("configuration 2") == std::string::npos);
+  h.on_recover_state("n4", answer_with(7, {record_slot(v3_settled, {60, 1})}), at(1001));
+  CHECK(h.ready());
+  CHECK(h.topology() == c.v3.topology());
 }
