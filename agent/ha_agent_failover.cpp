@@ -774,6 +774,22 @@ void HaAgent::on_failover_cas(CasOp op, grid::CasOutcome outcome, const std::opt
   }
 }
 
+// The committed table names an established master other than the one
+// this run replaces (a claim replaces none): someone else took the role.
+// Its lease is what holds our retries off, and it will not run out, so
+// waiting for it (as for a dead master's) only delays the end of the run.
+// With an even number of members the refusals of the two lease holders
+// are no majority either way, and a claim kept retrying for the whole
+// failover timeout (a 4-node start, 1 in 6).
+namespace {
+bool superseded(const std::optional<RoleTable>& table, const NodeId& self, const FailoverRun& r) {
+  if (!table || !table->master || table->master->phase != Phase::established) return false;
+  const MasterEntry& m = *table->master;
+  if (m.node == self) return false;
+  return !r.failing || m.node != r.failing->node || m.epoch != r.failing->epoch;
+}
+}  // namespace
+
 void HaAgent::on_designated(CasOp op, grid::CasOutcome outcome, const std::optional<RoleTable>& value, Time now,
                             AgentOutput& out) {
   using grid::CasOutcome;
@@ -784,8 +800,9 @@ void HaAgent::on_designated(CasOp op, grid::CasOutcome outcome, const std::optio
     r.epoch = value->master->epoch;
     step("designate", r.step_start, now, fmt::format("designated at epoch {}", r.epoch), out);
     begin_broadcast(now, out);
-  } else if (outcome == CasOutcome::lease_held ||
-             (outcome == CasOutcome::no_quorum && r.saw_lease_held && now < r.started + config_.failover_timeout)) {
+  } else if (!superseded(table_, config_.self, r) &&
+             (outcome == CasOutcome::lease_held ||
+              (outcome == CasOutcome::no_quorum && r.saw_lease_held && now < r.started + config_.failover_timeout))) {
     r.saw_lease_held = true;
     r.retry_at = now + config_.heartbeat_interval;  // the old lease runs out soon
   } else if (outcome == CasOutcome::no_quorum && sees_majority() && now < r.started + config_.failover_timeout) {

@@ -294,6 +294,28 @@ TEST_CASE("agent: a claim refused because someone else got there first stays dat
   CHECK(r.cas("read").purpose == "read");
 }
 
+TEST_CASE("agent: a claim held off by the lease of a master that took the role meanwhile ends at once") {
+  // Four members: the two acceptors holding the new master's lease refuse,
+  // the other two promise, and neither is a majority, so the claim sees
+  // lease_held, never the table. Its copy of the table shows the master.
+  for (bool taken : {true, false}) {
+    CAPTURE(taken);
+    Rig r("n1", {"n1", "n2", "n3", "n4"});
+    r.start(std::nullopt);
+    r.tick(kHb);
+    auto claim = r.cas("claim");
+    if (taken) r.table(table_with("n4", 1, Phase::established, 1, std::nullopt));
+    r.fail(claim, CasOutcome::lease_held);
+    if (taken) {
+      CHECK(r.agent().state() == AgentState::data);
+      CHECK(r.events() == Strings{"+failover-aborted"});
+    } else {  // no master in the table: the lease is a dead one's, waited out
+      CHECK(r.agent().state() == AgentState::designating);
+      CHECK(r.events().empty());
+    }
+  }
+}
+
 TEST_CASE("agent: the master renews every heartbeat and its lease follows the renewal's start") {
   Rig r("n1");
   make_master_with_replica(r);
