@@ -124,6 +124,25 @@ void AgentNode::register_admin() {
     record("maintenance-requested", {{"on", on}});
     r.ok(json{{"maintenance", on}}.dump());
   });
+  // Member changes (issue 14): one member added or removed through the
+  // register; the answer comes once the change is settled. The master is
+  // never removed (a switchover first); the change itself cannot check it
+  // (the role table is another register), so the agent does.
+  a.handle("member", [this](const grid::AdminRequest& q, grid::Reply r) {
+    if (q.args.size() != 2 || (q.args[0] != "add" && q.args[0] != "remove"))
+      return r.error("usage: member add|remove NODE");
+    const bool add = q.args[0] == "add";
+    const NodeId id = q.args[1];
+    const auto& t = agent_.table();
+    if (!add && t && t->master && t->master->node == id)
+      return r.error(fmt::format("{} is the master: hand the role over first (rolegridctl switchover --to NODE)", id));
+    record("member-change-requested", {{"add", add}, {"node", id}});
+    node_.change_members(id, add, [this, r, add, id](const std::string& why) {
+      if (!why.empty()) return r.error(fmt::format("member {} {}: {}", add ? "add" : "remove", id, why));
+      const auto& topo = node_.topology();
+      r.ok(json{{"ok", true}, {"version", topo.version()}, {"members", topo.members()}}.dump());
+    });
+  });
   // Grid writes with "if-epoch N": the same check as `fence`.
   node_.set_epoch_guard([this](std::uint64_t epoch) -> std::string {
     auto why = not_fenced_reason(health_view(), epoch);

@@ -40,7 +40,7 @@ std::optional<Role> parse_role(const std::string& s) {
 AgentConfig agent_config(const grid::Node& node, const AgentOptions& o) {
   AgentConfig c;
   c.self = node.config().node;
-  c.topology = Topology(node.config().members);
+  c.topology = node.topology();
   c.witness = o.witness;
   c.heartbeat_interval = node.config().heartbeat_interval;
   c.failure_timeout = node.config().failure_timeout;
@@ -78,6 +78,15 @@ AgentNode::AgentNode(boost::asio::io_context& io, grid::Node& node, AgentOptions
 void AgentNode::start() {
   node_.on_member_event([this](const grid::MembershipEvent&) {
     feed([this](HaAgent& a, Time now, AgentOutput& out) { a.on_members(member_view(), now, out); });
+  });
+  // A member change catches up every register key (MemberChange).
+  node_.add_quorum_key(kRoleKey);
+  node_.add_quorum_key(kFailoverKey);
+  node_.on_config([this](const Topology& t) {
+    feed([&](HaAgent& a, Time now, AgentOutput& out) {
+      a.on_config(t, now, out);
+      a.on_members(member_view(), now, out);
+    });
   });
   node_.on_quorum_change([this](const grid::QCommit& c) {
     if (c.key != kRoleKey) return;

@@ -160,6 +160,12 @@ void HaAgent::on_table(const std::optional<RoleTable>& table, Time now, AgentOut
   end_input(now, out);
 }
 
+void HaAgent::on_config(const Topology& t, Time now, AgentOutput& out) {
+  begin_input(now, out);
+  if (t.version() > config_.topology.version()) config_.topology = t;
+  end_input(now, out);
+}
+
 void HaAgent::on_members(const MemberView& view, Time now, AgentOutput& out) {
   begin_input(now, out);
   members_ = view;

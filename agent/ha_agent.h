@@ -225,6 +225,9 @@ class HaAgent {
   void on_table(const std::optional<RoleTable>& table, Time now, AgentOutput& out,
                 std::optional<std::int64_t> lease_left_ms = std::nullopt);
   void on_members(const MemberView& view, Time now, AgentOutput& out);
+  // The node adopted a newer member configuration (issue 14): quorums,
+  // eligibility and the two-member rule follow it.
+  void on_config(const Topology& t, Time now, AgentOutput& out);
   // `value_lease_left_ms`: the register's hint (CasResult's) of how long
   // the acceptors still hold `value`'s lease, when it gave one.
   void on_cas_done(std::uint64_t id, grid::CasOutcome outcome, const std::optional<RoleTable>& value,

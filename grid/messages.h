@@ -19,6 +19,8 @@ enum class MsgType : std::uint8_t {
   refuse = 3,
   challenge = 4,         // datagram: prove your session is live (grid/sessions.h)
   challenge_answer = 5,  // datagram: the nonce of a challenge, sealed under the challenged session
+  config_ask = 6,        // datagram: send me your member configuration (issue 14)
+  config_tell = 7,       // datagram: the member configuration the sender uses
   hello = 10,   // opens (or re-opens) an origin's stream to one receiver
   data = 11,    // a batch of writes of one origin's stream
   ack = 12,     // receiver -> origin: cumulative
@@ -64,6 +66,9 @@ struct Heartbeat {
   std::uint64_t topology = 0;
   bool synced = false;  // holds a full copy of every region (can be a donor)
   std::uint64_t stream_next = 0;
+  // The member configuration's version (issue 14): a node that hears a
+  // higher one asks for it, one that hears a lower one tells it.
+  std::uint64_t config_version = 1;
   template <class Ar>
   void io(Ar& ar) {
     rg::io(ar, address);
@@ -71,6 +76,25 @@ struct Heartbeat {
     rg::io(ar, topology);
     rg::io(ar, synced);
     rg::io(ar, stream_next);
+    rg::io(ar, config_version);
+  }
+};
+
+// Between nodes of one cluster (authenticated by its key, so what they tell
+// is trusted): the configuration a node uses was committed (it adopted it
+// from a commit, or recovered it from its peers).
+struct ConfigAsk {
+  std::string reply_to;  // the asker's listen HOST:PORT
+  template <class Ar>
+  void io(Ar& ar) {
+    rg::io(ar, reply_to);
+  }
+};
+struct ConfigTell {
+  std::string record;  // an encoded ConfigRecord (grid/config_record.h)
+  template <class Ar>
+  void io(Ar& ar) {
+    rg::io(ar, record);
   }
 };
 

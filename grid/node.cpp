@@ -79,6 +79,20 @@ Node::Node(asio::io_context& io, NodeConfig config)
   if (config_.fault_injection) faults_.emplace(incarnation_);
   // Every (re)connection restates where this peer's stream starts.
   links_.on_connected([this](const NodeId& peer) { writes_.restate(peer); });
+  quorum_.on_config([this](const ConfigRecord& r) { adopt_config(r); });
+  quorum_.on_stale([this](const NodeId& who) {
+    if (const auto* m = membership_.find(who)) ask_config(m->address, Clock::now());
+  });
+  // The data dir's configuration, past version 1, wins over --members.
+  const Topology& saved = quorum_.acceptors().topology();
+  if (saved.version() > topology_.version()) {
+    if (!saved.contains(config_.node))
+      throw std::invalid_argument(fmt::format(
+          "--data-dir {}: this node was removed from the cluster's members at configuration version {}; to add it "
+          "again, run `rolegridctl member add {}` and start it with an empty data dir",
+          config_.data_dir, saved.version(), config_.node));
+    adopt_config(ConfigRecord::of(saved, false));
+  }
   open_sockets();
   register_admin();
 }
@@ -296,7 +310,7 @@ void Node::broadcast_udp(const std::string& frame) {
 
 Heartbeat Node::heartbeat() const {
   return Heartbeat{config_.listen.str(), config_.admin.str(), topology_.fingerprint(), sync_.transfer().synced,
-                   writes_.sender().next_seq()};
+                   writes_.sender().next_seq(), topology_.version()};
 }
 
 void Node::send_heartbeat(Time) { broadcast_udp(frame(MsgType::heartbeat, heartbeat())); }

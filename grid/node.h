@@ -100,6 +100,17 @@ class Node {
     status_fns_.emplace_back(std::move(name), std::move(json_fn));
   }
   bool member_synced(const NodeId& id) const { return sync_.holds_full_copy(id); }
+
+  // Member changes (issue 14; node_members.cpp). The configuration in use:
+  // `--members` (version 1) or the one the data dir or a change gave.
+  const Topology& topology() const { return topology_; }
+  // Called when the node adopts a newer configuration.
+  void on_config(std::function<void(const Topology&)> fn) { config_fns_.push_back(std::move(fn)); }
+  // A register key of the layers above: a member change catches it up.
+  void add_quorum_key(const std::string& key) { quorum_keys_.insert(key); }
+  // Adds or removes one member through the register (MemberChange); `done`
+  // gets "" once the change is settled, else why it failed.
+  void change_members(const NodeId& id, bool add, std::function<void(const std::string& why)> done);
   // This node's acceptor loaded its state intact or recovered what its
   // earlier life may have voted (AcceptorHost) and takes part in quorums.
   bool quorum_ready() const { return quorum_.acceptors().ready(); }
@@ -170,6 +181,14 @@ class Node {
   // node_admin.cpp
   void register_admin();
 
+  // node_members.cpp: adopting configurations and telling peers of them
+  void adopt_config(const ConfigRecord& r);
+  void compare_config(std::uint64_t their_version, const NodeId& who, const std::string& address, Time now);
+  void ask_config(const std::string& address, Time now);
+  bool due(const std::string& address, Time now);
+  void on_config_message(MsgType type, std::string_view body);
+  ConfigRecord config_record() const;
+
   boost::asio::io_context& io_;
   NodeConfig config_;
   DatagramCrypto crypto_;        // peer key: datagrams and link handshakes
@@ -210,6 +229,10 @@ class Node {
   std::function<void(const std::string&)> fatal_;
   EpochGuard epoch_guard_;
   std::vector<MemberFn> member_fns_;
+  std::vector<std::function<void(const Topology&)>> config_fns_;
+  std::set<std::string> quorum_keys_;
+  std::map<std::string, Time> config_sent_;  // by address: one ask or tell per heartbeat interval
+  bool removed_logged_ = false;
   struct Watch {
     std::string region;
     std::string prefix;

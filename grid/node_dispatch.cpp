@@ -24,7 +24,9 @@ namespace {
 bool allowed(MsgType type, bool datagram) {
   switch (type) {
     case MsgType::heartbeat:
-    case MsgType::refuse: return datagram;
+    case MsgType::refuse:
+    case MsgType::config_ask:
+    case MsgType::config_tell: return datagram;
     case MsgType::leave:
     case MsgType::data: return true;
     default: return !datagram;
@@ -162,6 +164,10 @@ void Node::route(Conn* conn, MsgType type, const Sender& from, std::string_view 
   switch (type) {
     case MsgType::heartbeat: return on_heartbeat(body, now);
     case MsgType::refuse: return on_refuse(body);
+    // From any node of this cluster, a member of ours or not yet (a joiner)
+    // or no longer (removed): the configurations differ.
+    case MsgType::config_ask:
+    case MsgType::config_tell: return on_config_message(type, body);
     case MsgType::leave:
       if (from.node != config_.node) membership_.on_leave(from.node, from.incarnation, now, mout_);
       return drain_membership(now);
@@ -211,7 +217,8 @@ void Node::on_heartbeat(std::string_view body, Time now) {
     return;
   }
   auto before = mout_.refusals.size();
-  auto verdict = membership_.on_heard(e.from.node, e.from.incarnation, e.msg.address, e.msg.topology, now, mout_);
+  auto verdict = membership_.on_heard(e.from.node, e.from.incarnation, e.msg.address, e.msg.config_version,
+                                      e.msg.topology, now, mout_);
   bool second = verdict == Heard::self_duplicate && e.from.incarnation < incarnation_;
   // Refusals answer this heartbeat: address them to its exact sender.
   for (auto i = before; i < mout_.refusals.size() && !second; ++i) {
@@ -230,7 +237,12 @@ void Node::on_heartbeat(std::string_view body, Time now) {
                          config_.node, e.msg.address));
     return;
   }
-  if (verdict != Heard::accepted && verdict != Heard::self) ++counters_.refused_messages;
+  if (verdict != Heard::accepted && verdict != Heard::self && verdict != Heard::other_config)
+    ++counters_.refused_messages;
+  if (verdict == Heard::accepted || verdict == Heard::other_config)
+    compare_config(e.msg.config_version, e.from.node, e.msg.address, now);
+  // Removed, the change not settled yet: ask until a member says it is.
+  if (!topology_.contains(config_.node) && verdict != Heard::self) ask_config(e.msg.address, now);
   if (verdict == Heard::not_a_member || verdict == Heard::wrong_topology) {
     auto& o = other_list_[e.from.node];
     if (o.incarnation != e.from.incarnation) o = OtherList{e.from.incarnation, false};
@@ -265,6 +277,13 @@ void Node::on_refuse(std::string_view body) {
     if (std::exchange(other->second.refusal_logged, true)) return;
     log::warn("{} refuses this node ({}); staying: this node votes, and a refusal stops only a node that does not",
               e.from.node, e.msg.reason);
+    return;
+  }
+  // Removed by a change not settled yet: the others no longer know us, but
+  // our slots may still be needed (a recovering member of the configuration
+  // before asks for them); we stop by ourselves once it is settled.
+  if (!topology_.contains(config_.node)) {
+    ++counters_.refused_messages;
     return;
   }
   if (fatal_) fatal_(fmt::format("refused by {}: {}", e.from.node, e.msg.reason));

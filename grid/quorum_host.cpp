@@ -143,11 +143,13 @@ void QuorumHost::send(const QOut& out) {
   if (!more.sends.empty() || !more.results.empty()) send(more);
 }
 
-void QuorumHost::adopt(Time now) {
-  acceptors_.adopted(topology_);
+void QuorumHost::adopt(Time now, bool settled) {
+  acceptors_.adopted(topology_, settled);
   log_events();
-  proposer_.adopt(topology_, now, out_);
-  if (member_change_) member_change_->adopted(topology_.version(), proposer_, now, out_);
+  if (topology_.version() > proposer_.topology().version()) {
+    proposer_.adopt(topology_, now, out_);
+    if (member_change_) member_change_->adopted(topology_.version(), proposer_, now, out_);
+  }
   change_progress();
   QOut out;
   std::swap(out, out_);
@@ -172,7 +174,7 @@ void QuorumHost::change_result(const CasResult& r, QOut& out) {
   member_change_->on_result(r, proposer_, Clock::now(), out);
   // Our own operation committed a configuration: adopt it (the commit
   // pushed to us may be lost; our own result is not).
-  if (auto rec = member_change_->take_adopt(); rec && config_fn_) config_fn_(rec->topology());
+  if (auto rec = member_change_->take_adopt(); rec && config_fn_) config_fn_(*rec);
   change_progress();
 }
 
@@ -214,7 +216,7 @@ void QuorumHost::on_message(MsgType type, const Sender& from, std::string_view b
       if (copy_.apply(e.msg)) {
         for (const auto& fn : change_fns_) fn(e.msg);
         if (e.msg.key == kMembersKey && config_fn_)
-          if (auto rec = config_from_register(e.msg.value)) config_fn_(rec->topology());
+          if (auto rec = config_from_register(e.msg.value)) config_fn_(*rec);
       }
       return;
     }

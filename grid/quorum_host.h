@@ -43,11 +43,11 @@ class QuorumHost {
   // newer than its own: the acceptor takes it (saved in the data dir), the
   // proposer runs later operations under it. `topology` is the node's,
   // already updated.
-  void adopt(Time now);
+  void adopt(Time now, bool settled);
   // A configuration this host learned committed: a commit of
   // `cluster/members`, or the change it runs committing one. The node
   // adopts it (Node::adopt_config).
-  void on_config(std::function<void(const Topology&)> fn) { config_fn_ = std::move(fn); }
+  void on_config(std::function<void(const ConfigRecord&)> fn) { config_fn_ = std::move(fn); }
   // A refusal for a newer configuration from `who`: the node asks it for
   // that configuration.
   void on_stale(std::function<void(const NodeId& who)> fn) { stale_fn_ = std::move(fn); }
@@ -85,7 +85,7 @@ class QuorumHost {
   QOut out_;
   std::map<std::uint64_t, CasDone> waits_;
   std::vector<std::function<void(const QCommit&)>> change_fns_;
-  std::function<void(const Topology&)> config_fn_;
+  std::function<void(const ConfigRecord&)> config_fn_;
   std::function<void(const NodeId&)> stale_fn_;
   std::unique_ptr<MemberChange> member_change_;
   std::function<void(const std::string&)> member_change_done_;

@@ -194,6 +194,8 @@ void define_role_commands(CLI::App& app, Cli& c) {
   auto* so = add_command(app, c, "switchover", "hand the master role to NODE gracefully (asks the master)", {});
   so->add_option("--to", c.switch_to, "the node to become master")->required();
   add_command(app, c, "maintenance", "on: no automatic failover; off: back to normal", {"on|off"});
+  add_command(app, c, "member", "add or remove one member while the cluster runs; returns once the change is "
+              "settled (README, \"Changing the members\")", {"add|remove", "NODE"});
   add_command(app, c, "fence", "exit 0 only if this node acts as master at exactly EPOCH (the fencing "
               "token), else print why and exit 1", {"EPOCH"});
   auto* fa = app.add_subcommand("fault", "tests only: drop PEER PERCENT [in|out|both] | delay PEER MS | "
@@ -340,6 +342,9 @@ void print_answer(const Cli& c, const json& j) {
   } else if (cmd == "fence") {
     fmt::print("fenced: {} acts as master at epoch {} ({} ms of lease left)\n", j.value("node", "?"),
                j.value("master_epoch", std::uint64_t{0}), j.value("lease_remaining_ms", std::int64_t{0}));
+  } else if (cmd == "member") {
+    fmt::print("members now (configuration version {}): {}\n", j.value("version", std::uint64_t{0}),
+               fmt::join(j.value("members", std::vector<std::string>{}), ","));
   } else if (cmd == "switchover") {
     fmt::print("switchover to {} started; `rolegridctl master` shows when it is established\n", c.switch_to);
   } else fmt::print("ok\n");

@@ -1,0 +1,95 @@
+// Node: member changes (issue 14; DESIGN.md, "Changing the members"). The
+// node adopts a committed configuration newer than its own, from a commit
+// of `cluster/members`, from the change it runs, or from a peer that tells
+// it; its membership and quorum registers follow, and the layers above are
+// told. Heartbeats carry the version: a node that hears a higher one asks
+// that peer for its configuration, one that hears a lower one tells it.
+#include <utility>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "common/log.h"
+#include "grid/envelope.h"
+#include "grid/node.h"
+
+namespace rg::grid {
+
+void Node::adopt_config(const ConfigRecord& r) {
+  Topology t = r.topology();
+  const bool newer = t.version() > topology_.version();
+  if (!newer && !(r.settled && t.version() == topology_.version())) return;
+  auto now = Clock::now();
+  if (newer) {
+    log::info("+config version {}: members {}", t.version(), fmt::join(t.members(), ","));
+    topology_ = t;
+    membership_.adopt(t, now, mout_);
+    drain_membership(now);
+  }
+  quorum_.adopt(now, r.settled);
+  if (newer)
+    for (const auto& fn : config_fns_) fn(topology_);
+  if (topology_.contains(config_.node)) return;
+  if (!std::exchange(removed_logged_, true))
+    log::warn("+removed: configuration version {} leaves this node out (members {}); it stops once the change "
+              "is settled", t.version(), fmt::join(t.members(), ","));
+  if (r.settled && fatal_)
+    fatal_(fmt::format("removed from the cluster's members at configuration version {}; to add this node again, "
+                       "start it with an empty data dir after `rolegridctl member add {}`",
+                       t.version(), config_.node));
+}
+
+// What we use, as a record to tell: the committed one we hold, if it is
+// that version (with its settled flag), else ours marked unsettled (a
+// removal then does not forget on our word alone).
+ConfigRecord Node::config_record() const {
+  if (const auto* c = quorum_.value(kMembersKey))
+    if (auto rec = config_from_register(c->value); rec && rec->version == topology_.version()) return *rec;
+  return ConfigRecord::of(topology_, false);
+}
+
+void Node::compare_config(std::uint64_t their_version, const NodeId& who, const std::string& address, Time now) {
+  if (their_version == topology_.version()) return;
+  if (their_version > topology_.version()) {
+    log::debug("{} is at configuration version {} (ours {}): asking it", who, their_version, topology_.version());
+    return ask_config(address, now);
+  }
+  if (due(address, now)) send_udp(address, frame(MsgType::config_tell, ConfigTell{encode(config_record())}));
+}
+
+void Node::ask_config(const std::string& address, Time now) {
+  if (due(address, now)) send_udp(address, frame(MsgType::config_ask, ConfigAsk{config_.listen.str()}));
+}
+
+// One ask or tell per address and heartbeat interval.
+bool Node::due(const std::string& address, Time now) {
+  if (address.empty()) return false;
+  auto& last = config_sent_[address];
+  if (now - last < config_.heartbeat_interval) return false;
+  last = now;
+  return true;
+}
+
+void Node::on_config_message(MsgType type, std::string_view body) {
+  if (type == MsgType::config_ask) {
+    Envelope<ConfigAsk> e;
+    if (!decode(body, e) || !parse_endpoint(e.msg.reply_to)) return void(++counters_.decode_errors);
+    return send_udp(e.msg.reply_to, frame(MsgType::config_tell, ConfigTell{encode(config_record())}));
+  }
+  Envelope<ConfigTell> e;
+  ConfigRecord r;
+  if (!decode(body, e) || !decode(e.msg.record, r)) return void(++counters_.decode_errors);
+  try {
+    r.topology();
+  } catch (const std::invalid_argument&) {
+    return void(++counters_.decode_errors);
+  }
+  adopt_config(r);
+}
+
+void Node::change_members(const NodeId& id, bool add, std::function<void(const std::string&)> done) {
+  std::vector<std::string> keys(quorum_keys_.begin(), quorum_keys_.end());
+  quorum_.change_members(id, add, std::move(keys), std::move(done));
+}
+
+}  // namespace rg::grid
