@@ -23,6 +23,7 @@ void Node::adopt_config(const ConfigRecord& r) {
   if (newer) {
     log::info("+config version {}: members {}", t.version(), fmt::join(t.members(), ","));
     topology_ = t;
+    if (auto i = t.index_of(config_.node)) writes_.set_self_index(*i);
     membership_.adopt(t, now, mout_);
     drain_membership(now);
   }

@@ -33,6 +33,9 @@ class WritePath {
 
   // A local write; `done` (may be null) runs once every member applied it.
   void submit(Write w, DoneFn done);
+  // A member change gave this node another index (a node that joined took
+  // the one its configuration assigns, not its place in `--members`).
+  void set_self_index(MemberIndex i) { self_index_ = i; }
   // Sends what is queued now (also before the node leaves).
   void flush();
 
@@ -70,7 +73,7 @@ class WritePath {
   void send_batches(std::uint64_t first, const std::vector<const Write*>& writes, std::size_t budget, Send&& send);
 
   NodeContext& ctx_;
-  MemberIndex self_index_;
+  MemberIndex self_index_;  // the origin of our writes' versions: our index in the configuration
   Store& store_;
   PeerLinks& links_;
   Multicast multicast_;

@@ -1,16 +1,18 @@
 """Integration tests of member changes while the cluster runs (issue 14):
-`rolegridctl member remove`, what the removed node and the others do, and a
-failover on the new configuration. Run through run.py (-k member_).
+`rolegridctl member add` and `member remove`, what the added, the removed
+and the other nodes do, and failovers on the new configurations. Run
+through run.py (-k member_).
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 
 import harness
 from harness import CtlError, check, note
-from test_agent import (FT_S, agent_test, check_one_master_at_a_time, kill_and_fail_over, roles, started_cluster,
-                        summary)
+from test_agent import (agent_nodes, agent_test, check_one_master_at_a_time, kill_and_fail_over, roles,
+                        started_cluster, summary, wait_roles)
 
 
 def members_of(c, nid):
@@ -49,4 +51,47 @@ def member_remove_a_data_node_then_fail_over_on_three(c):
     note(f"after the removal, kill -9 of master {m}: {r} established on every live node within "
          f"{max(seen.values()):.2f} s")
     check(summary(roles(c, stay))["master"] == r, "the new master is not agreed")
+    check_one_master_at_a_time(c, ids)
+
+
+@agent_test(timeout=90)
+def member_add_a_fourth_node_fail_over_then_remove_it(c):
+    ids = agent_nodes(c, 4)
+    for i in ("n1", "n2", "n3"):  # the cluster: n1..n3; n4 waits to be added
+        c[i].members = ["n1", "n2", "n3"]
+        c[i].start()
+    c.wait_formed(["n1", "n2", "n3"])
+    snaps, _ = wait_roles(c, ["n1", "n2", "n3"], 10, what="a master and a replica", entries=True)
+    s = snaps["n1"]
+    m, r, e = s["master"], s["replica"], s["epoch"]
+    # Started before it is added, the new node is refused (same version,
+    # another list) and exits: nodes on a new list never form a cluster.
+    c["n4"].start()
+    code = c["n4"].wait_exit(10)
+    check(code != 0 and "refused by" in c["n4"].log(), f"n4 started before `member add` kept running (exit {code})")
+    t0 = time.monotonic()
+    out = c.ctl(r, "member", "add", "n4")
+    note(f"member add n4: settled in {time.monotonic() - t0:.2f} s, members {out['members']} "
+         f"(version {out['version']})")
+    check(out["version"] == 2 and "n4" in out["members"], f"member add answered {out}")
+    # Now it starts with an empty data dir, learns the configuration from
+    # its peers, recovers its acceptor and takes part.
+    shutil.rmtree(c["n4"].data_dir, ignore_errors=True)
+    c["n4"].start()
+    c.wait_formed(ids, timeout=15)
+    harness.wait_until(lambda: c.q("n4", "status")["acceptor"]["voting"], 10, what="n4 voting")
+    check(members_of(c, "n4") == ids, f"n4's members: {members_of(c, 'n4')}")
+    # A failover with four members: the master killed, 3 of 4 remain.
+    live = [i for i in ids if i != m]
+    d = next(i for i in live if i != r)
+    t_kill, seen, _ = kill_and_fail_over(c, ids, m, r, d, e)
+    note(f"kill -9 of master {m} with 4 members: {r} established on every live node within {max(seen.values()):.2f} s")
+    # And removed again (a switchover first if it became the master).
+    if r == "n4":
+        c.ctl(r, "switchover", "--to", d)
+        harness.wait_until(lambda: summary(roles(c, d))["master"] == d and summary(roles(c, d))["acting"], 10,
+                           what=f"{d} to take over from n4")
+    out = c.ctl(d, "member", "remove", "n4")
+    check(out["version"] == 3 and "n4" not in out["members"], f"member remove n4 answered {out}")
+    check(c["n4"].wait_exit(10) != 0, "n4 did not stop after its removal")
     check_one_master_at_a_time(c, ids)
