@@ -162,7 +162,12 @@ void HaAgent::on_table(const std::optional<RoleTable>& table, Time now, AgentOut
 
 void HaAgent::on_config(const Topology& t, Time now, AgentOutput& out) {
   begin_input(now, out);
-  if (t.version() > config_.topology.version()) config_.topology = t;
+  if (t.version() > config_.topology.version()) {
+    config_.topology = t;
+    if (t.size() == 2 && !config_.witness)
+      out.notes.push_back("2-member configuration: no automatic promotion (no failover, no claim, no switchover) "
+                          "unless the other member is a witness; add a member to fail over safely");
+  }
   end_input(now, out);
 }
 

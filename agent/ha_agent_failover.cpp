@@ -805,7 +805,8 @@ void HaAgent::on_designated(CasOp op, grid::CasOutcome outcome, const std::optio
               (outcome == CasOutcome::no_quorum && r.saw_lease_held && now < r.started + config_.failover_timeout))) {
     r.saw_lease_held = true;
     r.retry_at = now + config_.heartbeat_interval;  // the old lease runs out soon
-  } else if (outcome == CasOutcome::no_quorum && sees_majority() && now < r.started + config_.failover_timeout) {
+  } else if (outcome == CasOutcome::no_quorum && sees_majority() && !superseded(table_, config_.self, r) &&
+             now < r.started + config_.failover_timeout) {
     // We hold the reservation and see a majority alive: no quorum within
     // the operation's timeout was rival ballots (other nodes' reads and
     // reservations) or lost answers, not a minority. Abandoning here left

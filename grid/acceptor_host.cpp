@@ -170,6 +170,14 @@ void AcceptorHost::heard(const NodeId& who) {
 
 bool AcceptorHost::adopted(const Topology& t, bool settled) {
   if (t.version() < config_.topology.version()) return disk_error_.empty();
+  // Still recovering: nothing is saved before recovery ends (become_ready
+  // saves the configuration with the recovered state). A save now would
+  // leave a file that loads as intact, and a restart would vote at once
+  // from a state that never recovered (a review's finding).
+  if (!ready_) {
+    if (t.version() > config_.topology.version()) config_.topology = t;
+    return true;
+  }
   // A configuration without us forgets our slots only once settled: until
   // its catch-up ran, our slots may be the last copy of a value the one
   // before chose (with another member's state lost), and a recovering
@@ -381,9 +389,10 @@ void AcceptorHost::become_ready(const std::string& how) {
     bool member = false;
     for (const auto& c : needed()) member = member || c.contains(config_.self);
     config_.topology = t;
-    acceptor_.adopt_config_seen(tag_of(t));
     if (!member) forget();
   }
+  // Also a configuration adopted while recovering (kept in memory until now).
+  if (config_.topology.version() > 1) acceptor_.adopt_config_seen(tag_of(config_.topology));
   ready_ = true;
   events_.push_back("+quorum-ready: " + how);
   persist();  // a failure leaves us ready but not voting until a retry succeeds

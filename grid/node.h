@@ -106,6 +106,9 @@ class Node {
   const Topology& topology() const { return topology_; }
   // Called when the node adopts a newer configuration.
   void on_config(std::function<void(const Topology&)> fn) { config_fns_.push_back(std::move(fn)); }
+  // Called once, with a one-line reason, when a settled change removed
+  // this node: the caller stops it gracefully (fatal_ if unset).
+  void on_removed(std::function<void(const std::string&)> fn) { removed_fn_ = std::move(fn); }
   // A register key of the layers above: a member change catches it up.
   void add_quorum_key(const std::string& key) { quorum_keys_.insert(key); }
   // Adds or removes one member through the register (MemberChange); `done`
@@ -232,7 +235,9 @@ class Node {
   std::vector<std::function<void(const Topology&)>> config_fns_;
   std::set<std::string> quorum_keys_;
   std::map<std::string, Time> config_sent_;  // by address: one ask or tell per heartbeat interval
-  bool removed_logged_ = false;
+  bool removed_ = false;   // a configuration we adopted, having voted in the one before, leaves us out
+  bool stopping_ = false;  // ... and it is settled: on_removed was called
+  std::function<void(const std::string&)> removed_fn_;
   struct Watch {
     std::string region;
     std::string prefix;

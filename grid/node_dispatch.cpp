@@ -284,6 +284,8 @@ void Node::on_refuse(std::string_view body) {
   // before asks for them); we stop by ourselves once it is settled.
   if (!topology_.contains(config_.node)) {
     ++counters_.refused_messages;
+    // The refuser may not heartbeat us any more (unicast): ask it directly.
+    if (const auto* m = membership_.find(e.from.node)) ask_config(m->address, Clock::now());
     return;
   }
   if (fatal_) fatal_(fmt::format("refused by {}: {}", e.from.node, e.msg.reason));

@@ -20,6 +20,9 @@ void Node::adopt_config(const ConfigRecord& r) {
   const bool newer = t.version() > topology_.version();
   if (!newer && !(r.settled && t.version() == topology_.version())) return;
   auto now = Clock::now();
+  // Removed is only a member that voted in the configuration it had: a node
+  // still recovering (a joiner that heard a lagging peer first) waits.
+  const bool voted_here = removed_ || (topology_.contains(config_.node) && quorum_.acceptors().ready());
   if (newer) {
     log::info("+config version {}: members {}", t.version(), fmt::join(t.members(), ","));
     topology_ = t;
@@ -30,14 +33,18 @@ void Node::adopt_config(const ConfigRecord& r) {
   quorum_.adopt(now, r.settled);
   if (newer)
     for (const auto& fn : config_fns_) fn(topology_);
-  if (topology_.contains(config_.node)) return;
-  if (!std::exchange(removed_logged_, true))
+  if (topology_.contains(config_.node) || !voted_here) return;
+  if (!std::exchange(removed_, true))
     log::warn("+removed: configuration version {} leaves this node out (members {}); it stops once the change "
               "is settled", t.version(), fmt::join(t.members(), ","));
-  if (r.settled && fatal_)
-    fatal_(fmt::format("removed from the cluster's members at configuration version {}; to add this node again, "
-                       "start it with an empty data dir after `rolegridctl member add {}`",
-                       t.version(), config_.node));
+  if (!r.settled || std::exchange(stopping_, true)) return;
+  auto why = fmt::format("removed from the cluster's members at configuration version {}; to add this node again, "
+                         "start it with an empty data dir after `rolegridctl member add {}`",
+                         t.version(), config_.node);
+  // Through the layers above (a master, there since the check, releases
+  // its lease and runs its step-down hook), else at once.
+  if (removed_fn_) removed_fn_(why);
+  else if (fatal_) fatal_(why);
 }
 
 // What we use, as a record to tell: the committed one we hold, if it is

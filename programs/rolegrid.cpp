@@ -64,6 +64,7 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
   boost::asio::io_context io(1);
   std::string fatal;
+  std::string removed;
   try {
     rg::grid::Node node(io, opts.config);
     rg::agent::AgentNode agent(io, node, opts.agent);
@@ -77,6 +78,17 @@ int main(int argc, char** argv) {
     };
     node.on_fatal(stop_fatally);
     agent.on_fatal(stop_fatally);
+    // Removed by a settled member change: a graceful stop (a master releases
+    // its lease, hooks run), then exit 0 with the reason.
+    node.on_removed([&](const std::string& why) {
+      rg::log::warn("{}: leaving", why);
+      agent.stop([&, why] {
+        node.leave([&, why] {
+          removed = why;
+          io.stop();
+        });
+      });
+    });
     boost::asio::signal_set signals(io, SIGINT, SIGTERM);
     signals.async_wait([&](auto ec, int sig) {
       if (ec) return;
@@ -97,5 +109,6 @@ int main(int argc, char** argv) {
     std::cerr << "rolegrid: " << fatal << "\n";
     return 1;
   }
+  if (!removed.empty()) std::cerr << "rolegrid: " << removed << "\n";
   return 0;
 }

@@ -491,3 +491,20 @@ TEST_CASE("acceptor host: a settled record overrides unsettled copies of its ver
   CHECK(h.ready());
   CHECK(h.topology() == c.v3.topology());
 }
+
+TEST_CASE("acceptor host: a configuration adopted while recovering is saved only with the recovered state") {
+  Configs c;
+  FakeStore store;
+  AcceptorHost h(config(), &store, std::nullopt, at(0), 7);
+  REQUIRE(h.adopted(c.v2.topology(), false));
+  // Nothing saved: a file now would load as intact and vote unrecovered.
+  CHECK(store.calls == 0);
+  CHECK(h.topology() == c.v2.topology());
+  ConfigRecord v2 = c.v2;
+  v2.settled = true;
+  h.on_recover_state("n2", answer_with(7, {record_slot(v2, {5, 1})}), at(1000));
+  REQUIRE(h.ready());
+  REQUIRE(store.saved);
+  CHECK(store.saved->notes.contains(kConfigNote));
+  CHECK(h.acceptor().config_seen().version == 2);
+}
