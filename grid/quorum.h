@@ -412,6 +412,9 @@ struct QuorumProposerConfig {
   bool plant_count_late_replies = false;
   // Tests only: a racing write waits for the silent acceptors as any other does.
   bool plant_racer_waits = false;
+  // Tests only: a prepare refused for a lease is not asked again once the
+  // lease has run out (the round waits out its deadline instead).
+  bool plant_no_lease_reask = false;
 };
 
 // What a proposer wants sent: `to` empty means every member of the

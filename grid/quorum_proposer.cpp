@@ -52,6 +52,7 @@ struct QuorumProposer::Impl {
     CasMode mode = CasMode::plain;              // takeover: prepares carry takeover_by (QPrepare)
     std::int64_t found_lease_left_ms = -1;      // a write-back's hint (QAccept)
     std::map<NodeId, QPromise> leased_promises;  // prepares refused for another node's lease
+    std::map<NodeId, Time> lease_ends;           // ... and when, by our clock, that lease runs out
     Ballot highest_refusal;
     Time resend_at{}, retry_at{};
     std::string last_failure;
@@ -183,6 +184,7 @@ struct QuorumProposer::Impl {
     op.promises.clear();
     op.refused.clear();
     op.leased_promises.clear();
+    op.lease_ends.clear();
     op.highest_refusal = {};
     op.resend_at = now + resend_interval;
     to_members(op, prepare_of(op), out);
@@ -217,9 +219,28 @@ struct QuorumProposer::Impl {
 
   void resend(Op& op, Time now, QOut& out) {
     op.resend_at = now + resend_interval;
+    reask_after_leases(op, now);
     for (const auto& id : op.config->members()) resend_to(op, id, out);
     if (op.phase == Phase::accepting)
       for (const auto& id : added(op)) resend_to(op, id, out);
+  }
+
+  // A prepare refused for a lease that has run out since is asked again:
+  // the acceptor now answers for itself. Without it the round waited out
+  // its whole deadline for the members that never answered, a dead
+  // master among them, where a majority needs every live one (four
+  // members, one dead: 600 ms more per failover).
+  void reask_after_leases(Op& op, Time now) const {
+    if (op.phase != Phase::preparing || config.plant_no_lease_reask) return;
+    for (auto it = op.lease_ends.begin(); it != op.lease_ends.end();) {
+      if (now < it->second) {
+        ++it;
+        continue;
+      }
+      op.refused.erase(it->first);
+      op.leased_promises.erase(it->first);
+      it = op.lease_ends.erase(it);
+    }
   }
 
   void resend_to(const Op& op, const NodeId& id, QOut& out) const {
@@ -461,9 +482,10 @@ void QuorumProposer::on_promise(const NodeId& from, const QPromise& m, Time now,
     op->promises.emplace(from, m);
   } else {
     op->refused.insert(from);
-    if (m.lease_held)
+    if (m.lease_held) {
       op->leased_promises.emplace(from, m);
-    else
+      op->lease_ends[from] = now + milliseconds(m.lease_left_ms);
+    } else
       op->highest_refusal = std::max(op->highest_refusal, m.promised);
   }
   switch (quorum::tally(op->config->size(), op->promises.size(), op->refused.size())) {

@@ -3,6 +3,7 @@
 // real acceptors answering. Time is driven by hand in milliseconds.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <map>
 #include <string>
 #include <vector>
@@ -760,6 +761,34 @@ TEST_CASE("quorum proposer: a takeover refused at prepare by a majority's lease 
   CasResult plain = c.run(take, 200);
   CHECK(plain.outcome == CasOutcome::lease_held);
   CHECK(c.acceptors["n2"].find("k")->promised > Ballot{1, 2});
+}
+
+TEST_CASE("quorum proposer: a prepare refused for a lease is asked again once that lease has run out") {
+  // Four members, one silent (a dead master): the majority needs all three
+  // others, one of which still held the dead master's lease at the prepare.
+  for (bool planted : {false, true}) {
+    CAPTURE(planted);
+    QuorumProposerConfig pc;
+    pc.plant_no_lease_reask = planted;
+    Cluster c(pc, {"n1", "n2", "n3", "n4"});
+    c.seed({"n2"}, {0, 2}, val("3", "n9", 4, 150), 0);  // n2 holds n9's lease until 150 ms
+    auto take = [](const std::optional<RegValue>& cur) { return val(cur ? cur->data : "0"); };
+    c.proposer.cas("k", take, at(100), c.out, CasMode::takeover);
+    auto prepares = sent<QPrepare>(c.out);
+    REQUIRE(prepares.size() == 1);
+    c.out.clear();
+    c.prepare(prepares[0], {"n1", "n3", "n2"}, 100);  // n2: lease_held, 50 ms left; n4 silent
+    CHECK(c.out.results.empty());
+    CHECK(sent<QAccept>(c.out).empty());
+    c.out.clear();
+    c.proposer.tick(at(200), c.out);  // the first resend, after the lease ran out
+    auto to = targets(c.out);
+    CHECK((std::find(to.begin(), to.end(), "n2") != to.end()) == !planted);
+    if (planted) continue;
+    c.out.clear();
+    c.prepare(prepares[0], {"n2"}, 200);
+    CHECK(sent<QAccept>(c.out).size() == 1);  // a majority promised: the accept goes out (to all)
+  }
 }
 
 TEST_CASE("quorum proposer: answers from non-members and for unknown operations are ignored") {
