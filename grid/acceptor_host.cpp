@@ -112,7 +112,7 @@ void AcceptorHost::on_recover_state(const NodeId& from, const QRecoverState& m, 
 // a later configuration's tag, anywhere means values to recover): every
 // other member answered, and none holds a value.
 bool AcceptorHost::bootstrap_possible() {
-  if (!records_.empty()) return false;
+  if (!records_.empty() || config_.joining) return false;
   // Nor where a member has seen a later configuration: answering blank, it
   // was removed and added again, and the values are elsewhere.
   for (const auto& [id, m] : answers_)

@@ -133,6 +133,8 @@ struct AcceptorHostConfig {
     bool no_config_fence = false;  // QuorumAcceptor::plant_no_config_fence
     bool recover_one_config = false;
   } plant;
+  // Started to join a running cluster (--join): never bootstraps.
+  bool joining = false;
 };
 
 class AcceptorHost {

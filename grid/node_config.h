@@ -32,6 +32,9 @@ struct NodeConfig {
   // empty with in_memory: nothing survives the process (see README).
   std::string data_dir;
   bool in_memory = false;
+  // Started to be added to a running cluster (after `rolegridctl member
+  // add`): its data dir must hold no state, and it never bootstraps.
+  bool join = false;
 };
 
 // Empty if the config can run; otherwise a one-line reason.

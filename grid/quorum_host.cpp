@@ -20,12 +20,19 @@ std::unique_ptr<DataDir> open_data_dir(const NodeConfig& c, const Topology& t) {
 
 // What the data dir holds; nullopt means recover. `said` gets the one line
 // log_start() logs.
-std::optional<DurableState> load_state(DataDir* dir, std::string& said) {
+std::optional<DurableState> load_state(DataDir* dir, std::string& said, bool join) {
   if (!dir) {
     said = "acceptor state in memory only (--in-memory): recovering it from the peers before voting";
     return std::nullopt;
   }
   auto loaded = dir->load();
+  // A node added (again) starts empty: a data dir of an earlier life could
+  // bring back a value it accepted long ago as one of a minority.
+  if (join && loaded.found != DataDir::Found::nothing)
+    throw std::invalid_argument(fmt::format(
+        "--join: --data-dir {} holds state of an earlier life of this node; a node added to a cluster starts with "
+        "an empty data dir (move it away), or drop --join if this node is still a member",
+        dir->path()));
   switch (loaded.found) {
     case DataDir::Found::intact: return std::move(loaded.state);
     case DataDir::Found::corrupt:
@@ -44,6 +51,7 @@ AcceptorHostConfig acceptor_config(const NodeConfig& c, const Topology& t) {
   AcceptorHostConfig a;
   a.topology = t;
   a.self = c.node;
+  a.joining = c.join;
   // The proposer's deadline is failure_timeout / 2; twice that covers any
   // clock rate difference within the drift bound with room to spare.
   a.recovery_wait = c.failure_timeout;
@@ -78,7 +86,7 @@ QuorumHost::QuorumHost(NodeContext& ctx, const Topology& topology, const Members
       membership_(membership),
       links_(links),
       data_dir_(open_data_dir(ctx.config, topology)),
-      acceptors_(acceptor_config(ctx.config, topology), data_dir_.get(), load_state(data_dir_.get(), state_note_),
+      acceptors_(acceptor_config(ctx.config, topology), data_dir_.get(), load_state(data_dir_.get(), state_note_, ctx.config.join),
                  Clock::now(), random_nonce()),
       proposer_(topology, ctx.config.node, proposer_config(ctx)) {
   if (data_dir_) data_dir_->set_fault([&ctx] { return ctx.faults ? ctx.faults->disk_error() : std::string(); });

@@ -96,6 +96,8 @@ void define_state_options(CLI::App& app, grid::NodeConfig& c) {
                  "(required unless --in-memory)");
   app.add_flag("--in-memory", c.in_memory, "keep that state in memory only: a restarted node recovers it from "
                "its peers, and a full cluster restart forgets the role table and restarts epochs at 1");
+  app.add_flag("--join", c.join, "this node is being added to a running cluster (after `rolegridctl member "
+               "add`): refuse a data dir that holds state, never start a new cluster");
   app.add_flag("--enable-fault-injection", c.fault_injection, "accept `rolegridctl fault ...` commands that "
                "drop or delay this node's messages (for tests; refused otherwise)");
 }

@@ -75,9 +75,10 @@ def member_add_a_fourth_node_fail_over_then_remove_it(c):
     note(f"member add n4: settled in {time.monotonic() - t0:.2f} s, members {out['members']} "
          f"(version {out['version']})")
     check(out["version"] == 2 and "n4" in out["members"], f"member add answered {out}")
-    # Now it starts with an empty data dir, learns the configuration from
-    # its peers, recovers its acceptor and takes part.
+    # Now it starts with --join and an empty data dir, learns the
+    # configuration from its peers, recovers its acceptor and takes part.
     shutil.rmtree(c["n4"].data_dir, ignore_errors=True)
+    c["n4"].extra = list(c["n4"].extra) + ["--join"]
     c["n4"].start()
     c.wait_formed(ids, timeout=15)
     harness.wait_until(lambda: c.q("n4", "status")["acceptor"]["voting"], 10, what="n4 voting")
@@ -95,4 +96,8 @@ def member_add_a_fourth_node_fail_over_then_remove_it(c):
     out = c.ctl(d, "member", "remove", "n4")
     check(out["version"] == 3 and "n4" not in out["members"], f"member remove n4 answered {out}")
     check(c["n4"].wait_exit(10) == 0, "n4 did not stop cleanly after its removal")
+    # --join refuses its data dir from that life: added again, it must start empty.
+    c["n4"].start()
+    code = c["n4"].wait_exit(10)
+    check(code == 2 and "--join: --data-dir" in c["n4"].log(), f"n4 --join with its old data dir: exit {code}")
     check_one_master_at_a_time(c, ids)

@@ -508,3 +508,16 @@ TEST_CASE("acceptor host: a configuration adopted while recovering is saved only
   CHECK(store.saved->notes.contains(kConfigNote));
   CHECK(h.acceptor().config_seen().version == 2);
 }
+
+TEST_CASE("acceptor host: a node started to join never bootstraps") {
+  for (bool joining : {false, true}) {
+    CAPTURE(joining);
+    AcceptorHostConfig hc = config();
+    hc.joining = joining;
+    AcceptorHost h(hc, nullptr, std::nullopt, at(0), 7);
+    QRecoverState blank{7, false, {}, {}};
+    h.on_recover_state("n2", blank, at(1000));
+    h.on_recover_state("n3", QRecoverState{7, true, {}, {}}, at(1000));
+    CHECK(h.ready() == !joining);  // no member holds anything: a first start bootstraps, a joiner waits
+  }
+}
