@@ -795,17 +795,17 @@ void HaAgent::on_designated(CasOp op, grid::CasOutcome outcome, const std::optio
   using grid::CasOutcome;
   Impl& im = *impl_;
   FailoverRun& r = im.run;
+  const bool taken = superseded(table_, config_.self, r);
   if (outcome == CasOutcome::committed && value && value->master && value->master->node == config_.self) {
     im.orphan_made.reset();
     r.epoch = value->master->epoch;
     step("designate", r.step_start, now, fmt::format("designated at epoch {}", r.epoch), out);
     begin_broadcast(now, out);
-  } else if (!superseded(table_, config_.self, r) &&
-             (outcome == CasOutcome::lease_held ||
+  } else if (!taken && (outcome == CasOutcome::lease_held ||
               (outcome == CasOutcome::no_quorum && r.saw_lease_held && now < r.started + config_.failover_timeout))) {
     r.saw_lease_held = true;
     r.retry_at = now + config_.heartbeat_interval;  // the old lease runs out soon
-  } else if (outcome == CasOutcome::no_quorum && sees_majority() && !superseded(table_, config_.self, r) &&
+  } else if (!taken && outcome == CasOutcome::no_quorum && sees_majority() &&
              now < r.started + config_.failover_timeout) {
     // We hold the reservation and see a majority alive: no quorum within
     // the operation's timeout was rival ballots (other nodes' reads and

@@ -112,11 +112,7 @@ void AcceptorHost::on_recover_state(const NodeId& from, const QRecoverState& m, 
 // a later configuration's tag, anywhere means values to recover): every
 // other member answered, and none holds a value.
 bool AcceptorHost::bootstrap_possible() {
-  if (!records_.empty() || config_.joining) return false;
-  // Nor where a member has seen a later configuration: answering blank, it
-  // was removed and added again, and the values are elsewhere.
-  for (const auto& [id, m] : answers_)
-    if (m.config_seen.version > config_.topology.version() && !config_.plant.recover_one_config) return false;
+  if (!records_.empty() || config_.joining || seen_beyond_records()) return false;
   std::size_t others = 0;
   for (const auto& id : config_.topology.members()) {
     if (id == config_.self) continue;
@@ -223,9 +219,27 @@ void AcceptorHost::note_record(const QSlotState& slot) {
   if (rec && std::find(records_.begin(), records_.end(), *rec) == records_.end()) records_.push_back(*rec);
 }
 
-std::vector<Topology> AcceptorHost::needed() const {
+std::uint64_t AcceptorHost::top_record() const {
   std::uint64_t top = 0;
   for (const auto& r : records_) top = std::max(top, r.version);
+  return top;
+}
+
+// An answer that saw a configuration above every record found (and above
+// ours): a member removed and added again answers blank, having forgotten,
+// so the records of that configuration are still to be heard, and counting
+// that member in an older one by its id would count one that no longer
+// holds that one's values.
+bool AcceptorHost::seen_beyond_records() const {
+  if (config_.plant.recover_one_config) return false;
+  const std::uint64_t top = std::max(config_.topology.version(), top_record());
+  for (const auto& [id, m] : answers_)
+    if (m.config_seen.version > top) return true;
+  return false;
+}
+
+std::vector<Topology> AcceptorHost::needed() const {
+  const std::uint64_t top = top_record();
   // (A node that knows a configuration newer than every record found has
   // state; recovering nodes start from `--members`, version 1.)
   if (records_.empty() || config_.plant.recover_one_config || top < config_.topology.version())
@@ -250,15 +264,7 @@ std::size_t AcceptorHost::answered(const Topology& t) const {
 }
 
 bool AcceptorHost::recovered() const {
-  // An answer that saw a configuration above every record found (a member
-  // removed and added again answers blank, having forgotten) means the
-  // records of that one are still to be heard: counting it in an older
-  // one by its id would count a member that no longer holds that one's
-  // values.
-  std::uint64_t top = config_.topology.version();
-  for (const auto& r : records_) top = std::max(top, r.version);
-  for (const auto& [id, m] : answers_)
-    if (m.config_seen.version > top && !config_.plant.recover_one_config) return false;
+  if (seen_beyond_records()) return false;
   for (const auto& t : needed()) {
     // A lone member's votes were counted only by its own proposer.
     if (t.size() == 1 && t.contains(config_.self)) continue;

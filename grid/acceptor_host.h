@@ -45,7 +45,10 @@
 // be a member removed long ago that never heard of it, holding a value it
 // accepted as one of a minority at a ballot above what was chosen since.
 // Live nodes the shell hears of (heard()) are asked too, so members added
-// after `--members` are found. Recovered, the node takes the highest
+// after `--members` are found (the simulations do; the node's links reach
+// only members of its own configuration, so it does not call it yet, and a
+// node that lost its data dir learns newer members from the configuration
+// its peers tell it). Recovered, the node takes the highest
 // configuration known committed (the settled one) as its own. A member
 // that a configuration removed forgot its slots: it answers nobody's
 // recovery (also after a restart) until it is added again, so it never
@@ -218,6 +221,8 @@ class AcceptorHost {
   bool known(const NodeId& id) const;  // a member of a configuration we know of
   void note_record(const QSlotState& slot);
   std::vector<Topology> needed() const;  // the configurations whose answers recovery waits for
+  std::uint64_t top_record() const;      // the highest record version in the answers (0: none)
+  bool seen_beyond_records() const;
   std::size_t answered(const Topology& t) const;
   bool recovered() const;
   Topology recovered_config() const;
