@@ -191,6 +191,7 @@ class Node {
   bool due(const std::string& address, Time now);
   void on_config_message(MsgType type, std::string_view body);
   ConfigRecord config_record() const;
+  std::string change_blocked(const NodeId& id, bool add) const;
 
   boost::asio::io_context& io_;
   NodeConfig config_;

@@ -4,6 +4,8 @@
 // it; its membership and quorum registers follow, and the layers above are
 // told. Heartbeats carry the version: a node that hears a higher one asks
 // that peer for its configuration, one that hears a lower one tells it.
+#include <algorithm>
+#include <array>
 #include <utility>
 
 #include <fmt/format.h>
@@ -96,8 +98,33 @@ void Node::on_config_message(MsgType type, std::string_view body) {
 }
 
 void Node::change_members(const NodeId& id, bool add, std::function<void(const std::string&)> done) {
+  if (auto why = change_blocked(id, add); !why.empty()) return done(why);
   std::vector<std::string> keys(quorum_keys_.begin(), quorum_keys_.end());
   quorum_.change_members(id, add, std::move(keys), std::move(done));
+}
+
+// A change needs a majority of both configurations (MemberChange). With
+// too few of either running it could only wait out the operator's deadline
+// and leave a half-made change to guess about: it is refused at once with
+// what to do. An added node does not count: it starts after the change.
+std::string Node::change_blocked(const NodeId& id, bool add) const {
+  const auto& now_members = topology_.members();
+  std::vector<NodeId> next = now_members;
+  if (add) next.push_back(id);
+  else std::erase(next, id);
+  auto runs = [&](const NodeId& m) { return m == config_.node || membership_.is_alive(m); };
+  std::vector<NodeId> down;
+  for (const auto& m : now_members)
+    if (!runs(m)) down.push_back(m);
+  for (const std::vector<NodeId>* c : std::array{&now_members, static_cast<const std::vector<NodeId>*>(&next)}) {
+    auto live = static_cast<std::size_t>(std::count_if(c->begin(), c->end(), runs));
+    auto need = quorum::majority(c->size());
+    if (live >= need) continue;
+    return fmt::format("the change needs {} of the members {} running and {} are: {} down{}; start it again or "
+                       "remove it first", need, fmt::join(*c, ","), live, fmt::join(down, ","),
+                       add ? fmt::format(" ({} counts only once added)", id) : "");
+  }
+  return {};
 }
 
 }  // namespace rg::grid

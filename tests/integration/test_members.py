@@ -101,3 +101,42 @@ def member_add_a_fourth_node_fail_over_then_remove_it(c):
     code = c["n4"].wait_exit(10)
     check(code == 2 and "--join: --data-dir" in c["n4"].log(), f"n4 --join with its old data dir: exit {code}")
     check_one_master_at_a_time(c, ids)
+
+
+@agent_test(timeout=90)
+def member_add_refused_while_a_member_is_down_then_the_dead_one_replaced(c):
+    ids = agent_nodes(c, 4)
+    for i in ("n1", "n2", "n3"):
+        c[i].members = ["n1", "n2", "n3"]
+        c[i].start()
+    c.wait_formed(["n1", "n2", "n3"])
+    snaps, _ = wait_roles(c, ["n1", "n2", "n3"], 10, what="a master and a replica", entries=True)
+    m, r = snaps["n1"]["master"], snaps["n1"]["replica"]
+    dead = next(i for i in ("n1", "n2", "n3") if i not in (m, r))
+    c[dead].kill9()
+    harness.wait_until(lambda: all(x["state"] == "failed" for x in c.q(m, "members") if x["id"] == dead), 5,
+                       what=f"{m} to see {dead} failed")
+    # Adding n4 now would need 3 of n1..n4 running; only 2 do. Refused at
+    # once, naming the dead node, instead of hanging until the deadline.
+    t0 = time.monotonic()
+    try:
+        c.ctl(m, "member", "add", "n4")
+        check(False, "member add with a member down was accepted")
+    except CtlError as err:
+        took = time.monotonic() - t0
+        check(dead in err.stderr and "remove it first" in err.stderr and took < 2,
+              f"member add with {dead} down: {err.stderr.strip()} after {took:.2f} s")
+        note(f"member add n4 with {dead} down: refused in {took:.2f} s: {err.stderr.strip()}")
+    # The procedure it names: remove the dead node, then add the new one.
+    out = c.ctl(m, "member", "remove", dead)
+    check(out["version"] == 2 and dead not in out["members"], f"member remove {dead} answered {out}")
+    out = c.ctl(r, "member", "add", "n4")
+    check(out["version"] == 3 and "n4" in out["members"], f"member add n4 answered {out}")
+    shutil.rmtree(c["n4"].data_dir, ignore_errors=True)
+    c["n4"].extra = list(c["n4"].extra) + ["--join"]
+    c["n4"].start()
+    live = [m, r, "n4"]
+    c.wait_formed(live, timeout=15)
+    harness.wait_until(lambda: c.q("n4", "status")["acceptor"]["voting"], 10, what="n4 voting")
+    check(all(sorted(members_of(c, i)) == sorted(live) for i in live), "the members do not agree on the new list")
+    check_one_master_at_a_time(c, ids)
