@@ -315,6 +315,32 @@ def chaos_checker_reports_no_master_on_the_connected_side_of_cuts(c):
     expect_only(rep, "liveness", "from 3.000 s to 6.000 s", "(n2,n3)")
 
 
+def _late_failover_across_a_member_change(s, before, after):
+    """Members `before` at the start, `after` from a settled change at 3 s
+    (rel. 2 s); n1 killed at 4 s, n2 promotes only at 7 s: 3 s without a
+    master while n2 and n3 run."""
+    s.meta["members"] = before
+    s.faults.append({"t_ms": 3000.0, "kind": "members", "members": after, "version": 2})
+    s.faults.sort(key=lambda f: f["t_ms"])
+    s.events["n2"] = [e for e in s.events["n2"] if e["t_ms"] < 5400]
+    s.ev("n2", 7000, "+promoted", "master", "master", 2, 21, True, 7475)
+    s.leases("n2", 21, 2, 7100, 9000)
+    return check_history(History(s.write()), kinds=("liveness",))
+
+
+@test()
+def chaos_checker_counts_the_majority_in_the_current_configuration(c):
+    # 5 members shrunk to n1..n3 (n4, n5 never ran): n2 and n3 are 2 of 3,
+    # a majority, so the 3 s gap breaks the promise.
+    rep = _late_failover_across_a_member_change(synth(c), ["n1", "n2", "n3", "n4", "n5"], ["n1", "n2", "n3"])
+    expect_only(rep, "liveness", "from 3.000 s to 6.000 s", "n1", "n2")
+    # grown from 3 to 5 with the new ones not running: 2 of 5 is no
+    # majority, nothing is promised.
+    rep = _late_failover_across_a_member_change(synth(c), ["n1", "n2", "n3"], ["n1", "n2", "n3", "n4", "n5"])
+    check(rep.ok, f"liveness judged without a majority of the grown configuration: "
+                  f"{[str(v) for v in rep.violations]}")
+
+
 @test()
 def chaos_checker_does_not_judge_liveness_under_partial_loss(c):
     # 50% loss each way, or message faults: connectivity is luck, the promise does not apply

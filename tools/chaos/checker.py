@@ -248,9 +248,11 @@ class FaultState:
         self.deaths = {}  # node -> [t of kill/stop/exit]
         self.starts = {}  # node -> [t of start]
         self.outages = []  # t when no node was running
+        self.step_majority = []  # the majority size after each step (member changes move it)
         for rec in h.faults:
             self._apply(rec)
             self.steps.append((rec["t_ms"], rec["kind"], rec, self.quiet(), len(self.up), self.majorities()))
+            self.step_majority.append(self.majority)
 
     def _nodes(self, rec):
         if "nodes" in rec:
@@ -302,6 +304,10 @@ class FaultState:
             self.msg_faults.update(ns)
         elif k == "fault-clear":
             self.msg_faults.difference_update(ns)
+        elif k == "members":
+            # a settled member change: majorities count in the new configuration
+            self.members = list(rec["members"])
+            self.majority = len(self.members) // 2 + 1
 
     def quiet(self):
         working = len(self.up - self.paused)
@@ -339,14 +345,13 @@ class FaultState:
         periods = []
         cur = None
         prev_up = 0
-        for t, kind, rec, quiet, up, groups in self.steps:
+        for (t, kind, rec, quiet, up, groups), majority in zip(self.steps, self.step_majority):
             if cur is not None and groups != cur[3]:
                 cur[1] = t
                 periods.append(tuple(cur))
                 cur = None
             if groups and cur is None:
-                cold = prev_up < self.majority or kind == "start"
-                cur = [t, None, cold and prev_up < self.majority, groups, quiet]
+                cur = [t, None, prev_up < majority, groups, quiet]
             prev_up = up
         if cur is not None:
             cur[1] = max(end, cur[0])

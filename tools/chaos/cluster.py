@@ -14,6 +14,7 @@ one of ours, inside the tool's own PID namespace.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -98,6 +99,9 @@ class ChaosNode:
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         self.hook_dir.mkdir(parents=True, exist_ok=True)
         self.proc = None
+        # A node being added runs with --join (it learns the configuration
+        # from its peers); its --members is the configuration that added it.
+        self.join = False
         self.starts = 0
         self.paused = False
         self.exit_reported = False
@@ -107,7 +111,7 @@ class ChaosNode:
     # -- process -------------------------------------------------------------
     def argv(self):
         c = self.cluster
-        args = [str(ROLEGRID), "--node", self.id, "--members", ",".join(c.ids),
+        args = [str(ROLEGRID), "--node", self.id, "--members", ",".join(c.members),
                 "--listen", self.listen, "--admin", self.admin, "--secret-file", str(c.secret_file),
                 "--cluster", CLUSTER_NAME, "--failure-timeout", f"{round(c.failure_timeout_ms)}ms",
                 "--heartbeat-interval", f"{round(c.heartbeat_ms)}ms",
@@ -119,6 +123,8 @@ class ChaosNode:
             args += ["--multicast", MCAST]
         if self.witness:
             args.append("--witness")
+        if self.join:
+            args.append("--join")
         if c.service:
             # The fake device: the checker plays the hardware and ends a
             # service where the timer would have reset the machine.
@@ -252,7 +258,7 @@ class ChaosCluster:
     """A cluster of real nodes in private namespaces, with its history."""
 
     def __init__(self, directory, n, failure_timeout_ms=700, heartbeat_ms=100, mode="multicast",
-                 node_options=(), witnesses=(), meta=None, in_memory=False, service=True):
+                 node_options=(), witnesses=(), meta=None, in_memory=False, service=True, members=None):
         self.dir = Path(directory)
         # A stand-in service on every node: role hooks that log when it runs
         # (hook-started / hook events) and a fake watchdog per node, for the
@@ -262,6 +268,9 @@ class ChaosCluster:
         self.in_memory = in_memory
         self.history = HistoryWriter(self.dir)
         self.ids = [f"n{i}" for i in range(1, n + 1)]
+        # The configuration: the first `members` ids; the others wait for
+        # `member add` (issue 14). Every member change updates it.
+        self.members = self.ids[:members or n]
         self.failure_timeout_ms = failure_timeout_ms
         self.heartbeat_ms = heartbeat_ms
         self.mode = mode
@@ -273,7 +282,7 @@ class ChaosCluster:
         self.nodes = {nid: ChaosNode(self, nid, witness=nid in witnesses) for nid in self.ids}
         self.lock = threading.RLock()  # faults vs. the observer thread
         self.t0 = now_ms()
-        self.history.write_meta(nodes=self.ids, members=self.ids, failure_timeout_ms=failure_timeout_ms,
+        self.history.write_meta(nodes=self.ids, members=self.members, failure_timeout_ms=failure_timeout_ms,
                                 heartbeat_ms=heartbeat_ms, mode=mode, t0_ms=self.t0, end_ms=None,
                                 node_options=self.node_options, witnesses=list(witnesses), in_memory=in_memory,
                                 rolegrid=str(ROLEGRID), service=service, **(meta or {}))
@@ -301,7 +310,7 @@ class ChaosCluster:
             self.record("start", nodes=list(ids))
 
     def start_all(self):
-        self.start(self.ids)
+        self.start(self.members)
 
     def kill9(self, ids):
         with self.lock:
@@ -439,6 +448,58 @@ class ChaosCluster:
             return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout_s)
         except subprocess.TimeoutExpired:
             raise ChaosError(f"rolegridctl {' '.join(map(str, args))} did not finish within {timeout_s} s")
+
+    # -- member changes (issue 14) ----------------------------------------------------
+    def _member_change(self, verb, nid, via):
+        """`rolegridctl member VERB NID` asked of `via`; the new member list.
+        Recorded before and after, so a failed change shows in the history."""
+        self.record("member-change", verb=verb, node=nid, via=via)
+        r = self.ctl(via, "--json", "member", verb, nid, timeout_s=15)
+        if r.returncode != 0:
+            raise ChaosError(f"rolegridctl member {verb} {nid} (asked {via}) exited {r.returncode}: "
+                             f"{(r.stderr or r.stdout).strip()}")
+        answer = json.loads(r.stdout)
+        with self.lock:
+            self.members = [m for m in self.ids if m in answer["members"]]
+            self.record("members", members=list(self.members), version=answer.get("version"))
+        return answer
+
+    def add_member(self, nid, via):
+        """Adds a stopped node to the configuration, then starts it with
+        --join and an empty data dir (what the README tells an operator)."""
+        node = self.nodes[nid]
+        if node.running():
+            raise ChaosError(f"member add {nid}: it is running")
+        answer = self._member_change("add", nid, via)
+        shutil.rmtree(node.data_dir, ignore_errors=True)
+        node.join = True
+        self.start([nid])
+        return answer
+
+    def remove_member(self, nid, via, timeout=15.0):
+        """Removes a node. A running one stops by itself once the change is
+        settled (exit 0); it is recorded as a graceful stop from the request
+        on: like SIGTERM, it may acknowledge writes until it exits. A node
+        that does not run (killed, stopped) is only taken off the list."""
+        node = self.nodes[nid]
+        node.join = False
+        if not node.running():
+            return self._member_change("remove", nid, via)
+        node.expected_exit = True
+        with self.lock:
+            self.history.append("faults.jsonl", {"t_ms": now_ms(), "kind": "stop", "nodes": [nid],
+                                                 "reason": "removed"})
+        answer = self._member_change("remove", nid, via)
+        try:
+            code = node.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            node.kill_quietly()
+            code = None
+        rec = self.record("stopped", nodes=[nid], codes={nid: code})
+        self._note_outage(rec["t_ms"])
+        if code != 0:
+            raise ChaosError(f"{nid} did not stop cleanly after its removal (exit {code}): {node.last_log_line()}")
+        return answer
 
     def check_exits(self):
         """Records nodes that exited without being told to; returns them.

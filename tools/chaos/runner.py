@@ -50,6 +50,7 @@ class Runner:
         self.cluster = ChaosCluster(directory, sc.nodes, failure_timeout_ms=ft * 1000, heartbeat_ms=hb * 1000,
                                     mode=sc.settings.get("mode", "multicast"), node_options=node_options,
                                     witnesses=sc.witnesses, in_memory=sc.settings.get("state") == "memory",
+                                    members=sc.members or None,
                                     meta={"scenario": sc.path, "promise_ms": self.promise_s * 1000,
                                           "demote_promise_ms": self.demote_promise_s * 1000,
                                           "seed": seed if seed is not None else sc.settings.get("seed", 1)})
@@ -139,7 +140,7 @@ class Runner:
         self.started = True
         self.cluster.start_all()
         self.cluster.start_observer()
-        self.say(f"started {', '.join(self.cluster.ids)} ({self.cluster.mode}, failure-timeout {self.ft_ms:.0f} ms)")
+        self.say(f"started {', '.join(self.cluster.members)} ({self.cluster.mode}, failure-timeout {self.ft_ms:.0f} ms)")
         if self.workload_start == "formed":
             t0 = time.monotonic()
             formed = False
@@ -438,6 +439,35 @@ class Runner:
                              f"{(r.stderr or r.stdout).strip()}")
         self.say(f"switchover to {self.label([to])} (asked {via}): {r.stdout.strip()}")
 
+    def _via(self, st, target):
+        """The member asked to make the change: `via`, or a running member
+        other than the target."""
+        if st.args["via"]:
+            return self.resolve(st.args["via"])[0]
+        cands = [i for i in self.cluster.members if i != target and self.cluster.nodes[i].up]
+        if not cands:
+            raise StepFailed("no running member to ask")
+        return cands[0]
+
+    def s_member_add(self, st):
+        nid = self.resolve(st.args["targets"])[0]
+        via = self._via(st, nid)
+        t0 = time.monotonic()
+        answer = self.cluster.add_member(nid, via)
+        self.say(f"member add {self.label([nid])} (asked {via}): settled in {_fmt_s(time.monotonic() - t0)}, "
+                 f"members {','.join(answer['members'])} (version {answer.get('version')}); {nid} started with --join")
+
+    def s_member_remove(self, st):
+        nid = self.resolve(st.args["targets"])[0]
+        via = self._via(st, nid)
+        t0 = time.monotonic()
+        was_running = self.cluster.nodes[nid].running()
+        answer = self.cluster.remove_member(nid, via)
+        self.say(f"member remove {self.label([nid])} (asked {via}): members {','.join(answer['members'])} "
+                 f"(version {answer.get('version')}); " +
+                 (f"{nid} stopped by itself after {_fmt_s(time.monotonic() - t0)}" if was_running else
+                  f"{nid} was not running"))
+
     def s_workload(self, st):
         m = st.args["mode"]
         if m == "off":
@@ -628,7 +658,7 @@ class Runner:
         gone = c.new_exits()
         if gone:
             self.say(f"!! {', '.join(gone)} exited by itself")
-        majority = len(c.ids) // 2 + 1
+        majority = len(c.members) // 2 + 1
         if len(c.up_ids()) >= majority:
             t0 = time.monotonic()
             cm = None

@@ -2,7 +2,8 @@
 
 One command per line, `#` starts a comment. Durations: 500ms, 1.5s, 2s.
 
-  nodes 5 [witness n5]              how many nodes (n1..nN); first
+  nodes 5 [members 3] [witness n5]  how many nodes (n1..nN); first. `members M`: the cluster is
+                                    n1..nM, the others wait for `member add`
   set failure-timeout 700ms         node options: failure-timeout, heartbeat-interval, probe-timeout,
                                     broadcast-timeout, failover-timeout, failover-backoff,
                                     eviction-delay, hook-timeout, anti-entropy-interval
@@ -46,6 +47,9 @@ One command per line, `#` starts a comment. Durations: 500ms, 1.5s, 2s.
   hook NAME exit CODE [on TARGETS]
   hook NAME remove [on TARGETS]
   switchover to TARGET              `rolegridctl switchover --to`
+  member add TARGET [via TARGET]    `rolegridctl member add` (asked of a running member), then the
+                                    node starts with --join and an empty data dir
+  member remove TARGET [via TARGET] `rolegridctl member remove`; waits for the node to stop by itself
   workload heavy|normal|off|on
   expect master [within D]                  some node acts as master
   expect master == NAME|!= NAME [within D]
@@ -78,9 +82,9 @@ NODE_OPTIONS = ("failure-timeout", "heartbeat-interval", "probe-timeout", "broad
                 "failover-backoff", "eviction-delay", "hook-timeout", "anti-entropy-interval")
 HOOKS = ("prepare", "master", "replica", "data", "abort")
 ACTIONS = ("start", "kill9", "stop", "restart", "restart9", "pause", "resume", "partition", "heal", "fault", "switchover",
-           "wipe", "cut", "reach", "ring", "dup")
+           "wipe", "cut", "reach", "ring", "dup", "member-add", "member-remove")
 NAME_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
-RESERVED = set(ROLE_WORDS) | {"rest", "others", "all", "as", "on", "within", "for", "to"}
+RESERVED = set(ROLE_WORDS) | {"rest", "others", "all", "as", "on", "within", "for", "to", "via"}
 
 
 class ParseError(Exception):
@@ -110,6 +114,7 @@ class Step:
 class Scenario:
     path: str
     nodes: int = 0
+    members: int = 0  # the first configuration: n1..n<members> (0: every node)
     witnesses: list = field(default_factory=list)
     settings: dict = field(default_factory=dict)
     node_options: dict = field(default_factory=dict)
@@ -216,15 +221,22 @@ class _Parser:
 
     # -- commands -------------------------------------------------------------
     def p_nodes(self, a, line):
+        usage = "usage: nodes N [members M] [witness ID,...] (N from 1 to 9, M at most N)"
         if self.sc.nodes:
             self.err("'nodes' given twice")
         if not a or not a[0].isdigit() or not 1 <= int(a[0]) <= 9:
-            self.err("usage: nodes N [witness ID,...] (N from 1 to 9)")
+            self.err(usage)
         self.sc.nodes = int(a[0])
-        if len(a) > 1:
-            if len(a) != 3 or a[1] != "witness":
-                self.err("usage: nodes N [witness ID,...]")
-            self.sc.witnesses = self.targets(a[2], allow=("ids",), what="node id")
+        rest = a[1:]
+        if rest[:1] == ["members"]:
+            if len(rest) < 2 or not rest[1].isdigit() or not 1 <= int(rest[1]) <= self.sc.nodes:
+                self.err(usage)
+            self.sc.members = int(rest[1])
+            rest = rest[2:]
+        if rest:
+            if len(rest) != 2 or rest[0] != "witness":
+                self.err(usage)
+            self.sc.witnesses = self.targets(rest[1], allow=("ids",), what="node id")
 
     def p_set(self, a, line):
         if not a:
@@ -324,6 +336,17 @@ class _Parser:
         if not a or a[0] != "-9":
             self.err("usage: kill -9 TARGETS [as NAMES] (only SIGKILL; use 'stop' for SIGTERM)")
         self._fault_cmd("kill9", a[1:], line, "usage: kill -9 TARGETS [as NAMES]")
+
+    def p_member(self, a, line):
+        usage = "usage: member add|remove TARGET [via TARGET]"
+        if len(a) not in (2, 4) or a[0] not in ("add", "remove") or (len(a) == 4 and a[2] != "via"):
+            self.err(usage)
+        allow = ("ids", "names") if a[0] == "add" else ("roles", "ids", "names")
+        target = self.targets(a[1], allow=allow)
+        via = self.targets(a[3]) if len(a) == 4 else []
+        if len(target) != 1 or len(via) > 1:
+            self.err(usage + " (one node each)")
+        self.add(line, "member-" + a[0], targets=target, via=via)
 
     def p_wipe(self, a, line):
         self._fault_cmd("wipe", a, line, "usage: wipe TARGETS (stopped nodes: their data dir is deleted)")

@@ -23,7 +23,7 @@ STYLE = {
 }
 SIDE_COLOURS = ("#ffffff", "#17becf", "#bcbd22")
 FAULT_KINDS = ("kill9", "stop", "exited", "start", "pause", "resume", "partition", "heal", "fault", "fault-clear",
-               "switchover", "hook", "cuts", "dups")
+               "switchover", "hook", "cuts", "dups", "members")
 
 
 def describe_fault(rec):
@@ -32,7 +32,9 @@ def describe_fault(rec):
     if k == "kill9":
         return f"kill -9 {nodes}"
     if k == "stop":
-        return f"stop {nodes} (SIGTERM)"
+        return f"stop {nodes} (" + ("removed from the members" if rec.get("reason") == "removed" else "SIGTERM") + ")"
+    if k == "members":
+        return f"members now {','.join(rec.get('members', []))} (version {rec.get('version')})"
     if k == "exited":
         return f"{nodes} exited by itself (code {rec.get('code')})"
     if k == "start":
