@@ -3,6 +3,7 @@
 #include "grid/member_change.h"
 
 #include <algorithm>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -12,6 +13,11 @@ namespace {
 
 constexpr int kMaxAttempts = 6;   // no_quorum answers in a row, per stage
 constexpr int kMaxFailures = 18;  // in all: a change that never gets both majorities ends
+constexpr int kMaxLeaseWaits = 6;  // in all: each waits out one lease
+// Past the refused lease's end, for the clocks' rates and the message's way.
+constexpr std::int64_t kLeaseMarginMs = 20;
+// A lease refusal that did not say how long (the deadline passed).
+constexpr std::int64_t kUnknownLeaseMs = 200;
 
 std::optional<RegValue> same(const std::optional<RegValue>& cur) { return cur; }
 
@@ -57,6 +63,8 @@ void MemberChange::to(Stage s) {
   if (s != stage_) attempts_ = 0;
   stage_ = s;
   waiting_.clear();
+  lease_wait_.reset();
+  lease_keys_.clear();
 }
 
 void MemberChange::ask(const std::string& key, QuorumProposer::Change change, QuorumProposer& p, Time now,
@@ -95,6 +103,7 @@ void MemberChange::on_result(const CasResult& r, QuorumProposer& p, Time now, QO
     return;
   }
   bool answered = r.outcome == CasOutcome::committed || r.outcome == CasOutcome::precondition_failed;
+  if (!answered && wait_lease(key, r, now)) return;
   if (!answered) return retry(key, r, p, now, out);
   switch (stage_) {
     case Stage::reading: return on_read(r, p, now, out);
@@ -102,7 +111,7 @@ void MemberChange::on_result(const CasResult& r, QuorumProposer& p, Time now, QO
     case Stage::changing: return on_changed(r, p, now, out);
     case Stage::fencing: return catch_up(p, now, out);
     case Stage::catching_up:
-      if (waiting_.empty()) settle(p, now, out);
+      if (waiting_.empty() && !lease_wait_) settle(p, now, out);
       return;
     case Stage::settling: return on_settled(r, p, now, out);
     default: return;
@@ -114,6 +123,30 @@ void MemberChange::on_result(const CasResult& r, QuorumProposer& p, Time now, QO
 void MemberChange::retry(const std::string& key, const CasResult& r, QuorumProposer& p, Time now, QOut& out) {
   if (++attempts_ >= kMaxAttempts || ++failures_ >= kMaxFailures)
     return fail(fmt::format("{}: {}", to_string(stage_), r.reason));
+  again(key, p, now, out);
+}
+
+// A lease refused the step: asking again before it ends is refused again
+// (an acceptor restarted with its state counts the lease it holds from its
+// start, so a member back from a restart refuses for up to one lease), and
+// would only use up the stage's budget. The step waits for it instead.
+bool MemberChange::wait_lease(const std::string& key, const CasResult& r, Time now) {
+  if (r.outcome != CasOutcome::lease_held || lease_waits_ >= kMaxLeaseWaits || plant_no_lease_wait) return false;
+  ++lease_waits_;
+  lease_keys_.insert(key);
+  Time until = now + milliseconds(r.lease_held_left_ms.value_or(kUnknownLeaseMs) + kLeaseMarginMs);
+  lease_wait_ = std::max(lease_wait_.value_or(until), until);
+  return true;
+}
+
+void MemberChange::tick(QuorumProposer& p, Time now, QOut& out) {
+  if (!lease_wait_ || now < *lease_wait_) return;
+  lease_wait_.reset();
+  for (const auto& key : std::exchange(lease_keys_, {})) again(key, p, now, out);
+}
+
+// The stage's step again (in the catch-up: that key only).
+void MemberChange::again(const std::string& key, QuorumProposer& p, Time now, QOut& out) {
   switch (stage_) {
     case Stage::reading:
     case Stage::completing:
@@ -196,7 +229,7 @@ void MemberChange::settle_leftover(const ConfigRecord& rec, bool own, QuorumProp
 }
 
 void MemberChange::adopted(std::uint64_t version, QuorumProposer& p, Time now, QOut& out) {
-  if (!waiting_.empty()) return;
+  if (!waiting_.empty() || lease_wait_) return;
   if (stage_ == Stage::fencing && made_ && version >= made_->version) return fence(p, now, out);
   // A newer configuration than the one we read or were refused under.
   if (stage_ == Stage::reading) read(p, now, out);

@@ -27,6 +27,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -51,6 +52,8 @@ class MemberChange {
   // take_adopt()): the fence goes ahead once the change's own version is
   // adopted; a change refused for a stale configuration starts again.
   void adopted(std::uint64_t version, QuorumProposer& p, Time now, QOut& out);
+  // Asks again a step that a lease refused, once that lease has ended.
+  void tick(QuorumProposer& p, Time now, QOut& out);
 
   Stage stage() const { return stage_; }
   const std::string& why() const { return why_; }
@@ -63,6 +66,9 @@ class MemberChange {
 
   // Tests only: a planted bug the simulation must catch: no catch-up read.
   bool plant_skip_catch_up = false;
+  // Tests only: a step refused for a lease is retried at once (and the
+  // change fails once its retries are spent).
+  bool plant_no_lease_wait = false;
 
  private:
   void to(Stage s);
@@ -71,6 +77,8 @@ class MemberChange {
   void read(QuorumProposer& p, Time now, QOut& out);
   void on_read(const CasResult& r, QuorumProposer& p, Time now, QOut& out);
   void retry(const std::string& key, const CasResult& r, QuorumProposer& p, Time now, QOut& out);
+  void again(const std::string& key, QuorumProposer& p, Time now, QOut& out);
+  bool wait_lease(const std::string& key, const CasResult& r, Time now);
   void complete(const ConfigRecord& found, QuorumProposer& p, Time now, QOut& out);
   void change(const ConfigRecord& current, QuorumProposer& p, Time now, QOut& out);
   void on_changed(const CasResult& r, QuorumProposer& p, Time now, QOut& out);
@@ -93,6 +101,9 @@ class MemberChange {
   int attempts_ = 0;                    // no_quorum answers in this stage
   int failures_ = 0;                    // in all stages: the loop read -> change -> read ends
   std::uint64_t asked_under_ = 0;       // the configuration version of our latest operation
+  std::optional<Time> lease_wait_;      // steps refused for a lease are asked again then
+  std::set<std::string> lease_keys_;    // those steps' keys (the catch-up may have several)
+  int lease_waits_ = 0;                 // in all: bounded, as the other retries are
 };
 
 const char* to_string(MemberChange::Stage s);

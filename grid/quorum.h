@@ -395,6 +395,9 @@ struct CasResult {
   // no_quorum because an acceptor has seen a newer configuration than the
   // operation's: retry once the node has adopted it (QOut::stale).
   bool stale_config = false;
+  // lease_held: the longest lease the refusing acceptors still hold, in ms;
+  // no retry can succeed before it ends.
+  std::optional<std::int64_t> lease_held_left_ms = std::nullopt;
 };
 
 struct QuorumProposerConfig {

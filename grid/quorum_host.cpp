@@ -284,6 +284,7 @@ void QuorumHost::tick(Time now) {
   for (const auto& [id, answer] : acceptors_.answers_due()) links_.send(id, MsgType::q_recover_state, answer);
   log_events();
   proposer_.tick(now, out_);
+  if (member_change_) member_change_->tick(proposer_, now, out_);
   if (out_.sends.empty() && out_.results.empty()) return;
   QOut out;
   std::swap(out, out_);

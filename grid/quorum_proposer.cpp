@@ -372,7 +372,11 @@ struct QuorumProposer::Impl {
     std::string why = fmt::format("lease held by {} for {} ms more ({} of {} members refused the {})",
                                   longest->holder.empty() ? "(nobody)" : longest->holder,
                                   longest->lease_left_ms, leased.size(), op.config->size(), phase);
+    const auto id = op.id;
+    const auto left = longest->lease_left_ms;
     finish(op.key, CasOutcome::lease_held, op.current, why, now, out);
+    for (auto& r : out.results)
+      if (r.op == id) r.lease_held_left_ms = left;
   }
 
   // A takeover's prepare lost to leases alone. If a majority answered

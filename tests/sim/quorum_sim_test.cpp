@@ -303,6 +303,7 @@ class QuorumCluster {
         for (const auto& to : n.host->requests_due(local(n))) net_.send(n.id, to, n.host->request());
         for (auto& [to, a] : n.host->answers_due()) net_.send(n.id, to, std::move(a));
         if (n.proposer) n.proposer->tick(local(n), out_);
+        if (n.change && n.proposer) n.change->tick(*n.proposer, local(n), out_);
         route(n);
         check_acceptor(n);
       }

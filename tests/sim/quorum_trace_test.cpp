@@ -100,12 +100,28 @@ class Trace {
     route(n, out);
   }
 
+  // An increment whose value holds a lease for `node` (as a master's
+  // renewal does), for `lease` on each acceptor's clock from its accept.
+  void leased_increment(const NodeId& node, Duration lease) {
+    Node& n = nodes_.at(node);
+    std::string tag = fmt::format("{}.{}", node, ++ops_);
+    LeaseTag held{node, 1, std::chrono::duration_cast<std::chrono::milliseconds>(lease).count()};
+    QOut out;
+    n.increments.insert(n.proposer->cas(kKey, [tag, held](const std::optional<RegValue>& cur) -> std::optional<RegValue> {
+      std::uint64_t count = cur ? count_of(*cur) : 0;
+      return RegValue{fmt::format("{} {}", count + 1, tag), held};
+    }, now_, out));
+    route(n, out);
+  }
+
   // `node` starts a member change (MemberChange): `id` added or removed.
-  void change(const NodeId& node, const NodeId& id, bool add, bool skip_catch_up = false) {
+  void change(const NodeId& node, const NodeId& id, bool add, bool skip_catch_up = false,
+              bool no_lease_wait = false) {
     Node& n = nodes_.at(node);
     operator_ = node;
     change_ = std::make_unique<MemberChange>(id, add, std::vector<std::string>{kKey});
     change_->plant_skip_catch_up = skip_catch_up;
+    change_->plant_no_lease_wait = no_lease_wait;
     QOut out;
     change_->start(*n.proposer, now_, out);
     route(n, out);
@@ -149,6 +165,7 @@ class Trace {
     for (auto& [to, a] : n.host->answers_due()) pool_.push_back(Msg{node, to, std::move(a)});
     QOut out;
     if (n.proposer) n.proposer->tick(now_, out);
+    if (change_ && node == operator_ && n.proposer) change_->tick(*n.proposer, now_, out);
     route(n, out);
   }
   void tick_all() {
@@ -166,6 +183,16 @@ class Trace {
     for (auto& [key, ballots] : oracle_)
       for (auto& [ballot, a] : ballots) a.by.erase(node);
     boot(n, node, std::nullopt);
+  }
+
+  // kill -9 and start again with its data dir: the acceptor keeps what it
+  // promised and accepted, and counts every lease it holds from now (it
+  // cannot know when it accepted).
+  void restart_keeping_state(const NodeId& node) {
+    Node& n = nodes_.at(node);
+    ++n.life;
+    DurableState kept{n.host->acceptor().export_state(), {}};
+    boot(n, node, std::move(kept));
   }
 
   bool voting(const NodeId& node) const { return nodes_.at(node).host->voting(); }
@@ -543,4 +570,33 @@ TEST_CASE("quorum trace: an acceptor that lost its state recovers from the confi
     plants.recover_one_config = planted;
     return recover_across_trace(plants, story);
   }, "n1 voting without n2: false", "recovery counted in the --members list alone");
+}
+
+// A member back from a restart with its data dir counts the lease its slot
+// holds from its start, and refuses others' writes until it ends. A
+// removal that needs it (3 -> 2 members) meets that refusal in its
+// catch-up; the change must wait the lease out, not spend its retries at
+// once and fail (seen in tests/chaos/witness-add-remove.chaos).
+TEST_CASE("quorum trace: a member change's catch-up waits out a lease a restarted member holds") {
+  for (bool plant : {false, true}) {
+    CAPTURE(plant);
+    Trace t(3, {});
+    t.leased_increment("n3", 700ms);  // n3 held the table, as a master
+    t.exchange(any());
+    t.advance(800ms);                 // its lease ran out everywhere
+    t.increment("n1");                // a newer value, n3 cut off
+    t.exchange(among({"n1", "n2"}));
+    t.drop(involving({"n3"}));
+    t.restart_keeping_state("n3");    // its old value's lease runs again, at n3 only
+    t.change("n1", "n2", false, false, plant);
+    t.settle();
+    if (plant) {
+      CHECK(t.change_stage().starts_with("failed"));
+      CHECK(t.change_stage().find("lease held by n3") != std::string::npos);
+    } else {
+      CHECK(t.change_stage() == "done ");
+      CHECK(t.version("n1") == 2);
+    }
+    CHECK(t.violations().empty());
+  }
 }
