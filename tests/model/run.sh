@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs the Spin model of the role-table register (register.pml) in a set of
-# configurations and ends with one line `N passed, N failed`.
+# Runs the Spin models of the role-table register (register.pml) and of the
+# member change (reconfig.pml) in a set of configurations and ends with one
+# line `N passed, N failed`.
 #
-#   tests/model/run.sh          the CI set (about 5 minutes and 9 GB on 2 cores)
+#   tests/model/run.sh          the CI set (about 10 minutes and 11 GB on 2 cores)
 #   tests/model/run.sh --deep   adds the 5-member runs and a bitstate search of
 #                               the default bounds (about 15 more minutes)
 #
@@ -20,6 +21,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/rolegrid-model.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 passed=0
 failed=0
+model=register.pml  # the model the next checks run
 
 if ! command -v spin >/dev/null; then
   echo "spin is missing: apt-get install spin (tools/setup.sh does)"
@@ -38,10 +40,10 @@ check() {
   local d="$work/$name" start rc verdict errors
   mkdir -p "$d"
   start=$(date +%s)
-  cp "$here/register.pml" "$d/"
+  cp "$here/$model" "$d/"
   local mode="-DSAFETY"
   if [[ "$expect" == live || "$expect" == stuck ]]; then mode=""; panflags="-a $panflags"; fi
-  if ! (cd "$d" && spin -a "$@" register.pml >spin.log 2>&1 &&
+  if ! (cd "$d" && spin -a "$@" "$model" >spin.log 2>&1 &&
         gcc -O1 -w $mode -DNOBOUNDCHECK -DMEMLIM=14000 $cflags -o pan pan.c >cc.log 2>&1); then
     echo "FAIL $name: the model did not compile"; tail -n 5 "$d"/*.log
     failed=$((failed + 1)); return
@@ -63,7 +65,7 @@ check() {
     if ((errors != 0)); then
       verdict="FAIL ($(grep -m1 'assertion violated\|acceptance cycle' "$d/pan.log"))"
       echo "--- $name: the counterexample (spin -t $*), last steps:"
-      (cd "$d" && timeout 60 spin -t "$@" register.pml 2>&1 | grep -v $'^\t\t' | tail -n 40)
+      (cd "$d" && timeout 60 spin -t "$@" "$model" 2>&1 | grep -v $'^\t\t' | tail -n 40)
     elif grep -q 'MEMLIM\|out of memory\|max search depth too small' "$d/pan.log"; then
       verdict="FAIL (search incomplete: a memory or depth bound was reached)"
     else
@@ -110,6 +112,17 @@ check no-restart-handback-loss     safe   300 "" "" $D
 L="-DLIVE -DMEMORY_ONLY -DMAXRESTART=1 -DMAXROUNDS=1 -DNOHANDBACK -DPROPOSERS=2 -DMAXLOSS=0 -DOPMAX=2 -DCMAX=12 -DCRES=9 -DEMAX=5 -DERES=3"
 check live-lost-one-restart         live   300 "" "" $L
 check live-stuck-lease              stuck  120 "" "" $L -DPLANT_STUCK_LEASE
+# R: the member change (reconfig.pml, its header says what is modelled):
+# the members grown 3 -> 4 -> 5 (or shrunk 5 -> 4 -> 3 with -DSHRINK) while
+# two proposers, one of them possibly left on an old configuration, each
+# run one increment. -DCOLLAPSE stores every state exactly, compressed.
+model=reconfig.pml
+check reconfig-grow                 safe   900 "-DCOLLAPSE" "-w28"
+check reconfig-grow-no-fence        caught 200 "-DCOLLAPSE" "-w28" -DPLANT_NO_FENCE
+check reconfig-grow-no-catchup      caught 200 "-DCOLLAPSE" "-w28" -DPLANT_NO_CATCHUP
+check reconfig-shrink-no-fence      caught 200 "-DCOLLAPSE" "-w28" -DSHRINK -DPLANT_NO_FENCE
+check reconfig-shrink-no-catchup    caught 200 "-DCOLLAPSE" "-w28" -DSHRINK -DPLANT_NO_CATCHUP
+model=register.pml
 if ((deep)); then
   # A, with nodes that also read (identity CAS) at any time, 4 operations:
   # the held value written back by a non-holder leaves the lease clock alone.
@@ -119,6 +132,10 @@ if ((deep)); then
   check five-lost-one-restart      safe   3600 "-DBITSTATE" "-w33" $E
   check five-late-replies          caught 900  -DHC4 "" $E -DPLANT_LATE_REPLIES
   check default-bounds-bitstate    safe   3600 "-DBITSTATE" "-w33"
+  # The member change shrinking 5 -> 4 -> 3: 373 million states, 16.4 GB.
+  model=reconfig.pml
+  check reconfig-shrink            safe   1800 "-DCOLLAPSE -DMEMLIM=19000" "-w28" -DSHRINK
+  model=register.pml
 fi
 
 echo "${passed} passed, ${failed} failed"
