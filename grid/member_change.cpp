@@ -13,9 +13,11 @@ namespace {
 
 constexpr int kMaxAttempts = 6;   // no_quorum answers in a row, per stage
 constexpr int kMaxFailures = 18;  // in all: a change that never gets both majorities ends
-constexpr int kMaxLeaseWaits = 6;  // in all: each waits out one lease
-// Past the refused lease's end, for the clocks' rates and the message's way.
+constexpr int kMaxLeaseWaits = 6;  // in all: each waits out the leases one round of refusals reported
+// Past the refused lease's end: the clocks' rates may differ by the stated
+// drift bound (5%), and the message takes its way.
 constexpr std::int64_t kLeaseMarginMs = 20;
+constexpr std::int64_t kDriftPercent = 5;
 // A lease refusal that did not say how long (the deadline passed).
 constexpr std::int64_t kUnknownLeaseMs = 200;
 
@@ -131,10 +133,12 @@ void MemberChange::retry(const std::string& key, const CasResult& r, QuorumPropo
 // start, so a member back from a restart refuses for up to one lease), and
 // would only use up the stage's budget. The step waits for it instead.
 bool MemberChange::wait_lease(const std::string& key, const CasResult& r, Time now) {
-  if (r.outcome != CasOutcome::lease_held || lease_waits_ >= kMaxLeaseWaits || plant_no_lease_wait) return false;
-  ++lease_waits_;
+  if (r.outcome != CasOutcome::lease_held || plant_no_lease_wait) return false;
+  // Refusals of one round (the catch-up's keys at once) share one wait.
+  if (!lease_wait_ && ++lease_waits_ > kMaxLeaseWaits) return false;
   lease_keys_.insert(key);
-  Time until = now + milliseconds(r.lease_held_left_ms.value_or(kUnknownLeaseMs) + kLeaseMarginMs);
+  std::int64_t left = r.lease_held_left_ms.value_or(kUnknownLeaseMs);
+  Time until = now + milliseconds(left + left * kDriftPercent / 100 + kLeaseMarginMs);
   lease_wait_ = std::max(lease_wait_.value_or(until), until);
   return true;
 }

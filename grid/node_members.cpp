@@ -109,6 +109,9 @@ void Node::change_members(const NodeId& id, bool add, std::function<void(const s
 // what to do. An added node does not count: it starts after the change.
 std::string Node::change_blocked(const NodeId& id, bool add) const {
   const auto& now_members = topology_.members();
+  // Not a change here (a repeated command, perhaps already done): the
+  // change itself answers that.
+  if (topology_.contains(id) == add) return {};
   std::vector<NodeId> next = now_members;
   if (add) next.push_back(id);
   else std::erase(next, id);
@@ -120,6 +123,9 @@ std::string Node::change_blocked(const NodeId& id, bool add) const {
     auto live = static_cast<std::size_t>(std::count_if(c->begin(), c->end(), runs));
     auto need = quorum::majority(c->size());
     if (live >= need) continue;
+    if (down.empty())  // only one member, and the added node starts after the change
+      return fmt::format("a cluster of one member cannot grow: the change needs {} of the members {} running "
+                         "and {} starts only once added", need, fmt::join(*c, ","), id);
     return fmt::format("the change needs {} of the members {} running and {} are: {} down{}; start it again or "
                        "remove it first", need, fmt::join(*c, ","), live, fmt::join(down, ","),
                        add ? fmt::format(" ({} counts only once added)", id) : "");

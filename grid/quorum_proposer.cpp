@@ -431,13 +431,28 @@ struct QuorumProposer::Impl {
   // lease is what stands in the way until it runs out: lease_held, so the
   // caller retries then (a restarted acceptor restarts its lease clocks, so
   // it can hold a lease a little longer than the others).
+  // The longest lease the refusals reported, as of their arrival: at most
+  // that much is left now.
+  static std::int64_t longest_lease_left(const Op& op) {
+    std::int64_t left = 0;
+    for (const auto& [id, a] : op.leased) left = std::max(left, a.lease_left_ms);
+    for (const auto& [id, p] : op.leased_promises) left = std::max(left, p.lease_left_ms);
+    return left;
+  }
+
   void timed_out(Op& op, const char* more, Time now, QOut& out) {
     std::string why = fmt::format("no majority within {} ms ({}){}", to_ms(config.timeout), progress(op), more);
     bool lease_only = op.phase == Phase::accepting ? !op.leased.empty() && op.outbid.empty()
                                                    : !op.leased_promises.empty() &&
                                                          op.refused.size() == op.leased_promises.size();
-    if (op.phase != Phase::backoff && lease_only)
-      return finish(op.key, CasOutcome::lease_held, op.current, why + "; a lease is held", now, out);
+    if (op.phase != Phase::backoff && lease_only) {
+      const auto id = op.id;
+      const auto left = longest_lease_left(op);
+      finish(op.key, CasOutcome::lease_held, op.current, why + "; a lease is held", now, out);
+      for (auto& r : out.results)
+        if (r.op == id) r.lease_held_left_ms = left;
+      return;
+    }
     finish(op.key, CasOutcome::no_quorum, std::nullopt, why, now, out);
   }
 

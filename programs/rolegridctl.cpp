@@ -226,6 +226,9 @@ std::optional<int> parse(CLI::App& app, Cli& c, int argc, char** argv) {
     return 2;
   }
   c.timeout_given = app.count("--timeout") > 0;
+  // A member change may wait out a restarted member's lease a few times
+  // before it settles (README, "Changing the members").
+  if (c.cmd == "member" && !c.timeout_given) c.timeout_ms = 20000;
   if (c.node.empty()) {
     std::cerr << "rolegridctl: --node HOST:PORT is required (or set ROLEGRID_NODE)\n";
     return 2;
