@@ -156,6 +156,9 @@ class ChaosNode:
             log.flush()
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                          process_group=0, preexec_fn=die_with_parent)
+        # --join is for the first start after `member add` only: a later
+        # start has a data dir holding state, which --join refuses.
+        self.join = False
 
     def last_log_line(self):
         try:
@@ -478,18 +481,23 @@ class ChaosCluster:
 
     def remove_member(self, nid, via, timeout=15.0):
         """Removes a node. A running one stops by itself once the change is
-        settled (exit 0); it is recorded as a graceful stop from the request
-        on: like SIGTERM, it may acknowledge writes until it exits. A node
-        that does not run (killed, stopped) is only taken off the list."""
+        settled (exit 0); it is recorded as a graceful stop from then on:
+        like SIGTERM, it may acknowledge writes until it exits. A node that
+        does not run (killed, stopped) is only taken off the list."""
         node = self.nodes[nid]
         node.join = False
         if not node.running():
             return self._member_change("remove", nid, via)
         node.expected_exit = True
+        try:
+            answer = self._member_change("remove", nid, via)
+        except ChaosError:
+            node.expected_exit = False  # refused: it runs on
+            raise
+        # The change is settled: from here the node stops, as on SIGTERM.
         with self.lock:
             self.history.append("faults.jsonl", {"t_ms": now_ms(), "kind": "stop", "nodes": [nid],
                                                  "reason": "removed"})
-        answer = self._member_change("remove", nid, via)
         try:
             code = node.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

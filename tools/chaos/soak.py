@@ -27,6 +27,9 @@ undone within its round:
                   last node reaches everyone (5+ nodes)
   oneway-loss     a share of the packets from one random node to another dropped
   duplicates      a share of the packets to every node sent twice
+  replace         `rolegridctl member remove` of the replica or a data node (it
+                  stops by itself), then `member add` of it again, started with
+                  --join and an empty data dir (issue 14)
 
 Each round starts from a healthy cluster (a master with a replica, every
 node formed and voting). After each round: a master within the promised
@@ -68,6 +71,7 @@ KINDS = (  # (name, weight)
     ("bridge", 1),
     ("oneway-loss", 1),
     ("duplicates", 1),
+    ("replace", 1),
 )
 NET_KINDS = ("deaf-master", "mute-master", "reach-replica", "deaf-replica", "ring", "bridge", "oneway-loss",
              "duplicates")
@@ -113,6 +117,8 @@ def schedule(seed, rounds, n, ft_s):
             spec["target"] = rng.choice(["master", "replica", "data"])
             spec["percent"] = rng.choice([20, 40, 60, 80])
             spec["seconds"] = round(rng.uniform(1.0, 3.0) * ft_s + 0.5, 3)
+        elif kind == "replace":
+            spec["target"] = rng.choices(["replica", "data"], [1, 2])[0]
         elif kind in NET_KINDS:
             spec["seconds"] = round(rng.uniform(1.5, 3.5) * ft_s, 3)
             spec["pick"] = rng.random()  # orders, pairs: resolved with the live roles
@@ -153,6 +159,7 @@ class Soak:
         self.violations = []
         self.rounds_done = 0
         self.problems = []  # rounds where the cluster did not recover
+        self.change_errors = []  # member changes (replace rounds) that failed
         self.known_missing = {}  # node -> acknowledged writes found missing in an earlier round
 
     def say(self, text):
@@ -253,7 +260,7 @@ class Soak:
         elif kind == "full-restart":
             c.kill9(c.running_ids())
             time.sleep(spec["down_s"])
-            c.start(list(c.ids))
+            c.start(list(c.members))
             desc = f"kill -9 of every node, down {spec['down_s']} s"
         elif kind == "lost-state":
             c.kill9([target])
@@ -268,12 +275,33 @@ class Soak:
             time.sleep(spec["seconds"])
             c.fault(target, ["clear"])
             desc = f"{target} drops {spec['percent']}% for {spec['seconds']} s"
+        elif kind == "replace":
+            desc = self.replace(target, master)
         elif kind in NET_KINDS:
             desc = self.net_fault(spec, answers, master)
             time.sleep(spec["seconds"])
             c.heal()
             desc += f" for {spec['seconds']} s"
         return master, desc
+
+    def replace(self, target, master):
+        """Removes a member and adds it again with an empty data dir. A
+        change that fails is a problem of the round (the cluster was
+        healthy: it should not)."""
+        from .cluster import ChaosError
+        c = self.cluster
+        if master and target == master[0]:
+            return f"replace: {target} is the master, skipped"
+        via = next((i for i in c.members if i != target and c.nodes[i].up), None)
+        try:
+            c.remove_member(target, via)
+            c.add_member(target, via)
+        except ChaosError as e:
+            self.change_errors.append(str(e))
+            if not c.nodes[target].running() and target in c.members:
+                c.start([target])
+            return f"replace {target} FAILED: {e}"
+        return f"member remove {target}, then member add {target} (asked {via}; --join, empty data dir)"
 
     def net_fault(self, spec, answers, master):
         """Applies one of NET_KINDS (undone by the caller's heal); returns its description."""
@@ -437,12 +465,14 @@ def run_soak(directory, nodes, seed, rounds, out, svg=None, failure_timeout_ms=7
             out.write(f"  (cleanup: {e})\n")
     h = History(directory)
     rep = check(h)
-    passed = rep.ok and not soak.problems
+    passed = rep.ok and not soak.problems and not soak.change_errors
     lines = soak.summary(rep)
     for ln in lines:
         out.write(ln + "\n")
     if soak.problems:
         out.write(f"rounds without a master afterwards: {soak.problems}\n")
+    for e in soak.change_errors:
+        out.write(f"member change failed: {e}\n")
     print_report(out, h, rep, f"soak seed {seed}", passed, svg=svg, elapsed=time.monotonic() - soak.t_begin,
                  timeline=rounds <= 30)
     (h.dir / "summary.txt").write_text("\n".join(lines) + "\n")
