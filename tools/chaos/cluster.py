@@ -118,7 +118,9 @@ class ChaosNode:
                 "--hook-dir", str(self.hook_dir), "--event-log", str(self.event_log),
                 "--enable-fault-injection"]
         if c.mode == "unicast":
-            args += ["--seeds", ",".join(c.nodes[m].listen for m in c.ids if m != self.id)]
+            # The members of the moment, as an operator would list them: a
+            # node added later is not in the earlier nodes' seeds.
+            args += ["--seeds", ",".join(c.nodes[m].listen for m in c.members if m != self.id)]
         else:
             args += ["--multicast", MCAST]
         if self.witness:
