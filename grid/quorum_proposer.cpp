@@ -372,11 +372,7 @@ struct QuorumProposer::Impl {
     std::string why = fmt::format("lease held by {} for {} ms more ({} of {} members refused the {})",
                                   longest->holder.empty() ? "(nobody)" : longest->holder,
                                   longest->lease_left_ms, leased.size(), op.config->size(), phase);
-    const auto id = op.id;
-    const auto left = longest->lease_left_ms;
-    finish(op.key, CasOutcome::lease_held, op.current, why, now, out);
-    for (auto& r : out.results)
-      if (r.op == id) r.lease_held_left_ms = left;
+    finish_lease_held(op, why, longest->lease_left_ms, now, out);
   }
 
   // A takeover's prepare lost to leases alone. If a majority answered
@@ -426,11 +422,6 @@ struct QuorumProposer::Impl {
     return true;
   }
 
-  // The deadline passed without a majority. If some acceptor refused only
-  // for a lease (and none outbid us), the silent ones may be gone and the
-  // lease is what stands in the way until it runs out: lease_held, so the
-  // caller retries then (a restarted acceptor restarts its lease clocks, so
-  // it can hold a lease a little longer than the others).
   // The longest lease the refusals reported, as of their arrival: at most
   // that much is left now.
   static std::int64_t longest_lease_left(const Op& op) {
@@ -440,19 +431,27 @@ struct QuorumProposer::Impl {
     return left;
   }
 
+  // lease_held, with how long the longest refusing lease has left: no
+  // retry can succeed before then (MemberChange waits for it).
+  void finish_lease_held(Op& op, std::string why, std::int64_t left, Time now, QOut& out) {
+    const auto id = op.id;
+    finish(op.key, CasOutcome::lease_held, op.current, std::move(why), now, out);
+    for (auto& r : out.results)
+      if (r.op == id) r.lease_held_left_ms = left;
+  }
+
+  // The deadline passed without a majority. If some acceptor refused only
+  // for a lease (and none outbid us), the silent ones may be gone and the
+  // lease is what stands in the way until it runs out: lease_held, so the
+  // caller retries then (a restarted acceptor restarts its lease clocks, so
+  // it can hold a lease a little longer than the others).
   void timed_out(Op& op, const char* more, Time now, QOut& out) {
     std::string why = fmt::format("no majority within {} ms ({}){}", to_ms(config.timeout), progress(op), more);
     bool lease_only = op.phase == Phase::accepting ? !op.leased.empty() && op.outbid.empty()
                                                    : !op.leased_promises.empty() &&
                                                          op.refused.size() == op.leased_promises.size();
-    if (op.phase != Phase::backoff && lease_only) {
-      const auto id = op.id;
-      const auto left = longest_lease_left(op);
-      finish(op.key, CasOutcome::lease_held, op.current, why + "; a lease is held", now, out);
-      for (auto& r : out.results)
-        if (r.op == id) r.lease_held_left_ms = left;
-      return;
-    }
+    if (op.phase != Phase::backoff && lease_only)
+      return finish_lease_held(op, why + "; a lease is held", longest_lease_left(op), now, out);
     finish(op.key, CasOutcome::no_quorum, std::nullopt, why, now, out);
   }
 
