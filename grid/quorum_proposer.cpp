@@ -434,10 +434,9 @@ struct QuorumProposer::Impl {
   // lease_held, with how long the longest refusing lease has left: no
   // retry can succeed before then (MemberChange waits for it).
   void finish_lease_held(Op& op, std::string why, std::int64_t left, Time now, QOut& out) {
-    const auto id = op.id;
+    const std::size_t mine = out.results.size();  // finish() may end more operations after it
     finish(op.key, CasOutcome::lease_held, op.current, std::move(why), now, out);
-    for (auto& r : out.results)
-      if (r.op == id) r.lease_held_left_ms = left;
+    out.results[mine].lease_held_left_ms = left;
   }
 
   // The deadline passed without a majority. If some acceptor refused only

@@ -88,24 +88,12 @@ class Trace {
     }
   }
 
-  // An increment by `node`'s proposer, from whatever value it finds.
-  void increment(const NodeId& node) {
+  // An increment by `node`'s proposer, from whatever value it finds. With
+  // `held`, the value holds that lease (as a master's renewal does), on each
+  // acceptor's clock from its accept.
+  void increment(const NodeId& node, LeaseTag held = {}) {
     Node& n = nodes_.at(node);
     std::string tag = fmt::format("{}.{}", node, ++ops_);
-    QOut out;
-    n.increments.insert(n.proposer->cas(kKey, [tag](const std::optional<RegValue>& cur) -> std::optional<RegValue> {
-      std::uint64_t count = cur ? count_of(*cur) : 0;
-      return RegValue{fmt::format("{} {}", count + 1, tag), {}};
-    }, now_, out));
-    route(n, out);
-  }
-
-  // An increment whose value holds a lease for `node` (as a master's
-  // renewal does), for `lease` on each acceptor's clock from its accept.
-  void leased_increment(const NodeId& node, Duration lease) {
-    Node& n = nodes_.at(node);
-    std::string tag = fmt::format("{}.{}", node, ++ops_);
-    LeaseTag held{node, 1, std::chrono::duration_cast<std::chrono::milliseconds>(lease).count()};
     QOut out;
     n.increments.insert(n.proposer->cas(kKey, [tag, held](const std::optional<RegValue>& cur) -> std::optional<RegValue> {
       std::uint64_t count = cur ? count_of(*cur) : 0;
@@ -581,7 +569,7 @@ TEST_CASE("quorum trace: a member change's catch-up waits out a lease a restarte
   for (bool plant : {false, true}) {
     CAPTURE(plant);
     Trace t(3, {});
-    t.leased_increment("n3", 700ms);  // n3 held the table, as a master
+    t.increment("n3", LeaseTag{"n3", 1, 700});  // n3 held the table, as a master, for 700 ms
     t.exchange(any());
     t.advance(800ms);                 // its lease ran out everywhere
     t.increment("n1");                // a newer value, n3 cut off

@@ -236,7 +236,6 @@ class FaultState:
     def __init__(self, h):
         self.h = h
         self.members = list(h.meta.get("members") or h.nodes)
-        self.majority = len(self.members) // 2 + 1
         self.up = set()
         self.paused = set()
         self.partitioned = False
@@ -307,7 +306,10 @@ class FaultState:
         elif k == "members":
             # a settled member change: majorities count in the new configuration
             self.members = list(rec["members"])
-            self.majority = len(self.members) // 2 + 1
+
+    @property
+    def majority(self):
+        return len(self.members) // 2 + 1
 
     def quiet(self):
         working = len(self.up - self.paused)

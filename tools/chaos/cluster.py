@@ -469,6 +469,11 @@ class ChaosCluster:
             self.record("members", members=list(self.members), version=answer.get("version"))
         return answer
 
+    def member_to_ask(self, target):
+        """A running member other than `target` (None if there is none): the
+        one a member change is asked of by default."""
+        return next((i for i in self.members if i != target and self.nodes[i].up), None)
+
     def add_member(self, nid, via):
         """Adds a stopped node to the configuration, then starts it with
         --join and an empty data dir (what the README tells an operator)."""

@@ -444,10 +444,10 @@ class Runner:
         other than the target."""
         if st.args["via"]:
             return self.resolve(st.args["via"])[0]
-        cands = [i for i in self.cluster.members if i != target and self.cluster.nodes[i].up]
-        if not cands:
+        via = self.cluster.member_to_ask(target)
+        if via is None:
             raise StepFailed("no running member to ask")
-        return cands[0]
+        return via
 
     def s_member_add(self, st):
         nid = self.resolve(st.args["targets"])[0]

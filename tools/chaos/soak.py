@@ -292,7 +292,9 @@ class Soak:
         c = self.cluster
         if master and target == master[0]:
             return f"replace: {target} is the master, skipped"
-        via = next((i for i in c.members if i != target and c.nodes[i].up), None)
+        via = c.member_to_ask(target)
+        if via is None:
+            return "replace: no other running member to ask, skipped"
         try:
             c.remove_member(target, via)
             c.add_member(target, via)
