@@ -138,6 +138,8 @@ void Node::open_sockets() {
       mcast_->bind(group_);
       mcast_->non_blocking(true);
       mcast_->set_option(asio::ip::multicast::join_group(group_.address().to_v4(), host.to_v4()));
+      if (!drop_datagrams_from(*mcast_, udp::endpoint(host, config_.listen.port)))
+        log::debug("no socket filter for our own multicast: its copies are dropped after a read");
       // Sent from the unicast socket so the source is our listen address;
       // TTL 1 and the listen interface keep it on the local link.
       udp_.set_option(asio::ip::multicast::outbound_interface(host.to_v4()));
@@ -155,11 +157,15 @@ void Node::start() {
   auto now = Clock::now();
   sync_.start(now);
   next_heartbeat_ = now;
-  udp_buf_.resize(65536);
-  receive_udp(udp_, udp_buf_, udp_from_);
+  auto datagram = [this](char* bytes, std::size_t size) {
+    ++counters_.datagrams_in;
+    on_datagram(bytes, size);
+  };
+  udp_reader_.emplace(udp_, datagram);
+  udp_reader_->start();
   if (mcast_) {
-    mcast_buf_.resize(65536);
-    receive_udp(*mcast_, mcast_buf_, mcast_from_);
+    mcast_reader_.emplace(*mcast_, datagram);
+    mcast_reader_->start();
   }
   accept_tcp();
   quorum_.log_start();
@@ -168,26 +174,6 @@ void Node::start() {
             config_.multicast ? "multicast " + config_.multicast->str() : "unicast seeds",
             rcvbuf_granted_);
   tick();
-}
-
-void Node::receive_udp(udp::socket& s, std::string& buf, udp::endpoint& from) {
-  s.async_receive_from(asio::buffer(buf), from, [this, &s, &buf, &from](auto ec, std::size_t n) {
-    if (ec == asio::error::operation_aborted) return;
-    if (!ec) {
-      ++counters_.datagrams_in;
-      on_datagram(buf.data(), n);
-    }
-    // Drain what else is already queued before going back to the loop (the
-    // socket is non-blocking: one EAGAIN ends the burst).
-    for (int i = 0; i < 64 && !ec; ++i) {
-      boost::system::error_code e2;
-      n = s.receive_from(asio::buffer(buf), from, 0, e2);
-      if (e2) break;
-      ++counters_.datagrams_in;
-      on_datagram(buf.data(), n);
-    }
-    if (!ctx_.leaving || s.is_open()) receive_udp(s, buf, from);
-  });
 }
 
 void Node::accept_tcp() {

@@ -32,6 +32,7 @@
 #include "common/frame.h"
 #include "grid/admin_server.h"
 #include "grid/conn.h"
+#include "grid/datagrams.h"
 #include "grid/faults.h"
 #include "grid/histogram.h"
 #include "grid/membership.h"
@@ -143,7 +144,6 @@ class Node {
  private:
   // node.cpp: sockets, timer, membership events, heartbeats, leaving
   void open_sockets();
-  void receive_udp(boost::asio::ip::udp::socket& s, std::string& buf, boost::asio::ip::udp::endpoint& from);
   void accept_tcp();
   bool heard(const Sender& s, Time now);
   void tick();
@@ -226,8 +226,7 @@ class Node {
   boost::asio::ip::tcp::acceptor acceptor_;
   std::unique_ptr<AdminServer> admin_;
   boost::asio::steady_timer timer_;
-  std::string udp_buf_, mcast_buf_;
-  boost::asio::ip::udp::endpoint udp_from_, mcast_from_;
+  std::optional<DatagramReader> udp_reader_, mcast_reader_;
 
   Time next_heartbeat_{};
   std::function<void(const std::string&)> fatal_;
