@@ -10,7 +10,8 @@ namespace rg::grid {
 namespace asio = boost::asio;
 
 bool drop_datagrams_from(asio::ip::udp::socket& s, const asio::ip::udp::endpoint& source) {
-  if (!source.address().is_v4()) return false;
+  // A node listening on 0.0.0.0 sends from whatever address the route picks.
+  if (!source.address().is_v4() || source.address().is_unspecified()) return false;
   // Classic BPF on a UDP socket: offset 0 is the UDP header, SKF_NET_OFF
   // the IP header; loads are converted to host order.
   const auto ip = source.address().to_v4().to_uint();
@@ -35,6 +36,12 @@ DatagramReader::DatagramReader(asio::ip::udp::socket& s, Fn fn) : s_(s), fn_(std
   }
 }
 
+void DatagramReader::start() {
+  // Not at once: the node's other parts register their handlers after its
+  // start(); datagrams queued already wait for the loop like any others.
+  asio::post(s_.get_executor(), [this] { drain(); });
+}
+
 void DatagramReader::wait() {
   s_.async_wait(asio::ip::udp::socket::wait_read, [this](boost::system::error_code ec) {
     if (ec == asio::error::operation_aborted || !s_.is_open()) return;
@@ -49,9 +56,10 @@ void DatagramReader::drain() {
     ++calls_;
     int n = ::recvmmsg(s_.native_handle(), msgs_.data(), kBatch, MSG_DONTWAIT, nullptr);
     if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return wait();
-      ++errors_;  // an error is reported once; what is queued behind it follows
-      continue;
+      // EAGAIN, or an error (reported once, and with a readiness event of
+      // its own): wait, never spin on it.
+      if (errno != EAGAIN && errno != EWOULDBLOCK) ++errors_;
+      return wait();
     }
     for (int i = 0; i < n && s_.is_open(); ++i) fn_(buf_.get() + i * kSlot, msgs_[i].msg_len);
     // Fewer than asked: the call met an empty queue (EAGAIN), and anything

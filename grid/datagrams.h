@@ -8,6 +8,13 @@
 // waits for readiness (no read), then takes what is queued with recvmmsg, up
 // to kBatch datagrams per call; a call that returns fewer found the queue
 // empty, so it goes back to waiting. Part of the node's I/O shell.
+//
+// What that relies on: one thread runs the io_context (between the read
+// that met EAGAIN and the wait queued after it, no other thread can take
+// the readiness event: Asio's reactor is edge-triggered); the socket is not
+// connected and has no IP_RECVERR, so the kernel sets no error on it that
+// could cut a batch short; and the reader is destroyed only once the
+// io_context has stopped (a posted continuation holds `this`).
 #include <sys/socket.h>
 
 #include <array>
@@ -22,7 +29,9 @@ namespace rg::grid {
 // node's own multicast comes back to it on the loopback (other nodes on the
 // host need the loop), and each copy woke the node for a read and a MAC
 // check only to be thrown away. False if the kernel refused the filter
-// (those datagrams then arrive and are dropped by their session).
+// or `source` is not a specific IPv4 address (those datagrams then arrive
+// and are dropped by their session). The kernel counts each one dropped
+// as a UDP receive error (InErrors, and the socket's drops).
 bool drop_datagrams_from(boost::asio::ip::udp::socket& s, const boost::asio::ip::udp::endpoint& source);
 
 class DatagramReader {
@@ -33,8 +42,9 @@ class DatagramReader {
 
   // `s` must outlive the reader and be non-blocking; `fn` gets each datagram.
   DatagramReader(boost::asio::ip::udp::socket& s, Fn fn);
-  // Reads what is queued already, then whatever arrives, until the socket closes.
-  void start() { drain(); }
+  // From the loop's next turn: reads what is queued already, then whatever
+  // arrives, until the socket closes.
+  void start();
   std::uint64_t calls() const { return calls_; }
   std::uint64_t errors() const { return errors_; }
 
