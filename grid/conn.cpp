@@ -85,11 +85,26 @@ void Conn::read_more() {
   if (in_.size() < in_len_ + chunk) in_.resize(in_len_ + chunk);
   socket_.async_read_some(asio::buffer(in_.data() + in_len_, chunk),
                           [self = shared_from_this()](auto ec, std::size_t n) {
-                            if (ec) return self->fail();
-                            self->in_len_ += n;
-                            self->consume();
-                            if (self->open_) self->read_more();
+                            if (ec) {
+                              self->fail();
+                            } else {
+                              self->in_len_ += n;
+                              self->consume();
+                            }
+                            if (self->open_) return self->read_more();
+                            self->release();
                           });
+}
+
+// Closed, and this is the last read's completion: no call into the frame
+// handler is running (consume() is its only caller) and none can follow.
+// The handler's captures may own this connection (a probe's state holds its
+// connection, whose handler holds the state): kept after the close, the two
+// would keep each other, and the read buffer, alive for good.
+void Conn::release() {
+  on_frame_ = nullptr;
+  std::string().swap(in_);
+  in_len_ = 0;
 }
 
 // The peer's handshake: on success the connection is established, the

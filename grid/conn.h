@@ -16,7 +16,8 @@
 // leave: after the handshake, in order, each with the next counter. One
 // write in flight: frames queued meanwhile leave together in the next one
 // (gathered, one syscall). Lives on the node's one io_context thread; owned
-// by shared_ptr while I/O is pending.
+// by shared_ptr while I/O is pending. Once closed it drops its frame handler
+// (when the last read completes), so a handler may own its connection.
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -90,6 +91,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
   void consume();
   void write_more();
   void fail();
+  void release();
   bool on_handshake(std::string_view frame);
   void send_hello();
   bool open_frame(char* frame, std::size_t size, FrameHeader& h, std::string_view& body);

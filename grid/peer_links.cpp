@@ -217,7 +217,13 @@ void PeerLinks::probe(const ProbeOrder& order, ProbeDone done) {
     // connections can never close it (make_room_for_inbound).
     auto c = std::make_shared<Conn>(std::move(*sock), ctx_.crypto, true, conn_counters_, 4096);
     relays_.insert(c);
-    c->start(on_frame_, [this](Conn& conn) { relays_.erase(conn.shared_from_this()); });
+    // Closed before its result came (the relay went away, or never finished
+    // the handshake): nothing will answer this nonce, and membership's own
+    // deadline has judged the probe, so the wait is only dropped.
+    c->start(on_frame_, [this, nonce](Conn& conn) {
+      relays_.erase(conn.shared_from_this());
+      relay_waits_.erase(nonce);
+    });
     c->send_frame(msg);
   });
 }
