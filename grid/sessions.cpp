@@ -1,5 +1,7 @@
 #include "grid/sessions.h"
 
+#include <algorithm>
+
 namespace rg::grid {
 
 bool ReplayWindow::accept(std::uint64_t counter) {
@@ -70,9 +72,20 @@ bool PeerSessions::due(const SessionId& s, Time now) const {
   auto it = sessions_.find(s);
   if (it == sessions_.end()) return false;
   const auto& e = it->second;
-  if (e.challenged != Time{} && now - e.challenged < limits_.challenge_interval) return false;
+  if (e.challenged != Time{} && now - e.challenged < interval(e)) return false;
   // Renewed from a quarter of its age on: several tries before it runs out.
   return !e.verified || now - e.proven_at >= limits_.proof_age / 4;
+}
+
+// A verified session is renewed at least every eighth of the proof's age:
+// at a short failure timeout (the proof's age) challenge_interval alone is
+// longer than the proof, which then lapsed between answers and its peer
+// looked silent, suspected and probed several times a second. Only a
+// verified session paces faster: its datagrams must pass its replay window,
+// so its challenges follow the live peer's own traffic, while an unverified
+// one (possibly a recording) stays at challenge_interval.
+Duration PeerSessions::interval(const Entry& e) const {
+  return e.verified ? std::min(limits_.challenge_interval, limits_.proof_age / 8) : limits_.challenge_interval;
 }
 
 bool PeerSessions::challenge(const SessionId& s, std::uint64_t nonce, Time now) {

@@ -12,7 +12,8 @@
 // - Each counter counts once (a replay window, as in IPsec and DTLS).
 // - The proof is a lease: it shows the process was live when the challenge
 //   left, and it counts for `proof_age` from then. Verified sessions are
-//   challenged again from a quarter of that age on. Past it their datagrams
+//   challenged again from a quarter of that age on, at most every eighth of
+//   it (so a short failure timeout, the proof's age, never lets it lapse). Past it their datagrams
 //   (and the node's TCP traffic, see Node::heard) refresh nothing until the
 //   next answer (the newest heartbeat is parked meanwhile), so traffic held
 //   back and released after the sender died keeps it alive for at most
@@ -97,7 +98,10 @@ class PeerSessions {
   std::size_t verified() const;
 
  private:
-  static constexpr std::size_t kNonces = 4;  // answers to the last 4 challenges are taken (slow round trips)
+  // Answers to the last 8 challenges are taken (slow round trips): with a
+  // verified session challenged every eighth of the proof's age, one a whole
+  // proof old is still among them.
+  static constexpr std::size_t kNonces = 8;
   struct Pending {
     std::uint64_t nonce = 0;
     Time sent{};
@@ -117,6 +121,7 @@ class PeerSessions {
   Entry& entry(const SessionId& s, Time now);
   void make_room(Time now);
   std::optional<Time> take_nonce(Entry& e, std::uint64_t nonce, Time now);
+  Duration interval(const Entry& e) const;
 
   SessionLimits limits_;
   std::map<SessionId, Entry> sessions_;

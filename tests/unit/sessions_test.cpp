@@ -105,6 +105,34 @@ TEST_CASE("sessions: the proof is a lease from when its challenge left; it is re
   CHECK_FALSE(s.proven(Sender{"n2", 8}, t0 + milliseconds(5900)));
 }
 
+TEST_CASE("sessions: a proof shorter than the challenge interval never lapses for a live peer; recordings stay slow") {
+  SessionLimits lim;
+  lim.proof_age = milliseconds(50);  // a 50 ms failure timeout
+  REQUIRE(lim.challenge_interval == milliseconds(100));
+  PeerSessions s(lim);
+  Sender n2{"n2", 7};
+  auto live = sid(1), recording = sid(2);
+  std::uint64_t counter = 1, nonce = 100;
+  int stale = 0, unproven = 0, recording_challenges = 0;
+  s.check(live, counter++, n2, t0);
+  REQUIRE(s.challenge(live, nonce, t0));
+  REQUIRE(s.on_answer(live, nonce++, counter++, n2, t0 + milliseconds(1)));
+  // n2 heartbeats every 10 ms and answers each challenge in 1 ms; a
+  // replayed recording of another session arrives every millisecond.
+  for (int ms = 10; ms < 2000; ++ms) {
+    auto now = t0 + milliseconds(ms);
+    s.check(recording, 1, Sender{"n3", 1}, now);
+    recording_challenges += s.challenge(recording, 1'000'000 + ms, now);
+    unproven += !s.proven(n2, now);
+    if (ms % 10) continue;
+    stale += s.check(live, counter++, n2, now) != PeerSessions::Verdict::fresh;
+    if (s.challenge(live, nonce, now)) REQUIRE(s.on_answer(live, nonce++, counter++, n2, now + milliseconds(1)));
+  }
+  CHECK(stale == 0);
+  CHECK(unproven == 0);
+  CHECK(recording_challenges <= 20);  // one per 100 ms at most
+}
+
 TEST_CASE("challenge log: a replayed challenge gets no second answer") {
   ChallengeLog log(2);
   CHECK(log.first(sid(1), 5));
