@@ -210,12 +210,25 @@ void PeerLinks::probe(const ProbeOrder& order, ProbeDone done) {
   auto nonce = order.nonce;
   relay_waits_[nonce] = std::move(done);
   auto sock = std::make_shared<tcp::socket>(ctx_.io);
+  auto relay = std::make_shared<std::weak_ptr<Conn>>();
+  // Past membership's deadline (one probe timeout) the result no longer
+  // counts: end the relay then, connect included. Else a result that never
+  // comes (lost, or a relay host gone without a reset) would keep the
+  // connection, and at the relay an inbound slot, for good.
+  auto expiry = std::make_shared<asio::steady_timer>(ctx_.io, 2 * ctx_.config.probe_timeout);
+  expiry->async_wait([this, sock, relay, nonce, expiry](auto) {
+    boost::system::error_code ignored;
+    sock->close(ignored);
+    if (auto c = relay->lock()) c->close();
+    relay_waits_.erase(nonce);
+  });
   auto msg = ctx_.frame(MsgType::probe_relay, ProbeRelay{nonce, order.target, order.address});
-  sock->async_connect(tcp::endpoint(asio::ip::make_address(ep->host), ep->port), [this, sock, msg, nonce](auto ec) {
+  sock->async_connect(tcp::endpoint(asio::ip::make_address(ep->host), ep->port), [this, sock, relay, msg, nonce](auto ec) {
     if (ec || ctx_.leaving) return relay_result(nonce, false);
     // Ours, not an inbound one: kept apart so a flood of inbound
     // connections can never close it (make_room_for_inbound).
     auto c = std::make_shared<Conn>(std::move(*sock), ctx_.crypto, true, conn_counters_, 4096);
+    *relay = c;
     relays_.insert(c);
     // Closed before its result came (the relay went away, or never finished
     // the handshake): nothing will answer this nonce, and membership's own
