@@ -201,7 +201,7 @@ class Node {
   ChallengeLog challenge_log_;   // challenges answered (a replayed one gets no second answer)
   std::string udp_out_;          // scratch: a datagram being sealed
   Time answer_window_{};         // challenge answers are rate-limited per 100 ms
-  int answers_in_window_ = 0;
+  std::size_t answers_in_window_ = 0;
   Topology topology_;
   MemberIndex self_index_;
   Incarnation incarnation_;

@@ -120,7 +120,9 @@ void Node::on_challenge(const FrameHeader& h, MsgType type, std::string_view bod
       answer_window_ = now;
       answers_in_window_ = 0;
     }
-    if (++answers_in_window_ > 200 || ctx_.drop_out(e.from.node)) return;
+    if (++answers_in_window_ > challenge_answer_cap(topology_.size(), config_.failure_timeout) ||
+        ctx_.drop_out(e.from.node))
+      return;
     ++counters_.challenges_answered;
     return send_udp(e.msg.reply_to, frame(MsgType::challenge_answer, ChallengeAnswer{e.msg.nonce}));
   }

@@ -159,4 +159,10 @@ bool ChallengeLog::first(const SessionId& challenger, std::uint64_t counter) {
   return it->second.first.accept(counter);
 }
 
+std::size_t challenge_answer_cap(std::size_t members, Duration failure_timeout) {
+  auto per_member = milliseconds(800) / std::max(failure_timeout, Duration(milliseconds(1)));
+  auto others = members > 1 ? members - 1 : 1;
+  return std::max<std::size_t>(200, 2 * others * static_cast<std::size_t>(per_member));
+}
+
 }  // namespace rg::grid

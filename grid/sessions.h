@@ -13,12 +13,12 @@
 // - The proof is a lease: it shows the process was live when the challenge
 //   left, and it counts for `proof_age` from then. Verified sessions are
 //   challenged again from a quarter of that age on, at most every eighth of
-//   it (so a short failure timeout, the proof's age, never lets it lapse). Past it their datagrams
-//   (and the node's TCP traffic, see Node::heard) refresh nothing until the
-//   next answer (the newest heartbeat is parked meanwhile), so traffic held
-//   back and released after the sender died keeps it alive for at most
-//   `proof_age`. A direct probe answered on its own fresh connection proves
-//   the target too (prove()).
+//   it (so a short failure timeout, the proof's age, never lets it lapse).
+//   Past it their datagrams (and the node's TCP traffic, see Node::heard)
+//   refresh nothing until the next answer (the newest heartbeat is parked
+//   meanwhile), so traffic held back and released after the sender died
+//   keeps it alive for at most `proof_age`. A direct probe answered on its
+//   own fresh connection proves the target too (prove()).
 // Until a session is verified its datagrams are dropped and counted, but its
 // newest heartbeat is parked and handed back once it answers, so a joiner
 // (or a peer back from a pause) costs one round trip, not one heartbeat.
@@ -127,6 +127,14 @@ class PeerSessions {
   std::map<SessionId, Entry> sessions_;
   std::map<NodeId, std::pair<Incarnation, Time>> proofs_;  // newest proof per node
 };
+
+// How many challenges a node answers per 100 ms. Only members can send a
+// challenge that opens, and each renews its proof of us at most every
+// eighth of the failure timeout (PeerSessions::due), so twice that for
+// every other member, and never below 200 (2,000 a second). A fixed 200
+// was below what 9 members at a 20 ms failure timeout ask when their
+// answers are slow, and a refused answer lets a proof lapse.
+std::size_t challenge_answer_cap(std::size_t members, Duration failure_timeout);
 
 // Challenges already answered, per challenger session: a replayed
 // challenge gets no second answer (so replays cannot use up the answer

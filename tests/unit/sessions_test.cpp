@@ -1,5 +1,8 @@
 #include <doctest/doctest.h>
 
+#include <map>
+#include <vector>
+
 #include "grid/sessions.h"
 
 using namespace rg;
@@ -131,6 +134,67 @@ TEST_CASE("sessions: a proof shorter than the challenge interval never lapses fo
   CHECK(stale == 0);
   CHECK(unproven == 0);
   CHECK(recording_challenges <= 20);  // one per 100 ms at most
+}
+
+namespace {
+// One live peer seen by a node at failure timeout `proof`: a datagram from
+// it every `every`, each answer to a challenge back `delay` later. Returns
+// the most challenges sent in any 100 ms and the milliseconds (after the
+// first 100) in which the peer was not proven.
+std::pair<int, int> renewals(Duration proof, Duration delay, Duration every) {
+  SessionLimits lim;
+  lim.proof_age = proof;
+  PeerSessions s(lim);
+  Sender n2{"n2", 7};
+  auto a = sid(1);
+  std::uint64_t counter = 1, nonce = 1;
+  std::map<Time, std::uint64_t> answers;  // arrival -> nonce
+  std::vector<Time> sent;
+  int unproven = 0;
+  for (auto now = t0; now < t0 + milliseconds(2000); now += milliseconds(1)) {
+    while (!answers.empty() && answers.begin()->first <= now) {
+      s.on_answer(a, answers.begin()->second, counter++, n2, now);
+      answers.erase(answers.begin());
+    }
+    if ((now - t0) % every == Duration::zero()) {
+      s.check(a, counter++, n2, now);
+      if (s.challenge(a, nonce, now)) {
+        answers[now + delay] = nonce++;
+        sent.push_back(now);
+      }
+    }
+    if (now >= t0 + milliseconds(100)) unproven += !s.proven(n2, now);
+  }
+  int most = 0;
+  for (std::size_t i = 0, j = 0; j < sent.size(); ++j) {
+    while (sent[j] - sent[i] >= milliseconds(100)) ++i;
+    most = std::max(most, static_cast<int>(j - i + 1));
+  }
+  return {most, unproven};
+}
+}  // namespace
+
+TEST_CASE("sessions: slow answers still keep a short proof; what members ask fits the answer cap") {
+  // A datagram every millisecond (multicast writes), 20 ms failure timeout.
+  auto [fast_most, fast_gaps] = renewals(milliseconds(20), milliseconds(1), milliseconds(1));
+  CHECK(fast_gaps == 0);
+  CHECK(fast_most <= 4 * 100 / 20 + 1);  // from a quarter of the proof's age on
+  // Answers slower than the retry interval: retried every eighth of it.
+  auto [slow_most, slow_gaps] = renewals(milliseconds(20), milliseconds(4), milliseconds(1));
+  CHECK(slow_gaps == 0);
+  CHECK(slow_most <= 8 * 100 / 20 + 1);
+  // Answers three quarters of the proof late: taken while they are among the
+  // last 8 challenges.
+  auto [late_most, late_gaps] = renewals(milliseconds(20), milliseconds(15), milliseconds(1));
+  CHECK(late_gaps == 0);
+  // 8 other members asking at the slow rate fit the answer cap of a 9-node
+  // cluster, at 20 ms and at the 10 ms minimum.
+  CHECK(8 * static_cast<std::size_t>(slow_most) <= challenge_answer_cap(9, milliseconds(20)));
+  auto [ten_most, ten_gaps] = renewals(milliseconds(10), milliseconds(3), milliseconds(1));
+  CHECK(ten_gaps == 0);
+  CHECK(8 * static_cast<std::size_t>(ten_most) <= challenge_answer_cap(9, milliseconds(10)));
+  // At the default 1000 ms the cap stays 200 per 100 ms.
+  CHECK(challenge_answer_cap(5, milliseconds(1000)) == 200);
 }
 
 TEST_CASE("challenge log: a replayed challenge gets no second answer") {
