@@ -77,8 +77,8 @@ bool PeerSessions::due(const SessionId& s, Time now) const {
   return !e.verified || now - e.proven_at >= limits_.proof_age / 4;
 }
 
-// A verified session is renewed at least every eighth of the proof's age:
-// at a short failure timeout (the proof's age) challenge_interval alone is
+// A verified session may be challenged again every eighth of the proof's
+// age: at a short failure timeout (the proof's age) challenge_interval alone is
 // longer than the proof, which then lapsed between answers and its peer
 // looked silent, suspected and probed several times a second. Only a
 // verified session paces faster: its datagrams must pass its replay window,
