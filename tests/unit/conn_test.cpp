@@ -6,42 +6,33 @@
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
-#include <functional>
-#include <optional>
-
-#include "common/frame.h"
-#include "common/keys.h"
+#include "frame_helpers.h"
 #include "grid/conn.h"
 #include "grid/peer_links.h"
 
 using namespace rg;
 using namespace rg::grid;
+using namespace rg::test;
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
 namespace {
-
-std::string frame_of(std::uint8_t type, std::string_view body) {
-  std::string out;
-  auto start = frame_begin(out);
-  out.append(body);
-  frame_end(out, start, type);
-  return out;
-}
 
 // Two ends of one loopback connection, each a started Conn. The client's
 // handler holds `owner`, a strong reference to the client itself: the
 // cycle a probe's state makes.
 struct Pair {
   asio::io_context io;
-  DatagramCrypto client_hs{cluster_id_of("c"), derive_ring("c", {std::string(32, 's')}, KeyUse::peer)};
-  DatagramCrypto server_hs{cluster_id_of("c"), derive_ring("c", {std::string(32, 's')}, KeyUse::peer)};
+  DatagramCrypto client_hs = crypto("c", {secret('s')});
+  DatagramCrypto server_hs = crypto("c", {secret('s')});
   ConnCounters counters;
   std::shared_ptr<Conn> client, server;
   std::weak_ptr<Conn> client_seen;
@@ -59,7 +50,7 @@ struct Pair {
     client_seen = client;
     server->start([this](Conn& c, std::uint8_t, std::string_view body) {
       server_got = std::string(body);
-      c.send_frame(frame_of(101, "answer"));
+      c.send_frame(unsealed(101, "answer"));
     }, [](Conn&) {});
     auto owner = client;
     client->start([this, owner](Conn& c, std::uint8_t, std::string_view) {
@@ -78,7 +69,7 @@ struct Pair {
 TEST_CASE("conn: closed inside its own handler, a connection its handler owns is freed") {
   Pair p;
   p.close_in_handler = true;
-  p.client->send_frame(frame_of(100, "question"));
+  p.client->send_frame(unsealed(100, "question"));
   p.client.reset();  // only the handler (and pending I/O) hold it now
   for (int i = 0; i < 500 && !p.client_seen.expired(); ++i) p.run_for(10);
   CHECK(p.server_got == "question");
@@ -88,7 +79,7 @@ TEST_CASE("conn: closed inside its own handler, a connection its handler owns is
 
 TEST_CASE("conn: closed from outside, a connection its handler owns is freed") {
   Pair p;
-  p.client->send_frame(frame_of(100, "question"));
+  p.client->send_frame(unsealed(100, "question"));
   for (int i = 0; i < 500 && p.server_got.empty(); ++i) p.run_for(10);
   REQUIRE(p.server_got == "question");
   p.client->close();
@@ -108,7 +99,7 @@ TEST_CASE("peer links: a relay that never answers has its connection closed afte
   NodeConfig config;
   config.node = "n1";
   config.probe_timeout = std::chrono::milliseconds(50);
-  DatagramCrypto hs{cluster_id_of("c"), derive_ring("c", {std::string(32, 's')}, KeyUse::peer)};
+  DatagramCrypto hs = crypto("c", {secret('s')});
   NodeCounters counters;
   std::optional<FaultRules> faults;
   NodeContext ctx{io, config, hs, Sender{"n1", 1}, counters, faults};
@@ -118,7 +109,7 @@ TEST_CASE("peer links: a relay that never answers has its connection closed afte
   // The relay: completes the handshake, takes the request, never answers.
   tcp::acceptor relay(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
   tcp::socket accepted(io);
-  DatagramCrypto relay_hs{cluster_id_of("c"), derive_ring("c", {std::string(32, 's')}, KeyUse::peer)};
+  DatagramCrypto relay_hs = crypto("c", {secret('s')});
   std::shared_ptr<Conn> relay_end;
   bool asked = false, closed_by_prober = false;
   relay.async_accept(accepted, [&](auto ec) {

@@ -7,8 +7,10 @@
 #include "common/frame.h"
 #include "common/ids.h"
 #include "common/keys.h"
+#include "frame_helpers.h"
 
 using namespace rg;
+using namespace rg::test;
 
 namespace {
 struct Sample {
@@ -24,20 +26,6 @@ struct Sample {
     rg::io(ar, maybe);
   }
 };
-
-std::string secret(char fill) { return std::string(32, fill); }
-
-DatagramCrypto crypto(const std::string& cluster, std::vector<std::string> secrets, KeyUse use = KeyUse::peer) {
-  return DatagramCrypto(cluster_id_of(cluster), derive_ring(cluster, secrets, use));
-}
-
-std::string unsealed(std::uint8_t type, std::string_view body) {
-  std::string out;
-  auto start = frame_begin(out);
-  out.append(body);
-  frame_end(out, start, type);
-  return out;
-}
 
 // The frame of `body` as `sender` seals it.
 std::string sealed(DatagramCrypto& sender, std::uint8_t type, std::string_view body) {
