@@ -313,9 +313,8 @@ void Node::on_probe_message(Conn& conn, MsgType type, std::string_view body) {
     default: {
       Envelope<ProbeRelayResult> e;
       if (!decode(body, e)) return malformed(&conn);
-      // The result first: closing the relay connection drops its wait.
-      links_.relay_result(e.msg.nonce, e.msg.reached);
       conn.close();
+      links_.relay_result(e.msg.nonce, e.msg.reached);
     }
   }
 }

@@ -212,9 +212,9 @@ void PeerLinks::probe(const ProbeOrder& order, ProbeDone done) {
   auto sock = std::make_shared<tcp::socket>(ctx_.io);
   auto relay = std::make_shared<std::weak_ptr<Conn>>();
   // Past membership's deadline (one probe timeout) the result no longer
-  // counts: end the relay then, connect included. Else a result that never
-  // comes (lost, or a relay host gone without a reset) would keep the
-  // connection, and at the relay an inbound slot, for good.
+  // counts: end the relay then, connect included, and drop its wait. Else a
+  // result that never comes (lost, or a relay host gone without a reset)
+  // would keep the connection, and at the relay an inbound slot, for good.
   auto expiry = std::make_shared<asio::steady_timer>(ctx_.io, 2 * ctx_.config.probe_timeout);
   expiry->async_wait([this, sock, relay, nonce, expiry](auto) {
     boost::system::error_code ignored;
@@ -230,13 +230,7 @@ void PeerLinks::probe(const ProbeOrder& order, ProbeDone done) {
     auto c = std::make_shared<Conn>(std::move(*sock), ctx_.crypto, true, conn_counters_, 4096);
     *relay = c;
     relays_.insert(c);
-    // Closed before its result came (the relay went away, or never finished
-    // the handshake): nothing will answer this nonce, and membership's own
-    // deadline has judged the probe, so the wait is only dropped.
-    c->start(on_frame_, [this, nonce](Conn& conn) {
-      relays_.erase(conn.shared_from_this());
-      relay_waits_.erase(nonce);
-    });
+    c->start(on_frame_, [this](Conn& conn) { relays_.erase(conn.shared_from_this()); });
     c->send_frame(msg);
   });
 }
