@@ -5,6 +5,8 @@
 // Every subcommand prints one JSON object on stdout.
 //   redis-wait --addr H:P --clients C --n N --replicas R   SET then WAIT R 0, pipelined
 //                                                          together; one op = both replies
+//   redis-set  --addr H:P --clients C --n N                SET alone, waiting for no replica
+//                                                          (the rate's ceiling on this machine)
 //   redis-load --addr H:P --n N --window W                 pipelined SETs of keys k<i>
 //   etcd-put   --addr H:P[,H:P..] --clients C --n N        POST /v3/kv/put (keep-alive)
 //   etcd-load  --addr H:P --n N --clients C --batch B      POST /v3/kv/txn, B puts each
@@ -274,7 +276,7 @@ int main(int argc, char** argv) {
   app.add_option("--batch", o.batch, "etcd-load: puts per transaction");
   app.add_option("--prefix", o.prefix, "key prefix");
   std::string mode;
-  for (const char* m : {"redis-wait", "redis-load", "etcd-put", "etcd-load"})
+  for (const char* m : {"redis-wait", "redis-set", "redis-load", "etcd-put", "etcd-load"})
     app.add_subcommand(m)->callback([&mode, m] { mode = m; });
   CLI11_PARSE(app, argc, argv);
   try {
@@ -283,6 +285,9 @@ int main(int argc, char** argv) {
     json out;
     if (mode == "redis-wait") {
       RedisProto p(o, true);
+      out = drive(p, addrs, o.clients, 1, o.n);
+    } else if (mode == "redis-set") {
+      RedisProto p(o, false);
       out = drive(p, addrs, o.clients, 1, o.n);
     } else if (mode == "redis-load") {
       RedisProto p(o, false);

@@ -170,10 +170,30 @@ def client(build, *args):
     return json.loads(r.stdout)
 
 
+def cpu_ticks(sys_):
+    """User + system clock ticks the system's servers (every host) have used."""
+    total = 0
+    for h in sys_.ids:
+        with open(f"/proc/{sys_.pid(h)}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total
+
+
+def with_cpu(sys_, run):
+    """run() -> its result, with the servers' CPU per op (us) added."""
+    t0 = cpu_ticks(sys_)
+    r = run()
+    r["server_cpu_us"] = (cpu_ticks(sys_) - t0) * 1e6 / os.sysconf("SC_CLK_TCK") / r.get("ops", r.get("puts"))
+    return r
+
+
 def writes(sys_, build, reps, scale=1.0):
     """1 client and 16 clients, one write at a time each, acknowledged by
-    both replicas; `reps` runs of each."""
-    res = {"1": [], "16": []}
+    both replicas; `reps` runs of each. For Redis also 16 clients of SET
+    alone, which waits for no replica: the rate with replication taken off
+    the client's path, a ceiling for the comparison on this machine."""
+    res = {"1": [], "16": [], "16-nowait": []}
     name = sys_.name
     m = wait_for(sys_.stable, 60, f"stable {name}", interval=0.05)
     n1, n16 = (int(2000 * scale), int(10000 * scale)) if name == "etcd" else (int(5000 * scale), int(40000 * scale))
@@ -181,23 +201,29 @@ def writes(sys_, build, reps, scale=1.0):
         if name == "rolegrid":
             base = ["rg-bench-client", "--secret-file", sys_.c.secret_file, "--cluster", sys_.cluster_name]
             one = client(build, *base, "--node", sys_.admin(m), "--n", n1, "--region", f"w{rep}", "latency")
-            many = client(build, *base, "--node", ",".join(sys_.admin(h) for h in sys_.ids), "--n", n16,
-                          "--clients", 16, "--region", f"w{rep}", "clients")
+            many = with_cpu(sys_, lambda: client(build, *base, "--node", ",".join(sys_.admin(h) for h in sys_.ids),
+                                                 "--n", n16, "--clients", 16, "--region", f"w{rep}", "clients"))
         elif name == "redis":
             base = ["rg-bench-peers-client", "--addr", sys_.addr(m), "--replicas", 2]
             one = client(build, *base, "--n", n1, "--clients", 1, "--prefix", f"w{rep}a", "redis-wait")
-            many = client(build, *base, "--n", n16, "--clients", 16, "--prefix", f"w{rep}b", "redis-wait")
+            many = with_cpu(sys_, lambda: client(build, *base, "--n", n16, "--clients", 16, "--prefix", f"w{rep}b",
+                                                 "redis-wait"))
+            res["16-nowait"].append(with_cpu(sys_, lambda: client(build, *base, "--n", n16, "--clients", 16,
+                                                                  "--prefix", f"w{rep}c", "redis-set")))
         else:
             base = ["rg-bench-peers-client"]
             one = client(build, *base, "--addr", sys_.addr(m), "--n", n1, "--clients", 1, "--prefix", f"w{rep}a",
                          "etcd-put")
-            many = client(build, *base, "--addr", ",".join(sys_.addr(h) for h in sys_.ids), "--n", n16,
-                          "--clients", 16, "--prefix", f"w{rep}b", "etcd-put")
+            many = with_cpu(sys_, lambda: client(build, *base, "--addr", ",".join(sys_.addr(h) for h in sys_.ids),
+                                                 "--n", n16, "--clients", 16, "--prefix", f"w{rep}b", "etcd-put"))
         res["1"].append(one)
         res["16"].append(many)
         log(f"    run {rep + 1}: 1 client {one['per_second']:8.0f}/s p50 {one['p50_us']:7.0f} us p99 "
             f"{one['p99_us']:7.0f} us; 16 clients {many['per_second']:8.0f}/s p50 {many['p50_us']:7.0f} us "
-            f"p99 {many['p99_us']:7.0f} us")
+            f"p99 {many['p99_us']:7.0f} us, server CPU {many['server_cpu_us']:5.1f} us/write"
+            + (f"; SET alone {res['16-nowait'][-1]['per_second']:8.0f}/s" if res["16-nowait"] else ""))
+    if not res["16-nowait"]:
+        del res["16-nowait"]
     return res
 
 
