@@ -20,6 +20,11 @@ constexpr std::int64_t kLeaseMarginMs = 20;
 constexpr std::int64_t kDriftPercent = 5;
 // A lease refusal that did not say how long (the deadline passed).
 constexpr std::int64_t kUnknownLeaseMs = 200;
+// A refusal for a newer configuration is followed by that configuration
+// within a round trip: the shell asks the refuser. If the ask or the answer
+// is lost, or the refuser died, the change reads again after this (refused
+// again, it asks again), within the stage's budget: it never waits for good.
+constexpr auto kStaleWait = milliseconds(1000);
 
 std::optional<RegValue> same(const std::optional<RegValue>& cur) { return cur; }
 
@@ -67,6 +72,7 @@ void MemberChange::to(Stage s) {
   waiting_.clear();
   lease_wait_.reset();
   lease_keys_.clear();
+  stale_wait_.reset();
 }
 
 void MemberChange::ask(const std::string& key, QuorumProposer::Change change, QuorumProposer& p, Time now,
@@ -102,6 +108,7 @@ void MemberChange::on_result(const CasResult& r, QuorumProposer& p, Time now, QO
     // newer configuration, and adopted() starts again.
     if (p.topology().version() > asked_under_) return read(p, now, out);
     to(Stage::reading);
+    stale_wait_ = now + kStaleWait;
     return;
   }
   bool answered = r.outcome == CasOutcome::committed || r.outcome == CasOutcome::precondition_failed;
@@ -144,6 +151,12 @@ bool MemberChange::wait_lease(const std::string& key, const CasResult& r, Time n
 }
 
 void MemberChange::tick(QuorumProposer& p, Time now, QOut& out) {
+  if (stale_wait_ && now >= *stale_wait_) {
+    stale_wait_.reset();
+    if (++attempts_ >= kMaxAttempts || ++failures_ >= kMaxFailures)
+      return fail("refused for a newer configuration that this node could not learn");
+    return read(p, now, out);
+  }
   if (!lease_wait_ || now < *lease_wait_) return;
   lease_wait_.reset();
   for (const auto& key : std::exchange(lease_keys_, {})) again(key, p, now, out);

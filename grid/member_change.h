@@ -52,7 +52,8 @@ class MemberChange {
   // take_adopt()): the fence goes ahead once the change's own version is
   // adopted; a change refused for a stale configuration starts again.
   void adopted(std::uint64_t version, QuorumProposer& p, Time now, QOut& out);
-  // Asks again a step that a lease refused, once that lease has ended.
+  // Asks again a step that a lease refused, once that lease has ended, and
+  // reads again if a newer configuration it was refused for never came.
   void tick(QuorumProposer& p, Time now, QOut& out);
 
   Stage stage() const { return stage_; }
@@ -104,6 +105,7 @@ class MemberChange {
   std::optional<Time> lease_wait_;      // steps refused for a lease are asked again then
   std::set<std::string> lease_keys_;    // those steps' keys (the catch-up may have several)
   int lease_waits_ = 0;                 // in all: bounded, as the other retries are
+  std::optional<Time> stale_wait_;      // refused as stale: read again then if not adopted meanwhile
 };
 
 const char* to_string(MemberChange::Stage s);

@@ -64,3 +64,65 @@ TEST_CASE("member change: the record survives the register, and a malformed one 
   bad.indices[1] = bad.indices[0];  // two members, one index
   CHECK_FALSE(config_from_register(config_to_register(bad)));
 }
+
+namespace {
+
+// Answers every prepare in `out` from `who` with a refusal for a newer
+// configuration, and hands the results to the change. Returns the prepares.
+int refuse_as_stale(QuorumProposer& p, MemberChange& mc, const NodeId& who, Time now, QOut& out) {
+  int prepares = 0;
+  QOut next;
+  for (const auto& s : out.sends) {
+    const auto* prep = std::get_if<QPrepare>(&s.msg);
+    if (!prep || (!s.to.empty() && s.to != who)) continue;  // empty: to every member
+    ++prepares;
+    QPromise no;
+    no.key = prep->key;
+    no.ballot = prep->ballot;
+    no.op = prep->op;
+    no.stale_config = true;
+    no.config_seen = ConfigTag{prep->config.version + 1, 42};
+    p.on_promise(who, no, now, next);
+  }
+  for (const auto& r : std::vector<CasResult>(next.results)) mc.on_result(r, p, now, next);
+  out = std::move(next);
+  return prepares;
+}
+
+}  // namespace
+
+TEST_CASE("member change: refused for a newer configuration it never learns, it asks again, then fails") {
+  QuorumProposer p(Topology({"a", "b", "c"}), "a");
+  MemberChange mc("d", true, {});
+  QOut out;
+  Time now = Clock::now();
+  mc.start(p, now, out);
+  REQUIRE(refuse_as_stale(p, mc, "b", now, out) == 1);
+  CHECK(mc.stage() == MemberChange::Stage::reading);
+  // The newer configuration never comes (the ask or its answer was lost).
+  int reads = 0;
+  for (int ms = 100; ms <= 10000 && mc.stage() == MemberChange::Stage::reading; ms += 100) {
+    Time t = now + milliseconds(ms);
+    QOut tick;
+    mc.tick(p, t, tick);
+    reads += refuse_as_stale(p, mc, "b", t, tick);
+  }
+  CHECK(reads >= 3);  // it read again, each time refused again (each refusal asks the refuser again)
+  CHECK(mc.stage() == MemberChange::Stage::failed);
+  CHECK(mc.why().find("newer configuration") != std::string::npos);
+}
+
+TEST_CASE("member change: refused as stale, it reads again as soon as the newer configuration is adopted") {
+  QuorumProposer p(Topology({"a", "b", "c"}), "a");
+  MemberChange mc("d", true, {});
+  QOut out;
+  Time now = Clock::now();
+  mc.start(p, now, out);
+  REQUIRE(refuse_as_stale(p, mc, "b", now, out) == 1);
+  QOut next;
+  mc.adopted(2, p, now + milliseconds(10), next);  // no newer topology in p: only the read again counts
+  int prepares = 0;
+  for (const auto& s : next.sends) prepares += std::holds_alternative<QPrepare>(s.msg) ? 1 : 0;
+  CHECK(prepares > 0);
+  CHECK(mc.stage() == MemberChange::Stage::reading);
+}
