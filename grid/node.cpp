@@ -93,6 +93,10 @@ Node::Node(asio::io_context& io, NodeConfig config)
           config_.data_dir, saved.version(), config_.node));
     adopt_config(ConfigRecord::of(saved, false));
   }
+  // A data dir loaded intact holds this node's configuration (a later one
+  // was adopted just above), and a lone member has no one to ask. Others
+  // learn it from their first peer heartbeat (compare_config).
+  if (topology_.size() == 1 || quorum_.acceptors().ready()) writes_.confirm_origin();
   open_sockets();
   register_admin();
 }

@@ -81,6 +81,7 @@ std::string Node::status_json() const {
   s["queued"] = sender.queued();
   s["in_flight_bytes"] = sender.in_flight_bytes();
   s["pending_writes"] = writes_.pending();
+  s["held_writes"] = writes_.held();  // waiting until this node knows its index (WritePath::confirm_origin)
   json acks = json::object();
   for (const auto& [id, next] : sender.acks()) acks[id] = next;
   s["acks"] = acks;

@@ -59,7 +59,10 @@ ConfigRecord Node::config_record() const {
 }
 
 void Node::compare_config(std::uint64_t their_version, const NodeId& who, const std::string& address, Time now) {
-  if (their_version == topology_.version()) return;
+  if (their_version == topology_.version()) {
+    if (topology_.contains(config_.node)) writes_.confirm_origin();  // our index is the cluster's
+    return;
+  }
   if (their_version > topology_.version()) {
     log::debug("{} is at configuration version {} (ours {}): asking it", who, their_version, topology_.version());
     return ask_config(address, now);

@@ -3,6 +3,7 @@
 #include "grid/write_path.h"
 
 #include <boost/asio/post.hpp>
+#include <utility>
 
 #include "grid/envelope.h"
 
@@ -12,6 +13,9 @@ namespace {
 // A datagram carries as many writes as fit below this; a TCP frame more.
 constexpr std::size_t kDatagramBudget = kMaxDatagramBody - 4096;
 constexpr std::size_t kFrameBudget = 1024 * 1024;
+// Local writes held until the node knows its index: a node learns it from
+// its first peer heartbeat, so more than this is a node cut off at start.
+constexpr std::size_t kMaxHeld = 10000;
 
 std::size_t write_size(const Write& w) {
   return w.region.size() + w.key.size() + w.field.size() + w.value.size() + 32;
@@ -26,6 +30,15 @@ void WritePath::submit(Write w, DoneFn done) {
     if (done) done(false, "node is leaving the cluster");
     return;
   }
+  if (!origin_known_) {
+    if (held_.size() >= kMaxHeld) {
+      if (done) done(false, "this node has not yet learnt its index in the cluster's configuration (from a peer's "
+                            "heartbeat); it holds writes until then, and holds too many now");
+      return;
+    }
+    held_.push_back(HeldWrite{std::move(w), std::move(done)});
+    return;
+  }
   auto now = Clock::now();
   last_write_ = now;
   w.version = store_.next_version(self_index_);
@@ -34,6 +47,17 @@ void WritePath::submit(Write w, DoneFn done) {
   auto seq = sender_.push(std::move(w));
   if (done) pending_.push_back(PendingWrite{seq, std::move(done), now});
   schedule_flush();
+}
+
+void WritePath::set_self_index(MemberIndex i) {
+  self_index_ = i;
+  confirm_origin();
+}
+
+void WritePath::confirm_origin() {
+  if (origin_known_) return;
+  origin_known_ = true;
+  for (auto& h : std::exchange(held_, {})) submit(std::move(h.write), std::move(h.done));
 }
 
 void WritePath::schedule_flush() {

@@ -12,6 +12,7 @@
 #include <functional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "common/clock.h"
 #include "grid/histogram.h"
@@ -32,10 +33,19 @@ class WritePath {
   WritePath(NodeContext& ctx, MemberIndex self_index, Store& store, PeerLinks& links, Multicast multicast);
 
   // A local write; `done` (may be null) runs once every member applied it.
+  // Until the origin is confirmed, it waits (see confirm_origin).
   void submit(Write w, DoneFn done);
   // A member change gave this node another index (a node that joined took
   // the one its configuration assigns, not its place in `--members`).
-  void set_self_index(MemberIndex i) { self_index_ = i; }
+  void set_self_index(MemberIndex i);
+  // This node's index is the one the cluster's configuration gives it (its
+  // data dir held it, a peer runs the same configuration version, or it
+  // adopted a newer one): the writes held until now go. Before, a version
+  // made with a `--members` position (a joiner's, or a node's whose data
+  // dir was lost after the members changed) could equal another member's
+  // version of the same key, and the two values would never converge.
+  void confirm_origin();
+  std::size_t held() const { return held_.size(); }
   // Sends what is queued now (also before the node leaves).
   void flush();
 
@@ -61,6 +71,10 @@ class WritePath {
   const LatencyHistogram& latency() const { return latency_; }
 
  private:
+  struct HeldWrite {
+    Write write;
+    DoneFn done;
+  };
   struct PendingWrite {
     std::uint64_t seq;
     DoneFn done;
@@ -80,6 +94,8 @@ class WritePath {
   StreamSender sender_;
   StreamReceiver receiver_;
   std::deque<PendingWrite> pending_;
+  bool origin_known_ = false;
+  std::vector<HeldWrite> held_;  // local writes waiting for confirm_origin()
   std::set<NodeId> acks_due_;
   bool flush_posted_ = false;
   Time last_write_{};  // last local or replicated write: periodic anti-entropy waits for a quiet stream

@@ -7,6 +7,7 @@ through run.py (-k member_).
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 
 import harness
@@ -140,3 +141,63 @@ def member_add_refused_while_a_member_is_down_then_the_dead_one_replaced(c):
     harness.wait_until(lambda: c.q("n4", "status")["acceptor"]["voting"], 10, what="n4 voting")
     check(all(sorted(members_of(c, i)) == sorted(live) for i in live), "the members do not agree on the new list")
     check_one_master_at_a_time(c, ids)
+
+
+@agent_test(timeout=90)
+def member_added_node_writes_under_its_configured_index_not_its_members_place(c):
+    """A joiner's place in its `--members` list need not be its index in the
+    configuration (a removed member's index is never given again). Until it
+    has heard a peer, it does not know its index: its writes wait, and then
+    carry the configuration's index, not another member's."""
+    ids = agent_nodes(c, 4)
+    for i in ("n1", "n2", "n3"):
+        c[i].members = ["n1", "n2", "n3"]
+        c[i].start()
+    c.wait_formed(["n1", "n2", "n3"])
+    snaps, _ = wait_roles(c, ["n1", "n2", "n3"], 10, what="a master and a replica", entries=True)
+    m = snaps["n1"]["master"]
+    # Remove n1 or n2 (never the master): n3 keeps index 2, and n4 is given 3.
+    gone = "n1" if m != "n1" else "n2"
+    live = [i for i in ("n1", "n2", "n3") if i != gone]
+    c.ctl(m, "member", "remove", gone)
+    check(c[gone].wait_exit(10) == 0, f"{gone} did not stop after its removal")
+    out = c.ctl(m, "member", "add", "n4")
+    check(out["version"] == 3 and "n4" in out["members"], f"member add n4 answered {out}")
+    # n4's list is the new one: in it n4 sits at position 2, n3's index.
+    c["n4"].members = sorted(live + ["n4"])
+    c["n4"].extra = list(c["n4"].extra) + ["--join"]
+    shutil.rmtree(c["n4"].data_dir, ignore_errors=True)
+    # With its peers stopped it hears nobody, so it cannot know its index.
+    for i in live:
+        c[i].pause()
+    result = {}
+    try:
+        c["n4"].start()
+        harness.wait_until(lambda: c.q("n4", "status") is not None, 10, what="n4's admin port")
+
+        def put():
+            try:
+                result["out"] = c.ctl("n4", "put", "joined", "k1", "v1", timeout_ms=20000)
+            except CtlError as err:
+                result["error"] = err.stderr.strip()
+        writer = threading.Thread(target=put)
+        writer.start()
+        harness.wait_until(lambda: c.q("n4", "status")["stream"]["held_writes"] == 1, 5,
+                           what="n4 to hold the write until it knows its index")
+        check("out" not in result and "error" not in result, f"the put returned while held: {result}")
+    finally:
+        for i in live:
+            c[i].resume()
+    writer.join(30)
+    check("out" in result, f"the held put did not succeed: {result}")
+    index = {"n1": 0, "n2": 1, "n3": 2, "n4": 3}
+
+    def entry(nid):  # the write's entry on nid, once it has it
+        got = c.ctl(nid, "get", "joined", "k1", check=False)
+        return got if isinstance(got, dict) else None
+    for i in live + ["n4"]:
+        harness.wait_until(lambda: entry(i), 5, what=f"{i} to hold the write")
+        origin = int(entry(i)["version"]) & 0xFF  # a version is (lamport << 8) | origin index
+        check(origin == index["n4"], f"{i}: the joiner's write carries origin index {origin}, not n4's "
+                                     f"{index['n4']} (n3's is 2)")
+    note(f"a write through n4 before it heard a peer was held, then carried index {index['n4']} on every node")
