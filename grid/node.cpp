@@ -94,9 +94,9 @@ Node::Node(asio::io_context& io, NodeConfig config)
     adopt_config(ConfigRecord::of(saved, false));
   }
   // A data dir loaded intact holds this node's configuration (a later one
-  // was adopted just above), and a lone member has no one to ask. Others
-  // learn it from their first peer heartbeat (compare_config).
-  if (topology_.size() == 1 || quorum_.acceptors().ready()) writes_.confirm_origin();
+  // was adopted just above); a lone member's acceptor is ready at once.
+  // Others wait until theirs has recovered (checked every tick).
+  confirm_origin_when_ready();
   open_sockets();
   register_admin();
 }
@@ -315,6 +315,7 @@ void Node::tick() {
     sync_.tick(now, writes_.last_write());
   }
   quorum_.tick(now);
+  confirm_origin_when_ready();
   writes_.tick(now);
   // Peers whose link dropped are reconnected while they are alive.
   links_.reconnect(now, [this](const NodeId& id) { return membership_.is_alive(id); });

@@ -187,6 +187,7 @@ class Node {
   // node_members.cpp: adopting configurations and telling peers of them
   void adopt_config(const ConfigRecord& r);
   void compare_config(std::uint64_t their_version, const NodeId& who, const std::string& address, Time now);
+  void confirm_origin_when_ready();
   void ask_config(const std::string& address, Time now);
   bool due(const std::string& address, Time now);
   void on_config_message(MsgType type, std::string_view body);

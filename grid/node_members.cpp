@@ -58,11 +58,21 @@ ConfigRecord Node::config_record() const {
   return ConfigRecord::of(topology_, false);
 }
 
+// Our index is the cluster's once our acceptor is ready (loaded intact, or
+// recovered from ready members of the newest configuration their answers
+// show) and we run at least the configuration it recovered. A peer's
+// heartbeat at our version is not enough: it may be another node without
+// state on the same outdated `--members` list.
+void Node::confirm_origin_when_ready() {
+  if (writes_.origin_known()) return;
+  const auto& acceptors = quorum_.acceptors();
+  if (acceptors.ready() && topology_.version() >= acceptors.topology().version() &&
+      topology_.contains(config_.node))
+    writes_.confirm_origin();
+}
+
 void Node::compare_config(std::uint64_t their_version, const NodeId& who, const std::string& address, Time now) {
-  if (their_version == topology_.version()) {
-    if (topology_.contains(config_.node)) writes_.confirm_origin();  // our index is the cluster's
-    return;
-  }
+  if (their_version == topology_.version()) return;
   if (their_version > topology_.version()) {
     log::debug("{} is at configuration version {} (ours {}): asking it", who, their_version, topology_.version());
     return ask_config(address, now);

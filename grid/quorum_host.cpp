@@ -284,7 +284,10 @@ void QuorumHost::tick(Time now) {
   for (const auto& [id, answer] : acceptors_.answers_due()) links_.send(id, MsgType::q_recover_state, answer);
   log_events();
   proposer_.tick(now, out_);
-  if (member_change_) member_change_->tick(proposer_, now, out_);
+  if (member_change_) {
+    member_change_->tick(proposer_, now, out_);
+    change_progress();  // a tick may end it (a stale wait that ran out)
+  }
   if (out_.sends.empty() && out_.results.empty()) return;
   QOut out;
   std::swap(out, out_);

@@ -39,12 +39,13 @@ class WritePath {
   // the one its configuration assigns, not its place in `--members`).
   void set_self_index(MemberIndex i);
   // This node's index is the one the cluster's configuration gives it (its
-  // data dir held it, a peer runs the same configuration version, or it
-  // adopted a newer one): the writes held until now go. Before, a version
+  // acceptor state is loaded or recovered under it, or it adopted a newer
+  // configuration with it): the writes held until now go. Before, a version
   // made with a `--members` position (a joiner's, or a node's whose data
   // dir was lost after the members changed) could equal another member's
   // version of the same key, and the two values would never converge.
   void confirm_origin();
+  bool origin_known() const { return origin_known_; }
   std::size_t held() const { return held_.size(); }
   // Sends what is queued now (also before the node leaves).
   void flush();

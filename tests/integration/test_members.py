@@ -188,8 +188,10 @@ def member_added_node_writes_under_its_configured_index_not_its_members_place(c)
     finally:
         for i in live:
             c[i].resume()
+        resumed = time.monotonic()
     writer.join(30)
     check("out" in result, f"the held put did not succeed: {result}")
+    note(f"the held put was answered {time.monotonic() - resumed:.3f} s after n4's peers resumed")
     index = {"n1": 0, "n2": 1, "n3": 2, "n4": 3}
 
     def entry(nid):  # the write's entry on nid, once it has it
