@@ -96,7 +96,7 @@ Node::Node(asio::io_context& io, NodeConfig config)
   // A data dir loaded intact holds this node's configuration (a later one
   // was adopted just above); a lone member's acceptor is ready at once.
   // Others wait until theirs has recovered (checked every tick).
-  confirm_origin_when_ready();
+  confirm_origin_when_ready(Clock::now());
   open_sockets();
   register_admin();
 }
@@ -315,7 +315,7 @@ void Node::tick() {
     sync_.tick(now, writes_.last_write());
   }
   quorum_.tick(now);
-  confirm_origin_when_ready();
+  confirm_origin_when_ready(now);
   writes_.tick(now);
   // Peers whose link dropped are reconnected while they are alive.
   links_.reconnect(now, [this](const NodeId& id) { return membership_.is_alive(id); });

@@ -187,7 +187,8 @@ class Node {
   // node_members.cpp: adopting configurations and telling peers of them
   void adopt_config(const ConfigRecord& r);
   void compare_config(std::uint64_t their_version, const NodeId& who, const std::string& address, Time now);
-  void confirm_origin_when_ready();
+  void confirm_origin_when_ready(Time now);
+  bool first_list_confirmed(Time now) const;
   void ask_config(const std::string& address, Time now);
   bool due(const std::string& address, Time now);
   void on_config_message(MsgType type, std::string_view body);
@@ -236,6 +237,7 @@ class Node {
   std::vector<std::function<void(const Topology&)>> config_fns_;
   std::set<std::string> quorum_keys_;
   std::map<std::string, Time> config_sent_;  // by address: one ask or tell per heartbeat interval
+  std::map<NodeId, std::uint64_t> peer_versions_;  // the configuration version each peer last announced
   bool removed_ = false;   // a configuration we adopted, having voted in the one before, leaves us out
   bool stopping_ = false;  // ... and it is settled: on_removed was called
   std::function<void(const std::string&)> removed_fn_;

@@ -60,18 +60,36 @@ ConfigRecord Node::config_record() const {
 
 // Our index is the cluster's once our acceptor is ready (loaded intact, or
 // recovered from ready members of the newest configuration their answers
-// show) and we run at least the configuration it recovered. A peer's
-// heartbeat at our version is not enough: it may be another node without
-// state on the same outdated `--members` list.
-void Node::confirm_origin_when_ready() {
-  if (writes_.origin_known()) return;
+// show) and we run at least the configuration it recovered; or, on the
+// first list, once every live peer runs it too (first_list_confirmed).
+void Node::confirm_origin_when_ready(Time now) {
+  if (writes_.origin_known() || !topology_.contains(config_.node)) return;
   const auto& acceptors = quorum_.acceptors();
-  if (acceptors.ready() && topology_.version() >= acceptors.topology().version() &&
-      topology_.contains(config_.node))
+  if ((acceptors.ready() && topology_.version() >= acceptors.topology().version()) || first_list_confirmed(now))
     writes_.confirm_origin();
 }
 
+// A cluster that never changed its members (a first start, with a member
+// not up yet, never bootstraps the acceptors): our place in --members is
+// our index if every peer we hear, for a whole failure timeout, announces
+// version 1 too. A member of a later configuration that we can reach is
+// heard within that time and makes us ask for it instead. One peer alone
+// is not enough: it may be another node without state on the same
+// outdated list. Never for a joiner, whose list is not the first.
+bool Node::first_list_confirmed(Time now) const {
+  if (config_.join || topology_.version() != 1 || now - started_ < config_.failure_timeout) return false;
+  bool heard = false;
+  for (const auto& id : topology_.members()) {
+    if (id == config_.node || !membership_.is_alive(id)) continue;
+    auto it = peer_versions_.find(id);
+    if (it == peer_versions_.end() || it->second != 1) return false;
+    heard = true;
+  }
+  return heard;
+}
+
 void Node::compare_config(std::uint64_t their_version, const NodeId& who, const std::string& address, Time now) {
+  peer_versions_[who] = their_version;
   if (their_version == topology_.version()) return;
   if (their_version > topology_.version()) {
     log::debug("{} is at configuration version {} (ours {}): asking it", who, their_version, topology_.version());
