@@ -76,6 +76,16 @@ Node::Node(asio::io_context& io, NodeConfig config)
       sync_(ctx_, store_, membership_, links_),
       quorum_(ctx_, topology_, membership_, links_) {
   started_ = Clock::now();
+  // Each life's Lamport clock starts at the wall clock in microseconds, not
+  // at 0: a version this life stamps before it has copied the grid (or
+  // while it hears no one) must not equal one its earlier life stamped, or
+  // the two values of that key would never converge. The clock advances by
+  // one per write seen, fewer than one a microsecond, so an earlier life's
+  // versions stay below a later life's start unless the wall clock stepped
+  // back further than the node was down.
+  store_.raise_clock(static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count()));
   if (config_.fault_injection) faults_.emplace(incarnation_);
   // Every (re)connection restates where this peer's stream starts.
   links_.on_connected([this](const NodeId& peer) { writes_.restate(peer); });
@@ -93,10 +103,6 @@ Node::Node(asio::io_context& io, NodeConfig config)
           config_.data_dir, saved.version(), config_.node));
     adopt_config(ConfigRecord::of(saved, false));
   }
-  // A data dir loaded intact holds this node's configuration (a later one
-  // was adopted just above); a lone member's acceptor is ready at once.
-  // Others wait until theirs has recovered (checked every tick).
-  confirm_origin_when_ready(Clock::now());
   open_sockets();
   register_admin();
 }
@@ -327,6 +333,7 @@ void Node::tick() {
 
 void Node::leave(std::function<void()> done) {
   if (ctx_.leaving) return;
+  writes_.fail_held("node is leaving the cluster");
   writes_.flush();
   auto bye = frame(MsgType::leave, Leave{});
   broadcast_udp(bye);

@@ -11,6 +11,7 @@
 // Memory matters here (1M entries must fit in well under 200 MiB with 16 B
 // keys and 100 B values): an entry is one allocation holding header, key and
 // value. Single-threaded: owned by the node's event loop.
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -80,6 +81,8 @@ class Store {
 
   // A version for a new local write: above everything this node has seen.
   Version next_version(MemberIndex origin);
+  // The clock goes on from at least `floor` (a process's start: see Node).
+  void raise_clock(std::uint64_t floor) { lamport_ = std::max(lamport_, floor); }
   // Apply/merge into the named region, advancing the lamport clock and
   // calling the change callback when the visible state changed.
   bool apply(const Write& w);

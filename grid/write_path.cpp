@@ -2,8 +2,12 @@
 // NAKs, resends).
 #include "grid/write_path.h"
 
-#include <boost/asio/post.hpp>
+#include <algorithm>
+#include <iterator>
 #include <utility>
+
+#include <boost/asio/post.hpp>
+#include <fmt/format.h>
 
 #include "grid/envelope.h"
 
@@ -13,9 +17,14 @@ namespace {
 // A datagram carries as many writes as fit below this; a TCP frame more.
 constexpr std::size_t kDatagramBudget = kMaxDatagramBody - 4096;
 constexpr std::size_t kFrameBudget = 1024 * 1024;
-// Local writes held until the node knows its index: a node learns it from
-// its first peer heartbeat, so more than this is a node cut off at start.
-constexpr std::size_t kMaxHeld = 10000;
+// Local writes held until this node may stamp them (confirm_origin): with
+// its peers up that is about a heartbeat away. More bytes than
+// this, or a write older than kHeldFor failure timeouts (and 10 s), is a
+// node cut off at start: refused, not kept.
+constexpr std::size_t kMaxHeldBytes = 16 * 1024 * 1024;
+constexpr int kHeldFor = 5;
+constexpr auto kHeldForAtLeast = std::chrono::seconds(10);
+constexpr const char* kHeldWhy = "this node has not yet learnt its index in the cluster's configuration";
 
 std::size_t write_size(const Write& w) {
   return w.region.size() + w.key.size() + w.field.size() + w.value.size() + 32;
@@ -31,12 +40,12 @@ void WritePath::submit(Write w, DoneFn done) {
     return;
   }
   if (!origin_known_) {
-    if (held_.size() >= kMaxHeld) {
-      if (done) done(false, "this node has not yet learnt its index in the cluster's configuration (from a peer's "
-                            "heartbeat); it holds writes until then, and holds too many now");
+    if (held_bytes_ + write_size(w) > kMaxHeldBytes) {
+      if (done) done(false, fmt::format("{}; it holds writes until then, and holds too many now", kHeldWhy));
       return;
     }
-    held_.push_back(HeldWrite{std::move(w), std::move(done)});
+    held_bytes_ += write_size(w);
+    held_.push_back(HeldWrite{std::move(w), std::move(done), Clock::now()});
     return;
   }
   auto now = Clock::now();
@@ -51,13 +60,34 @@ void WritePath::submit(Write w, DoneFn done) {
 
 void WritePath::set_self_index(MemberIndex i) {
   self_index_ = i;
-  confirm_origin();
+  index_from_config_ = true;
 }
 
 void WritePath::confirm_origin() {
   if (origin_known_) return;
   origin_known_ = true;
+  held_bytes_ = 0;
   for (auto& h : std::exchange(held_, {})) submit(std::move(h.write), std::move(h.done));
+}
+
+void WritePath::fail_held(const std::string& why) {
+  held_bytes_ = 0;
+  for (auto& h : std::exchange(held_, {}))
+    if (h.done) h.done(false, why);
+}
+
+// Held writes wait at most kHeldFor failure timeouts (and 10 s); oldest first.
+void WritePath::expire_held(Time now) {
+  auto limit = std::max<Duration>(ctx_.config.failure_timeout * kHeldFor, kHeldForAtLeast);
+  std::size_t n = 0;
+  while (n < held_.size() && now - held_[n].since >= limit) ++n;
+  if (n == 0) return;
+  std::vector<HeldWrite> old(std::make_move_iterator(held_.begin()), std::make_move_iterator(held_.begin() + n));
+  held_.erase(held_.begin(), held_.begin() + n);
+  for (auto& h : old) {
+    held_bytes_ -= write_size(h.write);
+    if (h.done) h.done(false, fmt::format("{} within {} ms", kHeldWhy, to_ms(limit)));
+  }
 }
 
 void WritePath::schedule_flush() {
@@ -153,6 +183,7 @@ void WritePath::on_reset(const Sender& from, const Reset& m) {
 }
 
 void WritePath::tick(Time now) {
+  if (!held_.empty()) expire_held(now);
   for (const auto& r : sender_.tick(now)) send_resend(r);
   for (const auto& [peer, start] : sender_.hellos_due(now)) links_.send(peer, MsgType::hello, Hello{start});
   for (const auto& g : receiver_.gaps(now)) {

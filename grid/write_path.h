@@ -35,18 +35,22 @@ class WritePath {
   // A local write; `done` (may be null) runs once every member applied it.
   // Until the origin is confirmed, it waits (see confirm_origin).
   void submit(Write w, DoneFn done);
-  // A member change gave this node another index (a node that joined took
-  // the one its configuration assigns, not its place in `--members`).
+  // A configuration adopted with this node in it gives its index (a node
+  // that joined takes the one its configuration assigns, not its place in
+  // `--members`).
   void set_self_index(MemberIndex i);
-  // This node's index is the one the cluster's configuration gives it (its
-  // acceptor state is loaded or recovered under it, or it adopted a newer
-  // configuration with it): the writes held until now go. Before, a version
-  // made with a `--members` position (a joiner's, or a node's whose data
-  // dir was lost after the members changed) could equal another member's
-  // version of the same key, and the two values would never converge.
+  bool index_from_config() const { return index_from_config_; }
+  // This node may stamp writes now: its index is the configuration's (see
+  // Node::confirm_origin_when_ready). The writes held until now go. A
+  // version made with a `--members` place (a joiner's, or a node's whose
+  // data dir was lost after the members changed) could equal another
+  // member's version of the same key, and the two values would never
+  // converge.
   void confirm_origin();
   bool origin_known() const { return origin_known_; }
   std::size_t held() const { return held_.size(); }
+  // The held writes fail (the node leaves).
+  void fail_held(const std::string& why);
   // Sends what is queued now (also before the node leaves).
   void flush();
 
@@ -75,6 +79,7 @@ class WritePath {
   struct HeldWrite {
     Write write;
     DoneFn done;
+    Time since;
   };
   struct PendingWrite {
     std::uint64_t seq;
@@ -95,8 +100,12 @@ class WritePath {
   StreamSender sender_;
   StreamReceiver receiver_;
   std::deque<PendingWrite> pending_;
+  void expire_held(Time now);
+
   bool origin_known_ = false;
-  std::vector<HeldWrite> held_;  // local writes waiting for confirm_origin()
+  bool index_from_config_ = false;
+  std::vector<HeldWrite> held_;  // local writes waiting for confirm_origin(), oldest first
+  std::size_t held_bytes_ = 0;
   std::set<NodeId> acks_due_;
   bool flush_posted_ = false;
   Time last_write_{};  // last local or replicated write: periodic anti-entropy waits for a quiet stream

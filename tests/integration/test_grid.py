@@ -327,6 +327,36 @@ def state_transfer_while_writing(c):
     _transfer_while_writing(c, 20000)
 
 
+@test()
+def restarted_node_stamps_above_its_earlier_life_while_alone(c):
+    """A node's Lamport clock restarts with its process. Restarted while it
+    hears no one, its first write to a key must still get a version above
+    the one its earlier life gave that key: members treat an equal version
+    as the same write, so another value under it would never converge."""
+    ids = started(c, 3)
+    n, others = ids[2], ids[:2]
+    c.ctl(n, "put", R, "k", "old")
+    old = int(c.ctl(others[0], "get", R, "k")["version"])
+    c[n].stop()
+    for o in others:
+        c[o].pause()
+    try:
+        c[n].start()
+        wait_until(lambda: c.q(n, "status") is not None, 10.0, what=f"{n}'s admin port")
+        c.ctl(n, "put", R, "k", "new")  # its data dir gives its index: not held
+        new = int(c.ctl(n, "get", R, "k")["version"])
+    finally:
+        for o in others:
+            c[o].resume()
+    check(new >> 8 > old >> 8, f"{n} restarted alone stamped k with Lamport {new >> 8}, not above its earlier "
+                               f"life's {old >> 8}")
+
+    def agreed():
+        return all(c.ctl(i, "get", R, "k")["value"] == "new" for i in ids)
+    wait_until(agreed, 5.0, what="every node to hold the restarted node's write")
+    note(f"{n}'s write after a lone restart: Lamport {new >> 8} above {old >> 8}, held by all")
+
+
 # ---------------------------------------------------------------------------
 # Partition (a stalled node) heals: anti-entropy and TILT
 

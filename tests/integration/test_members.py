@@ -171,16 +171,24 @@ def member_added_node_writes_under_its_configured_index_not_its_members_place(c)
     for i in live:
         c[i].pause()
     result = {}
+
+    def put(key):
+        try:
+            result["out"] = c.ctl("n4", "put", "joined", key, "v1", timeout_ms=20000)
+        except CtlError as err:
+            result["error"] = err.stderr.strip()
     try:
         c["n4"].start()
         harness.wait_until(lambda: c.q("n4", "status") is not None, 10, what="n4's admin port")
-
-        def put():
-            try:
-                result["out"] = c.ctl("n4", "put", "joined", "k1", "v1", timeout_ms=20000)
-            except CtlError as err:
-                result["error"] = err.stderr.strip()
-        writer = threading.Thread(target=put)
+        # Held for good it is not: after 10 s (failure timeout 1 s) it fails, saying why.
+        t0 = time.monotonic()
+        put("k0")
+        took = time.monotonic() - t0
+        check("error" in result and "not yet learnt its index" in result["error"] and 9.5 < took < 15,
+              f"a write held with no peer to learn from: {result} after {took:.1f} s")
+        note(f"a write held with no peer to learn from failed after {took:.1f} s: {result.get('error')}")
+        result.clear()
+        writer = threading.Thread(target=put, args=("k1",))
         writer.start()
         harness.wait_until(lambda: c.q("n4", "status")["stream"]["held_writes"] == 1, 5,
                            what="n4 to hold the write until it knows its index")

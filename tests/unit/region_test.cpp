@@ -579,6 +579,14 @@ TEST_CASE("store: regions are created on first use and listed sorted") {
   CHECK(&s.region("b") == &b);  // inserting others does not move it
 }
 
+TEST_CASE("store: a raised clock goes on from the floor, never back") {
+  Store s;
+  s.raise_clock(1000);
+  CHECK(s.next_version(2) == make_version(1001, 2));
+  s.raise_clock(5);  // below: no effect
+  CHECK(s.next_version(2) == make_version(1002, 2));
+}
+
 TEST_CASE("store: next_version stays above every version seen") {
   Store s;
   CHECK(s.next_version(3) == make_version(1, 3));
