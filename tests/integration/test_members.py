@@ -20,6 +20,18 @@ def members_of(c, nid):
     return c.q(nid, "status")["members"]
 
 
+def three_of_four(c):
+    """n1..n4 declared; the cluster is n1..n3 (n4 waits to be added). Returns
+    (ids, snapshots once n1..n3 agree on a master and a replica)."""
+    ids = agent_nodes(c, 4)
+    for i in ("n1", "n2", "n3"):
+        c[i].members = ["n1", "n2", "n3"]
+        c[i].start()
+    c.wait_formed(["n1", "n2", "n3"])
+    snaps, _ = wait_roles(c, ["n1", "n2", "n3"], 10, what="a master and a replica", entries=True)
+    return ids, snaps
+
+
 @agent_test(timeout=90)
 def member_remove_a_data_node_then_fail_over_on_three(c):
     ids, m, r, data, e, _ = started_cluster(c, n=4)
@@ -58,12 +70,7 @@ def member_remove_a_data_node_then_fail_over_on_three(c):
 
 @agent_test(timeout=90)
 def member_add_a_fourth_node_fail_over_then_remove_it(c):
-    ids = agent_nodes(c, 4)
-    for i in ("n1", "n2", "n3"):  # the cluster: n1..n3; n4 waits to be added
-        c[i].members = ["n1", "n2", "n3"]
-        c[i].start()
-    c.wait_formed(["n1", "n2", "n3"])
-    snaps, _ = wait_roles(c, ["n1", "n2", "n3"], 10, what="a master and a replica", entries=True)
+    ids, snaps = three_of_four(c)  # the cluster: n1..n3; n4 waits to be added
     s = snaps["n1"]
     m, r, e = s["master"], s["replica"], s["epoch"]
     # Started before it is added, the new node is refused (same version,
@@ -106,12 +113,7 @@ def member_add_a_fourth_node_fail_over_then_remove_it(c):
 
 @agent_test(timeout=90)
 def member_add_refused_while_a_member_is_down_then_the_dead_one_replaced(c):
-    ids = agent_nodes(c, 4)
-    for i in ("n1", "n2", "n3"):
-        c[i].members = ["n1", "n2", "n3"]
-        c[i].start()
-    c.wait_formed(["n1", "n2", "n3"])
-    snaps, _ = wait_roles(c, ["n1", "n2", "n3"], 10, what="a master and a replica", entries=True)
+    ids, snaps = three_of_four(c)
     m, r = snaps["n1"]["master"], snaps["n1"]["replica"]
     dead = next(i for i in ("n1", "n2", "n3") if i not in (m, r))
     c[dead].kill9()
@@ -149,12 +151,7 @@ def member_added_node_writes_under_its_configured_index_not_its_members_place(c)
     configuration (a removed member's index is never given again). Until it
     has heard a peer, it does not know its index: its writes wait, and then
     carry the configuration's index, not another member's."""
-    ids = agent_nodes(c, 4)
-    for i in ("n1", "n2", "n3"):
-        c[i].members = ["n1", "n2", "n3"]
-        c[i].start()
-    c.wait_formed(["n1", "n2", "n3"])
-    snaps, _ = wait_roles(c, ["n1", "n2", "n3"], 10, what="a master and a replica", entries=True)
+    ids, snaps = three_of_four(c)
     m = snaps["n1"]["master"]
     # Remove n1 or n2 (never the master): n3 keeps index 2, and n4 is given 3.
     gone = "n1" if m != "n1" else "n2"

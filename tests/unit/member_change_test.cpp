@@ -91,13 +91,20 @@ int refuse_as_stale(QuorumProposer& p, MemberChange& mc, const NodeId& who, Time
 
 }  // namespace
 
-TEST_CASE("member change: refused for a newer configuration it never learns, it asks again, then fails") {
-  QuorumProposer p(Topology({"a", "b", "c"}), "a");
-  MemberChange mc("d", true, {});
+// Adding d to {a,b,c} from a, whose first read b refuses as stale.
+struct RefusedAsStale {
+  QuorumProposer p{Topology({"a", "b", "c"}), "a"};
+  MemberChange mc{"d", true, {}};
   QOut out;
   Time now = Clock::now();
-  mc.start(p, now, out);
-  REQUIRE(refuse_as_stale(p, mc, "b", now, out) == 1);
+  RefusedAsStale() {
+    mc.start(p, now, out);
+    REQUIRE(refuse_as_stale(p, mc, "b", now, out) == 1);
+  }
+};
+
+TEST_CASE_FIXTURE(RefusedAsStale,
+                  "member change: refused for a newer configuration it never learns, it asks again, then fails") {
   CHECK(mc.stage() == MemberChange::Stage::reading);
   // The newer configuration never comes (the ask or its answer was lost).
   int reads = 0;
@@ -112,13 +119,8 @@ TEST_CASE("member change: refused for a newer configuration it never learns, it 
   CHECK(mc.why().find("newer configuration") != std::string::npos);
 }
 
-TEST_CASE("member change: refused as stale, it reads again as soon as the newer configuration is adopted") {
-  QuorumProposer p(Topology({"a", "b", "c"}), "a");
-  MemberChange mc("d", true, {});
-  QOut out;
-  Time now = Clock::now();
-  mc.start(p, now, out);
-  REQUIRE(refuse_as_stale(p, mc, "b", now, out) == 1);
+TEST_CASE_FIXTURE(RefusedAsStale,
+                  "member change: refused as stale, it reads again as soon as the newer configuration is adopted") {
   QOut next;
   mc.adopted(2, p, now + milliseconds(10), next);  // no newer topology in p: only the read again counts
   int prepares = 0;
