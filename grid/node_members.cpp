@@ -60,11 +60,10 @@ ConfigRecord Node::config_record() const {
 
 // Local writes may be stamped once our index is the cluster's
 // (WritePath::confirm_origin). It is known from a configuration adopted
-// with us in it; once our acceptor is ready
-// (loaded intact, or recovered from ready members of the newest
-// configuration their answers show) and we run at least the configuration
-// it recovered; or, on the first list, once every live peer runs it too
-// (first_list_confirmed).
+// with us in it; once our acceptor is ready (loaded intact, or recovered
+// from ready members of the newest configuration their answers show) and
+// we run at least the configuration it recovered; or, on the first list,
+// once every live peer runs it too (first_list_confirmed).
 void Node::confirm_origin_when_ready(Time now) {
   if (writes_.origin_known() || !topology_.contains(config_.node)) return;
   const auto& acceptors = quorum_.acceptors();

@@ -87,6 +87,7 @@ class WritePath {
     Time submitted;
   };
   void schedule_flush();
+  void expire_held(Time now);
   void complete_writes();
   void send_resend(const StreamSender::Resend& r);
   template <class Send>
@@ -100,8 +101,6 @@ class WritePath {
   StreamSender sender_;
   StreamReceiver receiver_;
   std::deque<PendingWrite> pending_;
-  void expire_held(Time now);
-
   bool origin_known_ = false;
   bool index_from_config_ = false;
   std::vector<HeldWrite> held_;  // local writes waiting for confirm_origin(), oldest first
