@@ -59,15 +59,16 @@ ConfigRecord Node::config_record() const {
 }
 
 // Local writes may be stamped once our index is the cluster's
-// (WritePath::confirm_origin). It is known from a configuration adopted
-// with us in it; once our acceptor is ready (loaded intact, or recovered
-// from ready members of the newest configuration their answers show) and
-// we run at least the configuration it recovered; or, on the first list,
-// once every live peer runs it too (first_list_confirmed).
+// (WritePath::confirm_origin). It is known once we run a configuration past
+// the first with us in it (only adopt_config sets one, and set our index
+// from it); once our acceptor is ready (loaded intact, or recovered from
+// ready members of the newest configuration their answers show) and we run
+// at least the configuration it recovered; or, on the first list, once
+// every live peer runs it too (first_list_confirmed).
 void Node::confirm_origin_when_ready(Time now) {
   if (writes_.origin_known() || !topology_.contains(config_.node)) return;
   const auto& acceptors = quorum_.acceptors();
-  if (writes_.index_from_config() || (acceptors.ready() && topology_.version() >= acceptors.topology().version()) ||
+  if (topology_.version() > 1 || (acceptors.ready() && topology_.version() >= acceptors.topology().version()) ||
       first_list_confirmed(now))
     writes_.confirm_origin();
 }

@@ -3,7 +3,6 @@
 #include "grid/write_path.h"
 
 #include <algorithm>
-#include <iterator>
 #include <utility>
 
 #include <boost/asio/post.hpp>
@@ -58,11 +57,6 @@ void WritePath::submit(Write w, DoneFn done) {
   schedule_flush();
 }
 
-void WritePath::set_self_index(MemberIndex i) {
-  self_index_ = i;
-  index_from_config_ = true;
-}
-
 void WritePath::confirm_origin() {
   if (origin_known_) return;
   origin_known_ = true;
@@ -79,12 +73,9 @@ void WritePath::fail_held(const std::string& why) {
 // Held writes wait at most kHeldFor failure timeouts (and 10 s); oldest first.
 void WritePath::expire_held(Time now) {
   auto limit = std::max<Duration>(ctx_.config.failure_timeout * kHeldFor, kHeldForAtLeast);
-  std::size_t n = 0;
-  while (n < held_.size() && now - held_[n].since >= limit) ++n;
-  if (n == 0) return;
-  std::vector<HeldWrite> old(std::make_move_iterator(held_.begin()), std::make_move_iterator(held_.begin() + n));
-  held_.erase(held_.begin(), held_.begin() + n);
-  for (auto& h : old) {
+  while (!held_.empty() && now - held_.front().since >= limit) {
+    auto h = std::move(held_.front());
+    held_.pop_front();
     held_bytes_ -= write_size(h.write);
     if (h.done) h.done(false, fmt::format("{} within {} ms", kHeldWhy, to_ms(limit)));
   }

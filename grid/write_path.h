@@ -12,7 +12,6 @@
 #include <functional>
 #include <set>
 #include <string>
-#include <vector>
 
 #include "common/clock.h"
 #include "grid/histogram.h"
@@ -35,11 +34,9 @@ class WritePath {
   // A local write; `done` (may be null) runs once every member applied it.
   // Until the origin is confirmed, it waits (see confirm_origin).
   void submit(Write w, DoneFn done);
-  // A configuration adopted with this node in it gives its index (a node
-  // that joined takes the one its configuration assigns, not its place in
-  // `--members`).
-  void set_self_index(MemberIndex i);
-  bool index_from_config() const { return index_from_config_; }
+  // A member change gave this node another index (a node that joined took
+  // the one its configuration assigns, not its place in `--members`).
+  void set_self_index(MemberIndex i) { self_index_ = i; }
   // This node may stamp writes now: its index is the configuration's (see
   // Node::confirm_origin_when_ready). The writes held until now go. A
   // version made with a `--members` place (a joiner's, or a node's whose
@@ -102,8 +99,7 @@ class WritePath {
   StreamReceiver receiver_;
   std::deque<PendingWrite> pending_;
   bool origin_known_ = false;
-  bool index_from_config_ = false;
-  std::vector<HeldWrite> held_;  // local writes waiting for confirm_origin(), oldest first
+  std::deque<HeldWrite> held_;  // local writes waiting for confirm_origin(), oldest first
   std::size_t held_bytes_ = 0;
   std::set<NodeId> acks_due_;
   bool flush_posted_ = false;
