@@ -283,11 +283,8 @@ int main(int argc, char** argv) {
     auto addrs = split(o.addrs);
     if (addrs.empty()) throw std::runtime_error("no --addr");
     json out;
-    if (mode == "redis-wait") {
-      RedisProto p(o, true);
-      out = drive(p, addrs, o.clients, 1, o.n);
-    } else if (mode == "redis-set") {
-      RedisProto p(o, false);
+    if (mode == "redis-wait" || mode == "redis-set") {
+      RedisProto p(o, mode == "redis-wait");
       out = drive(p, addrs, o.clients, 1, o.n);
     } else if (mode == "redis-load") {
       RedisProto p(o, false);

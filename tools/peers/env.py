@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from rgkit.procs import die_with_parent
+from rgkit.procs import die_with_parent, rss_mib  # noqa: F401 (env.rss_mib: every server is one process)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -174,18 +174,6 @@ class Proc:
                 except subprocess.TimeoutExpired:
                     pass
         reap_orphans()
-
-
-def rss_mib(pid):
-    """VmRSS of one process (every server measured is a single process)."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
 
 
 def reap_orphans():

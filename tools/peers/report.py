@@ -77,15 +77,14 @@ def build_rows(res, systems, settings):
         per = {s: wr[s][c] for s in systems if s in wr}
         if not per:
             continue
-        rows.append(Row("writes", f"{c} client{'s' if c != '1' else ''}: writes/s acked by all replicas",
+        who = f"{c} client{'s' if c != '1' else ''}"
+        rows.append(Row("writes", f"{who}: writes/s acked by all replicas",
                         {s: [x["per_second"] for x in v] for s, v in per.items()}, "/s"))
-        rows.append(Row("writes", f"{c} client{'s' if c != '1' else ''}: p50 latency",
-                        {s: [x["p50_us"] for x in v] for s, v in per.items()}, " us"))
-        rows.append(Row("writes", f"{c} client{'s' if c != '1' else ''}: p99 latency",
-                        {s: [x["p99_us"] for x in v] for s, v in per.items()}, " us"))
+        rows.append(Row("writes", f"{who}: p50 latency", {s: [x["p50_us"] for x in v] for s, v in per.items()}, " us"))
+        rows.append(Row("writes", f"{who}: p99 latency", {s: [x["p99_us"] for x in v] for s, v in per.items()}, " us"))
         cpu = {s: [x["server_cpu_us"] for x in v] for s, v in per.items() if all("server_cpu_us" in x for x in v)}
         if cpu:
-            rows.append(Row("writes", f"{c} clients: server CPU per write, all members", cpu, " us"))
+            rows.append(Row("writes", f"{who}: server CPU per write, all members", cpu, " us"))
     nowait = {s: wr[s]["16-nowait"] for s in systems if "16-nowait" in wr.get(s, {})}
     if nowait:
         rows.append(Row("writes", "16 clients: writes/s waiting for no replica (Redis SET alone; a ceiling)",

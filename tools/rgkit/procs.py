@@ -17,6 +17,18 @@ def die_with_parent():
         _libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+def rss_mib(pid):
+    """VmRSS of one process in MiB, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def kill_and_reap(proc, timeout=5):
     """SIGKILL (which also ends a SIGSTOPped process) unless it already
     exited, then wait up to `timeout` s for it."""
